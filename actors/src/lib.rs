@@ -1,0 +1,26 @@
+//! The actors of the integrations hub, and the tenant-scoped data layer they use.
+//!
+//! # Layout
+//! - [`tenant`]: [`TenantId`], the validated tenant name every data access starts from.
+//! - [`store`]: the data layer. [`Store::tenant`] is the only way to reach tenant data, so a
+//!   query without a tenant cannot be written; on PostgreSQL each access also runs in a
+//!   transaction that sets the row-level-security tenant, so a missed filter still cannot leak.
+//! - [`catalog`]: the catalog actor, a ractor factory keyed by tenant. Writes of one tenant are
+//!   serialised on one worker; writes of different tenants run on different workers, and reads
+//!   go straight to the pool without any mailbox.
+//! - [`db`]: connecting (pool settings per backend) and migrating.
+//! - [`error`]: [`CatalogError`], in domain terms; the daemon maps it to HTTP in one place.
+
+pub mod catalog;
+pub mod db;
+pub mod error;
+pub mod store;
+pub mod tenant;
+
+pub use catalog::{Catalog, CatalogMsg};
+pub use error::CatalogError;
+pub use store::{
+    AuditEntry, AuditQuery, IntegrationChanges, IntegrationQuery, NewIntegration, Page, Store,
+    TenantStore,
+};
+pub use tenant::TenantId;

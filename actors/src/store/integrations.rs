@@ -1,0 +1,261 @@
+//! Queries and mutations of the `integrations` table, each scoped to one tenant.
+
+use chrono::Utc;
+use entity::integration::{ActiveModel, Column, Entity, Model};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
+};
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use super::{MAX_PAGE_SIZE, Page, TenantStore, audit};
+use crate::error::CatalogError;
+
+const KIND: &str = "integration";
+
+/// Status of an integration that has not been checked yet.
+pub const STATUS_UNKNOWN: &str = "unknown";
+
+/// A validated request to register an integration.
+#[derive(Debug, Clone)]
+pub struct NewIntegration {
+    pub provider_type: String,
+    pub name: String,
+    pub config: Map<String, Value>,
+    pub auth_ref_uri: Option<String>,
+}
+
+/// A validated replacement of an integration's mutable fields.
+#[derive(Debug, Clone)]
+pub struct IntegrationChanges {
+    pub name: String,
+    pub config: Map<String, Value>,
+    pub auth_ref_uri: Option<String>,
+    /// When set, the change applies only if this is still the current version.
+    pub expected_version: Option<i64>,
+}
+
+/// Which integrations to list.
+#[derive(Debug, Clone, Default)]
+pub struct IntegrationQuery {
+    pub provider_type: Option<String>,
+    /// Start after this id (the previous page's cursor).
+    pub after: Option<Uuid>,
+    /// Page size, capped at [`MAX_PAGE_SIZE`].
+    pub limit: u64,
+}
+
+/// What the audit trail records of an integration: everything but secrets.
+fn snapshot(m: &Model) -> Value {
+    json!({
+        "type": m.provider_type,
+        "name": m.name,
+        "config": connectors::config::redact(&m.config_json),
+        "authRefUri": m.auth_ref_uri,
+        "version": m.version,
+    })
+}
+
+fn name_conflict(e: DbErr) -> CatalogError {
+    match e.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(_)) => CatalogError::Conflict {
+            field: "name",
+            message: "an integration with this name already exists in the tenant".into(),
+        },
+        _ => CatalogError::Db(e),
+    }
+}
+
+impl TenantStore {
+    fn live(&self) -> sea_orm::Select<Entity> {
+        Entity::find()
+            .filter(Column::TenantId.eq(self.tenant.as_str()))
+            .filter(Column::DeletedAt.is_null())
+    }
+
+    /// One live integration of the tenant.
+    ///
+    /// # Errors
+    /// [`CatalogError::NotFound`] when it does not exist, is deleted, or is another tenant's.
+    pub async fn integration_get(&self, id: Uuid) -> Result<Model, CatalogError> {
+        let txn = self.begin(false).await?;
+        let found = self.live().filter(Column::Id.eq(id)).one(&txn).await?;
+        txn.commit().await?;
+        found.ok_or(CatalogError::NotFound { kind: KIND, id })
+    }
+
+    /// A page of the tenant's live integrations, in creation order.
+    ///
+    /// # Errors
+    /// [`CatalogError::Db`].
+    pub async fn integration_list(
+        &self,
+        query: &IntegrationQuery,
+    ) -> Result<Page<Model, Uuid>, CatalogError> {
+        let limit = query.limit.clamp(1, MAX_PAGE_SIZE);
+        let mut select = self.live();
+        if let Some(t) = &query.provider_type {
+            select = select.filter(Column::ProviderType.eq(t.as_str()));
+        }
+        if let Some(after) = query.after {
+            select = select.filter(Column::Id.gt(after));
+        }
+        let txn = self.begin(false).await?;
+        let rows = select
+            .order_by_asc(Column::Id)
+            .limit(limit + 1)
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(Page::from_rows(rows, limit, |m| m.id))
+    }
+
+    /// Registers an integration and records it in the audit trail, in one transaction.
+    ///
+    /// # Errors
+    /// [`CatalogError::Conflict`] when the name is taken by a live integration of the tenant.
+    pub(crate) async fn integration_create(
+        &self,
+        actor: &str,
+        new: NewIntegration,
+    ) -> Result<Model, CatalogError> {
+        let now = Utc::now();
+        let row = ActiveModel {
+            id: Set(Uuid::now_v7()),
+            tenant_id: Set(self.tenant.as_str().to_owned()),
+            provider_type: Set(new.provider_type),
+            name: Set(new.name),
+            config_json: Set(Value::Object(new.config)),
+            auth_ref_uri: Set(new.auth_ref_uri),
+            status: Set(STATUS_UNKNOWN.to_owned()),
+            status_reason: Set(None),
+            last_checked_at: Set(None),
+            version: Set(1),
+            created_at: Set(now),
+            updated_at: Set(now),
+            deleted_at: Set(None),
+        };
+        let txn = self.begin(true).await?;
+        let created = Entity::insert(row)
+            .exec_with_returning(&txn)
+            .await
+            .map_err(name_conflict)?;
+        let details = json!({ "before": null, "after": snapshot(&created) });
+        audit::record(
+            &txn,
+            self,
+            actor,
+            "integration.create",
+            Some(created.id),
+            details,
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(created)
+    }
+
+    /// Replaces an integration's name, config and AuthRef, bumping its version, and records the
+    /// change in the audit trail, in one transaction.
+    ///
+    /// # Errors
+    /// [`CatalogError::NotFound`], [`CatalogError::VersionMismatch`] on a stale version,
+    /// [`CatalogError::Conflict`] on a name clash.
+    pub(crate) async fn integration_update(
+        &self,
+        actor: &str,
+        id: Uuid,
+        changes: IntegrationChanges,
+    ) -> Result<Model, CatalogError> {
+        let txn = self.begin(true).await?;
+        let current = self
+            .live()
+            .filter(Column::Id.eq(id))
+            .one(&txn)
+            .await?
+            .ok_or(CatalogError::NotFound { kind: KIND, id })?;
+        check_version(changes.expected_version, current.version)?;
+        let mut updated = current.clone();
+        updated.name = changes.name;
+        updated.config_json = Value::Object(changes.config);
+        updated.auth_ref_uri = changes.auth_ref_uri;
+        updated.version = current.version + 1;
+        updated.updated_at = Utc::now();
+        self.write_guarded(&txn, &current, &updated).await?;
+        let details = json!({ "before": snapshot(&current), "after": snapshot(&updated) });
+        audit::record(&txn, self, actor, "integration.update", Some(id), details).await?;
+        txn.commit().await?;
+        Ok(updated)
+    }
+
+    /// Soft-deletes an integration: it disappears from every read, its audit rows stay.
+    ///
+    /// # Errors
+    /// [`CatalogError::NotFound`], or [`CatalogError::VersionMismatch`] on a stale version.
+    pub(crate) async fn integration_delete(
+        &self,
+        actor: &str,
+        id: Uuid,
+        expected_version: Option<i64>,
+    ) -> Result<Model, CatalogError> {
+        let txn = self.begin(true).await?;
+        let current = self
+            .live()
+            .filter(Column::Id.eq(id))
+            .one(&txn)
+            .await?
+            .ok_or(CatalogError::NotFound { kind: KIND, id })?;
+        check_version(expected_version, current.version)?;
+        let now = Utc::now();
+        let mut deleted = current.clone();
+        deleted.deleted_at = Some(now);
+        deleted.updated_at = now;
+        deleted.version = current.version + 1;
+        self.write_guarded(&txn, &current, &deleted).await?;
+        let details = json!({ "before": snapshot(&current), "after": null });
+        audit::record(&txn, self, actor, "integration.delete", Some(id), details).await?;
+        txn.commit().await?;
+        Ok(deleted)
+    }
+
+    /// Writes `next` over `current` only if nobody changed the row in between.
+    async fn write_guarded(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        current: &Model,
+        next: &Model,
+    ) -> Result<(), CatalogError> {
+        let row = ActiveModel {
+            name: Set(next.name.clone()),
+            config_json: Set(next.config_json.clone()),
+            auth_ref_uri: Set(next.auth_ref_uri.clone()),
+            version: Set(next.version),
+            updated_at: Set(next.updated_at),
+            deleted_at: Set(next.deleted_at),
+            ..Default::default()
+        };
+        let result = Entity::update_many()
+            .set(row)
+            .filter(Column::Id.eq(current.id))
+            .filter(Column::TenantId.eq(self.tenant.as_str()))
+            .filter(Column::Version.eq(current.version))
+            .exec(txn)
+            .await
+            .map_err(name_conflict)?;
+        if result.rows_affected == 0 {
+            return Err(CatalogError::VersionMismatch {
+                expected: current.version,
+                current: current.version + 1,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn check_version(expected: Option<i64>, current: i64) -> Result<(), CatalogError> {
+    match expected {
+        Some(expected) if expected != current => {
+            Err(CatalogError::VersionMismatch { expected, current })
+        }
+        _ => Ok(()),
+    }
+}

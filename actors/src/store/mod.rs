@@ -1,0 +1,137 @@
+//! The tenant-scoped data layer.
+//!
+//! [`Store`] holds the pool; [`Store::tenant`] hands out a [`TenantStore`], the only type with
+//! methods that touch tenant data, so no query can be written without a tenant. Every access
+//! runs in a transaction that, on PostgreSQL, first sets the row-level-security tenant
+//! (`SET LOCAL` semantics through `set_config(.., true)`): if a filter below were ever missed,
+//! the database itself would still return only the tenant's rows.
+//!
+//! Mutations are `pub(crate)`: outside this crate they are reached through the catalog actor.
+
+mod audit;
+mod integrations;
+mod keys;
+
+use sea_orm::{
+    AccessMode, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,
+    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+};
+
+pub use audit::{AuditEntry, AuditQuery};
+pub use integrations::{IntegrationChanges, IntegrationQuery, NewIntegration};
+
+use crate::tenant::TenantId;
+
+/// Largest page any list returns.
+pub const MAX_PAGE_SIZE: u64 = 200;
+
+/// One page of a list, and where the next one starts.
+#[derive(Debug, Clone)]
+pub struct Page<T, C> {
+    pub items: Vec<T>,
+    /// The cursor to pass for the next page; `None` on the last page.
+    pub next: Option<C>,
+}
+
+impl<T, C> Page<T, C> {
+    /// Builds a page from up to `limit + 1` rows: the extra row only tells that more exist.
+    fn from_rows(mut rows: Vec<T>, limit: u64, cursor_of: impl Fn(&T) -> C) -> Self {
+        let more = rows.len() as u64 > limit;
+        rows.truncate(limit as usize);
+        let next = if more {
+            rows.last().map(cursor_of)
+        } else {
+            None
+        };
+        Page { items: rows, next }
+    }
+}
+
+/// The database, shared by every tenant.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+impl Store {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// Access to one tenant's data.
+    pub fn tenant(&self, tenant: TenantId) -> TenantStore {
+        TenantStore {
+            db: self.db.clone(),
+            tenant,
+        }
+    }
+
+    /// Checks that the database answers.
+    ///
+    /// # Errors
+    /// When it does not.
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.db.ping().await
+    }
+
+    /// Whether every migration has been applied.
+    ///
+    /// # Errors
+    /// When the database cannot be queried.
+    pub async fn is_migrated(&self) -> Result<bool, DbErr> {
+        crate::db::is_migrated(&self.db).await
+    }
+
+    pub fn backend(&self) -> DatabaseBackend {
+        self.db.get_database_backend()
+    }
+}
+
+/// One tenant's view of the catalog.
+#[derive(Clone, Debug)]
+pub struct TenantStore {
+    db: DatabaseConnection,
+    tenant: TenantId,
+}
+
+impl TenantStore {
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    /// Starts a transaction bound to this tenant. Writers take SQLite's write lock at once
+    /// (`BEGIN IMMEDIATE`) so two writers never deadlock upgrading a read lock.
+    async fn begin(&self, write: bool) -> Result<DatabaseTransaction, DbErr> {
+        let backend = self.db.get_database_backend();
+        let options = TransactionOptions {
+            isolation_level: None,
+            access_mode: None::<AccessMode>,
+            sqlite_transaction_mode: (write && backend == DatabaseBackend::Sqlite)
+                .then_some(SqliteTransactionMode::Immediate),
+        };
+        let txn = self.db.begin_with_options(options).await?;
+        if backend == DatabaseBackend::Postgres {
+            txn.execute_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT set_config($1, $2, true)",
+                [
+                    migration::rls::TENANT_SETTING.into(),
+                    self.tenant.as_str().into(),
+                ],
+            ))
+            .await?;
+        }
+        Ok(txn)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// A migrated database: in-memory SQLite, or a fresh PostgreSQL database when
+    /// `STELLA_TEST_DATABASE=postgres` (see [`crate::db::testing`]).
+    pub async fn store() -> Store {
+        Store::new(crate::db::testing::database().await)
+    }
+}

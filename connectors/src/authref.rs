@@ -1,0 +1,152 @@
+//! AuthRef URIs: `authref://<backend>/<path>[#key]`.
+//!
+//! The catalog stores only these references; the secret behind one is resolved from its
+//! backend at the moment a connector needs it and is never persisted.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The URI scheme, with its separator.
+pub const SCHEME: &str = "authref://";
+
+/// Longest accepted reference.
+pub const MAX_LEN: usize = 2048;
+
+/// Where a secret lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// HashiCorp Vault or OpenBao, KV version 2: `<mount>/<path>`.
+    Vault,
+    /// An environment variable of the daemon, named by the path.
+    Env,
+    /// A file readable by the daemon; the path is relative to the configured secrets folder.
+    File,
+}
+
+impl Backend {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Backend::Vault => "vault",
+            Backend::Env => "env",
+            Backend::File => "file",
+        }
+    }
+}
+
+/// A parsed, syntactically valid AuthRef URI.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct AuthRef {
+    pub backend: Backend,
+    /// Slash-separated path inside the backend, without leading or trailing slash.
+    pub path: String,
+    /// The field to pick from a secret with several fields.
+    pub key: Option<String>,
+}
+
+/// Why a string is not an AuthRef URI.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthRefError {
+    #[error("must start with {SCHEME}")]
+    Scheme,
+    #[error("longer than {MAX_LEN} characters")]
+    TooLong,
+    #[error("unknown backend {0:?}; expected vault, env or file")]
+    Backend(String),
+    #[error("the path after the backend is empty")]
+    EmptyPath,
+    #[error("the path has an empty, '.' or '..' segment, or a character outside [A-Za-z0-9._-]")]
+    BadPath,
+    #[error("the #key is empty or has a character outside [A-Za-z0-9._-]")]
+    BadKey,
+}
+
+fn is_safe(segment: &str) -> bool {
+    !segment.is_empty()
+        && segment != "."
+        && segment != ".."
+        && segment
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+impl FromStr for AuthRef {
+    type Err = AuthRefError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() > MAX_LEN {
+            return Err(AuthRefError::TooLong);
+        }
+        let rest = s.strip_prefix(SCHEME).ok_or(AuthRefError::Scheme)?;
+        let (rest, key) = match rest.split_once('#') {
+            Some((rest, key)) if is_safe(key) => (rest, Some(key.to_owned())),
+            Some(_) => return Err(AuthRefError::BadKey),
+            None => (rest, None),
+        };
+        let (backend, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let backend = match backend {
+            "vault" => Backend::Vault,
+            "env" => Backend::Env,
+            "file" => Backend::File,
+            other => return Err(AuthRefError::Backend(other.to_owned())),
+        };
+        if path.is_empty() {
+            return Err(AuthRefError::EmptyPath);
+        }
+        if !path.split('/').all(is_safe) {
+            return Err(AuthRefError::BadPath);
+        }
+        Ok(AuthRef {
+            backend,
+            path: path.to_owned(),
+            key,
+        })
+    }
+}
+
+impl fmt::Display for AuthRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{SCHEME}{}/{}", self.backend.as_str(), self.path)?;
+        if let Some(key) = &self.key {
+            write!(f, "#{key}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_backend_path_and_key() {
+        let r: AuthRef = "authref://vault/secret/ci/gitlab#token".parse().unwrap();
+        assert_eq!(r.backend, Backend::Vault);
+        assert_eq!(r.path, "secret/ci/gitlab");
+        assert_eq!(r.key.as_deref(), Some("token"));
+        assert_eq!(r.to_string(), "authref://vault/secret/ci/gitlab#token");
+        let r: AuthRef = "authref://env/GITLAB_TOKEN".parse().unwrap();
+        assert_eq!((r.backend, r.key), (Backend::Env, None));
+    }
+
+    #[test]
+    fn rejects_malformed_references() {
+        for (s, e) in [
+            ("vault/x", AuthRefError::Scheme),
+            ("https://vault/x", AuthRefError::Scheme),
+            ("authref://s3/x", AuthRefError::Backend("s3".into())),
+            ("authref://vault", AuthRefError::EmptyPath),
+            ("authref://vault/", AuthRefError::EmptyPath),
+            ("authref://vault/a//b", AuthRefError::BadPath),
+            ("authref://file/../etc/shadow", AuthRefError::BadPath),
+            ("authref://vault/a b", AuthRefError::BadPath),
+            ("authref://vault/a#", AuthRefError::BadKey),
+            ("authref://vault/a#b#c", AuthRefError::BadKey),
+        ] {
+            assert_eq!(s.parse::<AuthRef>(), Err(e), "{s}");
+        }
+        assert_eq!(
+            format!("authref://vault/{}", "a".repeat(MAX_LEN)).parse::<AuthRef>(),
+            Err(AuthRefError::TooLong)
+        );
+    }
+}

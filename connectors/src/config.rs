@@ -1,0 +1,254 @@
+//! Checks every provider's configuration shares, and typed parsing of provider configs.
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+/// Largest accepted configuration, serialised as JSON.
+pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
+
+/// Key names (compared case-insensitively, ignoring `_` and `-`) whose string values are
+/// credentials. A configuration must reference credentials through an AuthRef URI instead.
+const SECRET_KEY_SUFFIXES: [&str; 9] = [
+    "token",
+    "password",
+    "passwd",
+    "secret",
+    "privatekey",
+    "apikey",
+    "credential",
+    "credentials",
+    "passphrase",
+];
+
+/// Why a configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A field is missing, of the wrong type, unknown or out of range.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// JSON path of the field, such as `config.baseUrl`.
+        field: String,
+        message: String,
+    },
+    /// A field holds what looks like a raw credential.
+    #[error(
+        "{field}: raw secrets are not accepted in config; store the secret in a vault and pass an authRefUri"
+    )]
+    RawSecret { field: String },
+    /// The configuration is larger than [`MAX_CONFIG_BYTES`].
+    #[error("config: larger than {MAX_CONFIG_BYTES} bytes")]
+    TooLarge,
+}
+
+impl ConfigError {
+    /// The JSON path of the offending field.
+    pub fn field(&self) -> &str {
+        match self {
+            ConfigError::Invalid { field, .. } | ConfigError::RawSecret { field } => field,
+            ConfigError::TooLarge => "config",
+        }
+    }
+
+    /// What is wrong, without the field name.
+    pub fn message(&self) -> String {
+        match self {
+            ConfigError::Invalid { message, .. } => message.clone(),
+            ConfigError::RawSecret { .. } => {
+                "raw secrets are not accepted in config; store the secret in a vault and pass an authRefUri".into()
+            }
+            ConfigError::TooLarge => format!("larger than {MAX_CONFIG_BYTES} bytes"),
+        }
+    }
+
+    pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Checks what every provider's configuration must satisfy: size and no raw secrets.
+///
+/// # Errors
+/// [`ConfigError::TooLarge`] or [`ConfigError::RawSecret`].
+pub fn check_common(config: &Map<String, Value>) -> Result<(), ConfigError> {
+    let size = serde_json::to_vec(config)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
+    if size > MAX_CONFIG_BYTES {
+        return Err(ConfigError::TooLarge);
+    }
+    if let Some(field) = find_raw_secret(config, "config") {
+        return Err(ConfigError::RawSecret { field });
+    }
+    Ok(())
+}
+
+fn is_secret_key(key: &str) -> bool {
+    let normalised: String = key
+        .chars()
+        .filter(|c| *c != '_' && *c != '-')
+        .flat_map(char::to_lowercase)
+        .collect();
+    SECRET_KEY_SUFFIXES.iter().any(|s| normalised.ends_with(s))
+}
+
+fn is_raw_secret_value(value: &Value) -> bool {
+    match value {
+        Value::String(s) => !s.is_empty() && !s.starts_with(crate::authref::SCHEME),
+        _ => false,
+    }
+}
+
+/// The JSON path of the first field that holds a raw secret, if any.
+pub fn find_raw_secret(config: &Map<String, Value>, path: &str) -> Option<String> {
+    for (key, value) in config {
+        let here = format!("{path}.{key}");
+        if is_secret_key(key) && is_raw_secret_value(value) {
+            return Some(here);
+        }
+        if let Some(found) = find_in_value(value, &here) {
+            return Some(found);
+        }
+    }
+    None
+}
+
+fn find_in_value(value: &Value, path: &str) -> Option<String> {
+    match value {
+        Value::Object(map) => find_raw_secret(map, path),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| find_in_value(item, &format!("{path}[{i}]"))),
+        _ => None,
+    }
+}
+
+/// A copy of `value` with every secret-looking string replaced by `"[REDACTED]"`, for audit
+/// records and logs.
+pub fn redact(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let v = if is_secret_key(k) && is_raw_secret_value(v) {
+                        Value::String("[REDACTED]".into())
+                    } else {
+                        redact(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Parses a provider's typed configuration, turning serde's message into a [`ConfigError`].
+///
+/// # Errors
+/// [`ConfigError::Invalid`] with serde's explanation (which names the field).
+pub fn parse<T: DeserializeOwned>(config: &Map<String, Value>) -> Result<T, ConfigError> {
+    serde_json::from_value(Value::Object(config.clone()))
+        .map_err(|e| ConfigError::invalid("config", e.to_string()))
+}
+
+/// Checks that `value` is an absolute `http` or `https` URL.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] naming `field`.
+pub fn check_http_url(field: &str, value: &str) -> Result<url::Url, ConfigError> {
+    let url = url::Url::parse(value)
+        .map_err(|e| ConfigError::invalid(format!("config.{field}"), format!("not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(ConfigError::invalid(
+            format!("config.{field}"),
+            "must be an http or https URL with a host",
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::RawSecret {
+            field: format!("config.{field}"),
+        });
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn raw_secrets_are_found_by_key_anywhere() {
+        for (config, field) in [
+            (json!({"token": "abc"}), "config.token"),
+            (json!({"Password": "abc"}), "config.Password"),
+            (json!({"private_key": "-----BEGIN"}), "config.private_key"),
+            (json!({"clientSecret": "x"}), "config.clientSecret"),
+            (json!({"webhook": {"secret": "x"}}), "config.webhook.secret"),
+            (
+                json!({"hooks": [{}, {"apiKey": "x"}]}),
+                "config.hooks[1].apiKey",
+            ),
+        ] {
+            assert_eq!(
+                find_raw_secret(&obj(config), "config").as_deref(),
+                Some(field)
+            );
+        }
+    }
+
+    #[test]
+    fn references_and_non_strings_are_not_secrets() {
+        for config in [
+            json!({"token": "authref://vault/ci/gitlab#token"}),
+            json!({"token": ""}),
+            json!({"tokenTtlSeconds": 30}),
+            json!({"secretRef": {"path": "x"}}),
+            json!({"baseUrl": "https://x"}),
+        ] {
+            assert_eq!(
+                find_raw_secret(&obj(config.clone()), "config"),
+                None,
+                "{config}"
+            );
+        }
+    }
+
+    #[test]
+    fn redact_hides_secret_values_only() {
+        let v = json!({"password": "hunter2", "baseUrl": "https://x", "n": {"token": "t"}});
+        assert_eq!(
+            redact(&v),
+            json!({"password": "[REDACTED]", "baseUrl": "https://x", "n": {"token": "[REDACTED]"}})
+        );
+    }
+
+    #[test]
+    fn oversized_config_is_refused() {
+        let big = "x".repeat(MAX_CONFIG_BYTES);
+        assert_eq!(
+            check_common(&obj(json!({"blob": big}))),
+            Err(ConfigError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn urls_must_be_http_with_host_and_no_userinfo() {
+        assert!(check_http_url("baseUrl", "https://gitlab.example.com").is_ok());
+        assert!(check_http_url("baseUrl", "ftp://x").is_err());
+        assert!(check_http_url("baseUrl", "not a url").is_err());
+        assert!(matches!(
+            check_http_url("baseUrl", "https://user:pw@x"),
+            Err(ConfigError::RawSecret { .. })
+        ));
+    }
+}

@@ -1,0 +1,121 @@
+//! The connector contract and the explicit list of built-in connectors.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::config::ConfigError;
+
+/// Optional things a connector can do beyond checking health.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Capability {
+    /// Checks the provider's health.
+    HealthCheck,
+    /// Lists the repositories or projects behind the integration.
+    ListResources,
+    /// Creates webhooks on the provider.
+    SetupWebhook,
+}
+
+impl Capability {
+    /// The stable wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Capability::HealthCheck => "health_check",
+            Capability::ListResources => "list_resources",
+            Capability::SetupWebhook => "setup_webhook",
+        }
+    }
+}
+
+/// What the catalog needs to know about a provider type before it stores an integration.
+///
+/// Kept small on purpose: optional abilities are described by [`Capability`], and methods
+/// added later get default bodies so existing connectors keep compiling.
+pub trait ConnectorFactory: Send + Sync + 'static {
+    /// The provider type, as stored in `integrations.type` (e.g. `gitlab`).
+    fn provider_type(&self) -> &'static str;
+
+    /// A human-readable name for forms and listings.
+    fn display_name(&self) -> &'static str;
+
+    /// What the connector can do.
+    fn capabilities(&self) -> &'static [Capability] {
+        &[Capability::HealthCheck]
+    }
+
+    /// Checks a configuration object for this provider.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the offending field.
+    fn validate_config(&self, config: &Map<String, Value>) -> Result<(), ConfigError>;
+}
+
+/// The built-in connectors, in one explicit list (grep-able, unlike self-registration).
+pub fn builtin() -> Vec<Arc<dyn ConnectorFactory>> {
+    vec![
+        Arc::new(crate::github_app::Factory),
+        Arc::new(crate::gitlab::Factory),
+        Arc::new(crate::harbor::Factory),
+        Arc::new(crate::oci_registry::Factory),
+        Arc::new(crate::memory::Factory),
+    ]
+}
+
+/// Connectors by provider type.
+#[derive(Clone, Default)]
+pub struct Registry {
+    by_type: BTreeMap<&'static str, Arc<dyn ConnectorFactory>>,
+}
+
+impl Registry {
+    /// A registry of the built-in connectors.
+    pub fn with_builtins() -> Self {
+        let mut registry = Self::default();
+        for factory in builtin() {
+            registry.by_type.insert(factory.provider_type(), factory);
+        }
+        registry
+    }
+
+    /// The connector for a provider type, if one is registered.
+    pub fn get(&self, provider_type: &str) -> Option<&Arc<dyn ConnectorFactory>> {
+        self.by_type.get(provider_type)
+    }
+
+    /// Every registered connector, sorted by provider type.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn ConnectorFactory>> {
+        self.by_type.values()
+    }
+
+    /// The registered provider types, sorted.
+    pub fn provider_types(&self) -> Vec<&'static str> {
+        self.by_type.keys().copied().collect()
+    }
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.by_type.keys()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_types_are_unique_and_snake_case() {
+        let list = builtin();
+        let registry = Registry::with_builtins();
+        assert_eq!(
+            registry.provider_types().len(),
+            list.len(),
+            "duplicate provider type"
+        );
+        for t in registry.provider_types() {
+            assert!(t.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{t}");
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! `/api/v1/audit`: the tenant's audit trail.
+
+use std::sync::Arc;
+
+use actors::AuditQuery;
+use poem::web::Data;
+use poem_openapi::OpenApi;
+use poem_openapi::param::Query;
+use poem_openapi::payload::Json;
+use uuid::Uuid;
+
+use super::ApiTags;
+use super::error::ApiError;
+use super::security::BearerAuth;
+use super::types::{AuditPage, cursor};
+use crate::AppState;
+use crate::auth::Scope;
+
+pub struct AuditApi;
+
+#[OpenApi(prefix_path = "/api/v1/audit", tag = "ApiTags::Audit")]
+impl AuditApi {
+    /// List the audit trail
+    ///
+    /// Every change to the caller's tenant's integrations, newest first: who, what, when, and
+    /// the redacted state before and after.
+    #[oai(path = "/", method = "get", operation_id = "audit_list")]
+    async fn audit_list(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: BearerAuth,
+        /// Only records of this integration (deleted ones included).
+        integration_id: Query<Option<Uuid>>,
+        /// Page size (1 to 200, default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        limit: Query<Option<u32>>,
+        /// The `nextCursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<Json<AuditPage>, ApiError> {
+        let principal = auth.require(Scope::Read)?;
+        let before = match cursor.0.as_deref() {
+            None | Some("") => None,
+            Some(c) => Some(
+                cursor::decode_i64(c)
+                    .ok_or_else(|| ApiError::bad_request("cursor: not a cursor of this list"))?,
+            ),
+        };
+        let page = state
+            .store
+            .tenant(principal.tenant.clone())
+            .audit_list(&AuditQuery {
+                integration_id: integration_id.0,
+                before,
+                limit: u64::from(limit.0.unwrap_or(super::integrations::DEFAULT_PAGE_SIZE)),
+            })
+            .await?;
+        Ok(Json(AuditPage {
+            items: page.items.into_iter().map(Into::into).collect(),
+            next_cursor: page.next.map(cursor::encode_i64),
+        }))
+    }
+}

@@ -1,0 +1,380 @@
+//! Every error the API returns, as RFC 9457 `application/problem+json`, mapped in one place.
+//!
+//! Clients get a safe `detail`; internal causes (database errors and the like) are logged with
+//! the request, never sent. Each kind of problem has a stable `code` and `type`.
+
+use std::time::Duration;
+
+use actors::CatalogError;
+use poem::Response;
+use poem::http::StatusCode;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object};
+
+use crate::auth::AuthError;
+
+/// The media type of problem documents.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Stable error codes.
+pub const ERROR_CODE_BAD_REQUEST: &str = "bad_request";
+pub const ERROR_CODE_UNAUTHORIZED: &str = "unauthorized";
+pub const ERROR_CODE_FORBIDDEN: &str = "forbidden";
+pub const ERROR_CODE_NOT_FOUND: &str = "not_found";
+pub const ERROR_CODE_METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+pub const ERROR_CODE_CONFLICT: &str = "conflict";
+pub const ERROR_CODE_PRECONDITION_FAILED: &str = "precondition_failed";
+pub const ERROR_CODE_PAYLOAD_TOO_LARGE: &str = "payload_too_large";
+pub const ERROR_CODE_UNSUPPORTED_MEDIA_TYPE: &str = "unsupported_media_type";
+pub const ERROR_CODE_VALIDATION: &str = "validation_failed";
+pub const ERROR_CODE_RATE_LIMITED: &str = "rate_limited";
+pub const ERROR_CODE_INTERNAL: &str = "internal";
+pub const ERROR_CODE_NOT_IMPLEMENTED: &str = "not_implemented";
+pub const ERROR_CODE_UNAVAILABLE: &str = "unavailable";
+
+/// One invalid field of a request.
+#[derive(Debug, Clone, Object)]
+pub struct FieldError {
+    /// JSON path of the field, such as `config.token`.
+    pub field: String,
+    pub message: String,
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, Object)]
+pub struct Problem {
+    /// A URI naming the kind of problem.
+    #[oai(rename = "type")]
+    pub kind: String,
+    /// A short summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong with this request, safe to show to users.
+    #[oai(skip_serializing_if_is_none)]
+    pub detail: Option<String>,
+    /// A stable, machine-readable error code.
+    pub code: String,
+    /// The fields that were invalid, for validation problems.
+    #[oai(skip_serializing_if_is_none)]
+    pub errors: Option<Vec<FieldError>>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, code: &str, detail: impl Into<Option<String>>) -> Self {
+        Self {
+            kind: format!("urn:stellaops:problem:{code}"),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            code: code.to_owned(),
+            errors: None,
+        }
+    }
+
+    pub fn with_field(mut self, field: impl Into<String>, message: impl Into<String>) -> Self {
+        self.errors.get_or_insert_with(Vec::new).push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+        self
+    }
+}
+
+/// The error half of every operation's response.
+#[derive(Debug, ApiResponse)]
+#[oai(bad_request_handler = "bad_request_handler")]
+pub enum ApiError {
+    /// The request is malformed: bad JSON, unknown fields, wrong types or bad parameters.
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// No valid bearer token was presented.
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
+    /// The token lacks the scope this operation needs.
+    #[oai(status = 403, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+    /// No such object in the caller's tenant.
+    #[oai(status = 404, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
+    /// The request conflicts with the current state, such as a name already in use.
+    #[oai(status = 409, content_type = "application/problem+json")]
+    Conflict(Json<Problem>),
+    /// The `If-Match` version is not the current one.
+    #[oai(status = 412, content_type = "application/problem+json")]
+    PreconditionFailed(Json<Problem>),
+    /// The request body is larger than the limit.
+    #[oai(status = 413, content_type = "application/problem+json")]
+    PayloadTooLarge(Json<Problem>),
+    /// The request body is not `application/json`.
+    #[oai(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
+    /// The request is well-formed but its content is invalid.
+    #[oai(status = 422, content_type = "application/problem+json")]
+    Unprocessable(Json<Problem>),
+    /// Too many requests with this token; retry after the given number of seconds.
+    #[oai(status = 429, content_type = "application/problem+json")]
+    TooManyRequests(Json<Problem>, #[oai(header = "Retry-After")] u64),
+    /// An internal error; details are in the daemon's log.
+    #[oai(status = 500, content_type = "application/problem+json")]
+    Internal(Json<Problem>),
+    /// This operation is not available yet.
+    #[oai(status = 501, content_type = "application/problem+json")]
+    NotImplemented(Json<Problem>),
+    /// A dependency (such as the database) is unavailable; retry later.
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Unavailable(Json<Problem>),
+}
+
+/// The `WWW-Authenticate` challenge sent with every 401.
+pub const BEARER_CHALLENGE: &str = "Bearer realm=\"stella-integrations\"";
+
+impl ApiError {
+    /// The problem for `status`, in the matching variant.
+    pub fn from_problem(problem: Problem) -> Self {
+        let p = Json(problem);
+        match p.0.status {
+            400 => ApiError::BadRequest(p),
+            401 => ApiError::Unauthorized(p, BEARER_CHALLENGE.into()),
+            403 => ApiError::Forbidden(p),
+            404 => ApiError::NotFound(p),
+            409 => ApiError::Conflict(p),
+            412 => ApiError::PreconditionFailed(p),
+            413 => ApiError::PayloadTooLarge(p),
+            415 => ApiError::UnsupportedMediaType(p),
+            422 => ApiError::Unprocessable(p),
+            429 => ApiError::TooManyRequests(p, 1),
+            501 => ApiError::NotImplemented(p),
+            503 => ApiError::Unavailable(p),
+            _ => ApiError::Internal(Json(Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ERROR_CODE_INTERNAL,
+                None,
+            ))),
+        }
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::from_problem(Problem::new(
+            StatusCode::BAD_REQUEST,
+            ERROR_CODE_BAD_REQUEST,
+            detail.into(),
+        ))
+    }
+
+    /// A 422 naming the invalid field.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let (field, message) = (field.into(), message.into());
+        Self::from_problem(
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ERROR_CODE_VALIDATION,
+                format!("{field}: {message}"),
+            )
+            .with_field(field, message),
+        )
+    }
+
+    pub fn forbidden(scope: &str) -> Self {
+        Self::from_problem(Problem::new(
+            StatusCode::FORBIDDEN,
+            ERROR_CODE_FORBIDDEN,
+            format!("this operation needs the {scope} scope"),
+        ))
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::from_problem(Problem::new(
+            StatusCode::NOT_FOUND,
+            ERROR_CODE_NOT_FOUND,
+            detail.into(),
+        ))
+    }
+
+    pub fn not_implemented(detail: impl Into<String>) -> Self {
+        Self::from_problem(Problem::new(
+            StatusCode::NOT_IMPLEMENTED,
+            ERROR_CODE_NOT_IMPLEMENTED,
+            detail.into(),
+        ))
+    }
+
+    pub fn internal() -> Self {
+        Self::from_problem(Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ERROR_CODE_INTERNAL,
+            None,
+        ))
+    }
+
+    pub fn rate_limited(retry_after: Duration) -> Self {
+        let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        ApiError::TooManyRequests(
+            Json(Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ERROR_CODE_RATE_LIMITED,
+                format!("rate limit exceeded; retry after {seconds} s"),
+            )),
+            seconds,
+        )
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> Self {
+        match e {
+            CatalogError::NotFound { kind, id } => {
+                ApiError::not_found(format!("{kind} {id} not found"))
+            }
+            CatalogError::Conflict { field, message } => ApiError::from_problem(
+                Problem::new(
+                    StatusCode::CONFLICT,
+                    ERROR_CODE_CONFLICT,
+                    format!("{field}: {message}"),
+                )
+                .with_field(field, message),
+            ),
+            CatalogError::VersionMismatch { .. } => ApiError::from_problem(Problem::new(
+                StatusCode::PRECONDITION_FAILED,
+                ERROR_CODE_PRECONDITION_FAILED,
+                e.to_string(),
+            )),
+            CatalogError::Unavailable => ApiError::from_problem(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ERROR_CODE_UNAVAILABLE,
+                "the catalog is unavailable; retry later".to_owned(),
+            )),
+            CatalogError::Db(error) => {
+                tracing::error!(message = "Database error.", %error);
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::RateLimited { retry_after } => ApiError::rate_limited(retry_after),
+            AuthError::KeysUnavailable => ApiError::from_problem(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ERROR_CODE_UNAVAILABLE,
+                e.to_string(),
+            )),
+            other => ApiError::from_problem(Problem::new(
+                StatusCode::UNAUTHORIZED,
+                ERROR_CODE_UNAUTHORIZED,
+                other.to_string(),
+            )),
+        }
+    }
+}
+
+/// Turns poem-openapi's request-parsing errors into problems that name the cause.
+fn bad_request_handler(err: poem::Error) -> ApiError {
+    let status = err.status();
+    let detail = err.to_string();
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ERROR_CODE_PAYLOAD_TOO_LARGE,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ERROR_CODE_UNSUPPORTED_MEDIA_TYPE,
+        StatusCode::UNAUTHORIZED => ERROR_CODE_UNAUTHORIZED,
+        _ => ERROR_CODE_BAD_REQUEST,
+    };
+    let status = match status {
+        StatusCode::PAYLOAD_TOO_LARGE
+        | StatusCode::UNSUPPORTED_MEDIA_TYPE
+        | StatusCode::UNAUTHORIZED => status,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    ApiError::from_problem(Problem::new(status, code, detail))
+}
+
+/// A `poem::Error` whose response is a problem document, for extractors and middleware.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .problem.detail.as_deref().unwrap_or(&.problem.title))]
+pub struct ProblemError {
+    problem: Problem,
+    retry_after: Option<u64>,
+}
+
+impl poem::error::ResponseError for ProblemError {
+    fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn as_response(&self) -> Response {
+        let mut response = problem_response(self.problem.clone());
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert("retry-after", seconds.into());
+        }
+        response
+    }
+}
+
+impl ApiError {
+    /// As a `poem::Error`, for extractors and middleware that must fail with a problem.
+    pub fn into_poem(self) -> poem::Error {
+        let (problem, retry_after) = match self {
+            ApiError::TooManyRequests(p, seconds) => (p.0, Some(seconds)),
+            ApiError::BadRequest(p)
+            | ApiError::Unauthorized(p, _)
+            | ApiError::Forbidden(p)
+            | ApiError::NotFound(p)
+            | ApiError::Conflict(p)
+            | ApiError::PreconditionFailed(p)
+            | ApiError::PayloadTooLarge(p)
+            | ApiError::UnsupportedMediaType(p)
+            | ApiError::Unprocessable(p)
+            | ApiError::Internal(p)
+            | ApiError::NotImplemented(p)
+            | ApiError::Unavailable(p) => (p.0, None),
+        };
+        poem::Error::from(ProblemError {
+            problem,
+            retry_after,
+        })
+    }
+}
+
+/// The last line of defence: any error that is not yet a problem document becomes one, so
+/// every error response of the daemon (unknown routes, wrong methods, auth failures, body
+/// limits) is `application/problem+json`.
+pub async fn catch_all(err: poem::Error) -> Response {
+    let status = err.status();
+    let message = err.to_string();
+    // Operations' `ApiError`s and `ProblemError`s arrive here already rendered.
+    let response = err.into_response();
+    if response.content_type() == Some(PROBLEM_JSON) {
+        return response;
+    }
+    let code = match status {
+        StatusCode::BAD_REQUEST => ERROR_CODE_BAD_REQUEST,
+        StatusCode::UNAUTHORIZED => ERROR_CODE_UNAUTHORIZED,
+        StatusCode::FORBIDDEN => ERROR_CODE_FORBIDDEN,
+        StatusCode::NOT_FOUND => ERROR_CODE_NOT_FOUND,
+        StatusCode::METHOD_NOT_ALLOWED => ERROR_CODE_METHOD_NOT_ALLOWED,
+        StatusCode::PAYLOAD_TOO_LARGE => ERROR_CODE_PAYLOAD_TOO_LARGE,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ERROR_CODE_UNSUPPORTED_MEDIA_TYPE,
+        s if s.is_client_error() => ERROR_CODE_BAD_REQUEST,
+        _ => {
+            tracing::error!(message = "Unhandled error.", error = %message);
+            let body = Problem::new(StatusCode::INTERNAL_SERVER_ERROR, ERROR_CODE_INTERNAL, None);
+            return problem_response(body);
+        }
+    };
+    problem_response(Problem::new(status, code, message))
+}
+
+fn problem_response(problem: Problem) -> Response {
+    let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let challenge = status == StatusCode::UNAUTHORIZED;
+    let body =
+        serde_json::to_vec(&poem_openapi::types::ToJSON::to_json(&problem)).unwrap_or_default();
+    let mut builder = Response::builder()
+        .status(status)
+        .content_type(PROBLEM_JSON);
+    if challenge {
+        builder = builder.header("www-authenticate", BEARER_CHALLENGE);
+    }
+    builder.body(body)
+}

@@ -1,0 +1,330 @@
+//! `/api/v1/integrations`: the catalog.
+
+use std::sync::Arc;
+
+use actors::{IntegrationChanges, IntegrationQuery, NewIntegration};
+use poem::web::Data;
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, OpenApi};
+use uuid::Uuid;
+
+use super::error::ApiError;
+use super::security::BearerAuth;
+use super::types::{
+    HealthCheckResult, Integration, IntegrationCreate, IntegrationPage, IntegrationUpdate, cursor,
+};
+use super::{ApiTags, validate};
+use crate::AppState;
+use crate::auth::Scope;
+
+/// Page size when `limit` is not given.
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+
+#[derive(ApiResponse)]
+pub enum IntegrationCreated {
+    /// Registered.
+    #[oai(status = 201)]
+    Created(
+        Json<Integration>,
+        /// The new integration's URL.
+        #[oai(header = "Location")]
+        String,
+        /// The integration's version.
+        #[oai(header = "ETag")]
+        String,
+    ),
+}
+
+#[derive(ApiResponse)]
+pub enum IntegrationOk {
+    #[oai(status = 200)]
+    Ok(
+        Json<Integration>,
+        /// The integration's version, for `If-Match`.
+        #[oai(header = "ETag")]
+        String,
+    ),
+}
+
+#[derive(ApiResponse)]
+pub enum IntegrationDeleted {
+    /// Deleted (the audit trail keeps its history).
+    #[oai(status = 204)]
+    NoContent,
+}
+
+fn ok(m: entity::integration::Model) -> IntegrationOk {
+    let etag = validate::etag(m.version);
+    IntegrationOk::Ok(Json(m.into()), etag)
+}
+
+fn page_limit(limit: Option<u32>) -> u64 {
+    u64::from(limit.unwrap_or(DEFAULT_PAGE_SIZE))
+}
+
+pub struct IntegrationsApi;
+
+#[OpenApi(prefix_path = "/api/v1/integrations", tag = "ApiTags::Integrations")]
+impl IntegrationsApi {
+    /// List integrations
+    ///
+    /// The caller's tenant's integrations, oldest first, one page at a time: pass the
+    /// `nextCursor` of a page as `cursor` to get the next. `limit` is capped at 200.
+    #[oai(path = "/", method = "get", operation_id = "integration_list")]
+    async fn integration_list(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: BearerAuth,
+        /// Only integrations of this provider type.
+        #[oai(name = "type")]
+        provider_type: Query<Option<String>>,
+        /// Page size (1 to 200, default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        limit: Query<Option<u32>>,
+        /// The `nextCursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<Json<IntegrationPage>, ApiError> {
+        list(&state, &auth, provider_type.0, limit.0, cursor.0).await
+    }
+
+    /// List integrations of one type
+    ///
+    /// The same as listing with `?type=`, for consumers (Scanner, Orchestrator, Signals) that
+    /// look up connection details by provider type.
+    #[oai(
+        path = "/by-type/:type",
+        method = "get",
+        operation_id = "integration_list_by_type"
+    )]
+    async fn integration_list_by_type(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: BearerAuth,
+        /// The provider type, such as `harbor`.
+        #[oai(name = "type")]
+        provider_type: Path<String>,
+        /// Page size (1 to 200, default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        limit: Query<Option<u32>>,
+        /// The `nextCursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<Json<IntegrationPage>, ApiError> {
+        list(&state, &auth, Some(provider_type.0), limit.0, cursor.0).await
+    }
+
+    /// Get an integration
+    #[oai(path = "/:id", method = "get", operation_id = "integration_get")]
+    async fn integration_get(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+    ) -> Result<IntegrationOk, ApiError> {
+        let principal = auth.require(Scope::Read)?;
+        let found = state
+            .store
+            .tenant(principal.tenant.clone())
+            .integration_get(id.0)
+            .await?;
+        Ok(ok(found))
+    }
+
+    /// Register an integration
+    ///
+    /// Validates the type and its configuration (raw secrets are refused: pass an
+    /// `authRefUri`), stores the integration with status `unknown`, and records the change in
+    /// the audit trail.
+    #[oai(path = "/", method = "post", operation_id = "integration_create")]
+    async fn integration_create(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: BearerAuth,
+        body: Json<IntegrationCreate>,
+    ) -> Result<IntegrationCreated, ApiError> {
+        let principal = auth.require(Scope::Write)?;
+        let body = body.0;
+        let new = NewIntegration {
+            name: validate::name(&body.name)?,
+            config: validate::config(&state, &body.provider_type, body.config)?,
+            auth_ref_uri: validate::auth_ref(body.auth_ref_uri)?,
+            provider_type: body.provider_type,
+        };
+        let created = state
+            .catalog
+            .create(&principal.tenant, &principal.subject, new)
+            .await?;
+        tracing::info!(
+            message = "Integration created.",
+            integration_id = %created.id,
+            tenant_id = %principal.tenant,
+            provider_type = %created.provider_type,
+        );
+        let location = format!("/api/v1/integrations/{}", created.id);
+        let etag = validate::etag(created.version);
+        Ok(IntegrationCreated::Created(
+            Json(created.into()),
+            location,
+            etag,
+        ))
+    }
+
+    /// Update an integration
+    ///
+    /// Replaces the name, configuration and `authRefUri`. With `If-Match` (the `ETag` of a
+    /// read), the update applies only to that version and answers 412 when it is stale.
+    #[oai(path = "/:id", method = "put", operation_id = "integration_update")]
+    async fn integration_update(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+        /// The `ETag` this update was based on, or `*`.
+        #[oai(name = "If-Match")]
+        if_match: Header<Option<String>>,
+        body: Json<IntegrationUpdate>,
+    ) -> Result<IntegrationOk, ApiError> {
+        let principal = auth.require(Scope::Write)?;
+        let expected_version = validate::if_match(if_match.0.as_deref())?;
+        let tenant = state.store.tenant(principal.tenant.clone());
+        let current = tenant.integration_get(id.0).await?;
+        let body = body.0;
+        let changes = IntegrationChanges {
+            name: validate::name(&body.name)?,
+            config: validate::config(&state, &current.provider_type, body.config)?,
+            auth_ref_uri: validate::auth_ref(body.auth_ref_uri)?,
+            expected_version,
+        };
+        let updated = state
+            .catalog
+            .update(&principal.tenant, &principal.subject, id.0, changes)
+            .await?;
+        Ok(ok(updated))
+    }
+
+    /// Delete an integration
+    ///
+    /// A soft delete: the integration disappears from every read and its name becomes free,
+    /// while the audit trail keeps its history. Honours `If-Match` like an update.
+    #[oai(path = "/:id", method = "delete", operation_id = "integration_delete")]
+    async fn integration_delete(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+        /// The `ETag` this delete was based on, or `*`.
+        #[oai(name = "If-Match")]
+        if_match: Header<Option<String>>,
+    ) -> Result<IntegrationDeleted, ApiError> {
+        let principal = auth.require(Scope::Write)?;
+        let expected_version = validate::if_match(if_match.0.as_deref())?;
+        state
+            .catalog
+            .delete(
+                &principal.tenant,
+                &principal.subject,
+                id.0,
+                expected_version,
+            )
+            .await?;
+        Ok(IntegrationDeleted::NoContent)
+    }
+
+    /// Run a health check now
+    ///
+    /// Not available until the health engine is enabled: answers 501 for an existing
+    /// integration (404 otherwise).
+    #[oai(
+        path = "/:id/health-check",
+        method = "post",
+        operation_id = "integration_health_check"
+    )]
+    async fn integration_health_check(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+    ) -> Result<Json<HealthCheckResult>, ApiError> {
+        let principal = auth.require(Scope::Write)?;
+        state
+            .store
+            .tenant(principal.tenant.clone())
+            .integration_get(id.0)
+            .await?;
+        Err(ApiError::not_implemented(
+            "on-demand health checks are not available yet",
+        ))
+    }
+
+    /// Get health status and history
+    ///
+    /// Not available until the health engine is enabled: answers 501 for an existing
+    /// integration (404 otherwise).
+    #[oai(
+        path = "/:id/health",
+        method = "get",
+        operation_id = "integration_health_get"
+    )]
+    async fn integration_health_get(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+    ) -> Result<Json<HealthCheckResult>, ApiError> {
+        let principal = auth.require(Scope::Read)?;
+        state
+            .store
+            .tenant(principal.tenant.clone())
+            .integration_get(id.0)
+            .await?;
+        Err(ApiError::not_implemented(
+            "health history is not available yet",
+        ))
+    }
+
+    /// Discover connector plugins
+    ///
+    /// Needs the `integrations:admin` scope. Not available until the plugin registry is
+    /// enabled: answers 501.
+    #[oai(
+        path = "/plugins/discover",
+        method = "post",
+        operation_id = "plugin_discover"
+    )]
+    async fn plugin_discover(&self, auth: BearerAuth) -> Result<Json<Vec<String>>, ApiError> {
+        auth.require(Scope::Admin)?;
+        Err(ApiError::not_implemented(
+            "plugin discovery is not available yet",
+        ))
+    }
+}
+
+async fn list(
+    state: &AppState,
+    auth: &BearerAuth,
+    provider_type: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+) -> Result<Json<IntegrationPage>, ApiError> {
+    let principal = auth.require(Scope::Read)?;
+    let after = match cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(
+            cursor::decode_uuid(c)
+                .ok_or_else(|| ApiError::bad_request("cursor: not a cursor of this list"))?,
+        ),
+    };
+    let page = state
+        .store
+        .tenant(principal.tenant.clone())
+        .integration_list(&IntegrationQuery {
+            provider_type,
+            after,
+            limit: page_limit(limit),
+        })
+        .await?;
+    Ok(Json(IntegrationPage {
+        items: page.items.into_iter().map(Into::into).collect(),
+        next_cursor: page.next.map(cursor::encode_uuid),
+    }))
+}

@@ -1,0 +1,100 @@
+//! The REST API: poem-openapi operations, the error mapping, and the routes around them.
+//!
+//! # Layout
+//! - [`integrations`], [`audit`], [`system`]: operations, one module per resource.
+//! - [`types`]: request and response bodies (never storage models).
+//! - [`error`]: every error as `application/problem+json`, mapped in one place.
+//! - [`security`]: the bearer scheme; [`validate`]: field checks.
+
+pub mod audit;
+pub mod error;
+pub mod integrations;
+pub mod security;
+pub mod system;
+pub mod types;
+pub mod validate;
+
+use std::sync::Arc;
+
+use poem::http::StatusCode;
+use poem::{Endpoint, EndpointExt, Request, Route};
+use poem_openapi::{OpenApiService, Tags};
+
+use crate::AppState;
+use error::{ApiError, ERROR_CODE_PAYLOAD_TOO_LARGE, Problem};
+
+#[derive(Tags)]
+pub enum ApiTags {
+    /// The integration catalog.
+    Integrations,
+    /// The audit trail of catalog changes.
+    Audit,
+    /// Probes.
+    System,
+}
+
+type Apis = (
+    integrations::IntegrationsApi,
+    audit::AuditApi,
+    system::SystemApi,
+);
+
+/// The OpenAPI service: operations plus document metadata.
+pub fn service() -> OpenApiService<Apis, ()> {
+    OpenApiService::new(
+        (
+            integrations::IntegrationsApi,
+            audit::AuditApi,
+            system::SystemApi,
+        ),
+        "StellaOps Integrations",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "The integration catalog and connector hub: register connections to external tools \
+         (GitHub App, GitLab, Harbor, OCI registries, CI systems) per tenant and follow their \
+         health. Every /api operation needs a bearer token (an API key or a JWT).",
+    )
+}
+
+/// The OpenAPI document, as served at `/openapi.json` and checked in at the repository root.
+pub fn spec_json() -> String {
+    service().spec()
+}
+
+/// Every route of the daemon.
+pub fn routes(state: Arc<AppState>, body_limit: usize) -> impl Endpoint {
+    let service = service();
+    let docs = service.swagger_ui();
+    let spec = service.spec_endpoint();
+    Route::new()
+        .nest("/", service)
+        .nest("/docs", docs)
+        .at("/openapi.json", spec)
+        .data(state)
+        .around(move |ep, req| limit_body(ep, req, body_limit))
+        .with(poem::middleware::Tracing)
+        .catch_all_error(error::catch_all)
+}
+
+/// Reads the body up to `limit` bytes, whatever the `Content-Length` says, so an oversized or
+/// chunked body is refused with 413 before anything parses it.
+async fn limit_body<E: Endpoint>(
+    ep: Arc<E>,
+    mut req: Request,
+    limit: usize,
+) -> poem::Result<E::Output> {
+    let body = req.take_body();
+    if !body.is_empty() {
+        let bytes = body.into_bytes_limit(limit).await.map_err(|_| {
+            ApiError::from_problem(Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ERROR_CODE_PAYLOAD_TOO_LARGE,
+                format!("the request body is larger than {limit} bytes"),
+            ))
+            .into_poem()
+        })?;
+        req.set_body(bytes);
+    }
+    ep.call(req).await
+}

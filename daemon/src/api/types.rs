@@ -1,0 +1,215 @@
+//! Request and response types of the REST API. Storage models never appear on the wire: they
+//! are converted here, so the schema of either can change on its own.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use poem_openapi::{Enum, Object};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// The health status of an integration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum IntegrationStatus {
+    /// Not checked yet.
+    Unknown,
+    Healthy,
+    /// Working, with a problem worth attention (such as credentials about to expire).
+    Degraded,
+    Unhealthy,
+    /// Monitoring is paused.
+    Paused,
+    /// The health check itself keeps failing (for instance a crashing connector).
+    Error,
+}
+
+impl IntegrationStatus {
+    fn from_db(s: &str) -> Self {
+        match s {
+            "healthy" => Self::Healthy,
+            "degraded" => Self::Degraded,
+            "unhealthy" => Self::Unhealthy,
+            "paused" => Self::Paused,
+            "error" => Self::Error,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+/// A registered integration.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct Integration {
+    pub id: Uuid,
+    pub tenant_id: String,
+    /// The provider type, such as `gitlab`.
+    #[oai(rename = "type")]
+    pub provider_type: String,
+    pub name: String,
+    /// Provider-specific configuration (never a secret).
+    pub config: Value,
+    /// Where the credentials are: `authref://<backend>/<path>[#key]`.
+    pub auth_ref_uri: Option<String>,
+    pub status: IntegrationStatus,
+    /// Machine-readable reason of a non-healthy status.
+    pub status_reason: Option<String>,
+    pub last_checked_at: Option<DateTime<Utc>>,
+    /// Increases with every change; sent as the `ETag`.
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<entity::integration::Model> for Integration {
+    fn from(m: entity::integration::Model) -> Self {
+        Self {
+            id: m.id,
+            tenant_id: m.tenant_id,
+            provider_type: m.provider_type,
+            name: m.name,
+            config: m.config_json,
+            auth_ref_uri: m.auth_ref_uri,
+            status: IntegrationStatus::from_db(&m.status),
+            status_reason: m.status_reason,
+            last_checked_at: m.last_checked_at,
+            version: m.version,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
+/// A page of integrations.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct IntegrationPage {
+    pub items: Vec<Integration>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A request to register an integration.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IntegrationCreate {
+    /// The provider type; one of the registered connectors.
+    #[oai(rename = "type")]
+    pub provider_type: String,
+    /// Unique among the tenant's integrations; 1 to 100 characters.
+    pub name: String,
+    /// Provider-specific configuration, a JSON object of at most 64 KiB. Credentials are
+    /// refused here: reference them with `authRefUri`.
+    pub config: Option<Value>,
+    /// `authref://<backend>/<path>[#key]`, with backend `vault`, `env` or `file`.
+    pub auth_ref_uri: Option<String>,
+}
+
+/// A replacement of an integration's mutable fields (its type cannot change).
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IntegrationUpdate {
+    pub name: String,
+    pub config: Option<Value>,
+    pub auth_ref_uri: Option<String>,
+}
+
+/// The result of one health check.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct HealthCheckResult {
+    pub status: IntegrationStatus,
+    /// Machine-readable reason, such as `auth_failed` or `timeout`.
+    pub reason: Option<String>,
+    /// A safe, human-readable explanation.
+    pub message: Option<String>,
+    pub latency_ms: i64,
+    pub checked_at: DateTime<Utc>,
+}
+
+/// One record of the audit trail.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct AuditEntry {
+    pub id: i64,
+    /// Who made the change: `apikey:<id>` or the token's subject.
+    pub actor: String,
+    /// `integration.create`, `integration.update` or `integration.delete`.
+    pub action: String,
+    pub integration_id: Option<Uuid>,
+    pub timestamp: DateTime<Utc>,
+    /// `{"before": .., "after": ..}`, secrets redacted.
+    pub details: Value,
+}
+
+impl From<actors::AuditEntry> for AuditEntry {
+    fn from(e: actors::AuditEntry) -> Self {
+        Self {
+            id: e.id,
+            actor: e.actor,
+            action: e.action,
+            integration_id: e.integration_id,
+            timestamp: e.timestamp,
+            details: e.details,
+        }
+    }
+}
+
+/// A page of the audit trail, newest first.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct AuditPage {
+    pub items: Vec<AuditEntry>,
+    pub next_cursor: Option<String>,
+}
+
+/// The daemon's own state, for probes.
+#[derive(Debug, Clone, Object)]
+pub struct ProbeStatus {
+    /// `ok`.
+    pub status: String,
+}
+
+/// Opaque pagination cursors: clients pass back what they were given.
+pub mod cursor {
+    use super::*;
+
+    pub fn encode(s: &str) -> String {
+        URL_SAFE_NO_PAD.encode(s)
+    }
+
+    fn decode(cursor: &str) -> Option<String> {
+        let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
+        String::from_utf8(bytes).ok()
+    }
+
+    pub fn encode_uuid(id: Uuid) -> String {
+        encode(&format!("i:{id}"))
+    }
+
+    pub fn decode_uuid(cursor: &str) -> Option<Uuid> {
+        decode(cursor)?.strip_prefix("i:")?.parse().ok()
+    }
+
+    pub fn encode_i64(id: i64) -> String {
+        encode(&format!("a:{id}"))
+    }
+
+    pub fn decode_i64(cursor: &str) -> Option<i64> {
+        decode(cursor)?.strip_prefix("a:")?.parse().ok()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn round_trips_and_rejects_foreign_cursors() {
+            let id = Uuid::now_v7();
+            assert_eq!(decode_uuid(&encode_uuid(id)), Some(id));
+            assert_eq!(decode_i64(&encode_i64(42)), Some(42));
+            assert_eq!(decode_uuid(&encode_i64(42)), None);
+            assert_eq!(decode_uuid("%%%"), None);
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Checks of request bodies, each failure naming the field (422).
+
+use connectors::authref::AuthRef;
+use connectors::config::check_common;
+use serde_json::{Map, Value};
+
+use super::error::ApiError;
+use crate::AppState;
+
+/// Longest integration name.
+pub const MAX_NAME_CHARS: usize = 100;
+
+pub fn name(name: &str) -> Result<String, ApiError> {
+    let trimmed = name.trim();
+    if trimmed.is_empty() {
+        return Err(ApiError::invalid("name", "must not be empty"));
+    }
+    if trimmed.chars().count() > MAX_NAME_CHARS {
+        return Err(ApiError::invalid(
+            "name",
+            format!("must be at most {MAX_NAME_CHARS} characters"),
+        ));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "name",
+            "must not contain control characters",
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+pub fn auth_ref(uri: Option<String>) -> Result<Option<String>, ApiError> {
+    match uri {
+        None => Ok(None),
+        Some(uri) => uri
+            .parse::<AuthRef>()
+            .map(|r| Some(r.to_string()))
+            .map_err(|e| ApiError::invalid("authRefUri", e.to_string())),
+    }
+}
+
+/// Checks a configuration for `provider_type`: an object, within size, without raw secrets,
+/// and valid for the provider's connector.
+pub fn config(
+    state: &AppState,
+    provider_type: &str,
+    config: Option<Value>,
+) -> Result<Map<String, Value>, ApiError> {
+    let config = match config {
+        None => Map::new(),
+        Some(Value::Object(map)) => map,
+        Some(_) => return Err(ApiError::invalid("config", "must be a JSON object")),
+    };
+    let connector = state.registry.get(provider_type).ok_or_else(|| {
+        ApiError::invalid(
+            "type",
+            format!(
+                "unknown provider type; known types: {}",
+                state.registry.provider_types().join(", ")
+            ),
+        )
+    })?;
+    let invalid = |e: connectors::ConfigError| ApiError::invalid(e.field().to_owned(), e.message());
+    check_common(&config).map_err(invalid)?;
+    connector.validate_config(&config).map_err(invalid)?;
+    Ok(config)
+}
+
+/// The version an `If-Match` header asks for: `None` for no header or `*`.
+pub fn if_match(header: Option<&str>) -> Result<Option<i64>, ApiError> {
+    let Some(header) = header.map(str::trim) else {
+        return Ok(None);
+    };
+    if header == "*" {
+        return Ok(None);
+    }
+    let tag = header.trim_start_matches("W/").trim_matches('"');
+    tag.parse::<i64>().map(Some).map_err(|_| {
+        ApiError::from_problem(super::error::Problem::new(
+            poem::http::StatusCode::PRECONDITION_FAILED,
+            super::error::ERROR_CODE_PRECONDITION_FAILED,
+            "If-Match does not name a version of this integration".to_owned(),
+        ))
+    })
+}
+
+/// The `ETag` of a version.
+pub fn etag(version: i64) -> String {
+    format!("\"{version}\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(name("  a  ").unwrap(), "a");
+        assert!(name("   ").is_err());
+        assert!(name(&"x".repeat(101)).is_err());
+        assert!(name(&"é".repeat(100)).is_ok());
+        assert!(name("a\u{0}b").is_err());
+    }
+
+    #[test]
+    fn if_match_forms() {
+        assert_eq!(if_match(None).unwrap(), None);
+        assert_eq!(if_match(Some("*")).unwrap(), None);
+        assert_eq!(if_match(Some("\"3\"")).unwrap(), Some(3));
+        assert_eq!(if_match(Some("W/\"3\"")).unwrap(), Some(3));
+        assert!(if_match(Some("\"abc\"")).is_err());
+        assert_eq!(etag(7), "\"7\"");
+    }
+}

@@ -1,0 +1,182 @@
+//! Authentication and authorisation of API callers.
+//!
+//! Every `/api` route needs `Authorization: Bearer <token>`. A token is either an API key
+//! (configured, or generated at first start; only its SHA-256 is ever stored) or a JWT from an
+//! OAuth authority, verified against the authority's JWKS ([`jwt`]). Either way it yields a
+//! [`Principal`]: one tenant, a subject for the audit trail, and scopes. Each principal is
+//! rate-limited on its own ([`rate_limit`]).
+
+pub mod api_key;
+pub mod jwt;
+pub mod rate_limit;
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use actors::TenantId;
+
+use crate::config::AuthConfig;
+
+/// What a principal may do. `Write` includes `Read`; `Admin` includes both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    Read,
+    Write,
+    Admin,
+}
+
+impl Scope {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "integrations:read",
+            Scope::Write => "integrations:write",
+            Scope::Admin => "integrations:admin",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [Scope::Read, Scope::Write, Scope::Admin]
+            .into_iter()
+            .find(|scope| scope.as_str() == s)
+    }
+}
+
+/// An authenticated caller.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    pub tenant: TenantId,
+    /// Recorded as the audit actor: `apikey:<id>` or the JWT's `sub`.
+    pub subject: String,
+    scopes: BTreeSet<Scope>,
+}
+
+impl Principal {
+    pub fn new(tenant: TenantId, subject: String, scopes: impl IntoIterator<Item = Scope>) -> Self {
+        Self {
+            tenant,
+            subject,
+            scopes: scopes.into_iter().collect(),
+        }
+    }
+
+    /// Whether the principal holds `scope` (or one that includes it).
+    pub fn has(&self, scope: Scope) -> bool {
+        self.scopes.iter().any(|held| *held >= scope)
+    }
+
+    /// The key under which the principal is rate-limited.
+    fn rate_key(&self) -> String {
+        format!("{}/{}", self.tenant, self.subject)
+    }
+}
+
+/// Why a request is not authenticated. Messages are safe to return: they never contain the
+/// token.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("the bearer token is not valid")]
+    InvalidToken,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    #[error("the token was issued by an unexpected issuer")]
+    WrongIssuer,
+    #[error("the token is meant for another audience")]
+    WrongAudience,
+    #[error("the token names no valid tenant")]
+    NoTenant,
+    #[error("the token's signing key is unknown")]
+    UnknownKey,
+    #[error("the authority's signing keys are unavailable")]
+    KeysUnavailable,
+    #[error("too many requests")]
+    RateLimited { retry_after: Duration },
+}
+
+/// Turns bearer tokens into principals.
+pub struct Authenticator {
+    api_keys: HashMap<[u8; 32], Principal>,
+    jwt: Option<jwt::JwtVerifier>,
+    limiter: Option<rate_limit::Limiter>,
+}
+
+impl Authenticator {
+    /// Builds the authenticator from configuration plus the keys stored in the database.
+    ///
+    /// # Errors
+    /// A configured key with a bad hash, tenant or scope.
+    pub fn new(
+        config: &AuthConfig,
+        stored_keys: Vec<api_key::StoredKey>,
+        http: reqwest::Client,
+    ) -> Result<Self, api_key::KeyConfigError> {
+        let mut api_keys = HashMap::new();
+        for key in config.api_keys.iter().map(api_key::StoredKey::try_from) {
+            let key = key?;
+            api_keys.insert(key.sha256, key.principal);
+        }
+        for key in stored_keys {
+            api_keys.insert(key.sha256, key.principal);
+        }
+        Ok(Self {
+            api_keys,
+            jwt: config.jwt.clone().map(|c| jwt::JwtVerifier::new(c, http)),
+            limiter: rate_limit::Limiter::new(&config.rate_limit),
+        })
+    }
+
+    /// Whether any API key is known.
+    pub fn has_api_keys(&self) -> bool {
+        !self.api_keys.is_empty()
+    }
+
+    /// Authenticates a bearer token and charges the caller's rate limit.
+    ///
+    /// # Errors
+    /// An [`AuthError`] saying why, without echoing the token.
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
+        let principal = match (&self.jwt, jwt::looks_like_jwt(token)) {
+            (Some(verifier), true) => verifier.verify(token).await?,
+            _ => self
+                .api_keys
+                .get(&api_key::digest(token))
+                .cloned()
+                .ok_or(AuthError::InvalidToken)?,
+        };
+        if let Some(limiter) = &self.limiter {
+            limiter.check(&principal.rate_key())?;
+        }
+        Ok(principal)
+    }
+
+    /// Drops idle rate-limit state; call now and then.
+    pub fn housekeeping(&self) {
+        if let Some(limiter) = &self.limiter {
+            limiter.retain_recent();
+        }
+    }
+}
+
+/// Parses scope names, ignoring those this service does not define.
+pub fn parse_scopes<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<Scope> {
+    names.into_iter().filter_map(Scope::parse).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_nest() {
+        let t = TenantId::new("t").unwrap();
+        let writer = Principal::new(t.clone(), "w".into(), [Scope::Write]);
+        assert!(writer.has(Scope::Read) && writer.has(Scope::Write) && !writer.has(Scope::Admin));
+        let reader = Principal::new(t, "r".into(), [Scope::Read]);
+        assert!(reader.has(Scope::Read) && !reader.has(Scope::Write));
+        assert_eq!(
+            parse_scopes(["integrations:admin", "other:thing"]),
+            [Scope::Admin]
+        );
+    }
+}

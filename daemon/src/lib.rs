@@ -1,0 +1,274 @@
+//! The StellaOps Integrations hub daemon.
+//!
+//! # Layout
+//! - [`config`]: the TOML configuration and its environment overrides.
+//! - [`auth`]: bearer tokens (API keys, JWTs) into principals with a tenant and scopes.
+//! - [`api`]: the poem-openapi REST API and its problem+json error mapping.
+//! - [`telemetry`] sets up logging.
+//! - This file: [`start`] wires it all together (database, migrations, the catalog actor, the
+//!   HTTP server) and [`Running`] stops it gracefully.
+//!
+//! The binary (`main.rs`) only parses arguments, loads the configuration and calls [`run`];
+//! tests call [`start`] on port 0 and talk HTTP to it like any client.
+
+// `ApiError` is a poem-openapi response enum returned by value from every operation; errors
+// are the cold path, so its size does not matter.
+#![allow(clippy::result_large_err)]
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod telemetry;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actors::db::{self, PoolSettings};
+use actors::{Catalog, Store};
+use poem::Server;
+use poem::listener::{Acceptor, Listener, TcpListener};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use config::Config;
+
+/// How long in-flight requests get to finish after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// The tenant of the administrator key generated at first start.
+pub const BOOTSTRAP_TENANT: &str = "default";
+
+/// Shared by every request handler.
+pub struct AppState {
+    pub store: Store,
+    pub catalog: Catalog,
+    pub registry: connectors::Registry,
+    pub auth: auth::Authenticator,
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("connecting to the database")]
+    Connect(#[source] sea_orm::DbErr),
+    #[error("migrating the database")]
+    Migrate(#[source] sea_orm::DbErr),
+    #[error("reading or storing API keys")]
+    Keys(#[source] sea_orm::DbErr),
+    #[error("invalid API key configuration")]
+    KeyConfig(#[from] auth::api_key::KeyConfigError),
+    #[error("starting the catalog actor")]
+    Actor(#[from] ractor::SpawnErr),
+    #[error("building the HTTP client")]
+    HttpClient(#[source] reqwest::Error),
+    #[error("listening on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("serving HTTP")]
+    Serve(#[source] std::io::Error),
+}
+
+/// A started daemon.
+pub struct Running {
+    local_addr: SocketAddr,
+    /// The administrator key generated at this start, if one was; the caller shows it once.
+    pub generated_admin_key: Option<String>,
+    stop: oneshot::Sender<()>,
+    server: JoinHandle<Result<(), std::io::Error>>,
+    catalog: Catalog,
+    catalog_handle: JoinHandle<()>,
+}
+
+impl Running {
+    /// Where the HTTP server listens (the real port when configured with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish, then stops the actors.
+    ///
+    /// # Errors
+    /// When the server failed while running.
+    pub async fn shutdown(self) -> Result<(), Error> {
+        let _ = self.stop.send(());
+        let served = self.server.await;
+        self.catalog.stop();
+        let _ = self.catalog_handle.await;
+        match served {
+            Ok(result) => result.map_err(Error::Serve),
+            Err(join) => Err(Error::Serve(std::io::Error::other(join))),
+        }
+    }
+
+    /// Runs until `signal` completes, then shuts down gracefully.
+    ///
+    /// # Errors
+    /// See [`Running::shutdown`].
+    pub async fn serve_until(self, signal: impl Future<Output = ()>) -> Result<(), Error> {
+        signal.await;
+        tracing::info!(message = "Shutting down.");
+        self.shutdown().await
+    }
+}
+
+/// Connects to the database and applies pending migrations.
+///
+/// # Errors
+/// [`Error::Connect`] or [`Error::Migrate`].
+pub async fn migrate(config: &Config) -> Result<(), Error> {
+    let db = db::connect(&config.database.url, &pool_settings(config))
+        .await
+        .map_err(Error::Connect)?;
+    db::migrate(&db).await.map_err(Error::Migrate)
+}
+
+fn pool_settings(config: &Config) -> PoolSettings {
+    PoolSettings {
+        max_connections: config.database.max_connections,
+        ..PoolSettings::default()
+    }
+}
+
+/// Starts the daemon: database, migrations, actors, and the HTTP server.
+///
+/// # Errors
+/// See [`Error`].
+pub async fn start(config: Config) -> Result<Running, Error> {
+    let db = db::connect(&config.database.url, &pool_settings(&config))
+        .await
+        .map_err(Error::Connect)?;
+    db::migrate(&db).await.map_err(Error::Migrate)?;
+    if db::role_bypasses_rls(&db).await.unwrap_or(false) {
+        tracing::warn!(
+            message = "The database role is a superuser or has BYPASSRLS: row-level security does not apply. Connect as an unprivileged role in production."
+        );
+    }
+    let store = Store::new(db);
+
+    let http = reqwest::Client::builder()
+        .user_agent(concat!("stella-integrations/", env!("CARGO_PKG_VERSION")))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(Error::HttpClient)?;
+    let generated_admin_key = bootstrap_admin_key(&config, &store).await?;
+    let stored = store
+        .api_keys()
+        .await
+        .map_err(Error::Keys)?
+        .into_iter()
+        .map(|k| {
+            let scopes: Vec<String> = serde_json::from_value(k.scopes).unwrap_or_default();
+            auth::api_key::StoredKey::from_parts(&k.id, &k.tenant_id, &scopes, &k.key_sha256)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let authenticator = auth::Authenticator::new(&config.auth, stored, http)?;
+
+    let (catalog, catalog_handle) = Catalog::start(store.clone(), config.catalog.workers).await?;
+    let state = Arc::new(AppState {
+        store,
+        catalog: catalog.clone(),
+        registry: connectors::Registry::with_builtins(),
+        auth: authenticator,
+    });
+    spawn_housekeeping(Arc::downgrade(&state));
+
+    let acceptor = TcpListener::bind(config.http.listen)
+        .into_acceptor()
+        .await
+        .map_err(|source| Error::Listen {
+            addr: config.http.listen,
+            source,
+        })?;
+    let local_addr = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().copied())
+        .unwrap_or(config.http.listen);
+    let app = api::routes(state, config.http.body_limit_bytes);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(
+                app,
+                async move {
+                    let _ = stopped.await;
+                },
+                Some(SHUTDOWN_GRACE),
+            )
+            .await
+    });
+    tracing::info!(message = "Listening.", addr = %local_addr);
+    Ok(Running {
+        local_addr,
+        generated_admin_key,
+        stop,
+        server,
+        catalog,
+        catalog_handle,
+    })
+}
+
+/// Starts the daemon and serves until `shutdown` completes. A generated administrator key is
+/// printed once to standard error (never to the log).
+///
+/// # Errors
+/// See [`start`].
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    let running = start(config).await?;
+    if let Some(key) = &running.generated_admin_key {
+        eprintln!(
+            "\nNo API keys were configured, so an administrator key was generated for tenant \
+             `{BOOTSTRAP_TENANT}`.\nIt is shown only this once; only its hash is stored:\n\n    {key}\n"
+        );
+    }
+    running.serve_until(shutdown).await
+}
+
+/// With no API key configured or stored and no JWT authority, generates an administrator key
+/// for the `default` tenant and stores its digest.
+async fn bootstrap_admin_key(config: &Config, store: &Store) -> Result<Option<String>, Error> {
+    if !config.auth.api_keys.is_empty() || config.auth.jwt.is_some() {
+        return Ok(None);
+    }
+    if !store.api_keys().await.map_err(Error::Keys)?.is_empty() {
+        return Ok(None);
+    }
+    let key = auth::api_key::generate();
+    store
+        .api_key_insert(entity::api_key::Model {
+            id: "bootstrap-admin".into(),
+            tenant_id: BOOTSTRAP_TENANT.into(),
+            key_sha256: hex::encode(auth::api_key::digest(&key)),
+            scopes: serde_json::json!(auth::api_key::all_scopes()),
+            created_at: chrono::Utc::now(),
+        })
+        .await
+        .map_err(Error::Keys)?;
+    tracing::info!(
+        message = "Generated the bootstrap administrator key.",
+        tenant_id = BOOTSTRAP_TENANT
+    );
+    Ok(Some(key))
+}
+
+fn spawn_housekeeping(state: std::sync::Weak<AppState>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            match state.upgrade() {
+                Some(state) => state.auth.housekeeping(),
+                None => break,
+            }
+        }
+    });
+}
+
+/// Installs the process-wide TLS crypto provider (ring). Call once, first thing.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
