@@ -1,0 +1,19 @@
+// Compile-time contract checks: the hand-written domain types (src/core/types.ts) must stay assignable
+// from the types generated out of the OpenAPI documents. A field renamed or retyped there breaks `tsc`.
+import type { components as Orch } from './generated/orchestrator';
+import type { components as Daemon } from './generated/daemon';
+import type { Environment, HealthCheckResult, Integration, IntegrationCreate, IntegrationStatus, Promotion, PromotionRequest, Release } from './core/types';
+
+type Assert<T extends true> = T;
+type Extends<A, B> = [A] extends [B] ? true : false;
+
+export type _Release = Assert<Extends<Orch['schemas']['Release'], Release>>;
+export type _Environment = Assert<Extends<Orch['schemas']['Environment'], Environment>>;
+export type _Promotion = Assert<Extends<Orch['schemas']['Promotion'], Promotion>>;
+export type _PromotionRequest = Assert<Extends<PromotionRequest, Orch['schemas']['PromotionRequest']>>;
+
+export type _Integration = Assert<Extends<Daemon['schemas']['Integration'], Integration>>;
+export type _IntegrationStatus = Assert<Extends<Daemon['schemas']['Integration']['status'], IntegrationStatus>>;
+export type _HealthCheck = Assert<Extends<Daemon['schemas']['HealthCheckResult'], HealthCheckResult>>;
+export type _ListPage = Assert<Extends<Daemon['schemas']['IntegrationPage'], { items: Integration[]; nextCursor?: string | null }>>;
+export type _Create = Assert<Extends<IntegrationCreate, Daemon['schemas']['IntegrationCreate']>>;
