@@ -78,6 +78,41 @@ wait_http "http://127.0.0.1:$FAKE_PORT/_control/health" 20 || { log "fake server
 export STELLA_FAKE_URL="http://127.0.0.1:$FAKE_PORT"
 log "fake Orchestrator/Authority at $STELLA_FAKE_URL"
 
+# the real daemon, with a fresh SQLite database and one API key
+DAEMON_BIN="${STELLA_DAEMON_BIN:-$REPO/target/debug/stella-integrations}"
+case "$DAEMON_BIN" in /*) ;; *) DAEMON_BIN="$HERE/$DAEMON_BIN" ;; esac
+if [ ! -x "$DAEMON_BIN" ] && command -v cargo >/dev/null 2>&1; then
+  log "building the daemon ($DAEMON_BIN missing)"
+  (cd "$REPO" && timeout 1200 cargo build -q -p daemon --bin stella-integrations) || true
+fi
+[ -x "$DAEMON_BIN" ] || { log "daemon binary not found: $DAEMON_BIN (set STELLA_DAEMON_BIN)"; exit 1; }
+DAEMON_PORT="$(free_port)"
+DAEMON_KEY="jb-ci-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+DAEMON_SHA="$(printf '%s' "$DAEMON_KEY" | sha256sum | cut -d' ' -f1)"
+mkdir -p "$WORK/daemon"
+cat >"$WORK/daemon/config.toml" <<TOML
+[http]
+listen = "127.0.0.1:$DAEMON_PORT"
+
+[database]
+url = "sqlite://$WORK/daemon/db.sqlite?mode=rwc"
+
+[[auth.api_keys]]
+id = "jetbrains-ci"
+tenant = "acme"
+scopes = ["integrations:read", "integrations:write"]
+sha256 = "$DAEMON_SHA"
+TOML
+# the config file is authoritative here: drop overrides that may be set in the caller's environment
+(cd "$WORK/daemon" && exec env -u DATABASE_URL -u STELLA_HTTP_LISTEN -u STELLA_CONFIG "$DAEMON_BIN" --config "$WORK/daemon/config.toml") >"$WORK/daemon.log" 2>&1 &
+PIDS+=($!)
+if ! wait_http "http://127.0.0.1:$DAEMON_PORT/healthz" 60; then
+  log "daemon did not start"; tail -30 "$WORK/daemon.log" >&2; exit 1
+fi
+export STELLA_DAEMON_URL="http://127.0.0.1:$DAEMON_PORT"
+export STELLA_DAEMON_KEY="$DAEMON_KEY"
+log "daemon $DAEMON_BIN at $STELLA_DAEMON_URL"
+
 export STELLA_FIXTURES_DIR="$REPO/extensions/fixtures"
 export STELLA_SCHEMA="$REPO/extensions/schema/stella.schema.json"
 

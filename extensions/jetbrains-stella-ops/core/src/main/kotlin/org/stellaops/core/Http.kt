@@ -145,7 +145,8 @@ class HttpTransport(
                 return ApiException(r.status, node.str("error"), node.str("error_description") ?: node.str("error")!!, retry)
             }
             if (node != null && (node.has("title") || node.has("detail") || node.has("type"))) {
-                return ApiException(r.status, node.str("type") ?: node.str("title"), node.str("detail") ?: node.str("title") ?: "request failed", retry)
+                val fields = node.node("errors")?.mapNotNull { e -> e.str("message")?.let { m -> e.str("field")?.let { "$it: $m" } ?: m } } ?: emptyList()
+                return ApiException(r.status, node.str("code") ?: node.str("type") ?: node.str("title"), node.str("detail") ?: node.str("title") ?: "request failed", retry, fields)
             }
             val text = r.body.take(200).ifBlank { "request failed" }
             return ApiException(r.status, null, text, retry)
