@@ -5,6 +5,7 @@
 # Ends with "N passed, M failed"; exits non-zero on any failure.
 # Env: STELLA_DAEMON_BIN (default ../../target/debug/stella-integrations), KEEP_WORK=1 keeps the temp dir.
 # The IDE module (ide/) needs the IntelliJ Platform SDK and is NOT compiled here; see README.md.
+# Usage: extensions/jetbrains-stella-ops/ci.sh   (from anywhere; root or sudo for apt-get)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -104,3 +104,28 @@ class StellaYamlTest {
         assertEquals(listOf("schema-additional-property"), ds.map { it.kind })
     }
 }
+
+class StellaProjectFileTest {
+    private val text = java.nio.file.Files.readString(
+        java.nio.file.Path.of(System.getenv("STELLA_FIXTURES_DIR") ?: throw AssertionError("STELLA_FIXTURES_DIR is not set"), "stella-yaml", "valid-full", "stella.yaml"))
+
+    @Test
+    fun `project, server and environments with positions`() {
+        val f = StellaProjectFile.parse(text)!!
+        assertEquals("myapp", f.project); assertEquals("https://stella.example.com", f.server); assertEquals("acme", f.tenant)
+        assertEquals(listOf("dev", "stage", "prod"), f.environments.map { it.name })
+        assertEquals("stage", f.promotionFrom); assertEquals("prod", f.promotionTo)
+        val stage = f.environments[1]
+        assertEquals("stage", text.substring(stage.nameRange.startOffset, stage.nameRange.endOffset))
+        // caret on "requiredApprovals: 1" belongs to stage
+        assertEquals("stage", f.environmentAt(text.indexOf("requiredApprovals: 1"))!!.name)
+        assertNull(f.environmentAt(0))
+        assertEquals("prod", f.next("stage")); assertNull(f.next("prod"))
+    }
+
+    @Test
+    fun `not a project file`() {
+        assertNull(StellaProjectFile.parse("openapi: 3.1.0\npaths: {}\n"))
+        assertNull(StellaProjectFile.parse("a: [\n"))
+    }
+}

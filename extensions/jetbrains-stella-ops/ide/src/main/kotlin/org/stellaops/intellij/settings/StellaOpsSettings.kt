@@ -1,0 +1,45 @@
+package org.stellaops.intellij.settings
+
+import com.intellij.openapi.components.PersistentStateComponent
+import com.intellij.openapi.components.Service
+import com.intellij.openapi.components.State
+import com.intellij.openapi.components.Storage
+import com.intellij.openapi.components.service
+import org.stellaops.core.StellaSettings
+
+/** Application-level settings (`stellaops.*`); secrets are not here but in PasswordSafe. */
+@Service(Service.Level.APP)
+@State(name = "StellaOpsSettings", storages = [Storage("stellaops.xml")])
+class StellaOpsSettings : PersistentStateComponent<StellaOpsSettings.State> {
+    class State {
+        var serverUrl: String = ""
+        var authorityUrl: String = ""
+        var clientId: String = "stella-ide"
+        var integrationsUrl: String = ""
+        var refreshIntervalSeconds: Int = 30
+        var requestTimeoutSeconds: Int = 10
+    }
+
+    private var myState = State()
+
+    override fun getState(): State = myState
+    override fun loadState(state: State) { myState = state }
+
+    /** Core settings, or null until a server URL is configured. [serverOverride] is `server:` from stella.yaml. */
+    fun toCore(serverOverride: String? = null): StellaSettings? {
+        val state = myState
+        val server = serverOverride?.takeIf { it.isNotBlank() } ?: state.serverUrl.takeIf { it.isNotBlank() } ?: return null
+        return StellaSettings(
+            serverUrl = server.trimEnd('/'),
+            authorityUrl = state.authorityUrl.takeIf { it.isNotBlank() }?.trimEnd('/'),
+            clientId = state.clientId.ifBlank { "stella-ide" },
+            integrationsUrl = state.integrationsUrl.takeIf { it.isNotBlank() }?.trimEnd('/'),
+            refreshIntervalSeconds = state.refreshIntervalSeconds.toLong().coerceIn(5, 3600),
+            requestTimeoutSeconds = state.requestTimeoutSeconds.toLong().coerceIn(1, 120),
+        )
+    }
+
+    companion object {
+        fun getInstance(): StellaOpsSettings = service()
+    }
+}
