@@ -248,10 +248,11 @@ export async function activate(context: vscode.ExtensionContext): Promise<Stella
             withAbort(token, (signal) => tokens.signInClientCredentials(secret, signal)),
           );
         } else {
-          await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: 'Stella Ops: waiting for sign-in in the browser…', cancellable: true }, (_p, token) =>
+          await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: 'Stella Ops: waiting for sign-in in the browser…', cancellable: true }, (progress, token) =>
             withAbort(token, (signal) =>
               tokens.signInDeviceCode((p) => {
                 log(`device sign-in: code ${p.userCode} at ${p.verificationUri}`);
+                progress.report({ message: `code ${p.userCode} at ${p.verificationUri}` });
                 void vscode.window.showInformationMessage(`Stella Ops: enter code ${p.userCode} at ${p.verificationUri}`, 'Copy code and open browser').then(async (c) => {
                   if (!c) return;
                   await vscode.env.clipboard.writeText(p.userCode);

@@ -172,3 +172,12 @@ test('diagnostics adapter: ranges and severities from the shared contract, serve
   assert.equal(got[0].severity, mock.DiagnosticSeverity.Warning);
   assert.deepEqual([got[0].range.start.line, got[0].range.start.character], [4, 10]);
 });
+
+test('CodeLens: no promote action when the next environment already runs that release', () => {
+  const { model } = parseStellaYaml(fullYaml, SCHEMA);
+  const envs = environments.map((e) => (e.name === 'stage' ? { ...e, currentRelease: { id: 'rel-myapp-1.5.0', name: 'myapp v1.5.0', version: '1.5.0' } } : e));
+  const titles = codeLenses(model, snap({ environments: { data: envs, stale: false } })).map((l) => l.title);
+  assert.ok(!titles.includes('Promote v1.5.0 to stage…'));
+  assert.ok(titles.includes('deployed v1.5.0 to stage'));
+  assert.ok(titles.includes('Promote v1.5.0 to prod…'));
+});

@@ -50,7 +50,7 @@ function stateNodes(view: string, conn: Connectivity, res: Resource<unknown>, er
     out.push({
       id: `${view}:offline`,
       label: conn === 'offline' ? `Offline${since}` : `Refresh failed${since}`,
-      icon: { id: conn === 'offline' ? 'cloud-offline' : 'warning', color: 'list.warningForeground' },
+      icon: { id: conn === 'offline' ? 'debug-disconnect' : 'warning', color: 'list.warningForeground' },
       tooltip: error ? `**${conn === 'offline' ? 'Unreachable' : 'Error'}**: ${escapeMd(error)}\n\nRetrying in the background.` : undefined,
       command: { command: 'stellaops.refresh', title: 'Retry now' },
     });
@@ -276,13 +276,13 @@ export function codeLenses(m: StellaModel, s: Snapshot): LensModel[] {
     const cur = env.currentRelease;
     out.push({ line: fe.line, title: cur ? `deployed ${versionOf(cur.name, cur.version)} to ${env.name}${stale}` : `nothing deployed to ${env.name}${stale}`, command: 'workbench.view.extension.stellaops' });
     const next = nextEnvironment(m, i, byName);
-    if (cur && next) out.push({ line: fe.line, title: `Promote ${versionOf(cur.name, cur.version)} to ${next.name}…`, command: 'stellaops.promoteRelease', arguments: [promoteArgs(cur.id, cur.name, next)] });
+    if (cur && next && next.currentRelease?.id !== cur.id) out.push({ line: fe.line, title: `Promote ${versionOf(cur.name, cur.version)} to ${next.name}…`, command: 'stellaops.promoteRelease', arguments: [promoteArgs(cur.id, cur.name, next)] });
   });
   if (m.promotion?.from && m.promotion.to) {
     const from = byName.get(m.promotion.from);
     const to = byName.get(m.promotion.to);
     const cur = from?.currentRelease;
-    if (from && to && cur) out.push({ line: m.promotion.at.line, title: `Promote ${m.promotion.from} → ${m.promotion.to} (${versionOf(cur.name, cur.version)})…`, command: 'stellaops.promoteRelease', arguments: [promoteArgs(cur.id, cur.name, to)] });
+    if (from && to && cur && to.currentRelease?.id !== cur.id) out.push({ line: m.promotion.at.line, title: `Promote ${m.promotion.from} → ${m.promotion.to} (${versionOf(cur.name, cur.version)})…`, command: 'stellaops.promoteRelease', arguments: [promoteArgs(cur.id, cur.name, to)] });
   }
   return out;
 }

@@ -1,0 +1,357 @@
+// End-to-end: the packaged .vsix in a real code-server, driven by playwright-core with Debian's chromium,
+// against the fake Orchestrator/Authority (extensions/contracts/fake-server) and the real Integrations daemon.
+//
+// Env: CODE_SERVER_BIN (code-server executable), STELLA_VSIX (the .vsix), STELLA_DAEMON_BIN (daemon binary),
+//      CHROMIUM_BIN (default /usr/bin/chromium), E2E_ARTIFACTS (screenshots dir, default e2e/artifacts).
+// Every wait is bounded; every process started here is stopped in the `after` hook.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const EXT = path.resolve(HERE, '..');
+const REPO_EXT = path.resolve(EXT, '..');
+const ARTIFACTS = path.resolve(process.env.E2E_ARTIFACTS ?? path.join(HERE, 'artifacts'));
+const CODE_SERVER = process.env.CODE_SERVER_BIN ?? 'code-server';
+const VSIX = path.resolve(process.env.STELLA_VSIX ?? path.join(EXT, 'stella-ops.vsix'));
+const DAEMON = path.resolve(EXT, process.env.STELLA_DAEMON_BIN ?? '../../target/debug/stella-integrations');
+const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
+const API_KEY = `e2e-${crypto.randomBytes(12).toString('hex')}`;
+
+const procs = [];
+const state = {};
+let shot = 0;
+
+function log(...a) {
+  console.log('[e2e]', ...a);
+}
+
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const p = s.address().port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+async function waitFor(what, fn, timeoutMs = 30_000, everyMs = 250) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${last.message}` : ''}`);
+}
+
+function start(name, cmd, args, opts = {}) {
+  const logFile = path.join(ARTIFACTS, `${name}.log`);
+  const out = fs.openSync(logFile, 'w');
+  const p = spawn(cmd, args, { stdio: ['ignore', out, out], detached: false, ...opts });
+  p.on('exit', (code, sig) => log(`${name} exited (${code ?? sig})`));
+  procs.push({ name, p });
+  return p;
+}
+
+async function stop(p) {
+  if (p.exitCode !== null || p.signalCode !== null) return;
+  p.kill('SIGTERM');
+  await Promise.race([new Promise((r) => p.once('exit', r)), new Promise((r) => setTimeout(r, 5000))]);
+  if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+}
+
+async function httpOk(url, init) {
+  const r = await fetch(url, { ...init, signal: AbortSignal.timeout(3000) });
+  return r.ok ? r : undefined;
+}
+
+async function screenshot(page, name) {
+  const file = path.join(ARTIFACTS, `${String(++shot).padStart(2, '0')}-${name}.png`);
+  await page.screenshot({ path: file });
+  log(`screenshot ${path.relative(EXT, file)}`);
+}
+
+async function daemonApi(p, init = {}) {
+  const r = await fetch(`${state.daemonUrl}${p}`, { ...init, headers: { Authorization: `Bearer ${API_KEY}`, 'Content-Type': 'application/json', ...(init.headers ?? {}) }, signal: AbortSignal.timeout(5000) });
+  if (!r.ok) throw new Error(`${init.method ?? 'GET'} ${p}: ${r.status} ${await r.text()}`);
+  return r.json();
+}
+
+const fakeControl = async (p, body) =>
+  (await fetch(`${state.fakeUrl}/_control${p}`, { method: body === undefined ? 'GET' : 'POST', body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(3000) })).json();
+
+// ---------- workbench helpers ----------
+const statusItem = (page) => page.locator('.statusbar-item', { hasText: /^Stella/ }).first();
+
+async function statusText(page) {
+  return ((await statusItem(page).textContent({ timeout: 2000 })) ?? '').trim();
+}
+
+async function runCommand(page, title) {
+  await page.keyboard.press('F1');
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible', timeout: 10_000 });
+  await input.fill(`>${title}`);
+  const row = page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first();
+  await row.waitFor({ state: 'visible', timeout: 10_000 });
+  await page.keyboard.press('Enter');
+}
+
+async function answerInput(page, text) {
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible', timeout: 15_000 });
+  await input.fill(text);
+  await page.keyboard.press('Enter');
+  await page.waitForTimeout(300);
+}
+
+function treeRow(page, text) {
+  return page.locator('.monaco-list-row', { hasText: text }).first();
+}
+
+// ---------- setup ----------
+before(async () => {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  for (const f of fs.readdirSync(ARTIFACTS)) if (f.endsWith('.png')) fs.rmSync(path.join(ARTIFACTS, f));
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'stella-e2e-'));
+  state.tmp = tmp;
+  assert.ok(fs.existsSync(VSIX), `vsix not found: ${VSIX}`);
+  assert.ok(fs.existsSync(DAEMON), `daemon binary not found: ${DAEMON} (set STELLA_DAEMON_BIN)`);
+  assert.ok(fs.existsSync(CHROMIUM), `chromium not found: ${CHROMIUM}`);
+
+  // Fake Orchestrator + Authority: short-lived tokens (refresh happens during the run), device codes auto-approved.
+  const fakePort = await freePort();
+  state.fakeUrl = `http://127.0.0.1:${fakePort}`;
+  state.fake = start('fake-server', process.execPath, [path.join(REPO_EXT, 'contracts', 'fake-server', 'server.mjs'), '--port', String(fakePort), '--token-ttl', '20', '--auto-approve-device']);
+  await waitFor('fake server', () => httpOk(`${state.fakeUrl}/_control/health`), 15_000);
+
+  // The real daemon with one API key (only its SHA-256 in the config) and a fresh SQLite database.
+  const daemonPort = await freePort();
+  state.daemonUrl = `http://127.0.0.1:${daemonPort}`;
+  const db = `sqlite://${path.join(tmp, 'db.sqlite')}?mode=rwc`;
+  const sha = crypto.createHash('sha256').update(API_KEY).digest('hex');
+  const cfg = path.join(tmp, 'daemon.toml');
+  fs.writeFileSync(
+    cfg,
+    `[http]\nlisten = "127.0.0.1:${daemonPort}"\n[database]\nurl = "${db}"\n[[auth.api_keys]]\nid = "ide-e2e"\ntenant = "default"\nscopes = ["integrations:read", "integrations:write"]\nsha256 = "${sha}"\n`,
+  );
+  const daemonEnv = { ...process.env, STELLA_CONFIG: cfg, DATABASE_URL: db, STELLA_HTTP_LISTEN: `127.0.0.1:${daemonPort}` };
+  state.daemonArgs = [DAEMON, [], { env: daemonEnv, cwd: tmp }];
+  state.daemon = start('daemon', ...state.daemonArgs);
+  await waitFor('daemon /healthz', () => httpOk(`${state.daemonUrl}/healthz`), 60_000);
+  for (const [name, behaviour] of [
+    ['e2e-registry', 'healthy'],
+    ['e2e-gitlab', 'healthy'],
+    ['e2e-broken', 'unhealthy'],
+  ])
+    await daemonApi('/api/v1/integrations', { method: 'POST', body: JSON.stringify({ type: 'inmemory', name, config: { behaviour } }) });
+
+  // Workspace with stella.yaml (the shared fixture) and settings pointing at the two backends.
+  const ws = path.join(tmp, 'workspace');
+  fs.mkdirSync(path.join(ws, '.vscode'), { recursive: true });
+  fs.copyFileSync(path.join(REPO_EXT, 'fixtures', 'stella-yaml', 'valid-full', 'stella.yaml'), path.join(ws, 'stella.yaml'));
+  // The fixture's `server:` would override the setting; point it at the fake.
+  const yaml = fs.readFileSync(path.join(ws, 'stella.yaml'), 'utf8').replace(/^server: .*$/m, `server: ${state.fakeUrl}`);
+  fs.writeFileSync(path.join(ws, 'stella.yaml'), yaml);
+  fs.writeFileSync(
+    path.join(ws, '.vscode', 'settings.json'),
+    JSON.stringify({ 'stellaops.serverUrl': state.fakeUrl, 'stellaops.integrationsUrl': state.daemonUrl, 'stellaops.auth.flow': 'device_code', 'stellaops.refreshIntervalSeconds': 5, 'stellaops.requestTimeoutMs': 2000 }, null, 2),
+  );
+  state.ws = ws;
+
+  // code-server: fresh user data and extensions dirs, the .vsix installed.
+  const userData = path.join(tmp, 'cs-user');
+  const extDir = path.join(tmp, 'cs-extensions');
+  fs.mkdirSync(path.join(userData, 'User'), { recursive: true });
+  fs.writeFileSync(
+    path.join(userData, 'User', 'settings.json'),
+    JSON.stringify({
+      'workbench.startupEditor': 'none',
+      'security.workspace.trust.enabled': false,
+      'telemetry.telemetryLevel': 'off',
+      'extensions.autoCheckUpdates': false,
+      'extensions.autoUpdate': false,
+      'update.mode': 'none',
+      'workbench.tips.enabled': false,
+      'workbench.welcomePage.walkthroughs.openOnInstall': false,
+      'editor.codeLens': true,
+      'chat.commandCenter.enabled': false,
+    }),
+  );
+  const csEnv = { ...process.env, HOME: path.join(tmp, 'home') };
+  fs.mkdirSync(csEnv.HOME, { recursive: true });
+  const inst = spawnSync(CODE_SERVER, ['--user-data-dir', userData, '--extensions-dir', extDir, '--install-extension', VSIX, '--force'], { env: csEnv, encoding: 'utf8', timeout: 120_000 });
+  log(`install-extension: ${(inst.stdout + inst.stderr).trim().split('\n').slice(-2).join(' | ')}`);
+  assert.equal(inst.status, 0, `code-server --install-extension failed: ${inst.stderr}`);
+  const csPort = await freePort();
+  state.csUrl = `http://127.0.0.1:${csPort}`;
+  state.cs = start('code-server', CODE_SERVER, ['--auth', 'none', '--bind-addr', `127.0.0.1:${csPort}`, '--user-data-dir', userData, '--extensions-dir', extDir, '--disable-telemetry', '--disable-update-check', '--disable-workspace-trust', '--disable-getting-started-override', '--ignore-last-opened', ws], { env: csEnv });
+  await waitFor('code-server /healthz', () => httpOk(`${state.csUrl}/healthz`), 90_000);
+
+  state.context = await chromium.launchPersistentContext(path.join(tmp, 'chromium-profile'), {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1400, height: 900 },
+  });
+  state.page = state.context.pages()[0] ?? (await state.context.newPage());
+  state.page.setDefaultTimeout(15_000);
+});
+
+after(async () => {
+  try {
+    await state.context?.close();
+  } catch (e) {
+    log(`closing chromium: ${e.message}`);
+  }
+  for (const { p } of procs.reverse()) await stop(p);
+  if (state.tmp && !process.env.E2E_KEEP_TMP) fs.rmSync(state.tmp, { recursive: true, force: true });
+});
+
+// ---------- tests (run in order) ----------
+/** A test that leaves a FAILED-*.png screenshot behind when it fails. */
+function step(name, fn) {
+  test(name, async () => {
+    try {
+      await fn();
+    } catch (e) {
+      try {
+        if (state.page) await screenshot(state.page, `FAILED-${name.replace(/[^a-z0-9]+/gi, '-').slice(0, 60)}`);
+      } catch {
+        /* best effort */
+      }
+      throw e;
+    }
+  });
+}
+
+step('the workbench loads and the extension activates (status bar: signed out)', async () => {
+  const page = state.page;
+  await page.goto(`${state.csUrl}/?folder=${encodeURIComponent(state.ws)}`, { waitUntil: 'domcontentloaded', timeout: 60_000 });
+  await page.locator('.monaco-workbench').waitFor({ timeout: 90_000 });
+  await waitFor('Stella status bar item', async () => /^Stella: signed out/.test(await statusText(page)), 90_000, 500);
+  await screenshot(page, 'activated-signed-out');
+});
+
+step('sign in (device code against the fake Authority) and store the daemon API key', async () => {
+  const page = state.page;
+  await runCommand(page, 'Stella Ops: Sign In');
+  // Device flow: the fake approves at the first poll; then the extension asks for the Integrations API key.
+  await answerInput(page, API_KEY);
+  await waitFor('connected status bar', async () => /^Stella ✓ \d+ ✗ \d+/.test(await statusText(page)), 30_000, 500);
+  const st = await fakeControl('/state');
+  assert.ok(st.counters.tokensIssued >= 1, 'a token was issued by the fake Authority');
+  await screenshot(page, 'signed-in');
+});
+
+step('status bar shows the integrations health from the daemon; clicking it opens the Integrations view', async () => {
+  const page = state.page;
+  const { items } = await daemonApi('/api/v1/integrations');
+  const healthy = items.filter((i) => i.status === 'healthy').length;
+  const failed = items.filter((i) => ['unhealthy', 'error'].includes(i.status)).length;
+  const degraded = items.filter((i) => i.status === 'degraded').length;
+  const expected = `Stella ✓ ${healthy} ✗ ${failed}${degraded ? ` ⚠ ${degraded}` : ''}`;
+  await waitFor(`status bar "${expected}"`, async () => (await statusText(page)) === expected, 30_000, 500);
+  await statusItem(page).click();
+  for (const i of items) await treeRow(page, i.name).waitFor({ timeout: 15_000 });
+  const row = treeRow(page, 'e2e-broken');
+  assert.match((await row.textContent()) ?? '', /inmemory · \w+/);
+  await screenshot(page, 'integrations-view');
+});
+
+step('Releases and Environments views show the fake Orchestrator data', async () => {
+  const page = state.page;
+  await runCommand(page, 'Focus on Releases View');
+  await treeRow(page, 'myapp v1.5.0').waitFor({ timeout: 20_000 });
+  await treeRow(page, 'myapp v1.6.0-rc.1').waitFor();
+  await runCommand(page, 'Focus on Environments View');
+  await treeRow(page, 'Production').waitFor({ timeout: 20_000 });
+  assert.match((await treeRow(page, 'Staging').textContent()) ?? '', /myapp v1\.4\.2/);
+  await screenshot(page, 'releases-environments');
+});
+
+step('CodeLens in stella.yaml: "Promote v1.5.0 to stage…" triggers a promotion on the Orchestrator', async () => {
+  const page = state.page;
+  await page.keyboard.press('Control+P');
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible', timeout: 10_000 });
+  await input.fill('stella.yaml');
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: 'stella.yaml' }).first().waitFor({ timeout: 15_000 });
+  await page.keyboard.press('Enter');
+  await page.locator('.monaco-editor .view-lines', { hasText: 'environments:' }).first().waitFor({ timeout: 15_000 });
+  const lens = page.locator('.contentWidgets .codelens-decoration a', { hasText: 'Promote v1.5.0 to stage…' }).first();
+  await lens.waitFor({ timeout: 30_000 });
+  await page.locator('.codelens-decoration a', { hasText: 'deployed v1.4.2 to stage' }).first().waitFor();
+  await screenshot(page, 'codelens');
+  await lens.click();
+  await answerInput(page, 'e2e promotion from a CodeLens'); // reason
+  await answerInput(page, 'CHG-42'); // ticket
+  const confirm = page.locator('.monaco-dialog-box .monaco-button', { hasText: 'Promote' }).first();
+  await confirm.waitFor({ timeout: 10_000 });
+  await screenshot(page, 'promote-confirmation');
+  await confirm.click();
+  const promo = await waitFor(
+    'promotion on the fake Orchestrator',
+    async () => (await fakeControl('/state')).promotions.find((p) => p.reason === 'e2e promotion from a CodeLens'),
+    20_000,
+  );
+  assert.equal(promo.releaseId, 'rel-myapp-1.5.0');
+  assert.equal(promo.targetEnvironmentId, 'env-stage');
+  assert.equal(promo.ticket, 'CHG-42');
+  await page.locator('.codelens-decoration a', { hasText: 'deployed v1.5.0 to stage' }).first().waitFor({ timeout: 30_000 });
+  await screenshot(page, 'promoted');
+});
+
+step('run a health check on an integration (result or 501 shown as a notice)', async () => {
+  const page = state.page;
+  await runCommand(page, 'Stella Ops: Run Health Check');
+  await answerInput(page, 'e2e-broken');
+  const toast = page.locator('.notifications-toasts .notification-list-item', { hasText: /health checks are not available|e2e-broken: / }).first();
+  await toast.waitFor({ timeout: 20_000 });
+  log(`health check notice: ${(await toast.textContent())?.trim()}`);
+  await screenshot(page, 'health-check');
+});
+
+step('backends down: status bar and views show offline with the last known data, one notice per backend', async () => {
+  const page = state.page;
+  await fakeControl('/down', { down: true, mode: 'reset' });
+  await stop(state.daemon);
+  await runCommand(page, 'Stella Ops: Refresh');
+  await waitFor('offline status bar', async () => /^Stella ⚠ offline/.test(await statusText(page)), 40_000, 500);
+  await runCommand(page, 'Stella Ops: Show Integrations');
+  await treeRow(page, 'e2e-registry').waitFor({ timeout: 10_000 });
+  assert.match((await treeRow(page, 'e2e-registry').textContent()) ?? '', /\(stale\)/);
+  await page.locator('.monaco-list-row', { hasText: /Offline — showing data from/ }).first().waitFor({ timeout: 10_000 });
+  // Several background refreshes later there is still one notice per backend, not one per failure.
+  await page.waitForTimeout(12_000);
+  const notices = await page.locator('.notifications-toasts .notification-list-item', { hasText: 'is unreachable' }).count();
+  assert.ok(notices >= 1 && notices <= 2, `expected 1–2 offline notices, saw ${notices}`);
+  await screenshot(page, 'offline');
+});
+
+step('backends back: the extension reconnects by itself', async () => {
+  const page = state.page;
+  await fakeControl('/down', { down: false });
+  state.daemon = start('daemon-restarted', ...state.daemonArgs);
+  await waitFor('daemon back', () => httpOk(`${state.daemonUrl}/healthz`), 60_000);
+  await runCommand(page, 'Stella Ops: Refresh');
+  await waitFor('connected again', async () => /^Stella ✓ \d+ ✗ \d+/.test(await statusText(page)), 40_000, 500);
+  const st = await fakeControl('/state');
+  log(`fake authority counters: ${JSON.stringify(st.counters)}`);
+  await screenshot(page, 'reconnected');
+});
