@@ -222,11 +222,14 @@ class AuthorityClient(
 interface BearerProvider {
     fun bearer(cancellation: Cancellation? = null): CompletableFuture<String>
     fun invalidate() {}
+    /** Whether [invalidate] can lead to a different bearer, i.e. whether a 401 is worth one retry. */
+    val renewable: Boolean get() = true
 }
 
 /** A fixed API key (this daemon's `[[auth.api_keys]]`). */
 class StaticBearer(private val key: String) : BearerProvider {
     override fun bearer(cancellation: Cancellation?): CompletableFuture<String> = CompletableFuture.completedFuture(key)
+    override val renewable: Boolean get() = false
 }
 
 /**

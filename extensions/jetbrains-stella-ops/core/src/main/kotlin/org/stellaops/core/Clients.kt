@@ -5,7 +5,7 @@ import java.net.URI
 import java.util.concurrent.CompletableFuture
 import java.util.concurrent.CompletionException
 
-/** JSON over HTTP with a bearer token; a 401 invalidates the token and retries once. */
+/** JSON over HTTP with a bearer token; a 401 invalidates a renewable token and retries once. */
 open class AuthedJsonApi(val baseUrl: URI, protected val http: HttpTransport, protected val bearer: BearerProvider) {
     fun request(
         method: String,
@@ -25,7 +25,7 @@ open class AuthedJsonApi(val baseUrl: URI, protected val http: HttpTransport, pr
                 cancellation = cancellation,
             )
         }.thenCompose { r ->
-            if (r.status == 401 && retryOn401) {
+            if (r.status == 401 && retryOn401 && auth.renewable) {
                 auth.invalidate()
                 request(method, path, body, headers, cancellation, retryOn401 = false, auth = auth)
             } else CompletableFuture.completedFuture(r)

@@ -63,6 +63,8 @@ class StellaOpsCore(
     val tokens = TokenManager(authority, tokenStore, "${settings.authorityUrl ?: settings.serverUrl}|${settings.clientId}", useClientCredentials = settings.useClientCredentials, clock = clock)
     val orchestrator = OrchestratorClient(URI.create(settings.serverUrl), http, tokens)
     val integrationsClient: IntegrationsClient? = settings.integrationsUrl?.let { IntegrationsClient(URI.create(it), http, integrationsBearer ?: tokens) }
+    /** The daemon is called with its own API key, independent of the Authority sign-in. */
+    private val integrationsKeyed = integrationsBearer != null && !integrationsBearer.renewable
 
     private val cache = OfflineCache(cacheFile, clock)
     private val releases = CachedResource.list("releases", cache, Release::toJson, Release::from) { c -> orchestrator.releases(c) }
@@ -99,13 +101,19 @@ class StellaOpsCore(
     fun refresh(): CompletableFuture<ViewState> {
         inFlight?.cancel()
         val c = Cancellation().also { inFlight = it }
+        val i = integrations?.takeIf { tokens.isSignedIn || integrationsKeyed }?.load(c) ?: CompletableFuture.completedFuture(null)
         if (!tokens.isSignedIn) {
-            return CompletableFuture.completedFuture(publish(state.copy(connection = ConnectionState.SIGNED_OUT, message = "Sign in to Stella Ops")))
+            // Signed out of the Authority: integration health still shows when the daemon has its own API key.
+            return i.handle { snap, _ ->
+                if (c.isCancelled) return@handle state
+                publish(state.copy(connection = ConnectionState.SIGNED_OUT, integrations = snap ?: state.integrations, message = "Sign in to Stella Ops"))
+            }
         }
         val r = releases.load(c); val e = environments.load(c); val d = deployments.load(c)
-        val i = integrations?.load(c) ?: CompletableFuture.completedFuture(null)
         return CompletableFuture.allOf(r.exceptionally { null }, e.exceptionally { null }, d.exceptionally { null }, i.exceptionally { null })
             .thenApply {
+                // A newer refresh (or dispose) cancelled this one: it publishes nothing.
+                if (c.isCancelled) return@thenApply state
                 val results = listOf(r, e, d, i)
                 val errors = results.mapNotNull { f -> if (f.isCompletedExceptionally) HttpTransport.unwrap(f.handle { _, t -> t }.join()!!) else null }
                 val snapshots = listOf(r, e, d, i).mapNotNull { f -> if (f.isCompletedExceptionally) null else f.join() }

@@ -116,9 +116,23 @@ class AuthTest {
     @Test
     fun `a second 401 is not retried again`() = LocalServer().use { s ->
         s.route("/api/v1/releases") { reply(401, """{"success":false,"error":{"code":"UNAUTHORIZED","message":"no"}}""") }
-        val err = OrchestratorClient(s.uri, HttpTransport(), StaticBearer("k")).releases().failure()
+        val invalidated = AtomicInteger()
+        val renewing = object : BearerProvider {
+            override fun bearer(cancellation: Cancellation?) = CompletableFuture.completedFuture("t${invalidated.get()}")
+            override fun invalidate() { invalidated.incrementAndGet() }
+        }
+        val err = OrchestratorClient(s.uri, HttpTransport(), renewing).releases().failure()
         assertEquals(401, (err as ApiException).status)
-        assertEquals(2, s.seen.size)
+        assertEquals(listOf("Bearer t0", "Bearer t1"), s.seen.map { it.headers["authorization"] })
+        assertEquals(1, invalidated.get())
+    }
+
+    @Test
+    fun `a 401 with a fixed API key is reported without a retry`() = LocalServer().use { s ->
+        s.route("/api/v1/integrations") { reply(401, """{"type":"about:blank","title":"Unauthorized","status":401,"code":"unauthorized","detail":"unknown key"}""", "Content-Type" to "application/problem+json") }
+        val err = IntegrationsClient(s.uri, HttpTransport(), StaticBearer("k")).page().failure() as ApiException
+        assertEquals(401, err.status); assertEquals("unauthorized", err.code); assertEquals("unknown key", err.detail)
+        assertEquals(1, s.seen.size)
     }
 
     @Test

@@ -73,6 +73,42 @@ class CoreEndToEndTest {
     }
 
     @Test
+    fun `signed out of the Authority, integration health still shows with the daemon's API key`(@TempDir dir: Path) {
+        DaemonTest.seed(1)
+        val core = StellaOpsCore(
+            StellaSettings(serverUrl = FakeServer.uri.toString(), integrationsUrl = DaemonTest.url.toString()),
+            InMemoryTokenStore(), null, exec, {}, integrationsBearer = StaticBearer(DaemonTest.key),
+        )
+        try {
+            val s = core.refresh().await()
+            assertEquals(ConnectionState.SIGNED_OUT, s.connection)
+            assertNull(s.releases)
+            assertTrue(s.integrations!!.value.isNotEmpty())
+            assertEquals("Stella: sign in", s.statusText)
+        } finally { core.dispose() }
+    }
+
+    @Test
+    fun `a refresh superseded by a newer one publishes nothing`(@TempDir dir: Path) {
+        FakeServer.reset()
+        val published = CopyOnWriteArrayList<ViewState>()
+        val core = core(dir, CopyOnWriteArrayList(), timeout = 5)
+        try {
+            core.refresh().await()
+            core.addListener { published += it }
+            published.clear()
+            FakeServer.config("latencyMs" to 1500)
+            val first = core.refresh()
+            Thread.sleep(200)
+            val second = core.refresh()
+            first.await(); val s2 = second.await()
+            assertEquals(1, published.size, "only the second refresh is published")
+            assertEquals(ConnectionState.CONNECTED, s2.connection)
+            assertFalse(s2.releases!!.stale)
+        } finally { FakeServer.config("latencyMs" to 0); core.dispose() }
+    }
+
+    @Test
     fun `promote by environment name from stella yaml`(@TempDir dir: Path) {
         FakeServer.reset()
         val core = core(dir, CopyOnWriteArrayList())

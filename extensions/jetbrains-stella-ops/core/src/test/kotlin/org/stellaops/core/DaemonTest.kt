@@ -76,7 +76,7 @@ class DaemonTest {
     }
 
     @Test
-    fun `a wrong key is rejected with 401 (retried once, then reported)`() {
+    fun `a wrong key is rejected with 401`() {
         val err = client("not-a-key").page().failure() as ApiException
         assertEquals(401, err.status)
     }
