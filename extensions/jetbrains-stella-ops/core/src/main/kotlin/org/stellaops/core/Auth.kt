@@ -105,6 +105,10 @@ class AuthorityClient(
 ) {
     @Volatile private var endpoints: AuthorityEndpoints? = null
 
+    /** Set when the token endpoint answered with a `Deprecation` header (the legacy `/oauth/token`): its `Warning`. */
+    @Volatile var deprecation: String? = null
+        private set
+
     fun discover(cancellation: Cancellation? = null): CompletableFuture<AuthorityEndpoints> {
         endpoints?.let { return CompletableFuture.completedFuture(it) }
         return http.send("GET", baseUrl.resolvePath("/.well-known/openid-configuration"), cancellation = cancellation)
@@ -211,6 +215,7 @@ class AuthorityClient(
             val body = HttpTransport.form(*(params + credentials()).toTypedArray())
             http.send("POST", ep.tokenEndpoint, body = body, contentType = FORM, cancellation = cancellation)
         }.thenApply { r ->
+            if (r.header("Deprecation") != null) deprecation = r.header("Warning") ?: "token endpoint deprecated (Sunset: ${r.header("Sunset") ?: "?"})"
             if (!r.ok) throw CompletionException(HttpTransport.error(r))
             TokenSet.fromTokenResponse(r.json(), clock.instant(), previousRefresh)
         }

@@ -48,8 +48,9 @@ open class AuthedJsonApi(val baseUrl: URI, protected val http: HttpTransport, pr
  */
 class OrchestratorClient(baseUrl: URI, http: HttpTransport, bearer: BearerProvider) : AuthedJsonApi(baseUrl, http, bearer) {
 
-    fun releases(cancellation: Cancellation? = null): CompletableFuture<List<Release>> =
-        json("GET", "/api/v1/releases", cancellation = cancellation).thenApply { items(it).map(Release::from) }
+    /** Releases, newest first; [project] filters (the `project:` of stella.yaml). */
+    fun releases(project: String? = null, cancellation: Cancellation? = null): CompletableFuture<List<Release>> =
+        json("GET", "/api/v1/releases${HttpTransport.query("project" to project)}", cancellation = cancellation).thenApply { items(it).map(Release::from) }
 
     fun environments(cancellation: Cancellation? = null): CompletableFuture<List<Environment>> =
         json("GET", "/api/v1/environments${HttpTransport.query("includeState" to true)}", cancellation = cancellation)

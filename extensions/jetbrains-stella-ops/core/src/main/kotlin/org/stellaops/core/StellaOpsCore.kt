@@ -20,6 +20,7 @@ data class StellaSettings(
     val useClientCredentials: Boolean = false,
     /** This daemon's base URL; integration health is hidden when null. */
     val integrationsUrl: String? = null,
+    /** Only releases of this project (`project:` of stella.yaml). */
     val project: String? = null,
     val refreshIntervalSeconds: Long = 30,
     val requestTimeoutSeconds: Long = 10,
@@ -67,12 +68,14 @@ class StellaOpsCore(
     private val integrationsKeyed = integrationsBearer != null && !integrationsBearer.renewable
 
     private val cache = OfflineCache(cacheFile, clock)
-    private val releases = CachedResource.list("releases", cache, Release::toJson, Release::from) { c -> orchestrator.releases(c) }
+    private val releases = CachedResource.list("releases", cache, Release::toJson, Release::from) { c -> orchestrator.releases(settings.project, c) }
     private val environments = CachedResource.list("environments", cache, Environment::toJson, Environment::from) { c -> orchestrator.environments(c) }
     private val deployments = CachedResource.list("promotions", cache, Promotion::toJson, Promotion::from) { c -> orchestrator.promotions(cancellation = c) }
     private val integrations = integrationsClient?.let { ic -> CachedResource.list("integrations", cache, Integration::toJson, Integration::from) { c -> ic.all(cancellation = c) } }
 
+    private val notify: (String) -> Unit = notify
     private val notifier = OfflineNotifier(notify)
+    private val deprecationNoticed = java.util.concurrent.atomic.AtomicBoolean(false)
     private val listeners = CopyOnWriteArrayList<(ViewState) -> Unit>()
     @Volatile var state: ViewState = initialState()
         private set
@@ -110,6 +113,7 @@ class StellaOpsCore(
             }
         }
         val r = releases.load(c); val e = environments.load(c); val d = deployments.load(c)
+        authority.deprecation?.let { if (deprecationNoticed.compareAndSet(false, true)) notify("The Authority answered from a deprecated endpoint: $it") }
         return CompletableFuture.allOf(r.exceptionally { null }, e.exceptionally { null }, d.exceptionally { null }, i.exceptionally { null })
             .thenApply {
                 // A newer refresh (or dispose) cancelled this one: it publishes nothing.

@@ -17,7 +17,7 @@ class CoreEndToEndTest {
     private fun core(dir: Path, notices: MutableList<String>, timeout: Long = 2) = StellaOpsCore(
         StellaSettings(
             serverUrl = FakeServer.uri.toString(), clientId = "stella-ci", clientSecret = "stella-ci-secret",
-            useClientCredentials = true, integrationsUrl = DaemonTest.url.toString(), requestTimeoutSeconds = timeout,
+            useClientCredentials = true, project = "myapp", integrationsUrl = DaemonTest.url.toString(), requestTimeoutSeconds = timeout,
         ),
         InMemoryTokenStore(), dir.resolve("cache.json"), exec, { notices += it },
         integrationsBearer = StaticBearer(DaemonTest.key),
@@ -33,6 +33,7 @@ class CoreEndToEndTest {
             val s1 = core.refresh().await()
             assertEquals(ConnectionState.CONNECTED, s1.connection, s1.message)
             assertEquals(5, s1.releases!!.value.size)
+            assertTrue(FakeServer.requests().any { it.str("path") == "/api/v1/releases" && it.str("query") == "?project=myapp" })
             assertEquals(listOf("dev", "stage", "prod"), s1.environments!!.value.map { it.name })
             assertEquals(1, s1.deployments!!.value.size)
             assertTrue(s1.integrations!!.value.size >= 2)

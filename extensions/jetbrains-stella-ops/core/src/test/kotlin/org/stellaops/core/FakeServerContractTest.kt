@@ -36,6 +36,13 @@ class FakeServerContractTest {
     }
 
     @Test
+    fun `releases filtered by project`() {
+        assertEquals(5, orchestrator().releases("myapp").await().size)
+        assertEquals(emptyList<Release>(), orchestrator().releases("other").await())
+        assertTrue(FakeServer.requests().any { it.str("path") == "/api/v1/releases" && it.str("query") == "?project=other" })
+    }
+
+    @Test
     fun `all three envelope shapes give the same lists`() {
         val expected = orchestrator().environments().await()
         for (shape in listOf("bare", "data-meta")) {
@@ -86,7 +93,11 @@ class FakeServerContractTest {
     @Test
     fun `legacy token endpoint when discovery is off, and its 410 after sunset`() {
         FakeServer.config("discovery" to false)
-        assertEquals(5, orchestrator().releases().await().size)
+        val authority = FakeServer.authority()
+        val tm = TokenManager(authority, InMemoryTokenStore(), "legacy", useClientCredentials = true)
+        assertNull(authority.deprecation)
+        assertEquals(5, orchestrator(tm).releases().await().size)
+        assertTrue(authority.deprecation!!.contains("Deprecated endpoint"), authority.deprecation)
         assertTrue(FakeServer.requests().any { it.str("path") == "/oauth/token" && it.int("status") == 200 })
         FakeServer.config("legacyToken" to "gone")
         val err = orchestrator().releases().failure()

@@ -45,7 +45,8 @@ class StellaOpsPlugin(private val project: Project) : Disposable {
     fun reload() {
         ApplicationManager.getApplication().executeOnPooledThread {
             core?.let { it.removeListener(forward); it.dispose() }
-            val settings = StellaOpsSettings.getInstance().toCore(projectFile()?.server)
+            val file = projectFile()
+            val settings = StellaOpsSettings.getInstance().toCore(file?.server, file?.project)
             core = settings?.let {
                 StellaOpsCore(
                     settings = it,

@@ -25,8 +25,8 @@ class StellaOpsSettings : PersistentStateComponent<StellaOpsSettings.State> {
     override fun getState(): State = myState
     override fun loadState(state: State) { myState = state }
 
-    /** Core settings, or null until a server URL is configured. [serverOverride] is `server:` from stella.yaml. */
-    fun toCore(serverOverride: String? = null): StellaSettings? {
+    /** Core settings, or null until a server URL is configured. [serverOverride] and [project] come from stella.yaml. */
+    fun toCore(serverOverride: String? = null, project: String? = null): StellaSettings? {
         val state = myState
         val server = serverOverride?.takeIf { it.isNotBlank() } ?: state.serverUrl.takeIf { it.isNotBlank() } ?: return null
         return StellaSettings(
@@ -34,6 +34,7 @@ class StellaOpsSettings : PersistentStateComponent<StellaOpsSettings.State> {
             authorityUrl = state.authorityUrl.takeIf { it.isNotBlank() }?.trimEnd('/'),
             clientId = state.clientId.ifBlank { "stella-ide" },
             integrationsUrl = state.integrationsUrl.takeIf { it.isNotBlank() }?.trimEnd('/'),
+            project = project,
             refreshIntervalSeconds = state.refreshIntervalSeconds.toLong().coerceIn(5, 3600),
             requestTimeoutSeconds = state.requestTimeoutSeconds.toLong().coerceIn(1, 120),
         )
