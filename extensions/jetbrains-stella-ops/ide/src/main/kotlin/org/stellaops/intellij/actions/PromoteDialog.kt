@@ -31,11 +31,11 @@ class PromoteDialog(
 
     override fun createCenterPanel(): JComponent = panel {
         row("Release:") {
-            comboBox(releases, SimpleListCellRenderer.create("") { r: Release -> "${r.name}  ${r.status ?: ""}" }).bindItem(::release)
+            comboBox(releases, SimpleListCellRenderer.create("") { r -> if (r == null) "" else "${r.name}  ${r.status ?: ""}" }).bindItem(::release)
         }
         row("Environment:") {
-            comboBox(environments, SimpleListCellRenderer.create("") { e: Environment ->
-                "${e.displayName ?: e.name}  (now: ${e.currentRelease?.name ?: "—"})"
+            comboBox(environments, SimpleListCellRenderer.create("") { e ->
+                if (e == null) "" else "${e.displayName ?: e.name}  (now: ${e.currentRelease?.name ?: "—"})"
             }).bindItem(::environment)
         }
         row("Reason:") {
