@@ -303,7 +303,12 @@ export async function activate(context: vscode.ExtensionContext): Promise<Stella
       void vscode.window.showWarningMessage('Stella Ops: set stellaops.integrationsUrl first.');
       return;
     }
-    await vscode.env.openExternal(vscode.Uri.parse(c.swaggerUrl()));
+    // In remote hosts (code-server, Codespaces) a loopback URL is reached through a port forward; resolve the
+    // daemon's origin first and keep the /docs path (forwarding the full URL drops the path in code-server).
+    const external = await vscode.env.asExternalUri(vscode.Uri.parse(c.baseUrl + '/'));
+    const target = external.with({ path: external.path.replace(/\/*$/, '/') + 'docs' });
+    log(`opening Swagger UI: ${target.toString(true)}`);
+    await vscode.env.openExternal(target);
   });
 
   register('stellaops.promoteRelease', async (arg?: PromoteArgs | NodeModel) => {
