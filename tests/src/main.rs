@@ -1,1 +1,20 @@
+//! Black-box tests: each starts the real daemon (`daemon::start`) on a free loopback port with a
+//! fresh database and talks HTTP to it like any client.
+//!
+//! The database is SQLite by default; `STELLA_TEST_DATABASE=postgres` runs the same suite on a
+//! fresh PostgreSQL database per test, owned by an unprivileged role so that row-level security
+//! is in force (see `actors::db::testing`).
+//!
+//! # Layout
+//! - `context`: [`context::TestContext`], keys, and request helpers.
+//! - `authority`: a fake OAuth authority serving a JWKS, and token minting.
+//! - One module per area: `catalog`, `tenancy`, `auth`, `validation`, `openapi`, `bootstrap`.
 
+mod auth;
+mod authority;
+mod bootstrap;
+mod catalog;
+mod context;
+mod openapi;
+mod tenancy;
+mod validation;

@@ -30,7 +30,8 @@ impl AuditApi {
         state: Data<&Arc<AppState>>,
         auth: BearerAuth,
         /// Only records of this integration (deleted ones included).
-        integration_id: Query<Option<Uuid>>,
+        #[oai(name = "integrationId")]
+        integration_id: Query<Option<String>>,
         /// Page size (1 to 200, default 50).
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<u32>>,
@@ -38,6 +39,13 @@ impl AuditApi {
         cursor: Query<Option<String>>,
     ) -> Result<Json<AuditPage>, ApiError> {
         let principal = auth.require(Scope::Read)?;
+        let integration_id = match integration_id.0.as_deref() {
+            None | Some("") => None,
+            Some(id) => Some(
+                id.parse::<Uuid>()
+                    .map_err(|_| ApiError::bad_request("integrationId: not a UUID"))?,
+            ),
+        };
         let before = match cursor.0.as_deref() {
             None | Some("") => None,
             Some(c) => Some(
@@ -49,7 +57,7 @@ impl AuditApi {
             .store
             .tenant(principal.tenant.clone())
             .audit_list(&AuditQuery {
-                integration_id: integration_id.0,
+                integration_id,
                 before,
                 limit: u64::from(limit.0.unwrap_or(super::integrations::DEFAULT_PAGE_SIZE)),
             })

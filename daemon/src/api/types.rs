@@ -50,10 +50,13 @@ pub struct Integration {
     /// Provider-specific configuration (never a secret).
     pub config: Value,
     /// Where the credentials are: `authref://<backend>/<path>[#key]`.
+    #[oai(nullable)]
     pub auth_ref_uri: Option<String>,
     pub status: IntegrationStatus,
     /// Machine-readable reason of a non-healthy status.
+    #[oai(nullable)]
     pub status_reason: Option<String>,
+    #[oai(nullable)]
     pub last_checked_at: Option<DateTime<Utc>>,
     /// Increases with every change; sent as the `ETag`.
     pub version: i64,
@@ -86,6 +89,7 @@ impl From<entity::integration::Model> for Integration {
 pub struct IntegrationPage {
     pub items: Vec<Integration>,
     /// Pass as `cursor` to get the next page; absent on the last page.
+    #[oai(nullable)]
     pub next_cursor: Option<String>,
 }
 
@@ -120,8 +124,10 @@ pub struct IntegrationUpdate {
 pub struct HealthCheckResult {
     pub status: IntegrationStatus,
     /// Machine-readable reason, such as `auth_failed` or `timeout`.
+    #[oai(nullable)]
     pub reason: Option<String>,
     /// A safe, human-readable explanation.
+    #[oai(nullable)]
     pub message: Option<String>,
     pub latency_ms: i64,
     pub checked_at: DateTime<Utc>,
@@ -136,6 +142,7 @@ pub struct AuditEntry {
     pub actor: String,
     /// `integration.create`, `integration.update` or `integration.delete`.
     pub action: String,
+    #[oai(nullable)]
     pub integration_id: Option<Uuid>,
     pub timestamp: DateTime<Utc>,
     /// `{"before": .., "after": ..}`, secrets redacted.
@@ -160,6 +167,7 @@ impl From<actors::AuditEntry> for AuditEntry {
 #[oai(rename_all = "camelCase")]
 pub struct AuditPage {
     pub items: Vec<AuditEntry>,
+    #[oai(nullable)]
     pub next_cursor: Option<String>,
 }
 

@@ -1,0 +1,215 @@
+//! Bad input gets a 4xx problem document naming the field, never a 5xx.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::context::{TestContext, WRITER_A};
+
+async fn create_answer(ctx: &TestContext, body: &Value) -> crate::context::Answer {
+    ctx.post("/api/v1/integrations", WRITER_A, body).await
+}
+
+#[tokio::test]
+async fn invalid_fields_are_422_naming_the_field() {
+    let ctx = TestContext::start().await;
+    let long_name = "n".repeat(101);
+    let big = "x".repeat(64 * 1024);
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({"type": "nonesuch", "name": "a"}), "type"),
+        (json!({"type": "inmemory", "name": ""}), "name"),
+        (json!({"type": "inmemory", "name": "   "}), "name"),
+        (json!({"type": "inmemory", "name": long_name}), "name"),
+        (
+            json!({"type": "inmemory", "name": "a", "config": [1, 2]}),
+            "config",
+        ),
+        (
+            json!({"type": "inmemory", "name": "a", "config": "text"}),
+            "config",
+        ),
+        (
+            json!({"type": "gitlab", "name": "a", "config": {"baseUrl": "https://g", "blob": big}}),
+            "config",
+        ),
+        (
+            json!({"type": "inmemory", "name": "a", "authRefUri": "https://vault/x"}),
+            "authRefUri",
+        ),
+        (
+            json!({"type": "inmemory", "name": "a", "authRefUri": "authref://s3/x"}),
+            "authRefUri",
+        ),
+        (
+            json!({"type": "inmemory", "name": "a", "authRefUri": "authref://vault/"}),
+            "authRefUri",
+        ),
+        (
+            json!({"type": "gitlab", "name": "a", "config": {"baseUrl": "ftp://g"}}),
+            "config.baseUrl",
+        ),
+        (
+            json!({"type": "gitlab", "name": "a", "config": {"baseUrl": "https://g", "token": "glpat-123"}}),
+            "config.token",
+        ),
+        (
+            json!({"type": "harbor", "name": "a", "config": {"baseUrl": "https://h", "password": "p"}}),
+            "config.password",
+        ),
+        (
+            json!({"type": "github_app", "name": "a", "config": {"installationId": 1, "appId": 2, "privateKey": "-----BEGIN"}}),
+            "config.privateKey",
+        ),
+        (
+            json!({"type": "github_app", "name": "a", "config": {"installationId": 1, "auth": {"clientSecret": "s"}}}),
+            "config.auth.clientSecret",
+        ),
+    ];
+    for (body, field) in cases {
+        let answer = create_answer(&ctx, &body).await;
+        let problem = answer.problem(422);
+        let fields: Vec<&str> = problem["errors"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no errors for {body}"))
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect();
+        assert_eq!(fields, [field], "{body}");
+    }
+    // The raw-secret problem tells the caller what to do instead.
+    let secret = create_answer(&ctx, &json!({"type": "gitlab", "name": "a", "config": {"baseUrl": "https://g", "token": "glpat-123"}})).await;
+    assert!(
+        secret.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("authRefUri")
+    );
+    assert!(
+        !secret.body.to_string().contains("glpat-123"),
+        "the secret was echoed"
+    );
+    // Nothing was stored.
+    let listed = ctx.get("/api/v1/integrations", WRITER_A).await;
+    assert!(listed.ok(200)["items"].as_array().unwrap().is_empty());
+    ctx.cleanup().await;
+}
+
+#[tokio::test]
+async fn duplicate_names_are_409() {
+    let ctx = TestContext::start().await;
+    ctx.create(WRITER_A, "same", "inmemory").await;
+    let clash = create_answer(&ctx, &json!({"type": "inmemory", "name": "same"})).await;
+    assert_eq!(clash.problem(409)["errors"][0]["field"], "name");
+    // Renaming onto a taken name conflicts too.
+    let other = ctx.create(WRITER_A, "other", "inmemory").await;
+    let path = format!("/api/v1/integrations/{}", other["id"].as_str().unwrap());
+    ctx.put(&path, WRITER_A, &json!({"name": "same"}), &[])
+        .await
+        .problem(409);
+    ctx.cleanup().await;
+}
+
+#[tokio::test]
+async fn malformed_requests_are_400_413_or_415() {
+    let ctx = TestContext::start().await;
+    let raw = |body: &'static str, content_type: &'static str| {
+        ctx.client
+            .post(ctx.url("/api/v1/integrations"))
+            .bearer_auth(WRITER_A)
+            .header("content-type", content_type)
+            .body(body)
+    };
+    for (body, status) in [
+        ("{\"type\": \"inmemory\",", 400),
+        ("[]", 400),
+        (
+            "{\"type\": \"inmemory\", \"name\": \"a\", \"extra\": 1}",
+            400,
+        ),
+        ("{\"type\": [\"inmemory\"], \"name\": \"a\"}", 400),
+        ("{\"type\": 5, \"name\": \"a\"}", 422),
+        ("{\"name\": \"a\"}", 400),
+    ] {
+        let answer =
+            crate::context::answer(raw(body, "application/json").send().await.unwrap()).await;
+        answer.problem(status);
+    }
+    let unknown_field = crate::context::answer(
+        raw(
+            "{\"type\": \"inmemory\", \"name\": \"a\", \"extra\": 1}",
+            "application/json",
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert!(
+        unknown_field.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("extra")
+    );
+    let wrong_type =
+        crate::context::answer(raw("type=inmemory", "text/plain").send().await.unwrap()).await;
+    assert!(
+        [400, 415].contains(&wrong_type.status.as_u16()),
+        "{wrong_type:?}"
+    );
+    wrong_type.problem(wrong_type.status.as_u16());
+    // A body over the limit, with and without Content-Length.
+    let huge = "x".repeat(300 * 1024);
+    let answer = crate::context::answer(
+        ctx.client
+            .post(ctx.url("/api/v1/integrations"))
+            .bearer_auth(WRITER_A)
+            .header("content-type", "application/json")
+            .body(huge.clone())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    answer.problem(413);
+    let streamed = crate::context::answer(
+        ctx.client
+            .post(ctx.url("/api/v1/integrations"))
+            .bearer_auth(WRITER_A)
+            .header("content-type", "application/json")
+            .body(chunked(huge))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    streamed.problem(413);
+    // Bad path and query parameters.
+    ctx.get("/api/v1/integrations/not-a-uuid", WRITER_A)
+        .await
+        .problem(400);
+    ctx.get("/api/v1/integrations?limit=0", WRITER_A)
+        .await
+        .problem(400);
+    ctx.get("/api/v1/integrations?limit=abc", WRITER_A)
+        .await
+        .problem(400);
+    ctx.get("/api/v1/audit?integrationId=nope", WRITER_A)
+        .await
+        .problem(400);
+    // Unknown routes and methods are problems too.
+    ctx.get("/api/v1/nothing-here", WRITER_A).await.problem(404);
+    let method = ctx
+        .call(Method::PATCH, "/api/v1/audit", Some(WRITER_A), None, &[])
+        .await;
+    method.problem(405);
+    ctx.cleanup().await;
+}
+
+/// A body sent in chunks, without Content-Length.
+fn chunked(body: String) -> reqwest::Body {
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = body
+        .into_bytes()
+        .chunks(16 * 1024)
+        .map(|c| Ok(c.to_vec()))
+        .collect();
+    reqwest::Body::wrap_stream(tokio_stream::iter(chunks))
+}
