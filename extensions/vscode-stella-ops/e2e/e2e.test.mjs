@@ -215,6 +215,14 @@ before(async () => {
   state.page.setDefaultTimeout(15_000);
 });
 
+// If the runner is killed (ci.sh's `timeout`), do not leave code-server, the daemon or the fake behind.
+for (const sig of ['SIGTERM', 'SIGINT']) {
+  process.once(sig, () => {
+    for (const { p } of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    process.exit(1);
+  });
+}
+
 after(async () => {
   try {
     await state.context?.close();

@@ -214,3 +214,22 @@ test('promotion: elevated token carries orch:operate only with reason and ticket
     await fake.close();
   }
 });
+
+test('Authority unreachable at the refresh point: the still-valid token keeps being used, then refresh resumes', async () => {
+  const fake = await startFake({ tokenTtlSeconds: 100, autoApproveDevice: true });
+  try {
+    const { tm, clock, logs } = setup(fake.url, 'stella-ide');
+    const s1 = await tm.signInDeviceCode(() => undefined);
+    await fake.control('/down', { down: true, mode: 'reset' });
+    clock.t += 85_000; // past 80 %, before expiry
+    assert.equal(await tm.getAccessToken(), s1.accessToken);
+    assert.ok(logs.some((l) => /using the current token/.test(l)));
+    clock.t += 20_000; // expired now: no silent fallback
+    await assert.rejects(tm.getAccessToken(), (e: ApiError) => e.isUnreachable);
+    await fake.control('/down', { down: false });
+    assert.notEqual(await tm.getAccessToken(), s1.accessToken);
+    assert.equal(tm.isSignedIn, true);
+  } finally {
+    await fake.close();
+  }
+});

@@ -293,7 +293,19 @@ export class TokenManager {
   async getAccessToken(signal?: AbortSignal): Promise<string | undefined> {
     const s = await this.load();
     if (!s) return undefined;
-    if (this.now() >= (this.refreshDueAt(s) ?? 0)) return (await this.refresh(signal)).accessToken;
+    if (this.now() >= (this.refreshDueAt(s) ?? 0)) {
+      try {
+        return (await this.refresh(signal)).accessToken;
+      } catch (e) {
+        // Authority unreachable but the token is still valid: keep using it (offline tolerance).
+        const cur = this.session;
+        if (e instanceof ApiError && e.isUnreachable && cur && this.now() < cur.expiresAt) {
+          this.opts.log?.(`token refresh failed (${e.message}); using the current token until it expires`);
+          return cur.accessToken;
+        }
+        throw e;
+      }
+    }
     return s.accessToken;
   }
 
