@@ -4,7 +4,13 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
 use crate::config::{self, ConfigError};
+use crate::connector::{Connector, ConnectorEnv, Error, IntegrationSpec, SharedConnector};
+use crate::health::{HealthReport, Reason};
 
 /// What every check of an in-memory integration does.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -82,6 +88,58 @@ impl crate::ConnectorFactory for Factory {
             _ => Ok(()),
         }
     }
+
+    fn build(&self, spec: &IntegrationSpec, _env: &ConnectorEnv) -> Result<SharedConnector, Error> {
+        self.validate_config(&spec.config)?;
+        Ok(Arc::new(MemoryConnector::new(config::parse(&spec.config)?)))
+    }
+}
+
+// === impl MemoryConnector ===
+
+/// The built in-memory connector.
+pub struct MemoryConnector {
+    config: Config,
+    /// Checks made so far, to walk the flapping pattern.
+    checks: AtomicUsize,
+}
+
+impl MemoryConnector {
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            checks: AtomicUsize::new(0),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Connector for MemoryConnector {
+    async fn check_health(&self) -> HealthReport {
+        let n = self.checks.fetch_add(1, Ordering::Relaxed);
+        if self.config.latency_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(self.config.latency_ms)).await;
+        }
+        match self.config.behaviour {
+            Behaviour::Healthy => HealthReport::healthy(),
+            Behaviour::Unhealthy => {
+                HealthReport::unhealthy(Reason::ProviderDegraded, "configured to fail")
+            }
+            Behaviour::Flapping => {
+                let pattern = self.config.pattern.as_deref().unwrap_or("h").as_bytes();
+                match pattern[n % pattern.len()] {
+                    b'h' => HealthReport::healthy(),
+                    b'd' => HealthReport::degraded(Reason::ProviderDegraded, "pattern step d"),
+                    _ => HealthReport::unhealthy(Reason::ProviderDegraded, "pattern step u"),
+                }
+            }
+            Behaviour::Hang => std::future::pending().await,
+            Behaviour::Panic => panic!("in-memory connector configured to panic"),
+            Behaviour::RateLimited => {
+                HealthReport::rate_limited(Duration::from_secs(self.config.retry_after_seconds))
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -103,5 +161,40 @@ mod tests {
         assert!(check(json!({"behaviour": "nope"})).is_err());
         assert!(check(json!({"extra": 1})).is_err());
         assert!(check(json!({"latencyMs": MAX_LATENCY_MS + 1})).is_err());
+    }
+
+    fn connector(v: Value) -> MemoryConnector {
+        MemoryConnector::new(config::parse(v.as_object().unwrap()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn behaviours_are_deterministic() {
+        assert_eq!(
+            connector(json!({})).check_health().await,
+            HealthReport::healthy()
+        );
+        let flapping = connector(json!({"behaviour": "flapping", "pattern": "hdu"}));
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            seen.push(flapping.check_health().await.health);
+        }
+        use crate::Health::*;
+        assert_eq!(seen, [Healthy, Degraded, Unhealthy, Healthy]);
+        let limited = connector(json!({"behaviour": "rate_limited", "retryAfterSeconds": 7}));
+        assert_eq!(
+            limited.check_health().await.retry_after,
+            Some(Duration::from_secs(7))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn latency_and_hang_follow_the_clock() {
+        let slow = connector(json!({"latencyMs": 5000}));
+        let started = tokio::time::Instant::now();
+        slow.check_health().await;
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        let hang = connector(json!({"behaviour": "hang"}));
+        let timed = tokio::time::timeout(Duration::from_secs(3600), hang.check_health()).await;
+        assert!(timed.is_err());
     }
 }

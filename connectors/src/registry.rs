@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::config::ConfigError;
+use crate::connector::{ConnectorEnv, Error, IntegrationSpec, SharedConnector};
 
 /// Optional things a connector can do beyond checking health.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -50,6 +51,18 @@ pub trait ConnectorFactory: Send + Sync + 'static {
     /// # Errors
     /// A [`ConfigError`] naming the offending field.
     fn validate_config(&self, config: &Map<String, Value>) -> Result<(), ConfigError>;
+
+    /// Builds the live connector of one integration.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a configuration that does not parse, [`Error::Unsupported`] when
+    /// this build cannot check the provider's health.
+    fn build(&self, spec: &IntegrationSpec, env: &ConnectorEnv) -> Result<SharedConnector, Error> {
+        let _ = (spec, env);
+        Err(Error::Unsupported(
+            "health checks of this provider are not available in this build",
+        ))
+    }
 }
 
 /// The built-in connectors, in one explicit list (grep-able, unlike self-registration).
