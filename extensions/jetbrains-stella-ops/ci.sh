@@ -3,7 +3,8 @@
 #   Kotlin compiler from npm (pinned in package.json / package-lock.json), JUnit 5 and the Java
 #   libraries from Debian, the shared fake Orchestrator/Authority (node) and the real daemon.
 # Ends with "N passed, M failed"; exits non-zero on any failure.
-# Env: STELLA_DAEMON_BIN (default ../../target/debug/stella-integrations), KEEP_WORK=1 keeps the temp dir.
+# Env: STELLA_DAEMON_BIN (default ../../target/debug/stella-integrations), KEEP_WORK=1 keeps the temp dir,
+#      STELLA_TEST_REPORTS=<dir> receives the JUnit XML reports and the backend logs.
 # The IDE module (ide/) needs the IntelliJ Platform SDK and is NOT compiled here; see README.md.
 # Usage: extensions/jetbrains-stella-ops/ci.sh   (from anywhere; root or sudo for apt-get)
 set -euo pipefail
@@ -14,6 +15,8 @@ cd "$HERE"
 export DEBIAN_FRONTEND=noninteractive
 
 log() { printf '[jetbrains-ci] %s\n' "$*" >&2; }
+# A setup step failed: say why, keep the summary line format, exit non-zero.
+die() { log "$*"; echo "0 passed, 1 failed"; exit 1; }
 
 # ---------- toolchain ----------
 DEBS=(junit5 libyaml-snake-java libjackson2-databind-java libjackson2-core-java libjackson2-annotations-java)
@@ -26,13 +29,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   for i in $(seq 1 30); do   # bounded wait for another apt/dpkg holding the lock
     if $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then break; fi
-    [ "$i" -eq 30 ] && { log "apt-get failed"; exit 1; }
+    [ "$i" -eq 30 ] && die "apt-get failed"
     sleep 5
   done
 fi
 if [ ! -x node_modules/kotlin-compiler/bin/kotlinc ]; then
   log "npm ci (kotlin-compiler)"
-  npm ci --no-audit --no-fund --loglevel=error >/dev/null
+  npm ci --no-audit --no-fund --loglevel=error >/dev/null || die "npm ci failed"
 fi
 KOTLINC="$HERE/node_modules/kotlin-compiler/bin/kotlinc"
 KLIB="$HERE/node_modules/kotlin-compiler/lib"
@@ -52,9 +55,9 @@ trap cleanup EXIT
 # ---------- compile ----------
 log "kotlinc $("$KOTLINC" -version 2>&1 | sed -n 's/.*kotlinc-jvm \([^ ]*\).*/\1/p')"
 log "compiling core"
-"$KOTLINC" -nowarn -jvm-target 17 -cp "$LIBS" core/src/main/kotlin -d "$WORK/main"
+"$KOTLINC" -nowarn -jvm-target 17 -cp "$LIBS" core/src/main/kotlin -d "$WORK/main" || die "core does not compile"
 log "compiling core tests"
-"$KOTLINC" -nowarn -jvm-target 17 -cp "$LIBS:$WORK/main:$JUNIT_API" core/src/test/kotlin -d "$WORK/test"
+"$KOTLINC" -nowarn -jvm-target 17 -cp "$LIBS:$WORK/main:$JUNIT_API" core/src/test/kotlin -d "$WORK/test" || die "core tests do not compile"
 
 # ---------- backends ----------
 # a free loopback port (bounded attempts)
@@ -71,11 +74,11 @@ wait_http() { # url seconds
 }
 
 FAKE="$REPO/extensions/contracts/fake-server/server.mjs"
-[ -f "$FAKE" ] || { log "missing $FAKE"; exit 1; }
+[ -f "$FAKE" ] || die "missing $FAKE"
 FAKE_PORT="$(free_port)"
 node "$FAKE" --port "$FAKE_PORT" --quiet >"$WORK/fake.log" 2>&1 &
 PIDS+=($!)
-wait_http "http://127.0.0.1:$FAKE_PORT/_control/health" 20 || { log "fake server did not start"; cat "$WORK/fake.log" >&2; exit 1; }
+wait_http "http://127.0.0.1:$FAKE_PORT/_control/health" 20 || { cat "$WORK/fake.log" >&2; die "fake server did not start"; }
 export STELLA_FAKE_URL="http://127.0.0.1:$FAKE_PORT"
 log "fake Orchestrator/Authority at $STELLA_FAKE_URL"
 
@@ -86,7 +89,7 @@ if [ ! -x "$DAEMON_BIN" ] && command -v cargo >/dev/null 2>&1; then
   log "building the daemon ($DAEMON_BIN missing)"
   (cd "$REPO" && timeout 1200 cargo build -q -p daemon --bin stella-integrations) || true
 fi
-[ -x "$DAEMON_BIN" ] || { log "daemon binary not found: $DAEMON_BIN (set STELLA_DAEMON_BIN)"; exit 1; }
+[ -x "$DAEMON_BIN" ] || die "daemon binary not found: $DAEMON_BIN (set STELLA_DAEMON_BIN)"
 DAEMON_PORT="$(free_port)"
 DAEMON_KEY="jb-ci-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 DAEMON_SHA="$(printf '%s' "$DAEMON_KEY" | sha256sum | cut -d' ' -f1)"
@@ -105,10 +108,12 @@ scopes = ["integrations:read", "integrations:write"]
 sha256 = "$DAEMON_SHA"
 TOML
 # the config file is authoritative here: drop overrides that may be set in the caller's environment
-(cd "$WORK/daemon" && exec env -u DATABASE_URL -u STELLA_HTTP_LISTEN -u STELLA_CONFIG "$DAEMON_BIN" --config "$WORK/daemon/config.toml") >"$WORK/daemon.log" 2>&1 &
+# run a private copy, so that a rebuild of target/ during the run cannot touch the process under test
+cp "$DAEMON_BIN" "$WORK/daemon/daemon-under-test"
+(cd "$WORK/daemon" && exec env -u DATABASE_URL -u STELLA_HTTP_LISTEN -u STELLA_CONFIG ./daemon-under-test --config "$WORK/daemon/config.toml") >"$WORK/daemon.log" 2>&1 &
 PIDS+=($!)
 if ! wait_http "http://127.0.0.1:$DAEMON_PORT/healthz" 60; then
-  log "daemon did not start"; tail -30 "$WORK/daemon.log" >&2; exit 1
+  tail -30 "$WORK/daemon.log" >&2; die "daemon did not start"
 fi
 export STELLA_DAEMON_URL="http://127.0.0.1:$DAEMON_PORT"
 export STELLA_DAEMON_KEY="$DAEMON_KEY"
@@ -127,6 +132,10 @@ timeout 600 java -jar "$J/junit-platform-console-standalone.jar" \
   --reports-dir "$WORK/reports" 2>&1 | tee "$WORK/junit.txt"
 rc=${PIPESTATUS[0]}
 set -e
+if [ -n "${STELLA_TEST_REPORTS:-}" ]; then
+  mkdir -p "$STELLA_TEST_REPORTS" && cp -r "$WORK/reports/." "$STELLA_TEST_REPORTS/" 2>/dev/null || true
+  cp "$WORK/fake.log" "$WORK/daemon.log" "$STELLA_TEST_REPORTS/" 2>/dev/null || true
+fi
 passed=$(sed -n 's/.*\[ *\([0-9]*\) tests successful.*/\1/p' "$WORK/junit.txt" | tail -1)
 failed=$(sed -n 's/.*\[ *\([0-9]*\) tests failed.*/\1/p' "$WORK/junit.txt" | tail -1)
 passed=${passed:-0}; failed=${failed:-0}
