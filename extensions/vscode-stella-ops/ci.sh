@@ -24,6 +24,14 @@ case "$DAEMON_BIN" in /*) ;; *) DAEMON_BIN="$HERE/$DAEMON_BIN" ;; esac
 export CHROMIUM_BIN="${CHROMIUM_BIN:-/usr/bin/chromium}"
 LOGS="$HERE/e2e/artifacts"
 mkdir -p "$LOGS"
+RUN_TMP="$(mktemp -d)"
+trap 'rm -rf "$RUN_TMP"' EXIT
+
+# Two runs in one checkout would share node_modules, out/ and the artifacts: take turns.
+exec 9>"$HERE/.ci.lock"
+if command -v flock >/dev/null; then
+  flock -w 1800 9 || { echo "ci.sh: another run holds $HERE/.ci.lock"; echo "0 passed, 1 failed"; exit 1; }
+fi
 
 PASSED=0
 FAILED=0
@@ -36,13 +44,18 @@ die() {
   summary
   exit 1
 }
-# Adds the "# pass N" / "# fail N" of a node:test TAP log to the totals.
+# Adds the "# pass N" / "# fail N" of a node:test TAP log to the totals; a log without them is a failure.
 count() {
   local p f
   p=$(grep -E '^# pass [0-9]+' "$1" | tail -1 | awk '{print $3}')
   f=$(grep -E '^# fail [0-9]+' "$1" | tail -1 | awk '{print $3}')
-  PASSED=$((PASSED + ${p:-0}))
-  FAILED=$((FAILED + ${f:-0}))
+  if [ -z "$p" ] || [ -z "$f" ]; then
+    echo "ci.sh: no test summary in $1"
+    FAILED=$((FAILED + 1))
+    return
+  fi
+  PASSED=$((PASSED + p))
+  FAILED=$((FAILED + f))
 }
 
 step() { echo "=== $* ($(date -u +%H:%M:%S))"; }
@@ -82,10 +95,11 @@ step "compile (generates types from ../../openapi.json and ../contracts)"
 npm run compile || die "compile failed"
 
 step "unit tests"
-node scripts/run-unit-tests.mjs 2>&1 | tee "$LOGS/unit-tests.tap"
+node scripts/run-unit-tests.mjs 2>&1 | tee "$RUN_TMP/unit-tests.tap"
 unit_rc=${PIPESTATUS[0]}
-count "$LOGS/unit-tests.tap"
-if [ "$unit_rc" -ne 0 ] && ! grep -qE '^# fail [1-9]' "$LOGS/unit-tests.tap"; then FAILED=$((FAILED + 1)); fi
+cp "$RUN_TMP/unit-tests.tap" "$LOGS/unit-tests.tap"
+count "$RUN_TMP/unit-tests.tap"
+if [ "$unit_rc" -ne 0 ] && ! grep -qE '^# fail [1-9]' "$RUN_TMP/unit-tests.tap"; then FAILED=$((FAILED + 1)); fi
 
 step "package .vsix"
 rm -f "$HERE"/*.vsix
@@ -140,10 +154,11 @@ fi
 # ---------- end to end ----------
 step "end-to-end (code-server + chromium + fake Orchestrator/Authority + daemon)"
 CODE_SERVER_BIN="$CS_BIN" STELLA_VSIX="$HERE/stella-ops.vsix" STELLA_DAEMON_BIN="$DAEMON_BIN" E2E_ARTIFACTS="$LOGS" \
-  timeout 900 node --test --test-timeout=600000 e2e/e2e.test.mjs </dev/null 2>&1 | tee "$LOGS/e2e.tap"
+  timeout 900 node --test --test-timeout=600000 e2e/e2e.test.mjs </dev/null 2>&1 | tee "$RUN_TMP/e2e.tap"
 e2e_rc=${PIPESTATUS[0]}
-count "$LOGS/e2e.tap"
-if [ "$e2e_rc" -ne 0 ] && ! grep -qE '^# fail [1-9]' "$LOGS/e2e.tap"; then FAILED=$((FAILED + 1)); fi
+cp "$RUN_TMP/e2e.tap" "$LOGS/e2e.tap"
+count "$RUN_TMP/e2e.tap"
+if [ "$e2e_rc" -ne 0 ] && ! grep -qE '^# fail [1-9]' "$RUN_TMP/e2e.tap"; then FAILED=$((FAILED + 1)); fi
 shots=$(ls "$LOGS"/*.png 2>/dev/null | wc -l)
 echo "screenshots: $shots in $LOGS"
 

@@ -139,7 +139,7 @@ before(async () => {
   // Fake Orchestrator + Authority: short-lived tokens (refresh happens during the run), device codes auto-approved.
   const fakePort = await freePort();
   state.fakeUrl = `http://127.0.0.1:${fakePort}`;
-  state.fake = start('fake-server', process.execPath, [path.join(REPO_EXT, 'contracts', 'fake-server', 'server.mjs'), '--port', String(fakePort), '--token-ttl', '20', '--auto-approve-device']);
+  state.fake = start('fake-server', process.execPath, [path.join(REPO_EXT, 'contracts', 'fake-server', 'server.mjs'), '--port', String(fakePort), '--token-ttl', '20']);
   await waitFor('fake server', () => httpOk(`${state.fakeUrl}/_control/health`), 15_000);
 
   // The real daemon with one API key (only its SHA-256 in the config) and a fresh SQLite database.
@@ -261,7 +261,22 @@ step('the workbench loads and the extension activates (status bar: signed out)',
 step('sign in (device code against the fake Authority) and store the daemon API key', async () => {
   const page = state.page;
   await runCommand(page, 'Stella Ops: Sign In');
-  // Device flow: the fake approves at the first poll; then the extension asks for the Integrations API key.
+  // Device flow: the dialog shows the code; its button opens the verification page in a new tab, where the
+  // user approves; the extension's polling then gets the token and asks for the Integrations API key.
+  const open = page.locator('.monaco-dialog-box .monaco-button', { hasText: 'Copy & Open Browser' }).first();
+  await open.waitFor({ timeout: 20_000 });
+  const code = /code ([A-Z]{4}-[A-Z]{4})/.exec((await page.locator('.monaco-dialog-box').first().textContent()) ?? '')?.[1];
+  assert.ok(code, 'the dialog shows the user code');
+  assert.deepEqual((await fakeControl('/state')).pendingDeviceCodes, [code]);
+  await screenshot(page, 'device-code');
+  const [tab] = await Promise.all([state.context.waitForEvent('page', { timeout: 20_000 }), open.click()]);
+  const fakePort = new URL(state.fakeUrl).port;
+  await waitFor('verification page', async () => [`${state.fakeUrl}/device?user_code=`, `${state.csUrl}/proxy/${fakePort}/device?user_code=`].some((w) => tab.url().startsWith(w)), 15_000);
+  log(`verification page: ${tab.url()}`);
+  assert.equal(await tab.locator('input[name=user_code]').inputValue({ timeout: 15_000 }), code);
+  await tab.locator('button[value=approve]').click();
+  await tab.getByText('Done').waitFor({ timeout: 10_000 });
+  await tab.close();
   await answerInput(page, API_KEY, 'Integrations API key');
   await waitFor('connected status bar', async () => /^Stella ✓ \d+ ✗ \d+/.test(await statusText(page)), 30_000, 500);
   const st = await fakeControl('/state');

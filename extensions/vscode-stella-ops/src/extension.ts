@@ -220,6 +220,19 @@ export async function activate(context: vscode.ExtensionContext): Promise<Stella
     return true;
   };
 
+  /**
+   * Opens a URL in the browser. In remote hosts (code-server, Codespaces) a loopback URL is reached through a
+   * port forward: resolve the origin with asExternalUri and keep path and query (forwarding the whole URL
+   * drops them in code-server). Elsewhere asExternalUri returns the URL unchanged.
+   */
+  const openUrl = async (url: string) => {
+    const u = vscode.Uri.parse(url);
+    const external = await vscode.env.asExternalUri(u.with({ path: '/', query: '', fragment: '' }));
+    const target = external.with({ path: external.path.replace(/\/*$/, '') + u.path, query: u.query });
+    log(`opening ${target.toString(true)}`);
+    return vscode.env.openExternal(target);
+  };
+
   const register = (id: string, f: (...a: any[]) => unknown) => context.subscriptions.push(vscode.commands.registerCommand(id, f));
 
   register('stellaops.signIn', async () => {
@@ -253,11 +266,14 @@ export async function activate(context: vscode.ExtensionContext): Promise<Stella
               tokens.signInDeviceCode((p) => {
                 log(`device sign-in: code ${p.userCode} at ${p.verificationUri}`);
                 progress.report({ message: `code ${p.userCode} at ${p.verificationUri}` });
-                void vscode.window.showInformationMessage(`Stella Ops: enter code ${p.userCode} at ${p.verificationUri}`, 'Copy code and open browser').then(async (c) => {
-                  if (!c) return;
-                  await vscode.env.clipboard.writeText(p.userCode);
-                  await vscode.env.openExternal(vscode.Uri.parse(p.verificationUriComplete ?? p.verificationUri));
-                });
+                // Polling runs meanwhile; the dialog only helps the user get to the verification page.
+                void vscode.window
+                  .showInformationMessage(`Sign in to Stella Ops with the code ${p.userCode}`, { modal: true, detail: `Open ${p.verificationUri} and enter the code. The button copies it to the clipboard and opens that page.` }, 'Copy & Open Browser')
+                  .then(async (c) => {
+                    if (!c) return;
+                    await vscode.env.clipboard.writeText(p.userCode);
+                    await openUrl(p.verificationUriComplete ?? p.verificationUri);
+                  });
               }, signal),
             ),
           );
@@ -303,12 +319,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<Stella
       void vscode.window.showWarningMessage('Stella Ops: set stellaops.integrationsUrl first.');
       return;
     }
-    // In remote hosts (code-server, Codespaces) a loopback URL is reached through a port forward; resolve the
-    // daemon's origin first and keep the /docs path (forwarding the full URL drops the path in code-server).
-    const external = await vscode.env.asExternalUri(vscode.Uri.parse(c.baseUrl + '/'));
-    const target = external.with({ path: external.path.replace(/\/*$/, '/') + 'docs' });
-    log(`opening Swagger UI: ${target.toString(true)}`);
-    await vscode.env.openExternal(target);
+    await openUrl(c.swaggerUrl());
   });
 
   register('stellaops.promoteRelease', async (arg?: PromoteArgs | NodeModel) => {
