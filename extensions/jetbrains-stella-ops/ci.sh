@@ -121,6 +121,8 @@ log "daemon $DAEMON_BIN at $STELLA_DAEMON_URL"
 
 export STELLA_FIXTURES_DIR="$REPO/extensions/fixtures"
 export STELLA_SCHEMA="$REPO/extensions/schema/stella.schema.json"
+export STELLA_CONTRACT="$REPO/extensions/contracts/orchestrator-authority.openapi.yaml"
+export STELLA_OPENAPI="$REPO/openapi.json"
 
 # ---------- tests ----------
 log "running JUnit 5"
