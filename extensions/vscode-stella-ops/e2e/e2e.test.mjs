@@ -406,5 +406,10 @@ step('backends back: the extension reconnects by itself', async () => {
   await waitFor('connected again', async () => /^Stella ✓ \d+ ✗ \d+/.test(await statusText(page)), 40_000, 500);
   const st = await fakeControl('/state');
   log(`fake authority counters: ${JSON.stringify(st.counters)}`);
+  // Tokens live 20 s here and the run takes minutes: they were refreshed before expiry, never used expired.
+  assert.ok(st.counters.refreshes >= 2, `refreshes: ${st.counters.refreshes}`);
+  assert.equal(st.counters.expiredRejected, 0, 'no request was made with an expired token');
+  const promoteTokens = (await (await fetch(`${state.fakeUrl}/_control/requests`)).json()).filter((r) => r.path === '/token').map((r) => r.grantType);
+  assert.ok(promoteTokens.every((g) => g === 'refresh_token' || g === 'urn:ietf:params:oauth:grant-type:device_code'), promoteTokens.join(','));
   await screenshot(page, 'reconnected');
 });

@@ -59,7 +59,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<Stella
     if (!authority || authority.url !== url) authority = { url, client: new AuthorityClient(url, { timeoutMs: settings.timeoutMs, log }) };
     return authority.client;
   };
-  const tokens = new TokenManager(context.secrets, getAuthority, { clientId: settings.clientId, log });
+  const tokens = new TokenManager(context.secrets, getAuthority, { clientId: () => settings.clientId, log });
   await tokens.load();
 
   let apiKeyCache: string | undefined = await context.secrets.get(SECRET_KEYS.integrationsApiKey);
@@ -369,6 +369,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<Stella
         }),
       );
       log(`promotion ${p.id}: ${p.releaseName} → ${p.targetEnvironmentName} (${p.status})`);
+      // Drop orch:operate again: the session goes back to a read-only token.
+      tokens.refresh().catch((e) => log(`token refresh after promotion failed: ${errMsg(e)}`));
       void vscode.window.showInformationMessage(`Stella Ops: promotion ${p.id} requested: ${versionOf(p.releaseName)} → ${p.targetEnvironmentName} (${p.status})`);
       await service.refresh();
       const t = setTimeout(() => void service.refresh(), 1500);

@@ -156,7 +156,8 @@ export class AuthorityClient {
 }
 
 export interface TokenManagerOptions {
-  clientId: string;
+  /** OAuth client id for new sign-ins (a function, so a settings change applies without a reload). */
+  clientId: string | (() => string);
   /** Refresh when this fraction of the lifetime has passed (0.8 = at 80 %). */
   refreshRatio?: number;
   now?: () => number;
@@ -190,6 +191,10 @@ export class TokenManager {
     this.listeners.push(l);
     return { dispose: () => (this.listeners = this.listeners.filter((x) => x !== l)) };
   }
+  private clientId(): string {
+    return typeof this.opts.clientId === 'function' ? this.opts.clientId() : this.opts.clientId;
+  }
+
   private fire() {
     for (const l of this.listeners) l(!!this.session);
   }
@@ -235,7 +240,7 @@ export class TokenManager {
     const expiresIn = Number(body.expires_in) > 0 ? Number(body.expires_in) : 300;
     return {
       flow,
-      clientId: this.opts.clientId,
+      clientId: this.clientId(),
       accessToken: body.access_token,
       refreshToken: body.refresh_token ?? prev?.refreshToken,
       scope: body.scope ?? prev?.scope ?? READ_SCOPE,
@@ -247,7 +252,7 @@ export class TokenManager {
 
   async signInClientCredentials(clientSecret: string, signal?: AbortSignal): Promise<Session> {
     const { body, endpoint } = await this.authority().tokenRequest(
-      { grant_type: 'client_credentials', client_id: this.opts.clientId, client_secret: clientSecret, scope: READ_SCOPE },
+      { grant_type: 'client_credentials', client_id: this.clientId(), client_secret: clientSecret, scope: READ_SCOPE },
       signal,
     );
     await this.store.store(SECRET_KEYS.clientSecret, clientSecret);
@@ -259,7 +264,7 @@ export class TokenManager {
   /** RFC 8628: request a code, show it via onPrompt, poll the token endpoint until approved, denied, expired or cancelled. */
   async signInDeviceCode(onPrompt: (p: DeviceCodePrompt) => void, signal?: AbortSignal): Promise<Session> {
     const a = this.authority();
-    const d = await a.startDeviceAuthorization(this.opts.clientId, READ_SCOPE, signal);
+    const d = await a.startDeviceAuthorization(this.clientId(), READ_SCOPE, signal);
     if (!d?.device_code || !d?.user_code) throw new ApiError('invalid device authorization response', 'parse');
     const expiresIn = Number(d.expires_in) > 0 ? Number(d.expires_in) : 300;
     onPrompt({ userCode: d.user_code, verificationUri: d.verification_uri, verificationUriComplete: d.verification_uri_complete, expiresInSeconds: expiresIn });
@@ -269,7 +274,7 @@ export class TokenManager {
     while (this.now() < deadline) {
       await sleep(interval, signal);
       try {
-        const { body, endpoint } = await a.tokenRequest({ grant_type: DEVICE_GRANT, device_code: d.device_code, client_id: this.opts.clientId }, signal);
+        const { body, endpoint } = await a.tokenRequest({ grant_type: DEVICE_GRANT, device_code: d.device_code, client_id: this.clientId() }, signal);
         const s = this.toSession('device_code', body, endpoint);
         await this.save(s);
         return s;
