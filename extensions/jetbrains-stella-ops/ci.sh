@@ -6,7 +6,7 @@
 # Env: STELLA_DAEMON_BIN (default ../../target/debug/stella-integrations), KEEP_WORK=1 keeps the temp dir,
 #      STELLA_TEST_REPORTS=<dir> receives the JUnit XML reports and the backend logs.
 # The IDE module (ide/) needs the IntelliJ Platform SDK and is NOT compiled here; see README.md.
-# Usage: extensions/jetbrains-stella-ops/ci.sh   (from anywhere; root or sudo for apt-get)
+# Usage: extensions/jetbrains-stella-ops/ci.sh [JUnit selectors]   (from anywhere; root or sudo for apt-get)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -125,11 +125,13 @@ export STELLA_CONTRACT="$REPO/extensions/contracts/orchestrator-authority.openap
 export STELLA_OPENAPI="$REPO/openapi.json"
 
 # ---------- tests ----------
+# Arguments, if any, select tests (e.g. --select-class org.stellaops.core.AuthTest); default: all.
+if [ $# -gt 0 ]; then SELECT=("$@"); else SELECT=(--scan-classpath "$WORK/test"); fi
 log "running JUnit 5"
 set +e
 timeout 600 java -jar "$J/junit-platform-console-standalone.jar" \
   -cp "$LIBS:$KLIB/kotlin-stdlib.jar:$WORK/main:$WORK/test" \
-  --scan-classpath "$WORK/test" --include-engine junit-jupiter \
+  "${SELECT[@]}" --include-engine junit-jupiter \
   --disable-banner --disable-ansi-colors --details=tree \
   --reports-dir "$WORK/reports" 2>&1 | tee "$WORK/junit.txt"
 rc=${PIPESTATUS[0]}

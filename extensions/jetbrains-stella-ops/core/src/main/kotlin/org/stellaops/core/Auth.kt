@@ -251,7 +251,8 @@ class TokenManager(
     private val clock: Clock = Clock.systemUTC(),
 ) : BearerProvider {
     private val lock = Any()
-    private var inFlight: CompletableFuture<TokenSet>? = null
+    private var chain: CompletableFuture<*> = CompletableFuture.completedFuture(Unit)
+    private var renewal: CompletableFuture<TokenSet>? = null
 
     fun current(): TokenSet? = store.load(storeKey)
     val isSignedIn: Boolean get() = current() != null || useClientCredentials
@@ -262,7 +263,7 @@ class TokenManager(
         val now = clock.instant()
         val t = store.load(storeKey)
         if (t != null && !t.needsRefresh(now)) return CompletableFuture.completedFuture(t)
-        return renew(t)
+        return renew()
     }
 
     /** Called after a 401: the stored access token is no longer accepted. */
@@ -292,14 +293,14 @@ class TokenManager(
         override fun bearer(cancellation: Cancellation?): CompletableFuture<String> {
             val scope = "$scope orch:operate".split(' ').filter { it.isNotBlank() }.distinct().joinToString(" ")
             val extra = mapOf("operator_reason" to reason, "operator_ticket" to ticket)
-            val old = store.load(storeKey)
-            val f = when {
-                old?.refreshToken != null -> authority.refresh(old.refreshToken, scope, extra, cancellation)
-                    .thenApply { t -> store.save(storeKey, t); t }
-                useClientCredentials -> authority.clientCredentials(scope, extra, cancellation)
-                else -> CompletableFuture.failedFuture(NotSignedInException())
-            }
-            return f.thenApply { it.accessToken }
+            return serialized { old ->
+                when {
+                    old?.refreshToken != null -> authority.refresh(old.refreshToken, scope, extra, cancellation)
+                        .thenApply { t -> store.save(storeKey, t); t }
+                    useClientCredentials -> authority.clientCredentials(scope, extra, cancellation)
+                    else -> CompletableFuture.failedFuture(NotSignedInException())
+                }
+            }.thenApply { it.accessToken }
         }
     }
 
@@ -310,8 +311,28 @@ class TokenManager(
         return authority.revoke(t.refreshToken).handle<Unit> { _, _ -> }
     }
 
-    private fun renew(old: TokenSet?): CompletableFuture<TokenSet> = synchronized(lock) {
-        inFlight?.let { if (!it.isDone) return it }
+    /**
+     * Runs [op] after every earlier token operation, with the tokens stored at that moment, so that a refresh
+     * token (single use: the Authority rotates it) is never sent twice.
+     */
+    private fun serialized(op: (TokenSet?) -> CompletableFuture<TokenSet>): CompletableFuture<TokenSet> = synchronized(lock) {
+        val f = chain.handle { _, _ -> Unit }.thenCompose { op(store.load(storeKey)) }
+        chain = f
+        f
+    }
+
+    /** One renewal at a time; callers arriving meanwhile share it. */
+    private fun renew(): CompletableFuture<TokenSet> = synchronized(lock) {
+        renewal?.let { if (!it.isDone) return it }
+        val f = serialized { old ->
+            // An operation queued before this one may already have stored fresh tokens.
+            if (old != null && !old.needsRefresh(clock.instant())) CompletableFuture.completedFuture(old) else renewNow(old)
+        }
+        renewal = f
+        f
+    }
+
+    private fun renewNow(old: TokenSet?): CompletableFuture<TokenSet> {
         val f: CompletableFuture<TokenSet> = when {
             old?.refreshToken != null -> authority.refresh(old.refreshToken, scope).exceptionallyCompose { err ->
                 val c = HttpTransport.unwrap(err)
@@ -329,8 +350,6 @@ class TokenManager(
             old != null && !old.isExpired(clock.instant()) -> CompletableFuture.completedFuture(old)
             else -> CompletableFuture.failedFuture(NotSignedInException())
         }
-        val saved = f.thenApply { t -> if (t !== old) store.save(storeKey, t); t }
-        inFlight = saved
-        saved
+        return f.thenApply { t -> if (t !== old) store.save(storeKey, t); t }
     }
 }

@@ -123,6 +123,21 @@ class FakeServerContractTest {
     }
 
     @Test
+    fun `an operator token and a routine refresh at the same time share the rotating refresh token`() {
+        val store = InMemoryTokenStore()
+        val tm = TokenManager(FakeServer.authority(clientId = "stella-ide", secret = null), store, "dev")
+        tm.signInWithDeviceCode({ d -> FakeServer.control("/device/approve", Json.obj("user_code" to d.userCode)) }).await(30)
+        tm.invalidate()
+        val routine = tm.bearer()
+        val operator = tm.operatorBearer("Sprint 46", "CHG-46").bearer()
+        val again = tm.bearer()
+        for (f in listOf(routine, operator, again)) assertTrue(f.await().startsWith("fake_at_"))
+        assertNotNull(store.load("dev"), "still signed in")
+        assertEquals(2, FakeServer.state().get("counters").int("refreshes"))
+        assertEquals(0, FakeServer.requests().count { it.str("path") == "/token" && it.int("status") != 200 }, "no refresh token was used twice")
+    }
+
+    @Test
     fun `promotion errors carry the Orchestrator codes`() {
         val tm = FakeServer.ciTokens()
         val o = orchestrator(tm)
