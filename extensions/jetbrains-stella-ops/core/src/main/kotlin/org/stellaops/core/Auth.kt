@@ -304,18 +304,18 @@ class TokenManager(
         }
     }
 
-    fun signOut(): CompletableFuture<Unit> {
-        val t = store.load(storeKey)
+    /** Forgets the tokens (after any refresh in flight, which would otherwise store new ones) and revokes the refresh token. */
+    fun signOut(): CompletableFuture<Unit> = serialized { t ->
         store.clear(storeKey)
-        if (t?.refreshToken == null) return CompletableFuture.completedFuture(Unit)
-        return authority.revoke(t.refreshToken).handle<Unit> { _, _ -> }
+        if (t?.refreshToken == null) CompletableFuture.completedFuture(Unit)
+        else authority.revoke(t.refreshToken).handle<Unit> { _, _ -> }
     }
 
     /**
      * Runs [op] after every earlier token operation, with the tokens stored at that moment, so that a refresh
      * token (single use: the Authority rotates it) is never sent twice.
      */
-    private fun serialized(op: (TokenSet?) -> CompletableFuture<TokenSet>): CompletableFuture<TokenSet> = synchronized(lock) {
+    private fun <T> serialized(op: (TokenSet?) -> CompletableFuture<T>): CompletableFuture<T> = synchronized(lock) {
         val f = chain.handle { _, _ -> Unit }.thenCompose { op(store.load(storeKey)) }
         chain = f
         f

@@ -138,6 +138,20 @@ class FakeServerContractTest {
     }
 
     @Test
+    fun `sign-out during a refresh leaves the user signed out`() {
+        val store = InMemoryTokenStore()
+        val tm = TokenManager(FakeServer.authority(clientId = "stella-ide", secret = null), store, "dev")
+        tm.signInWithDeviceCode({ d -> FakeServer.control("/device/approve", Json.obj("user_code" to d.userCode)) }).await(30)
+        tm.invalidate()
+        FakeServer.config("latencyMs" to 300)
+        val refresh = tm.bearer()
+        val out = tm.signOut()
+        refresh.await(); out.await()
+        assertNull(store.load("dev"), "the refreshed tokens did not outlive the sign-out")
+        FakeServer.config("latencyMs" to 0)
+    }
+
+    @Test
     fun `promotion errors carry the Orchestrator codes`() {
         val tm = FakeServer.ciTokens()
         val o = orchestrator(tm)
