@@ -152,7 +152,7 @@ class StellaOpsCore(
     fun signInWithDeviceCode(onCode: (DeviceAuthorization) -> Unit, cancellation: Cancellation? = null): CompletableFuture<TokenSet> =
         tokens.signInWithDeviceCode(onCode, Duration.ofMinutes(10), cancellation).whenComplete { _, err -> if (err == null) refreshNow() }
 
-    fun signOut(): CompletableFuture<Unit> = tokens.signOut().whenComplete { _, _ ->
+    fun signOut(): CompletableFuture<Unit> = tokens.signOut().also { inFlight?.cancel() }.whenComplete { _, _ ->
         cache.clear()
         publish(ViewState(ConnectionState.SIGNED_OUT, message = "Signed out"))
     }
@@ -173,7 +173,7 @@ class StellaOpsCore(
         return ic.healthCheck(integrationId, cancellation).whenComplete { r, _ -> if (r?.supported == true) refreshNow() }
     }
 
-    /** CodeLens/gutter text for an environment named in stella.yaml, e.g. "deployed myapp v1.4.2". */
+    /** What is deployed to an environment named in stella.yaml, e.g. "myapp v1.4.2", or "… (offline)" from stale data. */
     fun environmentSummary(name: String): String? {
         val env = state.environments?.value?.firstOrNull { it.name == name } ?: return null
         val cur = env.currentRelease?.name ?: "nothing deployed"
