@@ -1,11 +1,16 @@
 //! The connector contract: what the health engine and the API call on a provider.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::authref::AuthRef;
-use crate::health::HealthReport;
+use crate::health::{HealthReport, Reason};
+use crate::outbound::{Outbound, OutboundError};
+use crate::secrets::{Secret, SecretError, SecretResolver};
+use crate::settings::Settings;
 
 /// Everything a connector is built from: one integration's stored definition.
 #[derive(Clone, Debug)]
@@ -20,18 +25,57 @@ pub struct IntegrationSpec {
     pub auth_ref: Option<AuthRef>,
 }
 
-/// Services shared by every connector of the daemon (one HTTP client, and so on). Built once at
-/// start-up; cheap to clone.
+/// Services shared by every connector of the daemon: the outbound HTTP path and the secret
+/// resolver. Built once at start-up from [`Settings`]; cheap to clone.
 #[derive(Clone, Debug, Default)]
-pub struct ConnectorEnv {}
+pub struct ConnectorEnv {
+    /// Every provider request goes through this (SSRF guard, rate limits, timeouts).
+    pub outbound: Outbound,
+    /// Resolves the integrations' AuthRefs.
+    pub secrets: SecretResolver,
+}
 
 impl ConnectorEnv {
-    pub fn new() -> Self {
-        Self::default()
+    /// Builds the environment from the deployment's settings.
+    ///
+    /// # Errors
+    /// [`OutboundError`] for an allowed network that is not CIDR, a zero rate, or an HTTP
+    /// client that cannot be built.
+    pub fn new(settings: &Settings) -> Result<Self, OutboundError> {
+        Ok(Self {
+            outbound: Outbound::new(&settings.outbound)?,
+            secrets: SecretResolver::new(&settings.secrets),
+        })
+    }
+
+    /// Sends the request `make` builds with the secret behind `auth_ref`. On a 401 the cached
+    /// secret is dropped, resolved again and the request sent once more (the secret may have
+    /// been rotated). The last response is returned whatever its status.
+    ///
+    /// # Errors
+    /// [`Error::Credential`] when the secret cannot be resolved; the outbound errors of
+    /// [`Outbound::send`].
+    pub async fn send_with_secret<F>(
+        &self,
+        auth_ref: &AuthRef,
+        make: F,
+    ) -> Result<reqwest::Response, Error>
+    where
+        F: Fn(&Secret) -> Result<reqwest::RequestBuilder, Error> + Send + Sync,
+    {
+        let secret = self.secrets.resolve(auth_ref).await?;
+        let response = self.outbound.send(make(&secret)?).await?;
+        if response.status() != reqwest::StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        self.secrets.invalidate(auth_ref);
+        let fresh = self.secrets.resolve(auth_ref).await?;
+        self.outbound.send(make(&fresh)?).await
     }
 }
 
-/// Why a connector could not be built or could not do what was asked.
+/// Why a connector could not be built or could not do what was asked. Every message is safe
+/// to show: it never holds a secret, a token or a response body.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The configuration does not parse for this provider.
@@ -40,6 +84,175 @@ pub enum Error {
     /// The provider does not offer this capability (or not yet in this build).
     #[error("{0}")]
     Unsupported(&'static str),
+    /// The integration has no AuthRef but the provider needs credentials.
+    #[error("no credentials: {0}")]
+    NoCredentials(&'static str),
+    /// The secret behind the AuthRef could not be resolved.
+    #[error("credentials unavailable: {0}")]
+    Credential(#[from] SecretError),
+    /// The credentials could not be used (a private key that does not parse, and so on).
+    #[error("credentials unusable: {0}")]
+    BadCredential(String),
+    /// The provider refused the credentials (401).
+    #[error("the provider refused the credentials")]
+    Unauthorized,
+    /// The credentials lack a permission (403).
+    #[error("the credentials lack a permission")]
+    Forbidden,
+    /// The thing asked for does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The provider asked to slow down.
+    #[error("the provider asked to retry later")]
+    RateLimited { retry_after: Option<Duration> },
+    /// No answer in time.
+    #[error("the provider did not answer in time")]
+    Timeout,
+    /// Connection refused, reset, DNS failure.
+    #[error("network: {0}")]
+    Network(String),
+    /// TLS handshake or certificate failure.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The SSRF guard refused the target (an internal address not allowed in settings).
+    #[error("{0}: refused, it is or resolves to an internal address not allowed in settings")]
+    TargetRefused(String),
+    /// The provider failed on its side (5xx).
+    #[error("the provider answered HTTP {status}")]
+    Provider { status: u16 },
+    /// An answer that does not match the provider's API.
+    #[error("unexpected answer: {0}")]
+    BadResponse(String),
+    /// A pagination cursor this connector did not hand out.
+    #[error("invalid cursor")]
+    InvalidCursor,
+}
+
+impl Error {
+    /// The health reason this error stands for.
+    pub fn reason(&self) -> Reason {
+        match self {
+            Error::Config(_) | Error::Unsupported(_) => Reason::ConnectorFailed,
+            Error::NoCredentials(_) | Error::Credential(_) | Error::BadCredential(_) => {
+                Reason::CredentialUnavailable
+            }
+            Error::Unauthorized => Reason::AuthFailed,
+            Error::Forbidden => Reason::Forbidden,
+            Error::RateLimited { .. } => Reason::RateLimited,
+            Error::Timeout => Reason::Timeout,
+            Error::Network(_) | Error::TargetRefused(_) => Reason::Network,
+            Error::Tls(_) => Reason::Tls,
+            Error::Provider { .. } => Reason::ProviderDegraded,
+            Error::NotFound(_) | Error::BadResponse(_) | Error::InvalidCursor => {
+                Reason::BadResponse
+            }
+        }
+    }
+
+    /// How long the provider (or the secret store) asked us to wait.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::RateLimited { retry_after } => {
+                Some(retry_after.unwrap_or(crate::outbound::DEFAULT_RETRY_AFTER))
+            }
+            Error::Credential(e) => e.retry_after(),
+            _ => None,
+        }
+    }
+
+    /// The unhealthy report of a check that failed with this error.
+    pub fn to_report(&self) -> HealthReport {
+        HealthReport {
+            retry_after: self.retry_after(),
+            ..HealthReport::unhealthy(self.reason(), self.to_string())
+        }
+    }
+}
+
+impl From<reqwest::Error> for Error {
+    fn from(e: reqwest::Error) -> Self {
+        // Drop the URL: it is safe today, but query strings are not ours to print.
+        let e = e.without_url();
+        if e.is_timeout() {
+            return Error::Timeout;
+        }
+        if e.is_decode() {
+            return Error::BadResponse("undecodable body".into());
+        }
+        let mut chain = String::new();
+        let mut source: Option<&dyn std::error::Error> = Some(&e);
+        while let Some(s) = source {
+            if s.downcast_ref::<rustls::Error>().is_some() {
+                return Error::Tls(s.to_string());
+            }
+            if s.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+            {
+                return Error::Timeout;
+            }
+            chain = s.to_string();
+            source = s.source();
+        }
+        let lower = chain.to_ascii_lowercase();
+        if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+            Error::Tls(chain)
+        } else if lower.contains("no permitted address") {
+            Error::TargetRefused("target".into())
+        } else {
+            Error::Network(chain)
+        }
+    }
+}
+
+/// One repository, project or image repository behind an integration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resource {
+    /// The provider's stable id (numeric ids as text), or the name when it has none.
+    pub id: String,
+    /// The full name, such as `octo-org/hello-world` or `library/nginx`.
+    pub name: String,
+    /// `repository`, `project` or `image_repository`.
+    pub kind: &'static str,
+    /// A browser URL, when the provider gives one.
+    pub url: Option<String>,
+}
+
+/// One page of [`Connector::list_resources`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourcePage {
+    pub resources: Vec<Resource>,
+    /// Pass to the next call to get the next page; `None` on the last page. Opaque.
+    pub next_cursor: Option<String>,
+}
+
+/// A webhook to create on the provider.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WebhookRequest {
+    /// Where on the provider: `owner/repo` for GitHub.
+    pub target: String,
+    /// The URL the provider will deliver to.
+    pub url: String,
+    /// The provider's event names, such as `push`; empty means the provider's default.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// The signing secret, by reference (never the value).
+    #[serde(default)]
+    pub secret: Option<AuthRef>,
+}
+
+/// A webhook the provider created.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Webhook {
+    /// The provider's id of the hook.
+    pub id: String,
+    /// The delivery URL as the provider stored it.
+    pub url: String,
+    /// The events it fires on.
+    pub events: Vec<String>,
 }
 
 /// One integration's live connector. Built by its [`crate::ConnectorFactory`] whenever the
@@ -56,6 +269,28 @@ pub trait Connector: Send + Sync + 'static {
     /// Checks that the configuration and credentials work, before the integration is saved.
     async fn test_connection(&self) -> HealthReport {
         self.check_health().await
+    }
+
+    /// One page of the repositories or projects behind the integration, following the
+    /// provider's own pagination. `cursor` is `None` for the first page, then the previous
+    /// page's [`ResourcePage::next_cursor`].
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] unless the factory lists [`crate::Capability::ListResources`];
+    /// otherwise the provider's failure, [`Error::InvalidCursor`] for a foreign cursor.
+    async fn list_resources(&self, cursor: Option<&str>) -> Result<ResourcePage, Error> {
+        let _ = cursor;
+        Err(Error::Unsupported("this provider cannot list resources"))
+    }
+
+    /// Creates a webhook on the provider.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] unless the factory lists [`crate::Capability::SetupWebhook`];
+    /// otherwise the provider's failure.
+    async fn setup_webhook(&self, request: &WebhookRequest) -> Result<Webhook, Error> {
+        let _ = request;
+        Err(Error::Unsupported("this provider cannot set up webhooks"))
     }
 }
 

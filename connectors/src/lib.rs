@@ -8,6 +8,13 @@
 //! - [`connector`]: the [`Connector`] contract a built integration implements; [`health`]:
 //!   what a check reports.
 //! - [`authref`]: the `authref://<backend>/<path>[#key]` credential reference.
+//! - [`settings`]: the deployment's [`Settings`] (`[connectors]` in the daemon's config);
+//!   [`ConnectorEnv::new`] builds the shared services from them once at start-up.
+//! - [`outbound`]: the one HTTP path to providers: shared client, SSRF guard, per-host rate
+//!   limits, `Retry-After` and rate-limit headers.
+//! - [`secrets`]: AuthRef resolution (Vault/OpenBao KV v2, env, file) into a redacting
+//!   [`secrets::Secret`], with a TTL cache dropped on a provider's 401.
+//! - [`testing`]: [`testing::assert_conformance`], which every connector's tests call.
 //! - One module per provider: [`github_app`], [`gitlab`], [`harbor`], [`oci_registry`],
 //!   [`memory`] (the deterministic test double).
 //!
@@ -23,9 +30,17 @@ pub mod harbor;
 pub mod health;
 pub mod memory;
 pub mod oci_registry;
+pub mod outbound;
 pub mod registry;
+pub mod secrets;
+pub mod settings;
+pub mod testing;
 
 pub use config::ConfigError;
-pub use connector::{Connector, ConnectorEnv, IntegrationSpec, SharedConnector};
+pub use connector::{
+    Connector, ConnectorEnv, Error, IntegrationSpec, Resource, ResourcePage, SharedConnector,
+    Webhook, WebhookRequest,
+};
 pub use health::{Health, HealthReport, Reason};
 pub use registry::{Capability, ConnectorFactory, Registry};
+pub use settings::Settings;

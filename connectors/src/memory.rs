@@ -1,6 +1,7 @@
 //! The in-memory connector: a deterministic test double whose behaviour is set by its
 //! configuration, so tests and demos can exercise every health path without a network.
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -13,7 +14,7 @@ use crate::connector::{Connector, ConnectorEnv, Error, IntegrationSpec, SharedCo
 use crate::health::{HealthReport, Reason};
 
 /// What every check of an in-memory integration does.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Behaviour {
     /// Always passes.
@@ -32,9 +33,10 @@ pub enum Behaviour {
 }
 
 /// Configuration of an in-memory integration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Config {
+    /// What every check does.
     #[serde(default)]
     pub behaviour: Behaviour,
     /// For `flapping`: `h` healthy, `d` degraded, `u` unhealthy, one per check.
@@ -64,6 +66,10 @@ impl crate::ConnectorFactory for Factory {
 
     fn display_name(&self) -> &'static str {
         "In-memory (test double)"
+    }
+
+    fn config_schema(&self) -> Value {
+        crate::registry::schema_of::<Config>()
     }
 
     fn validate_config(&self, config: &Map<String, Value>) -> Result<(), ConfigError> {
@@ -185,6 +191,19 @@ mod tests {
             limited.check_health().await.retry_after,
             Some(Duration::from_secs(7))
         );
+    }
+
+    #[tokio::test]
+    async fn conformance() {
+        crate::testing::assert_conformance(crate::testing::Conformance {
+            factory: &Factory,
+            config: json!({"behaviour": "flapping", "pattern": "u", "latencyMs": 0, "retryAfterSeconds": 5}),
+            auth_ref: None,
+            env: ConnectorEnv::default(),
+            expect: crate::Health::Unhealthy,
+            secrets: vec![],
+        })
+        .await;
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,6 +1,8 @@
 //! The connector contract and the explicit list of built-in connectors.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -52,6 +54,26 @@ pub trait ConnectorFactory: Send + Sync + 'static {
     /// A [`ConfigError`] naming the offending field.
     fn validate_config(&self, config: &Map<String, Value>) -> Result<(), ConfigError>;
 
+    /// Checks a configuration with everything the provider has, which may need I/O (an
+    /// external plugin asks its process). Defaults to [`Self::validate_config`]; the API calls
+    /// this one before storing an integration.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the offending field.
+    fn validate_config_async<'a>(
+        &'a self,
+        config: &'a Map<String, Value>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), ConfigError>> + Send + 'a>> {
+        Box::pin(std::future::ready(self.validate_config(config)))
+    }
+
+    /// The JSON Schema (draft 2020-12) of this provider's configuration object, for forms and
+    /// the API's plugin listing. The default accepts any object; built-ins derive theirs from
+    /// their typed config with [`schema_of`].
+    fn config_schema(&self) -> Value {
+        serde_json::json!({"type": "object"})
+    }
+
     /// Builds the live connector of one integration.
     ///
     /// # Errors
@@ -63,6 +85,11 @@ pub trait ConnectorFactory: Send + Sync + 'static {
             "health checks of this provider are not available in this build",
         ))
     }
+}
+
+/// The JSON Schema of a typed configuration, as [`ConnectorFactory::config_schema`] returns it.
+pub fn schema_of<T: schemars::JsonSchema>() -> Value {
+    schemars::schema_for!(T).to_value()
 }
 
 /// The built-in connectors, in one explicit list (grep-able, unlike self-registration).
@@ -106,6 +133,22 @@ impl Registry {
     pub fn provider_types(&self) -> Vec<&'static str> {
         self.by_type.keys().copied().collect()
     }
+
+    /// Adds a connector at run time (a discovered plugin), replacing and returning the one
+    /// registered for the same provider type, if any. Callers keep built-in types out (plugin
+    /// discovery rejects them).
+    pub fn insert(
+        &mut self,
+        factory: Arc<dyn ConnectorFactory>,
+    ) -> Option<Arc<dyn ConnectorFactory>> {
+        self.by_type.insert(factory.provider_type(), factory)
+    }
+
+    /// Removes the connector of a provider type at run time (a plugin that disappeared),
+    /// returning it.
+    pub fn remove(&mut self, provider_type: &str) -> Option<Arc<dyn ConnectorFactory>> {
+        self.by_type.remove(provider_type)
+    }
 }
 
 impl std::fmt::Debug for Registry {
@@ -130,5 +173,17 @@ mod tests {
         for t in registry.provider_types() {
             assert!(t.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{t}");
         }
+    }
+
+    #[test]
+    fn factories_are_added_replaced_and_removed_at_run_time() {
+        let mut registry = Registry::with_builtins();
+        let before = registry.provider_types().len();
+        assert!(registry.remove("inmemory").is_some());
+        assert!(registry.get("inmemory").is_none());
+        assert!(registry.insert(Arc::new(crate::memory::Factory)).is_none());
+        assert!(registry.insert(Arc::new(crate::memory::Factory)).is_some());
+        assert_eq!(registry.provider_types().len(), before);
+        assert!(registry.remove("nope").is_none());
     }
 }

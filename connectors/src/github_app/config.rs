@@ -1,0 +1,71 @@
+//! The typed configuration of a GitHub App integration.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::config::{self, ConfigError};
+
+/// The public GitHub API.
+pub const DEFAULT_API_BASE_URL: &str = "https://api.github.com";
+
+/// Configuration of a GitHub App integration. The App's private key (PEM) is the secret
+/// behind the integration's AuthRef.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Config {
+    /// The numeric App ID; either this or `clientId` is required.
+    pub app_id: Option<u64>,
+    /// The App's client ID (`Iv1.…`), accepted by GitHub in place of the App ID.
+    pub client_id: Option<String>,
+    /// The installation to act as.
+    pub installation_id: u64,
+    /// The API root; `https://<host>/api/v3` for GitHub Enterprise Server.
+    #[serde(default = "default_api_base_url")]
+    pub api_base_url: String,
+    /// Health turns `degraded` when less than this percentage of the core rate limit is left.
+    #[serde(default = "default_quota_warning_percent")]
+    #[schemars(range(max = 100))]
+    pub quota_warning_percent: u8,
+}
+
+fn default_api_base_url() -> String {
+    DEFAULT_API_BASE_URL.to_owned()
+}
+
+const fn default_quota_warning_percent() -> u8 {
+    10
+}
+
+impl Config {
+    /// The JWT issuer: the client ID when given (GitHub's recommendation), else the App ID.
+    pub fn issuer(&self) -> String {
+        match (&self.client_id, self.app_id) {
+            (Some(c), _) if !c.is_empty() => c.clone(),
+            (_, Some(id)) => id.to_string(),
+            _ => String::new(),
+        }
+    }
+
+    /// Parses and checks a configuration object.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the field.
+    pub fn from_map(config: &Map<String, Value>) -> Result<Self, ConfigError> {
+        let parsed: Config = config::parse(config)?;
+        if parsed.app_id.is_none() && parsed.client_id.as_deref().is_none_or(str::is_empty) {
+            return Err(ConfigError::invalid(
+                "config.appId",
+                "either appId or clientId is required",
+            ));
+        }
+        if parsed.quota_warning_percent > 100 {
+            return Err(ConfigError::invalid(
+                "config.quotaWarningPercent",
+                "at most 100",
+            ));
+        }
+        config::check_http_url("apiBaseUrl", &parsed.api_base_url)?;
+        Ok(parsed)
+    }
+}

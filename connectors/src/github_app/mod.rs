@@ -1,0 +1,182 @@
+//! GitHub App installations (github.com or GitHub Enterprise Server).
+//!
+//! The App's private key (PEM) is the secret behind the integration's AuthRef. Each call signs
+//! an RS256 app JWT (`iat` −60 s, `exp` +9 min) and trades it for an installation token at
+//! `POST /app/installations/{id}/access_tokens`; the token is cached until five minutes before
+//! its `expires_at`, with one refresh in flight at a time.
+//!
+//! Health reads `GET /rate_limit`, which costs no quota and needs a working installation
+//! token: quota below `quotaWarningPercent` is `degraded`, none left is `rate_limited` until the
+//! reset. Repositories come from `GET /installation/repositories`, following `Link`; webhooks
+//! are created with `POST /repos/{owner}/{repo}/hooks`, their secret from an AuthRef.
+
+mod client;
+pub mod config;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use self::client::{GitHubClient, RateWindow};
+pub use self::config::{Config, DEFAULT_API_BASE_URL};
+use crate::config::ConfigError;
+use crate::connector::{
+    Connector, ConnectorEnv, Error, IntegrationSpec, Resource, ResourcePage, SharedConnector,
+    Webhook, WebhookRequest,
+};
+use crate::health::{HealthReport, Reason};
+use crate::registry::{Capability, schema_of};
+
+pub struct Factory;
+
+impl crate::ConnectorFactory for Factory {
+    fn provider_type(&self) -> &'static str {
+        "github_app"
+    }
+
+    fn display_name(&self) -> &'static str {
+        "GitHub App"
+    }
+
+    fn capabilities(&self) -> &'static [Capability] {
+        &[
+            Capability::HealthCheck,
+            Capability::ListResources,
+            Capability::SetupWebhook,
+        ]
+    }
+
+    fn config_schema(&self) -> Value {
+        schema_of::<Config>()
+    }
+
+    fn validate_config(&self, config: &Map<String, Value>) -> Result<(), ConfigError> {
+        Config::from_map(config).map(|_| ())
+    }
+
+    fn build(&self, spec: &IntegrationSpec, env: &ConnectorEnv) -> Result<SharedConnector, Error> {
+        let config = Config::from_map(&spec.config)?;
+        Ok(Arc::new(GitHubAppConnector {
+            client: GitHubClient::new(config, spec.auth_ref.clone(), env.clone()),
+        }))
+    }
+}
+
+// === impl GitHubAppConnector ===
+
+/// The built connector of one installation.
+pub struct GitHubAppConnector {
+    client: GitHubClient,
+}
+
+/// Judges the core rate-limit window.
+fn judge_quota(core: &RateWindow, warning_percent: u8) -> HealthReport {
+    if core.limit == 0 {
+        return HealthReport::healthy();
+    }
+    if core.remaining == 0 {
+        let wait = (core.reset - chrono::Utc::now().timestamp()).max(1) as u64;
+        return HealthReport::rate_limited(
+            Duration::from_secs(wait).min(crate::outbound::MAX_RETRY_AFTER),
+        );
+    }
+    if core.remaining * 100 < core.limit * u64::from(warning_percent) {
+        return HealthReport::degraded(
+            Reason::RateLimited,
+            format!(
+                "API quota low: {} of {} requests left until the reset",
+                core.remaining, core.limit
+            ),
+        );
+    }
+    HealthReport::healthy()
+}
+
+/// `owner/repo`, each part a GitHub name.
+fn split_target(target: &str) -> Result<(&str, &str), Error> {
+    let ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 100
+            && s != "."
+            && s != ".."
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    };
+    match target.split_once('/') {
+        Some((owner, repo)) if ok(owner) && ok(repo) => Ok((owner, repo)),
+        _ => Err(Error::Config(ConfigError::invalid(
+            "target",
+            "must be owner/repo",
+        ))),
+    }
+}
+
+#[async_trait::async_trait]
+impl Connector for GitHubAppConnector {
+    async fn check_health(&self) -> HealthReport {
+        match self.client.rate_limit().await {
+            Ok(limits) => judge_quota(
+                &limits.resources.core,
+                self.client.config.quota_warning_percent,
+            ),
+            Err(e) => e.to_report(),
+        }
+    }
+
+    async fn list_resources(&self, cursor: Option<&str>) -> Result<ResourcePage, Error> {
+        let url = match cursor {
+            None => self.client.repositories_url(),
+            Some(c) => crate::outbound::check_cursor_url(&self.client.base, c)?,
+        };
+        let (page, headers): (client::RepositoryList, _) = self
+            .client
+            .get_json(&url, "installation repositories")
+            .await?;
+        Ok(ResourcePage {
+            resources: page
+                .repositories
+                .into_iter()
+                .map(|r| Resource {
+                    id: r.id.to_string(),
+                    name: r.full_name,
+                    kind: "repository",
+                    url: r.html_url,
+                })
+                .collect(),
+            next_cursor: crate::outbound::link_next(&headers),
+        })
+    }
+
+    async fn setup_webhook(&self, request: &WebhookRequest) -> Result<Webhook, Error> {
+        let (owner, repo) = split_target(&request.target)?;
+        crate::config::check_http_url("url", &request.url)?;
+        let mut config = json!({
+            "url": request.url,
+            "content_type": "json",
+            "insecure_ssl": "0",
+        });
+        if let Some(secret_ref) = &request.secret {
+            let secret = self.client.env.secrets.resolve(secret_ref).await?;
+            config["secret"] = Value::String(secret.expose().to_owned());
+        }
+        let events = if request.events.is_empty() {
+            vec!["push".to_owned()]
+        } else {
+            request.events.clone()
+        };
+        let body = json!({"name": "web", "active": true, "events": events, "config": config});
+        let hook = self.client.create_hook(owner, repo, &body).await?;
+        Ok(Webhook {
+            id: hook.id.to_string(),
+            url: hook.config.url.unwrap_or_else(|| request.url.clone()),
+            events: if hook.events.is_empty() {
+                events
+            } else {
+                hook.events
+            },
+        })
+    }
+}

@@ -1,0 +1,262 @@
+//! GitLab (gitlab.com or self-managed), authenticated with a personal, project or group access
+//! token referenced by the integration's AuthRef and sent as `PRIVATE-TOKEN`.
+//!
+//! Health reads `GET /api/v4/personal_access_tokens/self`: a revoked or inactive token is
+//! `unhealthy` (`auth_failed`), one whose `expires_at` falls within `expiryWarningDays` is
+//! `degraded` (`credential_expiring`). Token kinds that lack that endpoint (it answers 404 or
+//! 403 for them) fall back to `GET /api/v4/user`. Projects are listed with keyset pagination
+//! (`pagination=keyset&order_by=id`), following the `Link` header.
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use reqwest::{Method, StatusCode};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::authref::AuthRef;
+use crate::config::{self, ConfigError};
+use crate::connector::{
+    Connector, ConnectorEnv, Error, IntegrationSpec, Resource, ResourcePage, SharedConnector,
+};
+use crate::health::{HealthReport, Reason};
+use crate::outbound;
+use crate::registry::{Capability, schema_of};
+
+/// Projects per page (GitLab's maximum).
+const PER_PAGE: u32 = 100;
+/// Longest accepted `expiryWarningDays`.
+const MAX_EXPIRY_WARNING_DAYS: u32 = 365;
+
+/// Configuration of a GitLab integration.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Config {
+    /// The instance URL, such as `https://gitlab.com`.
+    pub base_url: String,
+    /// Days before a token's `expires_at` at which health turns `degraded`.
+    #[serde(default = "default_expiry_warning_days")]
+    #[schemars(range(max = 365))]
+    pub expiry_warning_days: u32,
+    /// List only projects the token's user is a member of (on gitlab.com, the alternative is
+    /// every public project).
+    #[serde(default = "default_membership")]
+    pub membership: bool,
+}
+
+const fn default_expiry_warning_days() -> u32 {
+    14
+}
+
+const fn default_membership() -> bool {
+    true
+}
+
+impl Config {
+    fn from_map(config: &Map<String, Value>) -> Result<Self, ConfigError> {
+        let parsed: Config = config::parse(config)?;
+        config::check_http_url("baseUrl", &parsed.base_url)?;
+        if parsed.expiry_warning_days > MAX_EXPIRY_WARNING_DAYS {
+            return Err(ConfigError::invalid(
+                "config.expiryWarningDays",
+                format!("at most {MAX_EXPIRY_WARNING_DAYS}"),
+            ));
+        }
+        Ok(parsed)
+    }
+}
+
+pub struct Factory;
+
+impl crate::ConnectorFactory for Factory {
+    fn provider_type(&self) -> &'static str {
+        "gitlab"
+    }
+
+    fn display_name(&self) -> &'static str {
+        "GitLab"
+    }
+
+    fn capabilities(&self) -> &'static [Capability] {
+        &[Capability::HealthCheck, Capability::ListResources]
+    }
+
+    fn config_schema(&self) -> Value {
+        schema_of::<Config>()
+    }
+
+    fn validate_config(&self, config: &Map<String, Value>) -> Result<(), ConfigError> {
+        Config::from_map(config).map(|_| ())
+    }
+
+    fn build(&self, spec: &IntegrationSpec, env: &ConnectorEnv) -> Result<SharedConnector, Error> {
+        let config = Config::from_map(&spec.config)?;
+        Ok(Arc::new(GitLabConnector {
+            api: format!("{}/api/v4", config.base_url.trim_end_matches('/')),
+            config,
+            auth_ref: spec.auth_ref.clone(),
+            env: env.clone(),
+        }))
+    }
+}
+
+// === impl GitLabConnector ===
+
+/// `GET /personal_access_tokens/self`.
+#[derive(Deserialize)]
+struct TokenInfo {
+    #[serde(default)]
+    revoked: bool,
+    #[serde(default = "default_active")]
+    active: bool,
+    expires_at: Option<NaiveDate>,
+}
+
+const fn default_active() -> bool {
+    true
+}
+
+/// One project of `GET /projects`.
+#[derive(Deserialize)]
+struct Project {
+    id: u64,
+    path_with_namespace: String,
+    web_url: Option<String>,
+}
+
+/// The built connector of one GitLab integration.
+pub struct GitLabConnector {
+    config: Config,
+    /// `<baseUrl>/api/v4`.
+    api: String,
+    auth_ref: Option<AuthRef>,
+    env: ConnectorEnv,
+}
+
+impl GitLabConnector {
+    async fn get(&self, url: &str) -> Result<reqwest::Response, Error> {
+        let auth_ref = self.auth_ref.as_ref().ok_or(Error::NoCredentials(
+            "a GitLab integration needs an authRef to an access token",
+        ))?;
+        self.env
+            .send_with_secret(auth_ref, |token| {
+                Ok(self
+                    .env
+                    .outbound
+                    .request(Method::GET, url)?
+                    .header("PRIVATE-TOKEN", token.expose()))
+            })
+            .await
+    }
+
+    async fn check(&self) -> Result<HealthReport, Error> {
+        let response = self
+            .get(&format!("{}/personal_access_tokens/self", self.api))
+            .await?;
+        match response.status() {
+            s if s.is_success() => {
+                let info: TokenInfo = outbound::read_json(
+                    response,
+                    self.env.outbound.max_response_bytes(),
+                    "personal access token",
+                )
+                .await?;
+                Ok(self.judge_token(&info, chrono::Utc::now().date_naive()))
+            }
+            // Project, group and CI tokens, and older instances, have no such endpoint.
+            StatusCode::NOT_FOUND | StatusCode::FORBIDDEN => {
+                let user = self.get(&format!("{}/user", self.api)).await?;
+                let status = user.status();
+                if !status.is_success() {
+                    return Err(outbound::status_error(status, "current user"));
+                }
+                let _: Value = outbound::read_json(
+                    user,
+                    self.env.outbound.max_response_bytes(),
+                    "current user",
+                )
+                .await?;
+                Ok(HealthReport::healthy())
+            }
+            s => Err(outbound::status_error(s, "personal access token")),
+        }
+    }
+
+    fn judge_token(&self, info: &TokenInfo, today: NaiveDate) -> HealthReport {
+        if info.revoked {
+            return HealthReport::unhealthy(Reason::AuthFailed, "the access token is revoked");
+        }
+        if !info.active {
+            return HealthReport::unhealthy(
+                Reason::AuthFailed,
+                "the access token is inactive (expired or disabled)",
+            );
+        }
+        if let Some(expires) = info.expires_at {
+            let left = (expires - today).num_days();
+            if left < 0 {
+                return HealthReport::unhealthy(
+                    Reason::AuthFailed,
+                    format!("the access token expired on {expires}"),
+                );
+            }
+            if left <= i64::from(self.config.expiry_warning_days) {
+                return HealthReport::degraded(
+                    Reason::CredentialExpiring,
+                    format!("the access token expires on {expires}, in {left} days"),
+                );
+            }
+        }
+        HealthReport::healthy()
+    }
+
+    fn first_page(&self) -> String {
+        let mut url = format!(
+            "{}/projects?pagination=keyset&order_by=id&sort=asc&per_page={PER_PAGE}&simple=true",
+            self.api
+        );
+        if self.config.membership {
+            url.push_str("&membership=true");
+        }
+        url
+    }
+}
+
+#[async_trait::async_trait]
+impl Connector for GitLabConnector {
+    async fn check_health(&self) -> HealthReport {
+        self.check().await.unwrap_or_else(|e| e.to_report())
+    }
+
+    async fn list_resources(&self, cursor: Option<&str>) -> Result<ResourcePage, Error> {
+        let url = match cursor {
+            None => self.first_page(),
+            Some(c) => outbound::check_cursor_url(&self.api, c)?,
+        };
+        let response = self.get(&url).await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(outbound::status_error(status, "projects"));
+        }
+        let next_cursor = outbound::link_next(response.headers());
+        let projects: Vec<Project> =
+            outbound::read_json(response, self.env.outbound.max_response_bytes(), "projects")
+                .await?;
+        Ok(ResourcePage {
+            resources: projects
+                .into_iter()
+                .map(|p| Resource {
+                    id: p.id.to_string(),
+                    name: p.path_with_namespace,
+                    kind: "project",
+                    url: p.web_url,
+                })
+                .collect(),
+            next_cursor,
+        })
+    }
+}

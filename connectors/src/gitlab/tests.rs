@@ -1,0 +1,269 @@
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wiremock::matchers::{header, method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use super::*;
+use crate::testing::{Conformance, assert_conformance, loopback_env};
+use crate::{ConnectorFactory, Health};
+
+const TOKEN: &str = "glpat-testtoken-0000000000";
+
+struct Fixture {
+    server: MockServer,
+    dir: tempfile::TempDir,
+    env: ConnectorEnv,
+}
+
+async fn fixture() -> Fixture {
+    crate::testing::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gitlab-token"), TOKEN).unwrap();
+    let env = loopback_env(dir.path());
+    Fixture {
+        server: MockServer::start().await,
+        dir,
+        env,
+    }
+}
+
+fn token_ref() -> Option<AuthRef> {
+    Some("authref://file/gitlab-token".parse().unwrap())
+}
+
+fn build(f: &Fixture) -> SharedConnector {
+    let spec = IntegrationSpec {
+        id: "gl".into(),
+        tenant: "t".into(),
+        provider_type: "gitlab".into(),
+        config: json!({"baseUrl": f.server.uri(), "expiryWarningDays": 14})
+            .as_object()
+            .unwrap()
+            .clone(),
+        auth_ref: token_ref(),
+    };
+    Factory.build(&spec, &f.env).unwrap()
+}
+
+fn token_info(expires_in_days: Option<i64>, active: bool, revoked: bool) -> Value {
+    let expires = expires_in_days
+        .map(|d| chrono::Utc::now().date_naive() + chrono::TimeDelta::days(d))
+        .map(|d| d.to_string());
+    json!({"id": 1, "name": "ci", "revoked": revoked, "active": active, "scopes": ["read_api"],
+           "user_id": 3, "created_at": "2026-01-01T00:00:00Z", "expires_at": expires})
+}
+
+async fn mount_self(f: &Fixture, response: ResponseTemplate) {
+    Mock::given(method("GET"))
+        .and(path("/api/v4/personal_access_tokens/self"))
+        .and(header("PRIVATE-TOKEN", TOKEN))
+        .respond_with(response)
+        .mount(&f.server)
+        .await;
+}
+
+#[tokio::test]
+async fn conformance_against_a_healthy_instance() {
+    let f = fixture().await;
+    mount_self(
+        &f,
+        ResponseTemplate::new(200).set_body_json(token_info(Some(200), true, false)),
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/projects"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .mount(&f.server)
+        .await;
+    assert_conformance(Conformance {
+        factory: &Factory,
+        config: json!({"baseUrl": f.server.uri(), "expiryWarningDays": 14, "membership": true}),
+        auth_ref: token_ref(),
+        env: f.env.clone(),
+        expect: Health::Healthy,
+        secrets: vec![TOKEN.into()],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn token_lifecycle_is_judged() {
+    for (info, health, reason) in [
+        (token_info(None, true, false), Health::Healthy, None),
+        (
+            token_info(Some(5), true, false),
+            Health::Degraded,
+            Some(Reason::CredentialExpiring),
+        ),
+        (
+            token_info(Some(14), true, false),
+            Health::Degraded,
+            Some(Reason::CredentialExpiring),
+        ),
+        (token_info(Some(15), true, false), Health::Healthy, None),
+        (
+            token_info(Some(30), false, false),
+            Health::Unhealthy,
+            Some(Reason::AuthFailed),
+        ),
+        (
+            token_info(Some(30), true, true),
+            Health::Unhealthy,
+            Some(Reason::AuthFailed),
+        ),
+    ] {
+        let f = fixture().await;
+        mount_self(&f, ResponseTemplate::new(200).set_body_json(info.clone())).await;
+        let report = build(&f).check_health().await;
+        assert_eq!(
+            (report.health, report.reason),
+            (health, reason),
+            "{info}: {report:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn token_kinds_without_the_self_endpoint_fall_back_to_user() {
+    for status in [403, 404] {
+        let f = fixture().await;
+        mount_self(&f, ResponseTemplate::new(status)).await;
+        Mock::given(method("GET"))
+            .and(path("/api/v4/user"))
+            .and(header("PRIVATE-TOKEN", TOKEN))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(json!({"id": 3, "username": "bot"})),
+            )
+            .expect(1)
+            .mount(&f.server)
+            .await;
+        assert_eq!(build(&f).check_health().await, HealthReport::healthy());
+    }
+    let f = fixture().await;
+    mount_self(&f, ResponseTemplate::new(404)).await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/user"))
+        .respond_with(ResponseTemplate::new(403))
+        .mount(&f.server)
+        .await;
+    assert_eq!(
+        build(&f).check_health().await.reason,
+        Some(Reason::Forbidden)
+    );
+}
+
+#[tokio::test]
+async fn failures_map_to_typed_reasons() {
+    for (response, reason) in [
+        (ResponseTemplate::new(401), Reason::AuthFailed),
+        (ResponseTemplate::new(500), Reason::ProviderDegraded),
+        (ResponseTemplate::new(502), Reason::ProviderDegraded),
+        (
+            ResponseTemplate::new(429).insert_header("retry-after", "12"),
+            Reason::RateLimited,
+        ),
+        (
+            ResponseTemplate::new(200).set_body_string("<html>"),
+            Reason::BadResponse,
+        ),
+        (
+            ResponseTemplate::new(200).set_delay(Duration::from_secs(5)),
+            Reason::Timeout,
+        ),
+    ] {
+        let f = fixture().await;
+        mount_self(&f, response).await;
+        let report = build(&f).check_health().await;
+        assert_eq!(report.reason, Some(reason), "{report:?}");
+        assert!(!format!("{report:?}").contains(TOKEN));
+        if reason == Reason::RateLimited {
+            assert_eq!(report.retry_after, Some(Duration::from_secs(12)));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_rotated_token_is_read_again_after_a_401() {
+    let f = fixture().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/personal_access_tokens/self"))
+        .and(header("PRIVATE-TOKEN", TOKEN))
+        .respond_with(ResponseTemplate::new(401))
+        .mount(&f.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/personal_access_tokens/self"))
+        .and(header("PRIVATE-TOKEN", "glpat-rotated"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(token_info(None, true, false)))
+        .expect(1)
+        .mount(&f.server)
+        .await;
+    let c = build(&f);
+    // cache the old token, then rotate it in the store
+    let _ = f.env.secrets.resolve(&token_ref().unwrap()).await.unwrap();
+    std::fs::write(f.dir.path().join("gitlab-token"), "glpat-rotated").unwrap();
+    assert_eq!(c.check_health().await, HealthReport::healthy());
+}
+
+#[tokio::test]
+async fn projects_follow_keyset_pages() {
+    let f = fixture().await;
+    let next = format!(
+        "{}/api/v4/projects?id_after=2&order_by=id&pagination=keyset&per_page=100&sort=asc",
+        f.server.uri()
+    );
+    Mock::given(method("GET"))
+        .and(path("/api/v4/projects"))
+        .and(query_param("id_after", "2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!([{"id": 3, "path_with_namespace": "g/c", "web_url": "https://gitlab.example.com/g/c"}]),
+        ))
+        .mount(&f.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/projects"))
+        .and(query_param("pagination", "keyset"))
+        .and(query_param("membership", "true"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("link", format!("<{next}>; rel=\"next\"").as_str())
+                .set_body_json(json!([
+                    {"id": 1, "path_with_namespace": "g/a"},
+                    {"id": 2, "path_with_namespace": "g/b"}
+                ])),
+        )
+        .mount(&f.server)
+        .await;
+    let c = build(&f);
+    let first = c.list_resources(None).await.unwrap();
+    let names: Vec<_> = first.resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["g/a", "g/b"]);
+    let second = c
+        .list_resources(first.next_cursor.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(second.resources[0].id, "3");
+    assert_eq!(second.next_cursor, None);
+    assert!(matches!(
+        c.list_resources(Some("http://10.0.0.1/api/v4/projects"))
+            .await,
+        Err(Error::InvalidCursor)
+    ));
+}
+
+#[test]
+fn config_keeps_wire_names_and_limits() {
+    let schema = Factory.config_schema();
+    for key in ["baseUrl", "expiryWarningDays", "membership"] {
+        assert!(schema["properties"].get(key).is_some(), "{key}");
+    }
+    let too_long = json!({"baseUrl": "https://gitlab.com", "expiryWarningDays": 400});
+    assert_eq!(
+        Factory
+            .validate_config(too_long.as_object().unwrap())
+            .unwrap_err()
+            .field(),
+        "config.expiryWarningDays"
+    );
+}

@@ -1,0 +1,296 @@
+//! Harbor registries, authenticated with a robot account (`robot$...`) whose secret is behind
+//! the integration's AuthRef (HTTP basic auth).
+//!
+//! Health reads `GET /api/v2.0/health` (components not `healthy` → `degraded`) and makes the
+//! authenticated call real use needs, `GET /api/v2.0/projects?page_size=1`. Resources are the
+//! projects (`/api/v2.0/projects`), then the image repositories (`/api/v2.0/repositories`),
+//! both with Harbor's `page`/`page_size` pagination; the cursor says which list and page.
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use reqwest::Method;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::authref::AuthRef;
+use crate::config::{self, ConfigError};
+use crate::connector::{
+    Connector, ConnectorEnv, Error, IntegrationSpec, Resource, ResourcePage, SharedConnector,
+};
+use crate::health::{Health, HealthReport, Reason};
+use crate::outbound;
+use crate::registry::{Capability, schema_of};
+
+/// Items per page of a listing.
+const PAGE_SIZE: u32 = 100;
+/// Cursor prefixes: which listing a page belongs to.
+const PROJECTS: &str = "projects";
+const REPOSITORIES: &str = "repositories";
+
+/// Configuration of a Harbor integration.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Config {
+    /// The Harbor URL, such as `https://harbor.example.com`.
+    pub base_url: String,
+    /// The robot account name (`robot$...`); its secret comes from the AuthRef. Without one
+    /// (and without an AuthRef) the connector sees what anonymous users see.
+    pub robot_account: Option<String>,
+}
+
+impl Config {
+    fn from_map(config: &Map<String, Value>) -> Result<Self, ConfigError> {
+        let parsed: Config = config::parse(config)?;
+        config::check_http_url("baseUrl", &parsed.base_url)?;
+        if let Some(robot) = &parsed.robot_account
+            && (robot.is_empty() || robot.len() > 255 || robot.contains(':'))
+        {
+            return Err(ConfigError::invalid(
+                "config.robotAccount",
+                "must be 1 to 255 characters, without ':'",
+            ));
+        }
+        Ok(parsed)
+    }
+}
+
+pub struct Factory;
+
+impl crate::ConnectorFactory for Factory {
+    fn provider_type(&self) -> &'static str {
+        "harbor"
+    }
+
+    fn display_name(&self) -> &'static str {
+        "Harbor"
+    }
+
+    fn capabilities(&self) -> &'static [Capability] {
+        &[Capability::HealthCheck, Capability::ListResources]
+    }
+
+    fn config_schema(&self) -> Value {
+        schema_of::<Config>()
+    }
+
+    fn validate_config(&self, config: &Map<String, Value>) -> Result<(), ConfigError> {
+        Config::from_map(config).map(|_| ())
+    }
+
+    fn build(&self, spec: &IntegrationSpec, env: &ConnectorEnv) -> Result<SharedConnector, Error> {
+        let config = Config::from_map(&spec.config)?;
+        let credentials = match (&config.robot_account, &spec.auth_ref) {
+            (Some(robot), Some(r)) => Some((robot.clone(), r.clone())),
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(Error::Config(ConfigError::invalid(
+                    "config.robotAccount",
+                    "required with an authRef (the AuthRef holds the robot's secret)",
+                )));
+            }
+            (Some(_), None) => {
+                return Err(Error::Config(ConfigError::invalid(
+                    "authRefUri",
+                    "required with a robotAccount (it points at the robot's secret)",
+                )));
+            }
+        };
+        Ok(Arc::new(HarborConnector {
+            api: format!("{}/api/v2.0", config.base_url.trim_end_matches('/')),
+            credentials,
+            env: env.clone(),
+        }))
+    }
+}
+
+// === impl HarborConnector ===
+
+/// `GET /health`.
+#[derive(Deserialize)]
+struct OverallHealth {
+    status: String,
+    #[serde(default)]
+    components: Vec<ComponentHealth>,
+}
+
+#[derive(Deserialize)]
+struct ComponentHealth {
+    name: String,
+    status: String,
+}
+
+#[derive(Deserialize)]
+struct Project {
+    project_id: Option<u64>,
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct Repository {
+    id: Option<u64>,
+    name: String,
+}
+
+/// The built connector of one Harbor integration.
+pub struct HarborConnector {
+    /// `<baseUrl>/api/v2.0`.
+    api: String,
+    /// The robot account and the reference to its secret.
+    credentials: Option<(String, AuthRef)>,
+    env: ConnectorEnv,
+}
+
+impl HarborConnector {
+    async fn get(&self, url: &str, query: &[(&str, String)]) -> Result<reqwest::Response, Error> {
+        let make = || -> Result<reqwest::RequestBuilder, Error> {
+            Ok(self.env.outbound.request(Method::GET, url)?.query(query))
+        };
+        match &self.credentials {
+            None => self.env.outbound.send(make()?).await,
+            Some((robot, auth_ref)) => {
+                self.env
+                    .send_with_secret(auth_ref, |secret| {
+                        Ok(make()?.basic_auth(robot, Some(secret.expose())))
+                    })
+                    .await
+            }
+        }
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        query: &[(&str, String)],
+        what: &str,
+    ) -> Result<(T, reqwest::header::HeaderMap), Error> {
+        let response = self.get(url, query).await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(outbound::status_error(status, what));
+        }
+        let headers = response.headers().clone();
+        let body =
+            outbound::read_json(response, self.env.outbound.max_response_bytes(), what).await?;
+        Ok((body, headers))
+    }
+
+    async fn check(&self) -> Result<HealthReport, Error> {
+        // The call real use needs, with the robot's permissions.
+        let _: (Vec<Value>, _) = self
+            .get_json(
+                &format!("{}/projects", self.api),
+                &[("page_size", "1".into())],
+                "projects",
+            )
+            .await?;
+        let (health, _): (OverallHealth, _) = self
+            .get_json(&format!("{}/health", self.api), &[], "health")
+            .await?;
+        let down: Vec<&str> = health
+            .components
+            .iter()
+            .filter(|c| c.status != "healthy")
+            .map(|c| c.name.as_str())
+            .collect();
+        Ok(if !down.is_empty() {
+            HealthReport::degraded(
+                Reason::ProviderDegraded,
+                format!("components not healthy: {}", down.join(", ")),
+            )
+        } else if health.status != "healthy" {
+            HealthReport::degraded(Reason::ProviderDegraded, "Harbor reports itself unhealthy")
+        } else {
+            HealthReport::healthy()
+        })
+    }
+
+    /// One page of a listing, and whether another follows.
+    async fn page<T: serde::de::DeserializeOwned>(
+        &self,
+        list: &str,
+        page: u32,
+    ) -> Result<(Vec<T>, bool), Error> {
+        let (items, headers): (Vec<T>, _) = self
+            .get_json(
+                &format!("{}/{list}", self.api),
+                &[
+                    ("page", page.to_string()),
+                    ("page_size", PAGE_SIZE.to_string()),
+                ],
+                list,
+            )
+            .await?;
+        let more = match outbound::link_next(&headers) {
+            Some(_) => true,
+            // Older Harbors send no Link: a full page may have a successor.
+            None => {
+                !headers.contains_key(reqwest::header::LINK) && items.len() == PAGE_SIZE as usize
+            }
+        };
+        Ok((items, more))
+    }
+}
+
+fn parse_cursor(cursor: &str) -> Result<(&str, u32), Error> {
+    let (list, page) = cursor.split_once(':').ok_or(Error::InvalidCursor)?;
+    let page: u32 = page.parse().map_err(|_| Error::InvalidCursor)?;
+    match list {
+        PROJECTS | REPOSITORIES if (1..=100_000).contains(&page) => Ok((list, page)),
+        _ => Err(Error::InvalidCursor),
+    }
+}
+
+#[async_trait::async_trait]
+impl Connector for HarborConnector {
+    async fn check_health(&self) -> HealthReport {
+        let report = self.check().await.unwrap_or_else(|e| e.to_report());
+        debug_assert!(report.health == Health::Healthy || report.reason.is_some());
+        report
+    }
+
+    async fn list_resources(&self, cursor: Option<&str>) -> Result<ResourcePage, Error> {
+        let (list, page) = match cursor {
+            None => (PROJECTS, 1),
+            Some(c) => parse_cursor(c)?,
+        };
+        if list == PROJECTS {
+            let (projects, more): (Vec<Project>, _) = self.page(PROJECTS, page).await?;
+            return Ok(ResourcePage {
+                resources: projects
+                    .into_iter()
+                    .map(|p| Resource {
+                        id: p
+                            .project_id
+                            .map_or_else(|| p.name.clone(), |id| id.to_string()),
+                        name: p.name,
+                        kind: "project",
+                        url: None,
+                    })
+                    .collect(),
+                // After the last page of projects come the repositories.
+                next_cursor: Some(if more {
+                    format!("{PROJECTS}:{}", page + 1)
+                } else {
+                    format!("{REPOSITORIES}:1")
+                }),
+            });
+        }
+        let (repositories, more): (Vec<Repository>, _) = self.page(REPOSITORIES, page).await?;
+        Ok(ResourcePage {
+            resources: repositories
+                .into_iter()
+                .map(|r| Resource {
+                    id: r.id.map_or_else(|| r.name.clone(), |id| id.to_string()),
+                    name: r.name,
+                    kind: "image_repository",
+                    url: None,
+                })
+                .collect(),
+            next_cursor: more.then(|| format!("{REPOSITORIES}:{}", page + 1)),
+        })
+    }
+}

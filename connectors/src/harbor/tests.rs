@@ -1,0 +1,267 @@
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wiremock::matchers::{basic_auth, method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use super::*;
+use crate::testing::{Conformance, assert_conformance, loopback_env};
+use crate::{ConnectorFactory, Health};
+
+const ROBOT: &str = "robot$ci";
+const SECRET: &str = "harbor-robot-secret-123";
+
+struct Fixture {
+    server: MockServer,
+    _dir: tempfile::TempDir,
+    env: ConnectorEnv,
+}
+
+async fn fixture() -> Fixture {
+    crate::testing::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("robot"), SECRET).unwrap();
+    let env = loopback_env(dir.path());
+    Fixture {
+        server: MockServer::start().await,
+        _dir: dir,
+        env,
+    }
+}
+
+fn secret_ref() -> Option<AuthRef> {
+    Some("authref://file/robot".parse().unwrap())
+}
+
+fn config(f: &Fixture) -> Value {
+    json!({"baseUrl": f.server.uri(), "robotAccount": ROBOT})
+}
+
+fn build(f: &Fixture) -> SharedConnector {
+    let spec = IntegrationSpec {
+        id: "h".into(),
+        tenant: "t".into(),
+        provider_type: "harbor".into(),
+        config: config(f).as_object().unwrap().clone(),
+        auth_ref: secret_ref(),
+    };
+    Factory.build(&spec, &f.env).unwrap()
+}
+
+fn health(components: &[(&str, &str)]) -> Value {
+    let all_ok = components.iter().all(|(_, s)| *s == "healthy");
+    json!({
+        "status": if all_ok { "healthy" } else { "unhealthy" },
+        "components": components.iter().map(|(n, s)| json!({"name": n, "status": s})).collect::<Vec<_>>()
+    })
+}
+
+async fn mount(f: &Fixture, projects: ResponseTemplate, health_body: ResponseTemplate) {
+    Mock::given(method("GET"))
+        .and(path("/api/v2.0/projects"))
+        .and(basic_auth(ROBOT, SECRET))
+        .respond_with(projects)
+        .mount(&f.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2.0/health"))
+        .respond_with(health_body)
+        .mount(&f.server)
+        .await;
+}
+
+fn ok_projects() -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!([{"project_id": 1, "name": "library"}]))
+}
+
+#[tokio::test]
+async fn conformance_against_a_healthy_harbor() {
+    let f = fixture().await;
+    mount(
+        &f,
+        ok_projects(),
+        ResponseTemplate::new(200)
+            .set_body_json(health(&[("core", "healthy"), ("database", "healthy")])),
+    )
+    .await;
+    assert_conformance(Conformance {
+        factory: &Factory,
+        config: config(&f),
+        auth_ref: secret_ref(),
+        env: f.env.clone(),
+        expect: Health::Healthy,
+        secrets: vec![SECRET.into()],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unhealthy_components_degrade() {
+    let f = fixture().await;
+    mount(
+        &f,
+        ok_projects(),
+        ResponseTemplate::new(200).set_body_json(health(&[
+            ("core", "healthy"),
+            ("jobservice", "unhealthy"),
+            ("trivy", "unhealthy"),
+        ])),
+    )
+    .await;
+    let report = build(&f).check_health().await;
+    assert_eq!(report.health, Health::Degraded);
+    assert_eq!(report.reason, Some(Reason::ProviderDegraded));
+    assert_eq!(
+        report.message.as_deref(),
+        Some("components not healthy: jobservice, trivy")
+    );
+}
+
+#[tokio::test]
+async fn failures_map_to_typed_reasons() {
+    for (projects, reason) in [
+        (ResponseTemplate::new(401), Reason::AuthFailed),
+        (ResponseTemplate::new(403), Reason::Forbidden),
+        (ResponseTemplate::new(404), Reason::BadResponse),
+        (ResponseTemplate::new(500), Reason::ProviderDegraded),
+        (
+            ResponseTemplate::new(429).insert_header("retry-after", "3"),
+            Reason::RateLimited,
+        ),
+        (
+            ResponseTemplate::new(200).set_body_string("[{"),
+            Reason::BadResponse,
+        ),
+        (
+            ResponseTemplate::new(200).set_delay(Duration::from_secs(5)),
+            Reason::Timeout,
+        ),
+    ] {
+        let f = fixture().await;
+        mount(
+            &f,
+            projects,
+            ResponseTemplate::new(200).set_body_json(health(&[])),
+        )
+        .await;
+        let report = build(&f).check_health().await;
+        assert_eq!(
+            (report.health, report.reason),
+            (Health::Unhealthy, Some(reason)),
+            "{report:?}"
+        );
+        assert!(!format!("{report:?}").contains(SECRET));
+    }
+    // a wrong secret: the request carries other credentials than the mock accepts
+    let f = fixture().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2.0/projects"))
+        .respond_with(ResponseTemplate::new(401))
+        .expect(2)
+        .mount(&f.server)
+        .await;
+    assert_eq!(
+        build(&f).check_health().await.reason,
+        Some(Reason::AuthFailed)
+    );
+}
+
+#[tokio::test]
+async fn projects_then_repositories_page_by_page() {
+    let f = fixture().await;
+    let full: Vec<Value> = (0..PAGE_SIZE)
+        .map(|i| json!({"project_id": i, "name": format!("p{i}")}))
+        .collect();
+    Mock::given(method("GET"))
+        .and(path("/api/v2.0/projects"))
+        .and(query_param("page", "1"))
+        .and(query_param("page_size", "100"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(full))
+        .mount(&f.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2.0/projects"))
+        .and(query_param("page", "2"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!([{"project_id": 500, "name": "last"}])),
+        )
+        .mount(&f.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2.0/repositories"))
+        .and(query_param("page", "1"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header(
+                    "link",
+                    "</api/v2.0/repositories?page=2&page_size=100>; rel=\"next\"",
+                )
+                .set_body_json(json!([{"id": 9, "name": "library/nginx"}])),
+        )
+        .mount(&f.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2.0/repositories"))
+        .and(query_param("page", "2"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!([{"id": 10, "name": "library/redis"}])),
+        )
+        .mount(&f.server)
+        .await;
+    let c = build(&f);
+    let mut cursor = None;
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        let page = c.list_resources(cursor.as_deref()).await.unwrap();
+        seen.extend(page.resources.into_iter().map(|r| (r.kind, r.name)));
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 103);
+    assert_eq!(seen[100], ("project", "last".to_owned()));
+    assert_eq!(seen[101], ("image_repository", "library/nginx".to_owned()));
+    assert_eq!(seen[102], ("image_repository", "library/redis".to_owned()));
+    for bad in ["x", "projects:0", "repositories:-1", "users:1"] {
+        assert!(
+            matches!(c.list_resources(Some(bad)).await, Err(Error::InvalidCursor)),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn robot_and_authref_come_together() {
+    let spec = |config: Value, auth_ref: Option<AuthRef>| IntegrationSpec {
+        id: "h".into(),
+        tenant: "t".into(),
+        provider_type: "harbor".into(),
+        config: config.as_object().unwrap().clone(),
+        auth_ref,
+    };
+    let env = ConnectorEnv::default();
+    let url = "https://harbor.example.com";
+    assert!(
+        Factory
+            .build(&spec(json!({"baseUrl": url}), None), &env)
+            .is_ok()
+    );
+    assert!(
+        Factory
+            .build(&spec(json!({"baseUrl": url}), secret_ref()), &env)
+            .is_err()
+    );
+    assert!(
+        Factory
+            .build(
+                &spec(json!({"baseUrl": url, "robotAccount": ROBOT}), None),
+                &env
+            )
+            .is_err()
+    );
+    let schema = Factory.config_schema();
+    for key in ["baseUrl", "robotAccount"] {
+        assert!(schema["properties"].get(key).is_some(), "{key}");
+    }
+}

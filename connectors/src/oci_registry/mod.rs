@@ -1,0 +1,332 @@
+//! Any registry speaking the OCI Distribution (`/v2/`) API: Docker Hub, GHCR, ECR, GCR, ACR,
+//! Quay, Harbor's registry, or a self-hosted `registry`.
+//!
+//! Health pings `GET /v2/`. A 401 carries a `WWW-Authenticate` challenge: `Basic` is answered
+//! with the username and the AuthRef's password; `Bearer realm=…,service=…,scope=…` sends us
+//! to the realm for a token (with basic credentials when we have them, anonymously otherwise),
+//! which then goes on the request. Repositories come from `GET /v2/_catalog?n=&last=`,
+//! following its `Link` header; the cursor is the `last` repository name.
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use reqwest::{Method, StatusCode};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::authref::AuthRef;
+use crate::config::{self, ConfigError};
+use crate::connector::{
+    Connector, ConnectorEnv, Error, IntegrationSpec, Resource, ResourcePage, SharedConnector,
+};
+use crate::health::HealthReport;
+use crate::outbound;
+use crate::registry::{Capability, schema_of};
+use crate::secrets::Secret;
+
+/// Repositories per catalog page.
+const PAGE_SIZE: u32 = 100;
+/// The scope a catalog listing needs on token-auth registries.
+const CATALOG_SCOPE: &str = "registry:catalog:*";
+
+/// Configuration of an OCI registry integration.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Config {
+    /// The registry URL, such as `https://ghcr.io`.
+    pub base_url: String,
+    /// The user name for basic or token authentication; the password comes from the AuthRef.
+    pub username: Option<String>,
+}
+
+impl Config {
+    fn from_map(config: &Map<String, Value>) -> Result<Self, ConfigError> {
+        let parsed: Config = config::parse(config)?;
+        config::check_http_url("baseUrl", &parsed.base_url)?;
+        if let Some(user) = &parsed.username
+            && (user.is_empty() || user.len() > 255 || user.contains(':'))
+        {
+            return Err(ConfigError::invalid(
+                "config.username",
+                "must be 1 to 255 characters, without ':'",
+            ));
+        }
+        Ok(parsed)
+    }
+}
+
+pub struct Factory;
+
+impl crate::ConnectorFactory for Factory {
+    fn provider_type(&self) -> &'static str {
+        "oci_registry"
+    }
+
+    fn display_name(&self) -> &'static str {
+        "OCI registry"
+    }
+
+    fn capabilities(&self) -> &'static [Capability] {
+        &[Capability::HealthCheck, Capability::ListResources]
+    }
+
+    fn config_schema(&self) -> Value {
+        schema_of::<Config>()
+    }
+
+    fn validate_config(&self, config: &Map<String, Value>) -> Result<(), ConfigError> {
+        Config::from_map(config).map(|_| ())
+    }
+
+    fn build(&self, spec: &IntegrationSpec, env: &ConnectorEnv) -> Result<SharedConnector, Error> {
+        let config = Config::from_map(&spec.config)?;
+        Ok(Arc::new(OciConnector {
+            base: config.base_url.trim_end_matches('/').to_owned(),
+            username: config.username,
+            auth_ref: spec.auth_ref.clone(),
+            env: env.clone(),
+        }))
+    }
+}
+
+// === challenges ===
+
+/// A parsed `WWW-Authenticate` challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Challenge {
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+        scope: Option<String>,
+    },
+}
+
+/// Parses `Basic realm="x"` or `Bearer realm="…",service="…",scope="…"`.
+pub(crate) fn parse_challenge(header: &str) -> Option<Challenge> {
+    let header = header.trim();
+    let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        return Some(Challenge::Basic);
+    }
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let mut params = std::collections::HashMap::new();
+    let mut chars = rest.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let name: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        if name.is_empty() {
+            break;
+        }
+        let value: String = if chars.peek() == Some(&'"') {
+            chars.next();
+            let mut v = String::new();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => v.extend(chars.next()),
+                    '"' => break,
+                    c => v.push(c),
+                }
+            }
+            v
+        } else {
+            chars.by_ref().take_while(|c| *c != ',').collect()
+        };
+        params.insert(name.trim().to_ascii_lowercase(), value);
+    }
+    Some(Challenge::Bearer {
+        realm: params.remove("realm")?,
+        service: params.remove("service"),
+        scope: params.remove("scope"),
+    })
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    token: Option<String>,
+    access_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Catalog {
+    #[serde(default)]
+    repositories: Vec<String>,
+}
+
+// === impl OciConnector ===
+
+/// The built connector of one registry.
+pub struct OciConnector {
+    /// The registry URL without a trailing slash.
+    base: String,
+    username: Option<String>,
+    auth_ref: Option<AuthRef>,
+    env: ConnectorEnv,
+}
+
+impl OciConnector {
+    fn request(&self, url: &str) -> Result<reqwest::RequestBuilder, Error> {
+        self.env.outbound.request(Method::GET, url)
+    }
+
+    fn credentials(&self) -> Option<(&str, &AuthRef)> {
+        match (&self.username, &self.auth_ref) {
+            (Some(u), Some(r)) => Some((u.as_str(), r)),
+            // A token-only registry (GHCR with a PAT) accepts any user name.
+            (None, Some(r)) => Some(("token", r)),
+            _ => None,
+        }
+    }
+
+    /// GETs `url`, answering the registry's challenge with the integration's credentials.
+    /// `scope` is the token scope to ask for when the challenge names none.
+    async fn get(&self, url: &str, scope: Option<&str>) -> Result<reqwest::Response, Error> {
+        let response = self.env.outbound.send(self.request(url)?).await?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        let challenge = response
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_challenge)
+            .ok_or_else(|| Error::BadResponse("401 without a Basic or Bearer challenge".into()))?;
+        match challenge {
+            Challenge::Basic => {
+                let (user, auth_ref) = self.credentials().ok_or(Error::Unauthorized)?;
+                self.env
+                    .send_with_secret(auth_ref, |password| {
+                        Ok(self.request(url)?.basic_auth(user, Some(password.expose())))
+                    })
+                    .await
+            }
+            Challenge::Bearer {
+                realm,
+                service,
+                scope: challenged,
+            } => {
+                let scope = challenged.as_deref().or(scope);
+                let token = self.token(&realm, service.as_deref(), scope).await?;
+                self.env
+                    .outbound
+                    .send(self.request(url)?.bearer_auth(token.expose()))
+                    .await
+            }
+        }
+    }
+
+    /// A bearer token from the challenge's realm (through the same SSRF guard).
+    async fn token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scope: Option<&str>,
+    ) -> Result<Secret, Error> {
+        let mut query: Vec<(&str, &str)> = Vec::new();
+        if let Some(s) = service {
+            query.push(("service", s));
+        }
+        if let Some(s) = scope {
+            query.push(("scope", s));
+        }
+        let make =
+            || -> Result<reqwest::RequestBuilder, Error> { Ok(self.request(realm)?.query(&query)) };
+        let response = match self.credentials() {
+            Some((user, auth_ref)) => {
+                self.env
+                    .send_with_secret(auth_ref, |password| {
+                        Ok(make()?.basic_auth(user, Some(password.expose())))
+                    })
+                    .await?
+            }
+            None => self.env.outbound.send(make()?).await?,
+        };
+        let status = response.status();
+        if !status.is_success() {
+            return Err(outbound::status_error(status, "registry token"));
+        }
+        let answer: TokenAnswer = outbound::read_json(
+            response,
+            self.env.outbound.max_response_bytes(),
+            "registry token",
+        )
+        .await?;
+        answer
+            .token
+            .or(answer.access_token)
+            .filter(|t| !t.is_empty())
+            .map(Secret::new)
+            .ok_or_else(|| Error::BadResponse("registry token: no token in the answer".into()))
+    }
+
+    async fn check(&self) -> Result<HealthReport, Error> {
+        let response = self.get(&format!("{}/v2/", self.base), None).await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(outbound::status_error(status, "/v2/"));
+        }
+        Ok(HealthReport::healthy())
+    }
+}
+
+fn valid_repository_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name.chars().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-' | '/')
+        })
+}
+
+#[async_trait::async_trait]
+impl Connector for OciConnector {
+    async fn check_health(&self) -> HealthReport {
+        self.check().await.unwrap_or_else(|e| e.to_report())
+    }
+
+    async fn list_resources(&self, cursor: Option<&str>) -> Result<ResourcePage, Error> {
+        let mut url = url::Url::parse(&format!("{}/v2/_catalog", self.base))
+            .map_err(|_| Error::BadResponse("base URL".into()))?;
+        url.query_pairs_mut()
+            .append_pair("n", &PAGE_SIZE.to_string());
+        if let Some(last) = cursor {
+            if !valid_repository_name(last) {
+                return Err(Error::InvalidCursor);
+            }
+            url.query_pairs_mut().append_pair("last", last);
+        }
+        let response = self.get(url.as_str(), Some(CATALOG_SCOPE)).await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(outbound::status_error(status, "catalog"));
+        }
+        let has_next = outbound::link_next(response.headers()).is_some();
+        let catalog: Catalog =
+            outbound::read_json(response, self.env.outbound.max_response_bytes(), "catalog")
+                .await?;
+        let next_cursor = if has_next {
+            catalog.repositories.last().cloned()
+        } else {
+            None
+        };
+        Ok(ResourcePage {
+            resources: catalog
+                .repositories
+                .into_iter()
+                .map(|name| Resource {
+                    id: name.clone(),
+                    name,
+                    kind: "image_repository",
+                    url: None,
+                })
+                .collect(),
+            next_cursor,
+        })
+    }
+}

@@ -1,0 +1,608 @@
+//! Outbound discipline: every request to a provider goes through one [`Outbound`].
+//!
+//! - One shared reqwest client (rustls with ring), with timeouts, a User-Agent and no
+//!   redirects (a provider API that redirects is answering something we did not ask).
+//! - An SSRF guard: a target that is, or resolves to, loopback, link-local (169.254.0.0/16,
+//!   fe80::/10, cloud metadata), private, shared (100.64.0.0/10), unspecified or multicast is
+//!   refused unless its network is listed in
+//!   [`OutboundSettings::allow_private_networks`](crate::settings::OutboundSettings). It is
+//!   checked before sending and again inside the client's resolver, so DNS rebinding between
+//!   the two gains nothing.
+//! - A per-host governor limit shared by every integration, and a per-host pause whenever a
+//!   provider answers 429 or a rate-limit header at zero: until then, calls to that host fail
+//!   fast as rate limited instead of being sent.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use ipnet::IpNet;
+use reqwest::header::HeaderMap;
+use reqwest::{Response, StatusCode};
+use tokio::time::Instant;
+
+use crate::connector::Error;
+use crate::settings::OutboundSettings;
+
+/// The User-Agent of every provider request (GitHub refuses requests without one).
+pub const USER_AGENT: &str = concat!("stellaops-integrations/", env!("CARGO_PKG_VERSION"));
+
+/// Longest pause honoured from a provider's `Retry-After` or reset header.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// Pause used when a provider says "rate limited" without saying for how long.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Installs ring as the process's rustls provider if none is installed yet (reqwest is built
+/// with `rustls-no-provider`, and panics without one).
+pub fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race to another installer is fine: some provider is then installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+/// Why [`Outbound::new`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboundError {
+    #[error("allow_private_networks: {0:?} is not a CIDR network such as 10.0.0.0/8")]
+    BadNetwork(String),
+    #[error("per_host_requests_per_second and per_host_burst must be at least 1")]
+    ZeroRate,
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+// === SSRF guard ===
+
+/// Decides which addresses providers may be reached at.
+#[derive(Clone, Debug, Default)]
+pub struct SsrfGuard {
+    allowed: Vec<IpNet>,
+}
+
+impl SsrfGuard {
+    /// A guard allowing these networks on top of public addresses.
+    pub fn new(allowed: Vec<IpNet>) -> Self {
+        Self { allowed }
+    }
+
+    /// Whether a request may go to `ip`.
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        !is_internal(ip) || self.allowed.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// IPv4-mapped IPv6 addresses are judged as the IPv4 address they carry.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
+
+fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_internal_v4(v4),
+        IpAddr::V6(v6) => is_internal_v6(v6),
+    }
+}
+
+fn is_internal_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        // shared address space (carrier-grade NAT), 100.64.0.0/10
+        || (a == 100 && (64..128).contains(&b))
+        // "this network", 0.0.0.0/8
+        || a == 0
+}
+
+fn is_internal_v6(ip: Ipv6Addr) -> bool {
+    let first = ip.segments()[0];
+    ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        // unique local fc00::/7 (includes AWS's fd00:ec2::254 metadata address)
+        || (first & 0xfe00) == 0xfc00
+        // link-local fe80::/10
+        || (first & 0xffc0) == 0xfe80
+        // NAT64 of an internal IPv4 address (64:ff9b::/96)
+        || (ip.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0] && {
+            let o = ip.octets();
+            is_internal_v4(Ipv4Addr::new(o[12], o[13], o[14], o[15]))
+        })
+}
+
+/// reqwest's resolver, filtered by the guard: the last word on where a connection goes.
+struct GuardedResolver {
+    guard: SsrfGuard,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let guard = self.guard.clone();
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| guard.permits(a.ip()))
+                .collect();
+            if addrs.is_empty() {
+                return Err(format!("{host}: no permitted address").into());
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+// === impl Outbound ===
+
+/// The shared outbound HTTP path. Cheap to clone.
+#[derive(Clone)]
+pub struct Outbound {
+    inner: Arc<OutboundInner>,
+}
+
+struct OutboundInner {
+    settings: OutboundSettings,
+    guard: SsrfGuard,
+    client: OnceLock<Result<reqwest::Client, String>>,
+    limiter: DefaultKeyedRateLimiter<String>,
+    /// Host → the instant before which the provider asked not to be called.
+    paused: Mutex<HashMap<String, Instant>>,
+}
+
+impl fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outbound")
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Outbound {
+    /// Default settings, with the client built on first use (so `Default` cannot panic).
+    fn default() -> Self {
+        Self::lazy(&OutboundSettings::default()).expect("default outbound settings are valid")
+    }
+}
+
+impl Outbound {
+    /// Builds the outbound path and its client.
+    ///
+    /// # Errors
+    /// A network in `allow_private_networks` that is not CIDR, a zero rate, or a client that
+    /// cannot be built.
+    pub fn new(settings: &OutboundSettings) -> Result<Self, OutboundError> {
+        let outbound = Self::lazy(settings)?;
+        outbound.client().map_err(OutboundError::Client)?;
+        Ok(outbound)
+    }
+
+    fn lazy(settings: &OutboundSettings) -> Result<Self, OutboundError> {
+        let allowed = settings
+            .allow_private_networks
+            .iter()
+            .map(|s| {
+                s.parse::<IpNet>()
+                    .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| OutboundError::BadNetwork(s.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let rate = NonZeroU32::new(settings.per_host_requests_per_second)
+            .ok_or(OutboundError::ZeroRate)?;
+        let burst = NonZeroU32::new(settings.per_host_burst).ok_or(OutboundError::ZeroRate)?;
+        Ok(Self {
+            inner: Arc::new(OutboundInner {
+                settings: settings.clone(),
+                guard: SsrfGuard::new(allowed),
+                client: OnceLock::new(),
+                limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
+                paused: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The shared client.
+    ///
+    /// # Errors
+    /// The reason the client could not be built.
+    pub fn client(&self) -> Result<&reqwest::Client, String> {
+        self.inner
+            .client
+            .get_or_init(|| {
+                ensure_crypto_provider();
+                let s = &self.inner.settings;
+                reqwest::Client::builder()
+                    .user_agent(USER_AGENT)
+                    .timeout(Duration::from_millis(s.request_timeout_ms))
+                    .connect_timeout(Duration::from_millis(s.connect_timeout_ms))
+                    .redirect(reqwest::redirect::Policy::none())
+                    .dns_resolver(GuardedResolver {
+                        guard: self.inner.guard.clone(),
+                    })
+                    .build()
+                    .map_err(|e| e.without_url().to_string())
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// The SSRF guard in force.
+    pub fn guard(&self) -> &SsrfGuard {
+        &self.inner.guard
+    }
+
+    /// Largest response body read.
+    pub fn max_response_bytes(&self) -> u64 {
+        self.inner.settings.max_response_bytes
+    }
+
+    /// A request builder on the shared client.
+    ///
+    /// # Errors
+    /// [`Error::Network`] when the client cannot be built.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+    ) -> Result<reqwest::RequestBuilder, Error> {
+        let client = self.client().map_err(Error::Network)?;
+        Ok(client.request(method, url))
+    }
+
+    /// Checks the target, waits for the host's rate limit, sends, and turns a rate-limit
+    /// answer into [`Error::RateLimited`] (pausing the host). Other statuses are returned for
+    /// the connector to judge.
+    ///
+    /// # Errors
+    /// [`Error::TargetRefused`], [`Error::RateLimited`], [`Error::Timeout`], [`Error::Tls`],
+    /// [`Error::Network`].
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<Response, Error> {
+        let (client, request) = request.build_split();
+        let request = request.map_err(Error::from)?;
+        let url = request.url().clone();
+        let host = url.host_str().unwrap_or_default().to_owned();
+        let key = format!("{host}:{}", url.port_or_known_default().unwrap_or(0));
+        self.check_target(&url).await?;
+        if let Some(left) = self.paused_for(&key) {
+            return Err(Error::RateLimited {
+                retry_after: Some(left),
+            });
+        }
+        let max_wait = Duration::from_millis(self.inner.settings.max_rate_wait_ms);
+        if tokio::time::timeout(max_wait, self.inner.limiter.until_key_ready(&key))
+            .await
+            .is_err()
+        {
+            return Err(Error::RateLimited {
+                retry_after: Some(Duration::from_secs(1)),
+            });
+        }
+        let response = client.execute(request).await.map_err(Error::from)?;
+        if let Some(wait) = rate_limit_signal(response.status(), response.headers()) {
+            self.pause(&key, wait);
+            return Err(Error::RateLimited {
+                retry_after: Some(wait),
+            });
+        }
+        Ok(response)
+    }
+
+    fn paused_for(&self, key: &str) -> Option<Duration> {
+        let mut paused = self.inner.paused.lock().unwrap_or_else(|e| e.into_inner());
+        match paused.get(key) {
+            Some(until) if *until > Instant::now() => Some(*until - Instant::now()),
+            Some(_) => {
+                paused.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn pause(&self, key: &str, wait: Duration) {
+        let mut paused = self.inner.paused.lock().unwrap_or_else(|e| e.into_inner());
+        paused.insert(key.to_owned(), Instant::now() + wait);
+    }
+
+    /// Refuses a URL whose host is, or resolves only to, a guarded address.
+    async fn check_target(&self, url: &url::Url) -> Result<(), Error> {
+        let host = match url.host() {
+            Some(url::Host::Ipv4(ip)) => return self.check_ip(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => return self.check_ip(IpAddr::V6(ip)),
+            Some(url::Host::Domain(d)) => d.to_owned(),
+            None => return Err(Error::BadResponse("a URL without a host".into())),
+        };
+        let port = url.port_or_known_default().unwrap_or(443);
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|_| Error::Network(format!("cannot resolve {host}")))?
+            .collect();
+        if addrs.is_empty() {
+            return Err(Error::Network(format!("cannot resolve {host}")));
+        }
+        if addrs.iter().any(|a| !self.inner.guard.permits(a.ip())) {
+            return Err(Error::TargetRefused(host));
+        }
+        Ok(())
+    }
+
+    fn check_ip(&self, ip: IpAddr) -> Result<(), Error> {
+        if self.inner.guard.permits(ip) {
+            Ok(())
+        } else {
+            Err(Error::TargetRefused(ip.to_string()))
+        }
+    }
+}
+
+// === response helpers ===
+
+/// How long the provider asks us to wait, when a response says "rate limited": a 429, or a
+/// 403 with `X-RateLimit-Remaining: 0` (GitHub's primary limit) or with `Retry-After`
+/// (GitHub's secondary limit).
+pub fn rate_limit_signal(status: StatusCode, headers: &HeaderMap) -> Option<Duration> {
+    let exhausted = header_u64(headers, "x-ratelimit-remaining") == Some(0);
+    let limited = status == StatusCode::TOO_MANY_REQUESTS
+        || (status == StatusCode::FORBIDDEN
+            && (exhausted || headers.contains_key(reqwest::header::RETRY_AFTER)));
+    limited.then(|| retry_after(headers).unwrap_or(DEFAULT_RETRY_AFTER))
+}
+
+fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// The wait a response asks for: `Retry-After` (seconds or an HTTP date), else
+/// `X-RateLimit-Reset` (epoch seconds) when the remaining quota is zero. Capped at
+/// [`MAX_RETRY_AFTER`].
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let from_retry_after = headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let v = v.trim();
+            v.parse::<u64>().map(Duration::from_secs).ok().or_else(|| {
+                httpdate::parse_http_date(v).ok().map(|at| {
+                    at.duration_since(std::time::SystemTime::now())
+                        .unwrap_or_default()
+                })
+            })
+        });
+    let from_reset = || {
+        if header_u64(headers, "x-ratelimit-remaining") != Some(0) {
+            return None;
+        }
+        let reset = header_u64(headers, "x-ratelimit-reset")?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs();
+        Some(Duration::from_secs(reset.saturating_sub(now)))
+    };
+    from_retry_after
+        .or_else(from_reset)
+        .map(|d| d.clamp(Duration::from_secs(1), MAX_RETRY_AFTER))
+}
+
+/// The `rel="next"` target of a `Link` header (RFC 8288), as GitHub, GitLab and the OCI
+/// distribution API send it.
+pub fn link_next(headers: &HeaderMap) -> Option<String> {
+    for value in headers.get_all(reqwest::header::LINK) {
+        let Ok(value) = value.to_str() else { continue };
+        for part in value.split(',') {
+            let mut pieces = part.split(';');
+            let target = pieces.next()?.trim();
+            let is_next = pieces.any(|p| {
+                let p = p.trim().replace(' ', "");
+                p == "rel=\"next\"" || p == "rel=next"
+            });
+            if is_next {
+                return target
+                    .strip_prefix('<')
+                    .and_then(|t| t.strip_suffix('>'))
+                    .map(str::to_owned);
+            }
+        }
+    }
+    None
+}
+
+/// A pagination cursor that is a provider URL (taken from a `Link` header), accepted only
+/// under the integration's own API root, so a caller cannot aim the connector elsewhere.
+///
+/// # Errors
+/// [`Error::InvalidCursor`].
+pub fn check_cursor_url(base: &str, cursor: &str) -> Result<String, Error> {
+    let prefix = format!("{}/", base.trim_end_matches('/'));
+    if cursor.starts_with(&prefix) && !cursor.contains(|c: char| c.is_whitespace() || c == '#') {
+        Ok(cursor.to_owned())
+    } else {
+        Err(Error::InvalidCursor)
+    }
+}
+
+/// The error of a non-success status, in domain terms.
+pub fn status_error(status: StatusCode, what: &str) -> Error {
+    match status {
+        StatusCode::UNAUTHORIZED => Error::Unauthorized,
+        StatusCode::FORBIDDEN => Error::Forbidden,
+        StatusCode::NOT_FOUND => Error::NotFound(what.to_owned()),
+        StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => Error::Timeout,
+        s if s.is_server_error() => Error::Provider { status: s.as_u16() },
+        s => Error::BadResponse(format!("{what}: unexpected HTTP {}", s.as_u16())),
+    }
+}
+
+/// Reads a JSON body, refusing bodies larger than `max` bytes.
+///
+/// # Errors
+/// [`Error::BadResponse`] for an oversized or malformed body; a transport error while reading.
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    mut response: Response,
+    max: u64,
+    what: &str,
+) -> Result<T, Error> {
+    if response.content_length().is_some_and(|n| n > max) {
+        return Err(Error::BadResponse(format!("{what}: response too large")));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(Error::from)? {
+        if body.len() as u64 + chunk.len() as u64 > max {
+            return Err(Error::BadResponse(format!("{what}: response too large")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| Error::BadResponse(format!("{what}: not the expected JSON ({e})")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn guard_refuses_internal_targets_unless_allowed() {
+        let strict = SsrfGuard::default();
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00:ec2::254",
+            "::ffff:127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "224.0.0.1",
+        ] {
+            assert!(!strict.permits(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["140.82.112.6", "2606:50c0:8000::154", "64:ff9b::8c52:7006"] {
+            assert!(strict.permits(ip.parse().unwrap()), "{ip}");
+        }
+        let loopback = SsrfGuard::new(vec!["127.0.0.0/8".parse().unwrap()]);
+        assert!(loopback.permits("127.0.0.1".parse().unwrap()));
+        assert!(loopback.permits("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!loopback.permits("169.254.169.254".parse().unwrap()));
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        let bad = OutboundSettings {
+            allow_private_networks: vec!["ten".into()],
+            ..OutboundSettings::default()
+        };
+        assert!(matches!(
+            Outbound::lazy(&bad),
+            Err(OutboundError::BadNetwork(_))
+        ));
+        let zero = OutboundSettings {
+            per_host_requests_per_second: 0,
+            ..OutboundSettings::default()
+        };
+        assert!(matches!(
+            Outbound::lazy(&zero),
+            Err(OutboundError::ZeroRate)
+        ));
+        let single = OutboundSettings {
+            allow_private_networks: vec!["127.0.0.1".into()],
+            ..OutboundSettings::default()
+        };
+        assert!(Outbound::lazy(&single).is_ok());
+    }
+
+    #[tokio::test]
+    async fn literal_and_resolved_internal_targets_are_refused_before_sending() {
+        let outbound = Outbound::new(&OutboundSettings::default()).unwrap();
+        for url in [
+            "http://127.0.0.1:9/x",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://[::1]:9/",
+            "http://localhost:9/",
+        ] {
+            let req = outbound.request(reqwest::Method::GET, url).unwrap();
+            let err = outbound.send(req).await.unwrap_err();
+            assert!(matches!(err, Error::TargetRefused(_)), "{url}: {err:?}");
+            assert_eq!(err.reason(), crate::Reason::Network);
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn rate_limit_signals_and_waits() {
+        let h = headers(&[("retry-after", "7")]);
+        assert_eq!(
+            rate_limit_signal(StatusCode::TOO_MANY_REQUESTS, &h),
+            Some(Duration::from_secs(7))
+        );
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let reset = (now + 120).to_string();
+        let gh = headers(&[
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", reset.as_str()),
+        ]);
+        let wait = rate_limit_signal(StatusCode::FORBIDDEN, &gh).unwrap();
+        assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120));
+        // a plain 403 is a permission problem, not a rate limit
+        let plain = headers(&[("x-ratelimit-remaining", "4999")]);
+        assert_eq!(rate_limit_signal(StatusCode::FORBIDDEN, &plain), None);
+        assert_eq!(
+            rate_limit_signal(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new()),
+            Some(DEFAULT_RETRY_AFTER)
+        );
+        let huge = headers(&[("retry-after", "999999")]);
+        assert_eq!(retry_after(&huge), Some(MAX_RETRY_AFTER));
+        let date = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(30));
+        let dated = headers(&[("retry-after", date.as_str())]);
+        let d = retry_after(&dated).unwrap();
+        assert!(
+            d >= Duration::from_secs(28) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn link_next_finds_the_next_relation() {
+        let h = headers(&[(
+            "link",
+            r#"<https://api.github.com/installation/repositories?page=2>; rel="next", <https://api.github.com/installation/repositories?page=5>; rel="last""#,
+        )]);
+        assert_eq!(
+            link_next(&h).as_deref(),
+            Some("https://api.github.com/installation/repositories?page=2")
+        );
+        let oci = headers(&[("link", r#"</v2/_catalog?last=b&n=2>; rel="next""#)]);
+        assert_eq!(link_next(&oci).as_deref(), Some("/v2/_catalog?last=b&n=2"));
+        let last_only = headers(&[("link", r#"<https://x/?page=1>; rel="prev""#)]);
+        assert_eq!(link_next(&last_only), None);
+    }
+}

@@ -1,0 +1,163 @@
+//! The deployment's settings for every connector: outbound HTTP discipline and where secrets
+//! are resolved. The daemon embeds [`Settings`] in its configuration under `[connectors]` and
+//! builds one [`crate::ConnectorEnv`] from it at start-up.
+//!
+//! No secret lives here: the Vault token comes from the `VAULT_TOKEN` environment variable or
+//! from the file named by [`SecretsSettings::vault_token_file`], so logging the settings is
+//! safe.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Environment variable with the Vault/OpenBao address, used when
+/// [`SecretsSettings::vault_addr`] is unset.
+pub const ENV_VAULT_ADDR: &str = "VAULT_ADDR";
+/// Environment variable with the Vault/OpenBao token; it takes precedence over the token file.
+pub const ENV_VAULT_TOKEN: &str = "VAULT_TOKEN";
+/// Environment variable with the Vault Enterprise namespace, used when
+/// [`SecretsSettings::vault_namespace`] is unset.
+pub const ENV_VAULT_NAMESPACE: &str = "VAULT_NAMESPACE";
+
+/// Settings shared by every connector of the daemon.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct Settings {
+    /// Outbound HTTP to providers: timeouts, rate limits, the SSRF guard.
+    #[serde(default)]
+    pub outbound: OutboundSettings,
+    /// Where AuthRef credentials are resolved, and how long they are cached.
+    #[serde(default)]
+    pub secrets: SecretsSettings,
+}
+
+/// Outbound HTTP discipline for calls to providers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct OutboundSettings {
+    /// Whole-request timeout, in milliseconds. The health engine wraps each check in its own
+    /// timeout too; this one bounds every single request, listings included.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// TCP and TLS connect timeout, in milliseconds.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Requests per second allowed to one provider host (all integrations together), so a
+    /// burst of checks cannot get the daemon's address banned.
+    #[serde(default = "default_per_host_rps")]
+    pub per_host_requests_per_second: u32,
+    /// Requests allowed at once to one host before the per-second rate applies.
+    #[serde(default = "default_per_host_burst")]
+    pub per_host_burst: u32,
+    /// Longest wait, in milliseconds, for the per-host limiter before a call is reported as
+    /// rate limited instead of queued.
+    #[serde(default = "default_rate_wait_ms")]
+    pub max_rate_wait_ms: u64,
+    /// Largest provider response read, in bytes; larger bodies are a `bad_response`.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: u64,
+    /// Networks (CIDR, such as `10.0.0.0/8` or `127.0.0.1/32`) that providers may resolve to
+    /// although they are loopback, link-local or private. Empty by default: the SSRF guard
+    /// refuses every such target. Cloud metadata addresses stay refused unless listed here.
+    #[serde(default)]
+    pub allow_private_networks: Vec<String>,
+}
+
+const fn default_request_timeout_ms() -> u64 {
+    15_000
+}
+const fn default_connect_timeout_ms() -> u64 {
+    5_000
+}
+const fn default_per_host_rps() -> u32 {
+    10
+}
+const fn default_per_host_burst() -> u32 {
+    20
+}
+const fn default_rate_wait_ms() -> u64 {
+    2_000
+}
+const fn default_max_response_bytes() -> u64 {
+    8 * 1024 * 1024
+}
+
+impl Default for OutboundSettings {
+    fn default() -> Self {
+        Self {
+            request_timeout_ms: default_request_timeout_ms(),
+            connect_timeout_ms: default_connect_timeout_ms(),
+            per_host_requests_per_second: default_per_host_rps(),
+            per_host_burst: default_per_host_burst(),
+            max_rate_wait_ms: default_rate_wait_ms(),
+            max_response_bytes: default_max_response_bytes(),
+            allow_private_networks: Vec::new(),
+        }
+    }
+}
+
+/// Where AuthRef secrets are resolved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct SecretsSettings {
+    /// Vault/OpenBao address, such as `https://vault.internal:8200`; `VAULT_ADDR` when unset.
+    /// The operator chooses it, so it is not subject to the providers' SSRF guard.
+    #[serde(default)]
+    pub vault_addr: Option<String>,
+    /// A file holding the Vault token (read at each cache miss, so it can be rotated). Used
+    /// when `VAULT_TOKEN` is not set.
+    #[serde(default)]
+    pub vault_token_file: Option<PathBuf>,
+    /// Vault Enterprise / OpenBao namespace sent as `X-Vault-Namespace`; `VAULT_NAMESPACE`
+    /// when unset.
+    #[serde(default)]
+    pub vault_namespace: Option<String>,
+    /// Timeout of one Vault request, in milliseconds.
+    #[serde(default = "default_vault_timeout_ms")]
+    pub vault_timeout_ms: u64,
+    /// How long a resolved secret is reused, in seconds. A provider's 401 drops it earlier.
+    #[serde(default = "default_cache_ttl_secs")]
+    pub cache_ttl_secs: u64,
+    /// The folder `authref://file/<path>` is relative to. Unset: the file backend is off.
+    #[serde(default)]
+    pub secrets_dir: Option<PathBuf>,
+}
+
+const fn default_vault_timeout_ms() -> u64 {
+    5_000
+}
+const fn default_cache_ttl_secs() -> u64 {
+    300
+}
+
+impl Default for SecretsSettings {
+    fn default() -> Self {
+        Self {
+            vault_addr: None,
+            vault_token_file: None,
+            vault_namespace: None,
+            vault_timeout_ms: default_vault_timeout_ms(),
+            cache_ttl_secs: default_cache_ttl_secs(),
+            secrets_dir: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_settings_take_every_default_and_unknown_fields_are_refused() {
+        let s: Settings = serde_json::from_str("{}").unwrap();
+        assert_eq!(s, Settings::default());
+        assert_eq!(s.outbound.request_timeout_ms, 15_000);
+        assert!(s.outbound.allow_private_networks.is_empty());
+        let partial: Settings =
+            serde_json::from_str(r#"{"secrets": {"cache_ttl_secs": 5}}"#).unwrap();
+        assert_eq!(partial.secrets.cache_ttl_secs, 5);
+        assert_eq!(partial.secrets.vault_timeout_ms, 5_000);
+        assert!(serde_json::from_str::<Settings>(r#"{"vault_token": "x"}"#).is_err());
+        assert!(serde_json::from_str::<Settings>(r#"{"outbound": {"nope": 1}}"#).is_err());
+    }
+}
