@@ -15,7 +15,7 @@ use crate::secrets::Secret;
 /// GitHub's REST API version header value.
 const API_VERSION: &str = "2022-11-28";
 /// The media type GitHub recommends.
-const ACCEPT: &str = "application/vnd.github+json";
+const ACCEPT: &str = "application/vnd.github+json, application/json;q=0.9";
 /// The app JWT is backdated this much against clock drift (GitHub's advice).
 const JWT_BACKDATE_SECS: i64 = 60;
 /// The app JWT lives this long after its `iat` (GitHub's maximum is 10 minutes).

@@ -113,7 +113,13 @@ struct TokenInfo {
     revoked: bool,
     #[serde(default = "default_active")]
     active: bool,
-    expires_at: Option<NaiveDate>,
+    /// A date (`2026-12-01`) from GitLab itself; a date-time in GitLab's API description.
+    expires_at: Option<String>,
+}
+
+/// The calendar day of an `expires_at`, whichever of GitLab's two forms it has.
+fn expiry_day(value: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(value.get(..10)?, "%Y-%m-%d").ok()
 }
 
 const fn default_active() -> bool {
@@ -196,7 +202,13 @@ impl GitLabConnector {
                 "the access token is inactive (expired or disabled)",
             );
         }
-        if let Some(expires) = info.expires_at {
+        if let Some(raw) = &info.expires_at {
+            let Some(expires) = expiry_day(raw) else {
+                return HealthReport::unhealthy(
+                    Reason::BadResponse,
+                    "personal access token: expires_at is not a date",
+                );
+            };
             let left = (expires - today).num_days();
             if left < 0 {
                 return HealthReport::unhealthy(

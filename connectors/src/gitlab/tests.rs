@@ -253,6 +253,15 @@ async fn projects_follow_keyset_pages() {
 }
 
 #[test]
+fn expiry_accepts_a_date_or_a_date_time() {
+    let day = NaiveDate::from_ymd_opt(2020, 8, 31);
+    assert_eq!(expiry_day("2020-08-31"), day);
+    assert_eq!(expiry_day("2020-08-31T15:53:00.073Z"), day);
+    assert_eq!(expiry_day("soon"), None);
+    assert_eq!(expiry_day("2020-08"), None);
+}
+
+#[test]
 fn config_keeps_wire_names_and_limits() {
     let schema = Factory.config_schema();
     for key in ["baseUrl", "expiryWarningDays", "membership"] {

@@ -125,13 +125,14 @@ struct ComponentHealth {
 
 #[derive(Deserialize)]
 struct Project {
-    project_id: Option<u64>,
+    /// int32 in Harbor's description.
+    project_id: Option<i64>,
     name: String,
 }
 
 #[derive(Deserialize)]
 struct Repository {
-    id: Option<u64>,
+    id: Option<i64>,
     name: String,
 }
 

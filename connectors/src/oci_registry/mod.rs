@@ -27,8 +27,8 @@ use crate::outbound;
 use crate::registry::{Capability, schema_of};
 use crate::secrets::Secret;
 
-/// Repositories per catalog page.
-const PAGE_SIZE: u32 = 100;
+/// Largest accepted `catalogPageSize`.
+const MAX_PAGE_SIZE: u32 = 1000;
 /// The scope a catalog listing needs on token-auth registries.
 const CATALOG_SCOPE: &str = "registry:catalog:*";
 
@@ -40,6 +40,14 @@ pub struct Config {
     pub base_url: String,
     /// The user name for basic or token authentication; the password comes from the AuthRef.
     pub username: Option<String>,
+    /// Repositories asked for per `/v2/_catalog` page (`n`); registries may cap it lower.
+    #[serde(default = "default_catalog_page_size")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub catalog_page_size: u32,
+}
+
+const fn default_catalog_page_size() -> u32 {
+    100
 }
 
 impl Config {
@@ -52,6 +60,12 @@ impl Config {
             return Err(ConfigError::invalid(
                 "config.username",
                 "must be 1 to 255 characters, without ':'",
+            ));
+        }
+        if !(1..=MAX_PAGE_SIZE).contains(&parsed.catalog_page_size) {
+            return Err(ConfigError::invalid(
+                "config.catalogPageSize",
+                format!("1 to {MAX_PAGE_SIZE}"),
             ));
         }
         Ok(parsed)
@@ -85,6 +99,7 @@ impl crate::ConnectorFactory for Factory {
         let config = Config::from_map(&spec.config)?;
         Ok(Arc::new(OciConnector {
             base: config.base_url.trim_end_matches('/').to_owned(),
+            page_size: config.catalog_page_size,
             username: config.username,
             auth_ref: spec.auth_ref.clone(),
             env: env.clone(),
@@ -166,6 +181,7 @@ struct Catalog {
 pub struct OciConnector {
     /// The registry URL without a trailing slash.
     base: String,
+    page_size: u32,
     username: Option<String>,
     auth_ref: Option<AuthRef>,
     env: ConnectorEnv,
@@ -294,7 +310,7 @@ impl Connector for OciConnector {
         let mut url = url::Url::parse(&format!("{}/v2/_catalog", self.base))
             .map_err(|_| Error::BadResponse("base URL".into()))?;
         url.query_pairs_mut()
-            .append_pair("n", &PAGE_SIZE.to_string());
+            .append_pair("n", &self.page_size.to_string());
         if let Some(last) = cursor {
             if !valid_repository_name(last) {
                 return Err(Error::InvalidCursor);
