@@ -14,10 +14,11 @@ use ractor::factory::{
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, rpc::CallResult};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::error::CatalogError;
-use crate::store::{IntegrationChanges, NewIntegration, Store};
+use crate::store::{IntegrationChanges, MonitoringChanges, NewIntegration, Store};
 use crate::tenant::TenantId;
 
 /// Longest a caller waits for a write to finish.
@@ -45,6 +46,45 @@ pub enum CatalogMsg {
         expected_version: Option<i64>,
         reply: Reply<Model>,
     },
+    SetMonitoring {
+        actor: String,
+        id: Uuid,
+        changes: MonitoringChanges,
+        reply: Reply<Model>,
+    },
+}
+
+/// A committed change, for whoever follows the catalog (the health engine).
+#[derive(Debug, Clone)]
+pub enum CatalogEvent {
+    /// Created, updated, or monitoring changed: the integration as it now is.
+    Upserted(Box<Model>),
+    Deleted {
+        id: Uuid,
+    },
+}
+
+/// Where committed changes are announced.
+pub type CatalogEvents = tokio::sync::mpsc::UnboundedSender<CatalogEvent>;
+
+/// The state of a catalog worker.
+pub struct WorkerState {
+    store: Store,
+    events: Option<CatalogEvents>,
+}
+
+impl WorkerState {
+    fn announce(&self, result: &Result<Model, CatalogError>, deleted: bool) {
+        if let (Some(events), Ok(model)) = (&self.events, result) {
+            let event = if deleted {
+                CatalogEvent::Deleted { id: model.id }
+            } else {
+                CatalogEvent::Upserted(Box::new(model.clone()))
+            };
+            // A closed receiver means nobody follows the catalog any more.
+            let _ = events.send(event);
+        }
+    }
 }
 
 // === impl CatalogWorker ===
@@ -55,16 +95,16 @@ struct CatalogWorker;
 impl Worker for CatalogWorker {
     type Key = TenantId;
     type Message = CatalogMsg;
-    type Arguments = Store;
-    type State = Store;
+    type Arguments = (Store, Option<CatalogEvents>);
+    type State = WorkerState;
 
     async fn pre_start(
         &self,
         _wid: WorkerId,
         _factory: &ActorRef<FactoryMessage<TenantId, CatalogMsg>>,
-        store: Store,
-    ) -> Result<Store, ActorProcessingErr> {
-        Ok(store)
+        (store, events): (Store, Option<CatalogEvents>),
+    ) -> Result<WorkerState, ActorProcessingErr> {
+        Ok(WorkerState { store, events })
     }
 
     async fn handle(
@@ -72,35 +112,63 @@ impl Worker for CatalogWorker {
         _wid: WorkerId,
         _factory: &ActorRef<FactoryMessage<TenantId, CatalogMsg>>,
         Job { key, msg, .. }: Job<TenantId, CatalogMsg>,
-        store: &mut Store,
+        state: &mut WorkerState,
     ) -> Result<TenantId, ActorProcessingErr> {
-        let tenant = store.tenant(key.clone());
-        // A reply port whose caller gave up is not an error of the worker.
-        match msg {
-            CatalogMsg::Create { actor, new, reply } => {
-                let _ = reply.send(tenant.integration_create(&actor, new).await);
-            }
-            CatalogMsg::Update {
-                actor,
-                id,
-                changes,
-                reply,
-            } => {
-                let _ = reply.send(tenant.integration_update(&actor, id, changes).await);
-            }
-            CatalogMsg::Delete {
-                actor,
-                id,
-                expected_version,
-                reply,
-            } => {
-                let _ = reply.send(
+        let tenant = state.store.tenant(key.clone());
+        let span = tracing::info_span!("catalog", tenant_id = %key);
+        let action = match &msg {
+            CatalogMsg::Create { .. } => "create",
+            CatalogMsg::Update { .. } => "update",
+            CatalogMsg::Delete { .. } => "delete",
+            CatalogMsg::SetMonitoring { .. } => "monitoring",
+        };
+        let (result, reply, deleted) = async move {
+            match msg {
+                CatalogMsg::Create { actor, new, reply } => {
+                    (tenant.integration_create(&actor, new).await, reply, false)
+                }
+                CatalogMsg::Update {
+                    actor,
+                    id,
+                    changes,
+                    reply,
+                } => (
+                    tenant.integration_update(&actor, id, changes).await,
+                    reply,
+                    false,
+                ),
+                CatalogMsg::Delete {
+                    actor,
+                    id,
+                    expected_version,
+                    reply,
+                } => (
                     tenant
                         .integration_delete(&actor, id, expected_version)
                         .await,
-                );
+                    reply,
+                    true,
+                ),
+                CatalogMsg::SetMonitoring {
+                    actor,
+                    id,
+                    changes,
+                    reply,
+                } => (
+                    tenant.integration_set_monitoring(&actor, id, changes).await,
+                    reply,
+                    false,
+                ),
             }
         }
+        .instrument(span)
+        .await;
+        if result.is_ok() {
+            crate::health::metrics::crud(action);
+        }
+        state.announce(&result, deleted);
+        // A reply port whose caller gave up is not an error of the worker.
+        let _ = reply.send(result);
         Ok(key)
     }
 }
@@ -121,18 +189,19 @@ impl Catalog {
     pub async fn start(
         store: Store,
         workers: usize,
+        events: Option<CatalogEvents>,
     ) -> Result<(Self, JoinHandle<()>), ractor::SpawnErr> {
         let factory = Factory::<
             TenantId,
             CatalogMsg,
-            Store,
+            (Store, Option<CatalogEvents>),
             CatalogWorker,
             KeyPersistentRouting<TenantId, CatalogMsg>,
             queues::DefaultQueue<TenantId, CatalogMsg>,
         >::default();
         let args = FactoryArguments::builder()
             .worker_builder(Box::new(worker_builder(move |_wid| {
-                (CatalogWorker, store.clone())
+                (CatalogWorker, (store.clone(), events.clone()))
             })))
             .queue(Default::default())
             .router(Default::default())
@@ -200,6 +269,27 @@ impl Catalog {
         .await
     }
 
+    /// Pauses or resumes monitoring, or sets the check interval.
+    ///
+    /// # Errors
+    /// See [`Catalog::create`].
+    pub async fn set_monitoring(
+        &self,
+        tenant: &TenantId,
+        actor: &str,
+        id: Uuid,
+        changes: MonitoringChanges,
+    ) -> Result<Model, CatalogError> {
+        let actor = actor.to_owned();
+        self.call(tenant, |reply| CatalogMsg::SetMonitoring {
+            actor,
+            id,
+            changes,
+            reply,
+        })
+        .await
+    }
+
     /// Soft-deletes an integration.
     ///
     /// # Errors
@@ -247,7 +337,7 @@ mod tests {
     #[tokio::test]
     async fn crud_round_trip_with_audit() {
         let store = testing::store().await;
-        let (catalog, _h) = Catalog::start(store.clone(), 2).await.unwrap();
+        let (catalog, _h) = Catalog::start(store.clone(), 2, None).await.unwrap();
         let a = tenant("acme");
         let created = catalog
             .create(&a, "alice", new("one", "inmemory"))
@@ -317,7 +407,7 @@ mod tests {
     #[tokio::test]
     async fn names_are_unique_per_tenant_among_live_rows() {
         let store = testing::store().await;
-        let (catalog, _h) = Catalog::start(store.clone(), 2).await.unwrap();
+        let (catalog, _h) = Catalog::start(store.clone(), 2, None).await.unwrap();
         let (a, b) = (tenant("a"), tenant("b"));
         let first = catalog
             .create(&a, "x", new("dup", "inmemory"))
@@ -344,7 +434,7 @@ mod tests {
     #[tokio::test]
     async fn tenants_never_see_each_other() {
         let store = testing::store().await;
-        let (catalog, _h) = Catalog::start(store.clone(), 2).await.unwrap();
+        let (catalog, _h) = Catalog::start(store.clone(), 2, None).await.unwrap();
         let (a, b) = (tenant("a"), tenant("b"));
         let mine = catalog
             .create(&a, "x", new("mine", "inmemory"))
@@ -391,7 +481,7 @@ mod tests {
     #[tokio::test]
     async fn pages_are_stable_and_filtered_by_type() {
         let store = testing::store().await;
-        let (catalog, _h) = Catalog::start(store.clone(), 2).await.unwrap();
+        let (catalog, _h) = Catalog::start(store.clone(), 2, None).await.unwrap();
         let a = tenant("a");
         for i in 0..7 {
             let t = if i % 2 == 0 { "inmemory" } else { "gitlab" };

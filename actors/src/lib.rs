@@ -8,19 +8,21 @@
 //! - [`catalog`]: the catalog actor, a ractor factory keyed by tenant. Writes of one tenant are
 //!   serialised on one worker; writes of different tenants run on different workers, and reads
 //!   go straight to the pool without any mailbox.
+//! - [`health`]: the health engine: one supervised monitor actor per live integration.
 //! - [`db`]: connecting (pool settings per backend) and migrating.
 //! - [`error`]: [`CatalogError`], in domain terms; the daemon maps it to HTTP in one place.
 
 pub mod catalog;
 pub mod db;
 pub mod error;
+pub mod health;
 pub mod store;
 pub mod tenant;
 
-pub use catalog::{Catalog, CatalogMsg};
+pub use catalog::{Catalog, CatalogEvent, CatalogEvents, CatalogMsg};
 pub use error::CatalogError;
 pub use store::{
-    AuditEntry, AuditQuery, IntegrationChanges, IntegrationQuery, NewIntegration, Page, Store,
-    TenantStore,
+    AuditEntry, AuditQuery, IntegrationChanges, IntegrationQuery, MonitoringChanges,
+    NewIntegration, Page, Store, TenantStore,
 };
 pub use tenant::TenantId;

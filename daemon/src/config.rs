@@ -16,6 +16,8 @@ pub const ENV_HTTP_LISTEN: &str = "STELLA_HTTP_LISTEN";
 pub const ENV_LOG_FORMAT: &str = "STELLA_LOG_FORMAT";
 /// Overrides `log.filter` (a `tracing` env-filter directive).
 pub const ENV_LOG_FILTER: &str = "STELLA_LOG";
+/// Overrides `telemetry.otlp_endpoint` (the standard OpenTelemetry variable).
+pub const ENV_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 
 /// The daemon's whole configuration.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -31,6 +33,20 @@ pub struct Config {
     pub catalog: CatalogConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub health: actors::health::HealthSettings,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+/// Metrics and traces export. `/metrics` (Prometheus text) is always served.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// OTLP/HTTP collector base URL (such as `http://127.0.0.1:4318`); metrics and traces are
+    /// exported there when set. Also `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// The HTTP listener.
@@ -330,6 +346,9 @@ impl Config {
         if let Some(filter) = get(ENV_LOG_FILTER) {
             self.log.filter = filter;
         }
+        if let Some(endpoint) = get(ENV_OTLP_ENDPOINT).filter(|e| !e.is_empty()) {
+            self.telemetry.otlp_endpoint = Some(endpoint);
+        }
         Ok(())
     }
 }
@@ -344,6 +363,8 @@ mod tests {
         let config = Config::from_file(&path).expect("examples/config.toml is valid");
         assert_eq!(config.auth.api_keys.len(), 1);
         assert!(config.auth.jwt.is_some());
+        assert_eq!(config.health.interval_seconds, 300);
+        config.health.schedule().expect("valid health settings");
     }
 
     #[test]

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actors::db::{self, PoolSettings};
+use actors::health::HealthEngine;
 use actors::{Catalog, Store};
 use poem::Server;
 use poem::listener::{Acceptor, Listener, TcpListener};
@@ -45,6 +46,9 @@ pub struct AppState {
     pub catalog: Catalog,
     pub registry: connectors::Registry,
     pub auth: auth::Authenticator,
+    /// `None` when `[health] enabled = false`.
+    pub health: Option<HealthEngine>,
+    pub metrics: &'static prometheus::Registry,
 }
 
 /// Why the daemon could not start.
@@ -60,6 +64,8 @@ pub enum Error {
     KeyConfig(#[from] auth::api_key::KeyConfigError),
     #[error("starting the catalog actor")]
     Actor(#[from] ractor::SpawnErr),
+    #[error("starting the health engine")]
+    Health(#[from] actors::health::EngineError),
     #[error("building the HTTP client")]
     HttpClient(#[source] reqwest::Error),
     #[error("listening on {addr}")]
@@ -81,6 +87,7 @@ pub struct Running {
     server: JoinHandle<Result<(), std::io::Error>>,
     catalog: Catalog,
     catalog_handle: JoinHandle<()>,
+    health: Option<HealthEngine>,
 }
 
 impl Running {
@@ -98,6 +105,9 @@ impl Running {
         let served = self.server.await;
         self.catalog.stop();
         let _ = self.catalog_handle.await;
+        if let Some(health) = &self.health {
+            health.stop().await;
+        }
         match served {
             Ok(result) => result.map_err(Error::Serve),
             Err(join) => Err(Error::Serve(std::io::Error::other(join))),
@@ -138,6 +148,8 @@ fn pool_settings(config: &Config) -> PoolSettings {
 /// # Errors
 /// See [`Error`].
 pub async fn start(config: Config) -> Result<Running, Error> {
+    // Before any instrument exists: instruments bind to the provider installed first.
+    let metrics = telemetry::metrics(&config.telemetry);
     let db = db::connect(&config.database.url, &pool_settings(&config))
         .await
         .map_err(Error::Connect)?;
@@ -167,12 +179,32 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         .collect::<Result<Vec<_>, _>>()?;
     let authenticator = auth::Authenticator::new(&config.auth, stored, http)?;
 
-    let (catalog, catalog_handle) = Catalog::start(store.clone(), config.catalog.workers).await?;
+    let registry = connectors::Registry::with_builtins();
+    let (events, followed) = tokio::sync::mpsc::unbounded_channel();
+    let (catalog, catalog_handle) =
+        Catalog::start(store.clone(), config.catalog.workers, Some(events)).await?;
+    let health = if config.health.enabled {
+        let env = connectors::ConnectorEnv::default();
+        Some(
+            HealthEngine::start(
+                store.clone(),
+                &config.health,
+                registry.clone(),
+                env,
+                followed,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     let state = Arc::new(AppState {
         store,
         catalog: catalog.clone(),
-        registry: connectors::Registry::with_builtins(),
+        registry,
         auth: authenticator,
+        health: health.clone(),
+        metrics,
     });
     spawn_housekeeping(Arc::downgrade(&state));
 
@@ -209,6 +241,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         server,
         catalog,
         catalog_handle,
+        health,
     })
 }
 

@@ -73,7 +73,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve | Command::Migrate => {}
     }
     let config = Config::load(args.config.as_deref()).context("loading the configuration")?;
-    daemon::telemetry::init(&config.log);
+    daemon::telemetry::init(&config.log, &config.telemetry);
     match command {
         Command::Migrate => daemon::migrate(&config).await.context("migrating")?,
         _ => daemon::run(config, shutdown_signal())

@@ -1,17 +1,91 @@
-//! Logging: text for people, JSON for pipelines, filtered by a `tracing` directive.
+//! Logs, metrics and traces.
+//!
+//! Logs: text for people, JSON for pipelines, filtered by a `tracing` directive. Metrics: one
+//! process-wide OpenTelemetry meter provider feeds both `/metrics` (Prometheus text) and, when
+//! an endpoint is configured, OTLP. Traces: spans (health checks, plugin calls, catalog
+//! changes, requests) go to OTLP when configured.
 
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use prometheus::{Encoder, TextEncoder};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::config::{LogConfig, LogFormat};
+use crate::config::{LogConfig, LogFormat, TelemetryConfig};
 
-/// Installs the global subscriber. Safe to call more than once (later calls do nothing).
-pub fn init(config: &LogConfig) {
-    let filter = EnvFilter::try_new(&config.filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match config.format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+/// How often metrics are pushed over OTLP.
+const OTLP_METRICS_EVERY: Duration = Duration::from_secs(30);
+
+/// Installs the global subscriber (logs, and traces over OTLP when configured). Later calls do
+/// nothing.
+pub fn init(log: &LogConfig, telemetry: &TelemetryConfig) {
+    let filter = EnvFilter::try_new(&log.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let otel = telemetry.otlp_endpoint.as_deref().and_then(|endpoint| {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
+            .build()
+            .map_err(|error| eprintln!("OTLP trace export disabled: {error}"))
+            .ok()?;
+        let provider = SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .build();
+        let tracer = provider.tracer("stella-integrations");
+        opentelemetry::global::set_tracer_provider(provider);
+        Some(tracing_opentelemetry::layer().with_tracer(tracer))
+    });
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let _ = match log.format {
+        LogFormat::Json => registry.with(fmt.json().flatten_event(true)).try_init(),
+        LogFormat::Text => registry.with(fmt).try_init(),
     };
+}
+
+/// The process-wide metrics registry behind `/metrics`. The first call installs the meter
+/// provider (with OTLP export when `telemetry` names an endpoint); the daemon makes it before
+/// any instrument exists.
+pub fn metrics(telemetry: &TelemetryConfig) -> &'static prometheus::Registry {
+    static REGISTRY: OnceLock<prometheus::Registry> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let registry = prometheus::Registry::new();
+        let mut builder = SdkMeterProvider::builder();
+        match opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .build()
+        {
+            Ok(exporter) => builder = builder.with_reader(exporter),
+            Err(error) => eprintln!("Prometheus metrics disabled: {error}"),
+        }
+        if let Some(endpoint) = telemetry.otlp_endpoint.as_deref() {
+            match opentelemetry_otlp::MetricExporter::builder()
+                .with_http()
+                .with_endpoint(format!("{}/v1/metrics", endpoint.trim_end_matches('/')))
+                .build()
+            {
+                Ok(exporter) => {
+                    let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(exporter)
+                        .with_interval(OTLP_METRICS_EVERY)
+                        .build();
+                    builder = builder.with_reader(reader);
+                }
+                Err(error) => eprintln!("OTLP metrics export disabled: {error}"),
+            }
+        }
+        opentelemetry::global::set_meter_provider(builder.build());
+        registry
+    })
+}
+
+/// The metrics in Prometheus text format.
+pub fn render(registry: &prometheus::Registry) -> String {
+    let mut out = Vec::new();
+    let _ = TextEncoder::new().encode(&registry.gather(), &mut out);
+    String::from_utf8(out).unwrap_or_default()
 }

@@ -22,6 +22,10 @@ pub struct Model {
     /// Machine-readable reason of the last non-healthy status.
     pub status_reason: Option<String>,
     pub last_checked_at: Option<DateTimeUtc>,
+    /// Monitoring is paused: no scheduled checks, status `paused`.
+    pub monitoring_paused: bool,
+    /// Per-integration check interval; the daemon's default when `None`.
+    pub check_interval_seconds: Option<i32>,
     /// Optimistic-concurrency version, exposed as the ETag.
     pub version: i64,
     pub created_at: DateTimeUtc,

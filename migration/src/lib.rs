@@ -17,6 +17,7 @@ mod m20261128_000003_create_audit_log;
 mod m20261128_000004_create_plugin_metadata;
 mod m20261128_000005_create_api_key;
 mod m20261128_000006_enable_row_level_security;
+mod m20261128_000007_create_health_monitoring;
 pub mod rls;
 
 pub struct Migrator;
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000004_create_plugin_metadata::Migration),
             Box::new(m20261128_000005_create_api_key::Migration),
             Box::new(m20261128_000006_enable_row_level_security::Migration),
+            Box::new(m20261128_000007_create_health_monitoring::Migration),
         ]
     }
 }

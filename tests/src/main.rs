@@ -15,6 +15,7 @@ mod authority;
 mod bootstrap;
 mod catalog;
 mod context;
+mod health;
 mod openapi;
 mod tenancy;
 mod validation;

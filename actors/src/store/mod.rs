@@ -9,6 +9,7 @@
 //! Mutations are `pub(crate)`: outside this crate they are reached through the catalog actor.
 
 mod audit;
+pub mod health;
 mod integrations;
 mod keys;
 
@@ -18,7 +19,7 @@ use sea_orm::{
 };
 
 pub use audit::{AuditEntry, AuditQuery};
-pub use integrations::{IntegrationChanges, IntegrationQuery, NewIntegration};
+pub use integrations::{IntegrationChanges, IntegrationQuery, MonitoringChanges, NewIntegration};
 
 use crate::tenant::TenantId;
 
@@ -50,7 +51,7 @@ impl<T, C> Page<T, C> {
 /// The database, shared by every tenant.
 #[derive(Clone, Debug)]
 pub struct Store {
-    db: DatabaseConnection,
+    pub(crate) db: DatabaseConnection,
 }
 
 impl Store {

@@ -2,17 +2,21 @@
 
 use std::sync::Arc;
 
-use actors::{IntegrationChanges, IntegrationQuery, NewIntegration};
+use actors::health::{EngineError, HealthEngine};
+use actors::store::health::HistoryQuery;
+use actors::{IntegrationChanges, IntegrationQuery, MonitoringChanges, NewIntegration};
+use poem::http::StatusCode;
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 use uuid::Uuid;
 
-use super::error::ApiError;
+use super::error::{ApiError, ERROR_CODE_UNAVAILABLE, Problem};
 use super::security::BearerAuth;
 use super::types::{
-    HealthCheckResult, Integration, IntegrationCreate, IntegrationPage, IntegrationUpdate, cursor,
+    HealthCheckResult, Integration, IntegrationCreate, IntegrationHealth, IntegrationPage,
+    IntegrationStatus, IntegrationUpdate, MonitoringSettings, UptimeWindows, cursor,
 };
 use super::{ApiTags, validate};
 use crate::AppState;
@@ -232,8 +236,9 @@ impl IntegrationsApi {
 
     /// Run a health check now
     ///
-    /// Not available until the health engine is enabled: answers 501 for an existing
-    /// integration (404 otherwise).
+    /// Runs a check of the integration at once (also while monitoring is paused) and answers
+    /// with its result, waiting at most the check timeout. The result is recorded in the
+    /// history and counts towards the status like a scheduled check.
     #[oai(
         path = "/:id/health-check",
         method = "post",
@@ -251,15 +256,16 @@ impl IntegrationsApi {
             .tenant(principal.tenant.clone())
             .integration_get(id.0)
             .await?;
-        Err(ApiError::not_implemented(
-            "on-demand health checks are not available yet",
-        ))
+        let engine = health_engine(&state)?;
+        let result = engine.check_now(id.0).await.map_err(engine_error)?;
+        Ok(Json(result.into()))
     }
 
     /// Get health status and history
     ///
-    /// Not available until the health engine is enabled: answers 501 for an existing
-    /// integration (404 otherwise).
+    /// The live state of the integration's monitor (status, reason, last check, consecutive
+    /// counts, next scheduled check), uptime over 24 hours, 7 days and 30 days, and a page of
+    /// stored results, newest first.
     #[oai(
         path = "/:id/health",
         method = "get",
@@ -270,16 +276,122 @@ impl IntegrationsApi {
         state: Data<&Arc<AppState>>,
         auth: BearerAuth,
         id: Path<Uuid>,
-    ) -> Result<Json<HealthCheckResult>, ApiError> {
+        /// Only results checked at or after this time (RFC 3339).
+        since: Query<Option<chrono::DateTime<chrono::Utc>>>,
+        /// Page size (1 to 200, default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        limit: Query<Option<u32>>,
+        /// The `nextCursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<Json<IntegrationHealth>, ApiError> {
         let principal = auth.require(Scope::Read)?;
-        state
-            .store
-            .tenant(principal.tenant.clone())
-            .integration_get(id.0)
+        let tenant = state.store.tenant(principal.tenant.clone());
+        let integration = tenant.integration_get(id.0).await?;
+        let before = match cursor.0.as_deref() {
+            None | Some("") => None,
+            Some(c) => Some(
+                cursor::decode_i64(c)
+                    .ok_or_else(|| ApiError::bad_request("cursor: not a cursor of this list"))?,
+            ),
+        };
+        let live = match &state.health {
+            Some(engine) => engine.status(id.0).await.ok(),
+            None => None,
+        };
+        let uptime = tenant.uptime(id.0, chrono::Utc::now()).await?;
+        let history = tenant
+            .health_history(
+                id.0,
+                &HistoryQuery {
+                    since: since.0,
+                    before,
+                    limit: page_limit(limit.0),
+                },
+            )
             .await?;
-        Err(ApiError::not_implemented(
-            "health history is not available yet",
-        ))
+        let interval_seconds = integration
+            .check_interval_seconds
+            .map(i64::from)
+            .or_else(|| {
+                state
+                    .health
+                    .as_ref()
+                    .map(|e| e.default_interval().as_secs() as i64)
+            })
+            .unwrap_or_default();
+        let (status, status_reason) = match &live {
+            Some(l) => (
+                IntegrationStatus::from_engine(l.status),
+                l.reason.map(|r| r.as_str().to_owned()),
+            ),
+            None => (
+                Integration::from(integration.clone()).status,
+                integration.status_reason.clone(),
+            ),
+        };
+        Ok(Json(IntegrationHealth {
+            status,
+            status_reason,
+            last_check: live.as_ref().and_then(|l| l.last.clone()).map(Into::into),
+            consecutive_failures: live.as_ref().map_or(0, |l| l.consecutive_failures),
+            consecutive_successes: live.as_ref().map_or(0, |l| l.consecutive_successes),
+            next_check_at: live.as_ref().and_then(|l| l.next_check_at),
+            check_in_flight: live.as_ref().is_some_and(|l| l.check_in_flight),
+            monitoring_paused: integration.monitoring_paused,
+            interval_seconds,
+            uptime: UptimeWindows {
+                last24h: uptime.last_24h,
+                last7d: uptime.last_7d,
+                last30d: uptime.last_30d,
+            },
+            history: history.items.into_iter().map(Into::into).collect(),
+            next_cursor: history.next.map(cursor::encode_i64),
+        }))
+    }
+
+    /// Pause, resume or reschedule monitoring
+    ///
+    /// Sets whether scheduled checks run and at what interval (null: the daemon's default).
+    /// The monitor is rescheduled at once. Honours `If-Match` like an update, and is audited.
+    #[oai(
+        path = "/:id/monitoring",
+        method = "put",
+        operation_id = "integration_monitoring_set"
+    )]
+    async fn integration_monitoring_set(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+        /// The `ETag` this change was based on, or `*`.
+        #[oai(name = "If-Match")]
+        if_match: Header<Option<String>>,
+        body: Json<MonitoringSettings>,
+    ) -> Result<IntegrationOk, ApiError> {
+        let principal = auth.require(Scope::Write)?;
+        let expected_version = validate::if_match(if_match.0.as_deref())?;
+        if let Some(seconds) = body.0.interval_seconds
+            && !(validate::MIN_INTERVAL_SECONDS..=validate::MAX_INTERVAL_SECONDS).contains(&seconds)
+        {
+            return Err(ApiError::invalid(
+                "intervalSeconds",
+                format!(
+                    "must be from {} to {}",
+                    validate::MIN_INTERVAL_SECONDS,
+                    validate::MAX_INTERVAL_SECONDS
+                ),
+            ));
+        }
+        let changes = MonitoringChanges {
+            paused: Some(body.0.paused),
+            interval_seconds: Some(body.0.interval_seconds),
+            expected_version,
+        };
+        let updated = state
+            .catalog
+            .set_monitoring(&principal.tenant, &principal.subject, id.0, changes)
+            .await?;
+        Ok(ok(updated))
     }
 
     /// Discover connector plugins
@@ -297,6 +409,30 @@ impl IntegrationsApi {
             "plugin discovery is not available yet",
         ))
     }
+}
+
+fn health_engine(state: &AppState) -> Result<&HealthEngine, ApiError> {
+    state.health.as_ref().ok_or_else(|| {
+        ApiError::from_problem(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ERROR_CODE_UNAVAILABLE,
+            "the health engine is disabled in this daemon's configuration".to_owned(),
+        ))
+    })
+}
+
+fn engine_error(e: EngineError) -> ApiError {
+    let detail = match e {
+        EngineError::NoMonitor => {
+            "the integration's monitor is not running (it is restarting after repeated failures); retry later"
+        }
+        _ => "the integration's monitor did not answer in time; retry later",
+    };
+    ApiError::from_problem(Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ERROR_CODE_UNAVAILABLE,
+        detail.to_owned(),
+    ))
 }
 
 async fn list(

@@ -71,10 +71,20 @@ pub fn routes(state: Arc<AppState>, body_limit: usize) -> impl Endpoint {
         .nest("/", service)
         .nest("/docs", docs)
         .at("/openapi.json", spec)
+        .at("/metrics", poem::get(metrics))
         .data(state)
         .around(move |ep, req| limit_body(ep, req, body_limit))
         .with(poem::middleware::Tracing)
         .catch_all_error(error::catch_all)
+}
+
+/// Prometheus text exposition of the daemon's metrics (unauthenticated, like the probes;
+/// scrape it from inside the trust boundary).
+#[poem::handler]
+fn metrics(state: poem::web::Data<&Arc<AppState>>) -> poem::Response {
+    poem::Response::builder()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(crate::telemetry::render(state.metrics))
 }
 
 /// Reads the body up to `limit` bytes, whatever the `Content-Length` says, so an oversized or

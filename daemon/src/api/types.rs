@@ -56,8 +56,14 @@ pub struct Integration {
     /// Machine-readable reason of a non-healthy status.
     #[oai(nullable)]
     pub status_reason: Option<String>,
+    /// When the status last changed after a check.
     #[oai(nullable)]
     pub last_checked_at: Option<DateTime<Utc>>,
+    /// Scheduled checks are paused.
+    pub monitoring_paused: bool,
+    /// This integration's check interval; the daemon's default when null.
+    #[oai(nullable)]
+    pub check_interval_seconds: Option<i32>,
     /// Increases with every change; sent as the `ETag`.
     pub version: i64,
     pub created_at: DateTime<Utc>,
@@ -76,6 +82,8 @@ impl From<entity::integration::Model> for Integration {
             status: IntegrationStatus::from_db(&m.status),
             status_reason: m.status_reason,
             last_checked_at: m.last_checked_at,
+            monitoring_paused: m.monitoring_paused,
+            check_interval_seconds: m.check_interval_seconds,
             version: m.version,
             created_at: m.created_at,
             updated_at: m.updated_at,
@@ -131,6 +139,104 @@ pub struct HealthCheckResult {
     pub message: Option<String>,
     pub latency_ms: i64,
     pub checked_at: DateTime<Utc>,
+}
+
+impl IntegrationStatus {
+    pub fn from_engine(s: actors::health::Status) -> Self {
+        Self::from_db(s.as_str())
+    }
+
+    fn from_health(h: connectors::Health) -> Self {
+        Self::from_db(h.as_str())
+    }
+}
+
+impl From<actors::health::CheckResult> for HealthCheckResult {
+    fn from(r: actors::health::CheckResult) -> Self {
+        Self {
+            status: IntegrationStatus::from_health(r.health),
+            reason: r.reason.map(|r| r.as_str().to_owned()),
+            message: r.message,
+            latency_ms: r.latency_ms,
+            checked_at: r.checked_at,
+        }
+    }
+}
+
+/// How an integration is monitored.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MonitoringSettings {
+    /// Pause (true) or resume (false) scheduled checks.
+    pub paused: bool,
+    /// Seconds between checks (10 to 86400); null for the daemon's default.
+    #[oai(nullable)]
+    pub interval_seconds: Option<i32>,
+}
+
+/// One stored check result.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct HealthHistoryEntry {
+    /// `healthy`, `degraded`, `unhealthy`, or `rate_limited` (a pause, not a failure).
+    pub status: String,
+    #[oai(nullable)]
+    pub reason: Option<String>,
+    #[oai(nullable)]
+    pub message: Option<String>,
+    pub latency_ms: i64,
+    pub checked_at: DateTime<Utc>,
+}
+
+impl From<actors::store::health::CheckEntry> for HealthHistoryEntry {
+    fn from(e: actors::store::health::CheckEntry) -> Self {
+        Self {
+            status: e.status,
+            reason: e.reason,
+            message: e.error_message,
+            latency_ms: e.latency_ms,
+            checked_at: e.checked_at,
+        }
+    }
+}
+
+/// Share of checks that were not unhealthy, over three windows (null without checks).
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct UptimeWindows {
+    #[oai(nullable)]
+    pub last24h: Option<f64>,
+    #[oai(nullable)]
+    pub last7d: Option<f64>,
+    #[oai(nullable)]
+    pub last30d: Option<f64>,
+}
+
+/// An integration's health: live state from its monitor, uptime, and a page of history.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct IntegrationHealth {
+    pub status: IntegrationStatus,
+    #[oai(nullable)]
+    pub status_reason: Option<String>,
+    /// The latest check since the monitor started.
+    #[oai(nullable)]
+    pub last_check: Option<HealthCheckResult>,
+    pub consecutive_failures: u32,
+    pub consecutive_successes: u32,
+    /// When the next scheduled check is due; null while paused or in flight.
+    #[oai(nullable)]
+    pub next_check_at: Option<DateTime<Utc>>,
+    pub check_in_flight: bool,
+    pub monitoring_paused: bool,
+    /// The interval in force, in seconds.
+    pub interval_seconds: i64,
+    pub uptime: UptimeWindows,
+    /// Stored results, newest first.
+    pub history: Vec<HealthHistoryEntry>,
+    /// Pass as `cursor` for older results; null on the last page.
+    #[oai(nullable)]
+    pub next_cursor: Option<String>,
 }
 
 /// One record of the audit trail.

@@ -7,6 +7,11 @@ use serde_json::{Map, Value};
 use super::error::ApiError;
 use crate::AppState;
 
+/// Shortest per-integration check interval.
+pub const MIN_INTERVAL_SECONDS: i32 = 10;
+/// Longest per-integration check interval (a day).
+pub const MAX_INTERVAL_SECONDS: i32 = 86_400;
+
 /// Longest integration name.
 pub const MAX_NAME_CHARS: usize = 100;
 

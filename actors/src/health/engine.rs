@@ -1,0 +1,360 @@
+//! The health engine: starts the result writer and the supervisors, spawns a monitor for every
+//! live integration, follows the catalog's changes, and runs the summaries and retention jobs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{Duration as ChronoDuration, Utc};
+use connectors::{ConnectorEnv, IntegrationSpec, Registry};
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorRef};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use super::monitor::{CheckResult, MonitorMsg, MonitorSpec, MonitorStatus};
+use super::policy::Status;
+use super::settings::{HealthSettings, InvalidSettings, Schedule};
+use super::supervisor::{MonitorSupervisor, SupervisorMsg};
+use super::writer::ResultWriter;
+use crate::catalog::CatalogEvent;
+use crate::store::Store;
+use crate::store::health::start_of_hour;
+
+/// Rows per page of the start-up scan.
+const LOAD_PAGE: u64 = 2000;
+/// Rows per retention delete.
+const PRUNE_BATCH: u64 = 5000;
+/// Rows per page while summarising an hour.
+const SUMMARY_PAGE: u64 = 10_000;
+/// How often summaries and retention run.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(300);
+
+/// What every monitor shares.
+pub struct EngineContext {
+    pub schedule: Schedule,
+    pub writer: ResultWriter,
+}
+
+/// Why the engine could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Settings(#[from] InvalidSettings),
+    #[error("starting a supervisor")]
+    Spawn(#[from] ractor::SpawnErr),
+    /// The integration has no running monitor (it is deleted, or waits out an error backoff).
+    #[error("no monitor is running for this integration")]
+    NoMonitor,
+    /// The monitor did not answer in time.
+    #[error("the monitor did not answer in time")]
+    Timeout,
+}
+
+/// A handle to the running health engine.
+#[derive(Clone)]
+pub struct HealthEngine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    supervisors: Vec<ActorRef<SupervisorMsg>>,
+    ctx: Arc<EngineContext>,
+    registry: Registry,
+    env: ConnectorEnv,
+    default_interval: Duration,
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    writer_task: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl HealthEngine {
+    /// Starts the engine: writer, supervisors, the start-up scan, the catalog follower and the
+    /// maintenance jobs.
+    ///
+    /// # Errors
+    /// Invalid settings, or a supervisor that cannot be spawned.
+    pub async fn start(
+        store: Store,
+        settings: &HealthSettings,
+        registry: Registry,
+        env: ConnectorEnv,
+        events: UnboundedReceiver<CatalogEvent>,
+    ) -> Result<Self, EngineError> {
+        let schedule = settings.schedule()?;
+        let (writer, writer_task) = ResultWriter::spawn(
+            store.clone(),
+            settings.writer_batch,
+            Duration::from_millis(settings.writer_flush_ms),
+            settings.writer_buffer,
+        );
+        let default_interval = schedule.interval;
+        let ctx = Arc::new(EngineContext { schedule, writer });
+        let mut supervisors = Vec::new();
+        for _ in 0..settings.supervisors.max(1) {
+            let (supervisor, _) = Actor::spawn(None, MonitorSupervisor, ctx.clone()).await?;
+            supervisors.push(supervisor);
+        }
+        let engine = Self {
+            inner: Arc::new(Inner {
+                supervisors,
+                ctx,
+                registry,
+                env,
+                default_interval,
+                tasks: Default::default(),
+                writer_task: std::sync::Mutex::new(Some(writer_task)),
+            }),
+        };
+        let follower = tokio::spawn(engine.clone().follow(store.clone(), events));
+        let maintenance = tokio::spawn(maintain(
+            store,
+            Duration::from_secs(u64::from(settings.retention_days) * 86_400),
+            Duration::from_secs(u64::from(settings.summary_retention_days) * 86_400),
+        ));
+        engine
+            .inner
+            .tasks
+            .lock()
+            .expect("not poisoned")
+            .extend([follower, maintenance]);
+        Ok(engine)
+    }
+
+    fn shard(&self, id: Uuid) -> &ActorRef<SupervisorMsg> {
+        let n = self.inner.supervisors.len();
+        &self.inner.supervisors[(id.as_u128() % n as u128) as usize]
+    }
+
+    /// The monitor spec of a catalog row, with its connector built.
+    pub fn spec(&self, m: &entity::integration::Model) -> Arc<MonitorSpec> {
+        let connector = match self.inner.registry.get(&m.provider_type) {
+            None => Err(Arc::from(format!(
+                "no connector is registered for type {}",
+                m.provider_type
+            ))),
+            Some(factory) => {
+                let spec = IntegrationSpec {
+                    id: m.id.to_string(),
+                    tenant: m.tenant_id.clone(),
+                    provider_type: m.provider_type.clone(),
+                    config: m.config_json.as_object().cloned().unwrap_or_default(),
+                    auth_ref: m.auth_ref_uri.as_deref().and_then(|u| u.parse().ok()),
+                };
+                factory
+                    .build(&spec, &self.inner.env)
+                    .map_err(|e| Arc::from(e.to_string()))
+            }
+        };
+        let interval = m
+            .check_interval_seconds
+            .and_then(|s| u64::try_from(s).ok())
+            .filter(|s| *s > 0)
+            .map_or(self.inner.default_interval, Duration::from_secs);
+        Arc::new(MonitorSpec::new(
+            m.id,
+            Arc::from(m.tenant_id.as_str()),
+            Arc::from(m.provider_type.as_str()),
+            m.version,
+            interval,
+            m.monitoring_paused,
+            connector,
+            Status::parse(&m.status),
+        ))
+    }
+
+    /// Spawns (or reconfigures) the monitor of a catalog row.
+    pub fn upsert(&self, m: &entity::integration::Model) {
+        let _ = self
+            .shard(m.id)
+            .send_message(SupervisorMsg::Upsert(self.spec(m)));
+    }
+
+    /// Stops the monitor of a deleted integration.
+    pub fn remove(&self, id: Uuid) {
+        let _ = self.shard(id).send_message(SupervisorMsg::Remove(id));
+    }
+
+    async fn follow(self, store: Store, mut events: UnboundedReceiver<CatalogEvent>) {
+        // Catalog changes made while the scan runs are applied as they come; versions and
+        // tombstones keep a stale scan row from undoing them.
+        let scan = tokio::spawn(self.clone().load(store));
+        while let Some(event) = events.recv().await {
+            match event {
+                CatalogEvent::Upserted(m) => self.upsert(&m),
+                CatalogEvent::Deleted { id } => self.remove(id),
+            }
+        }
+        scan.abort();
+    }
+
+    async fn load(self, store: Store) {
+        let system = store.system();
+        let started = tokio::time::Instant::now();
+        let mut after = None;
+        let mut total = 0usize;
+        loop {
+            let page = match system.live_integrations(after, LOAD_PAGE).await {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::warn!(message = "Loading integrations failed; retrying.", %error);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            total += page.len();
+            after = page.last().map(|m| m.id);
+            for m in &page {
+                self.upsert(m);
+            }
+            if (page.len() as u64) < LOAD_PAGE {
+                break;
+            }
+        }
+        for s in &self.inner.supervisors {
+            let _ = s.send_message(SupervisorMsg::LoadFinished);
+        }
+        tracing::info!(
+            message = "Monitors scheduled for every live integration.",
+            integrations = total,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+        );
+    }
+
+    async fn monitor(&self, id: Uuid) -> Result<ActorRef<MonitorMsg>, EngineError> {
+        match self
+            .shard(id)
+            .call(
+                |reply| SupervisorMsg::Lookup(id, reply),
+                Some(Duration::from_secs(5)),
+            )
+            .await
+        {
+            Ok(CallResult::Success(Some(actor))) => Ok(actor),
+            Ok(CallResult::Success(None)) => Err(EngineError::NoMonitor),
+            _ => Err(EngineError::Timeout),
+        }
+    }
+
+    /// Runs a check now and waits for its result (at most the check timeout plus a margin).
+    ///
+    /// # Errors
+    /// [`EngineError::NoMonitor`] or [`EngineError::Timeout`].
+    pub async fn check_now(&self, id: Uuid) -> Result<CheckResult, EngineError> {
+        let monitor = self.monitor(id).await?;
+        let wait = self.inner.ctx.schedule.timeout + Duration::from_secs(2);
+        match monitor.call(MonitorMsg::CheckNow, Some(wait)).await {
+            Ok(CallResult::Success(result)) => Ok(result),
+            _ => Err(EngineError::Timeout),
+        }
+    }
+
+    /// The live state of an integration's monitor.
+    ///
+    /// # Errors
+    /// [`EngineError::NoMonitor`] or [`EngineError::Timeout`].
+    pub async fn status(&self, id: Uuid) -> Result<MonitorStatus, EngineError> {
+        let monitor = self.monitor(id).await?;
+        match monitor
+            .call(MonitorMsg::Status, Some(Duration::from_secs(5)))
+            .await
+        {
+            Ok(CallResult::Success(status)) => Ok(status),
+            _ => Err(EngineError::Timeout),
+        }
+    }
+
+    /// The check interval of integrations that do not set their own.
+    pub fn default_interval(&self) -> Duration {
+        self.inner.default_interval
+    }
+
+    /// Monitors running now, over every shard.
+    pub async fn monitors_running(&self) -> usize {
+        let mut total = 0;
+        for s in &self.inner.supervisors {
+            if let Ok(CallResult::Success(n)) = s
+                .call(SupervisorMsg::Count, Some(Duration::from_secs(30)))
+                .await
+            {
+                total += n;
+            }
+        }
+        total
+    }
+
+    /// Stops every monitor and supervisor, then lets the writer flush what is queued.
+    pub async fn stop(&self) {
+        for task in self.inner.tasks.lock().expect("not poisoned").drain(..) {
+            task.abort();
+        }
+        for s in &self.inner.supervisors {
+            // Stopping a supervisor stops its linked monitors.
+            let _ = s.stop_and_wait(None, Some(Duration::from_secs(10))).await;
+        }
+        let writer = self.inner.writer_task.lock().expect("not poisoned").take();
+        if let Some(writer) = writer {
+            // The writer ends once its last sender is gone; monitors held clones until now.
+            if Arc::strong_count(&self.inner) == 1 {
+                drop(self.clone());
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(10), async {
+                while self.inner.ctx.writer.queued() > 0 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await;
+            writer.abort();
+        }
+    }
+}
+
+/// Summaries of complete hours, then retention, every few minutes.
+async fn maintain(store: Store, retention: Duration, summary_retention: Duration) {
+    let system = store.system();
+    let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
+    loop {
+        tick.tick().await;
+        let current_hour = start_of_hour(Utc::now());
+        // Summaries first, so raw results are pruned only after their hour is summarised.
+        let mut done_until = None;
+        loop {
+            match system.next_hour_to_summarize().await {
+                Ok(Some(hour)) if hour < current_hour && done_until.is_none_or(|d| hour > d) => {
+                    done_until = Some(hour);
+                    if let Err(error) = system.summarize_hour(hour, SUMMARY_PAGE).await {
+                        tracing::warn!(message = "Summarising health results failed.", %error);
+                        break;
+                    }
+                }
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::warn!(message = "Summarising health results failed.", %error);
+                    break;
+                }
+            }
+        }
+        let summarized_until = system
+            .next_hour_to_summarize()
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(current_hour);
+        let cutoff = (Utc::now() - ChronoDuration::from_std(retention).unwrap_or_default())
+            .min(summarized_until);
+        loop {
+            match system.prune_checks(cutoff, PRUNE_BATCH).await {
+                Ok(n) if n == PRUNE_BATCH => tokio::time::sleep(Duration::from_millis(50)).await,
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::warn!(message = "Pruning health results failed.", %error);
+                    break;
+                }
+            }
+        }
+        let summary_cutoff =
+            Utc::now() - ChronoDuration::from_std(summary_retention).unwrap_or_default();
+        if let Err(error) = system.prune_summaries(summary_cutoff).await {
+            tracing::warn!(message = "Pruning health summaries failed.", %error);
+        }
+    }
+}

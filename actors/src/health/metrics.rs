@@ -1,0 +1,121 @@
+//! The actors' metrics (health engine and catalog changes), on the process-wide OpenTelemetry meter (exported by the
+//! daemon as Prometheus text at `/metrics` and over OTLP when configured).
+
+use std::sync::OnceLock;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram, UpDownCounter};
+
+struct Instruments {
+    status: UpDownCounter<i64>,
+    latency: Histogram<f64>,
+    monitors: UpDownCounter<i64>,
+    in_flight: UpDownCounter<i64>,
+    lag: Histogram<f64>,
+    restarts: Counter<u64>,
+    batch: Histogram<u64>,
+    checks: Counter<u64>,
+    crud: Counter<u64>,
+}
+
+fn instruments() -> &'static Instruments {
+    static INSTRUMENTS: OnceLock<Instruments> = OnceLock::new();
+    INSTRUMENTS.get_or_init(|| {
+        let meter = opentelemetry::global::meter("stella-integrations");
+        Instruments {
+            status: meter
+                .i64_up_down_counter("integration_health_status")
+                .with_description("Monitored integrations by provider type, tenant and status.")
+                .build(),
+            latency: meter
+                .f64_histogram("integration_health_latency_ms")
+                .with_description("Latency of health checks, in milliseconds.")
+                .with_boundaries(vec![
+                    1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
+                    10000.0,
+                ])
+                .build(),
+            monitors: meter
+                .i64_up_down_counter("integration_monitors_running")
+                .with_description("Integration monitor actors running.")
+                .build(),
+            in_flight: meter
+                .i64_up_down_counter("integration_checks_in_flight")
+                .with_description("Health checks running now.")
+                .build(),
+            lag: meter
+                .f64_histogram("integration_schedule_lag_ms")
+                .with_description("How late scheduled checks start, in milliseconds.")
+                .with_boundaries(vec![
+                    1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0,
+                ])
+                .build(),
+            restarts: meter
+                .u64_counter("integration_monitor_restarts_total")
+                .with_description("Monitors restarted by their supervisor after a crash.")
+                .build(),
+            batch: meter
+                .u64_histogram("integration_health_writer_batch_size")
+                .with_description("Rows per batch written by the health result writer.")
+                .with_boundaries(vec![1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0])
+                .build(),
+            checks: meter
+                .u64_counter("integration_health_checks_total")
+                .with_description("Health checks completed, by provider type and result.")
+                .build(),
+            crud: meter
+                .u64_counter("integration_crud")
+                .with_description("Catalog changes committed, by action.")
+                .build(),
+        }
+    })
+}
+
+fn labels(provider_type: &str, tenant: &str, status: &'static str) -> [KeyValue; 3] {
+    [
+        KeyValue::new("type", provider_type.to_owned()),
+        KeyValue::new("tenant", tenant.to_owned()),
+        KeyValue::new("status", status),
+    ]
+}
+
+/// An integration entered (`+1`) or left (`-1`) a status.
+pub fn status(provider_type: &str, tenant: &str, status: &'static str, delta: i64) {
+    instruments()
+        .status
+        .add(delta, &labels(provider_type, tenant, status));
+}
+
+pub fn check_done(provider_type: &str, result: &'static str, latency_ms: f64) {
+    let i = instruments();
+    let t = KeyValue::new("type", provider_type.to_owned());
+    i.latency.record(latency_ms, std::slice::from_ref(&t));
+    i.checks.add(1, &[t, KeyValue::new("result", result)]);
+}
+
+pub fn monitors(delta: i64) {
+    instruments().monitors.add(delta, &[]);
+}
+
+pub fn in_flight(delta: i64) {
+    instruments().in_flight.add(delta, &[]);
+}
+
+pub fn schedule_lag(ms: f64) {
+    instruments().lag.record(ms, &[]);
+}
+
+pub fn restart() {
+    instruments().restarts.add(1, &[]);
+}
+
+pub fn writer_batch(rows: usize) {
+    instruments().batch.record(rows as u64, &[]);
+}
+
+/// A catalog change was committed (`create`, `update`, `delete`, `monitoring`).
+pub fn crud(action: &'static str) {
+    instruments()
+        .crud
+        .add(1, &[KeyValue::new("action", action)]);
+}

@@ -1,0 +1,28 @@
+//! The health engine: one supervised actor per live integration, owning its schedule.
+//!
+//! # Layout
+//! - [`engine`]: [`HealthEngine`], the handle the daemon holds: start-up scan, following the
+//!   catalog, on-demand checks, status queries, maintenance (summaries, retention).
+//! - [`supervisor`]: shards of monitors, restarted under a restart-intensity limit.
+//! - [`monitor`]: [`monitor::IntegrationMonitor`], the per-integration actor: schedule with
+//!   jitter, timeout, thresholds, backoff, Retry-After pauses.
+//! - [`policy`]: the status state machine (pure); [`backoff`]: exponential backoff (pure).
+//! - [`writer`]: the batching result writer; [`metrics`]: OpenTelemetry instruments.
+//! - [`settings`]: the `[health]` configuration.
+
+pub mod backoff;
+pub mod engine;
+pub mod metrics;
+pub mod monitor;
+pub mod policy;
+pub mod settings;
+pub mod supervisor;
+pub mod writer;
+
+#[cfg(test)]
+mod tests;
+
+pub use engine::{EngineError, HealthEngine};
+pub use monitor::{CheckResult, MonitorStatus};
+pub use policy::Status;
+pub use settings::HealthSettings;

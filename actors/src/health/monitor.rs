@@ -1,0 +1,474 @@
+//! `IntegrationMonitor`: one actor per live integration, owning its schedule.
+//!
+//! The actor never runs a check on its own mailbox: each check is a spawned task, wrapped in
+//! the timeout and a panic guard, that sends its outcome back as [`MonitorMsg::Done`]. So a
+//! status query, an on-demand check or a stop is answered while a slow check is in flight. A
+//! connector that panics makes the monitor fail on purpose, so its supervisor restarts it
+//! under a restart-intensity limit.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use connectors::{Health, HealthReport, Reason, SharedConnector};
+use futures::FutureExt;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::backoff::spread;
+use super::engine::EngineContext;
+use super::metrics;
+use super::policy::{Status, Tracker, Verdict};
+use super::writer::WriteOp;
+use crate::store::health::{CheckRow, StatusRow};
+
+/// What a monitor needs to know of its integration. Shared with the supervisor, which restarts
+/// the monitor from it.
+pub struct MonitorSpec {
+    pub id: Uuid,
+    pub tenant: Arc<str>,
+    pub provider_type: Arc<str>,
+    /// The catalog version this spec was built from; older specs never replace newer ones.
+    pub version: i64,
+    pub interval: Duration,
+    pub paused: bool,
+    /// The built connector, or why it could not be built.
+    pub connector: Result<SharedConnector, Arc<str>>,
+    /// The latest status, kept here so a restarted monitor continues from it.
+    status: AtomicU8,
+}
+
+const STATUSES: [Status; 6] = [
+    Status::Unknown,
+    Status::Healthy,
+    Status::Degraded,
+    Status::Unhealthy,
+    Status::Paused,
+    Status::Error,
+];
+
+impl MonitorSpec {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: Uuid,
+        tenant: Arc<str>,
+        provider_type: Arc<str>,
+        version: i64,
+        interval: Duration,
+        paused: bool,
+        connector: Result<SharedConnector, Arc<str>>,
+        status: Status,
+    ) -> Self {
+        let spec = Self {
+            id,
+            tenant,
+            provider_type,
+            version,
+            interval,
+            paused,
+            connector,
+            status: AtomicU8::new(0),
+        };
+        spec.set_status(status);
+        spec
+    }
+
+    pub fn status(&self) -> Status {
+        STATUSES[usize::from(self.status.load(Ordering::Relaxed)).min(STATUSES.len() - 1)]
+    }
+
+    pub fn set_status(&self, status: Status) {
+        let i = STATUSES.iter().position(|s| *s == status).unwrap_or(0);
+        self.status.store(i as u8, Ordering::Relaxed);
+    }
+}
+
+/// The result of one check, as the API shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckResult {
+    pub health: Health,
+    pub reason: Option<Reason>,
+    pub message: Option<String>,
+    pub latency_ms: i64,
+    pub checked_at: DateTime<Utc>,
+}
+
+/// A monitor's live state, for `GET /{id}/health`.
+#[derive(Clone, Debug)]
+pub struct MonitorStatus {
+    pub status: Status,
+    pub reason: Option<Reason>,
+    pub consecutive_failures: u32,
+    pub consecutive_successes: u32,
+    pub last: Option<CheckResult>,
+    pub next_check_at: Option<DateTime<Utc>>,
+    pub check_in_flight: bool,
+}
+
+pub enum MonitorMsg {
+    /// A scheduled check is due (ignored unless `generation` is current).
+    Tick(u32),
+    /// Check now and answer with the result.
+    CheckNow(RpcReplyPort<CheckResult>),
+    /// A check finished.
+    Done(Box<Done>),
+    /// The integration changed: adopt the new spec and reschedule at once.
+    Reconfigure(Arc<MonitorSpec>),
+    Status(RpcReplyPort<MonitorStatus>),
+}
+
+pub struct Done {
+    outcome: Outcome,
+    latency: Duration,
+    checked_at: DateTime<Utc>,
+    scheduled: bool,
+    reply: Option<RpcReplyPort<CheckResult>>,
+}
+
+enum Outcome {
+    Report(HealthReport),
+    TimedOut,
+    Panicked,
+}
+
+pub struct IntegrationMonitor;
+
+pub struct MonitorState {
+    spec: Arc<MonitorSpec>,
+    ctx: Arc<EngineContext>,
+    tracker: Tracker,
+    in_flight: bool,
+    generation: u32,
+    timer: Option<JoinHandle<Result<(), ractor::MessagingErr<MonitorMsg>>>>,
+    due: Option<(Instant, DateTime<Utc>)>,
+    last: Option<Box<CheckResult>>,
+}
+
+// === impl IntegrationMonitor ===
+
+impl Actor for IntegrationMonitor {
+    type Msg = MonitorMsg;
+    type State = MonitorState;
+    type Arguments = (Arc<MonitorSpec>, Arc<EngineContext>);
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<MonitorMsg>,
+        (spec, ctx): Self::Arguments,
+    ) -> Result<MonitorState, ActorProcessingErr> {
+        let mut state = MonitorState {
+            tracker: Tracker::new(spec.status()),
+            spec,
+            ctx,
+            in_flight: false,
+            generation: 0,
+            timer: None,
+            due: None,
+            last: None,
+        };
+        metrics::monitors(1);
+        metrics::status(
+            &state.spec.provider_type,
+            &state.spec.tenant,
+            state.tracker.status.as_str(),
+            1,
+        );
+        if state.spec.paused {
+            state.set_status(Status::Paused, None).await;
+        } else {
+            if state.tracker.status == Status::Paused {
+                state.set_status(Status::Unknown, None).await;
+            }
+            // The first check anywhere in one interval: a fleet started at once spreads out.
+            let first = state.spec.interval.mul_f64(rand::random::<f64>());
+            state.schedule(&myself, first);
+        }
+        Ok(state)
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<MonitorMsg>,
+        state: &mut MonitorState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(timer) = state.timer.take() {
+            timer.abort();
+        }
+        metrics::monitors(-1);
+        metrics::status(
+            &state.spec.provider_type,
+            &state.spec.tenant,
+            state.tracker.status.as_str(),
+            -1,
+        );
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<MonitorMsg>,
+        msg: MonitorMsg,
+        state: &mut MonitorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            MonitorMsg::Tick(generation) => {
+                if generation != state.generation || state.in_flight || state.spec.paused {
+                    return Ok(());
+                }
+                if let Some((due, _)) = state.due.take() {
+                    metrics::schedule_lag(
+                        Instant::now().saturating_duration_since(due).as_secs_f64() * 1000.0,
+                    );
+                }
+                state.timer = None;
+                state.in_flight = true;
+                state.start_check(&myself, true, None);
+            }
+            MonitorMsg::CheckNow(reply) => state.start_check(&myself, false, Some(reply)),
+            MonitorMsg::Done(done) => return state.finish(&myself, *done).await,
+            MonitorMsg::Reconfigure(spec) => state.reconfigure(&myself, spec).await,
+            MonitorMsg::Status(reply) => {
+                let _ = reply.send(MonitorStatus {
+                    status: state.tracker.status,
+                    reason: state.tracker.reason,
+                    consecutive_failures: state.tracker.consecutive_failures,
+                    consecutive_successes: state.tracker.consecutive_successes,
+                    last: state.last.as_deref().cloned(),
+                    next_check_at: state.due.map(|(_, at)| at),
+                    check_in_flight: state.in_flight,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+// === impl MonitorState ===
+
+impl MonitorState {
+    fn schedule(&mut self, myself: &ActorRef<MonitorMsg>, delay: Duration) {
+        if let Some(timer) = self.timer.take() {
+            timer.abort();
+        }
+        self.generation = self.generation.wrapping_add(1);
+        let generation = self.generation;
+        let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+        self.due = Some((Instant::now() + delay, at));
+        self.timer = Some(myself.send_after(delay, move || MonitorMsg::Tick(generation)));
+    }
+
+    fn start_check(
+        &mut self,
+        myself: &ActorRef<MonitorMsg>,
+        scheduled: bool,
+        reply: Option<RpcReplyPort<CheckResult>>,
+    ) {
+        let connector = self.spec.connector.clone();
+        let timeout = self.ctx.schedule.timeout;
+        let myself = myself.clone();
+        let span = tracing::info_span!(
+            "health_check",
+            integration_id = %self.spec.id,
+            tenant_id = %self.spec.tenant,
+            provider_type = %self.spec.provider_type,
+        );
+        metrics::in_flight(1);
+        tokio::spawn(
+            async move {
+                let started = Instant::now();
+                let checked_at = Utc::now();
+                let outcome = match connector {
+                    Err(why) => {
+                        Outcome::Report(HealthReport::unhealthy(Reason::ConnectorFailed, &*why))
+                    }
+                    Ok(connector) => {
+                        let check = AssertUnwindSafe(connector.check_health()).catch_unwind();
+                        match tokio::time::timeout(timeout, check).await {
+                            Ok(Ok(report)) => Outcome::Report(report),
+                            Ok(Err(_panic)) => Outcome::Panicked,
+                            Err(_elapsed) => Outcome::TimedOut,
+                        }
+                    }
+                };
+                let done = Done {
+                    outcome,
+                    latency: started.elapsed(),
+                    checked_at,
+                    scheduled,
+                    reply,
+                };
+                // A stopped monitor no longer wants the result.
+                let _ = myself.send_message(MonitorMsg::Done(Box::new(done)));
+            }
+            .instrument(span),
+        );
+    }
+
+    async fn finish(
+        &mut self,
+        myself: &ActorRef<MonitorMsg>,
+        done: Done,
+    ) -> Result<(), ActorProcessingErr> {
+        metrics::in_flight(-1);
+        if done.scheduled {
+            self.in_flight = false;
+        }
+        let panicked = matches!(done.outcome, Outcome::Panicked);
+        let report = match done.outcome {
+            Outcome::Report(report) => report,
+            Outcome::TimedOut => HealthReport::unhealthy(
+                Reason::Timeout,
+                format!("no answer within {} s", self.ctx.schedule.timeout.as_secs()),
+            ),
+            Outcome::Panicked => {
+                HealthReport::unhealthy(Reason::ConnectorFailed, "the connector panicked")
+            }
+        };
+        let latency_ms = i64::try_from(done.latency.as_millis()).unwrap_or(i64::MAX);
+        let result = CheckResult {
+            health: report.health,
+            reason: report.reason,
+            message: report.message.clone(),
+            latency_ms,
+            checked_at: done.checked_at,
+        };
+        let recorded_status = if report.retry_after.is_some() {
+            "rate_limited"
+        } else {
+            report.health.as_str()
+        };
+        metrics::check_done(
+            &self.spec.provider_type,
+            recorded_status,
+            done.latency.as_secs_f64() * 1000.0,
+        );
+        self.ctx
+            .writer
+            .record(WriteOp::Check(CheckRow {
+                integration_id: self.spec.id,
+                tenant_id: self.spec.tenant.to_string(),
+                checked_at: done.checked_at,
+                status: recorded_status,
+                reason: report.reason.map(Reason::as_str),
+                latency_ms,
+                error_message: report
+                    .message
+                    .as_ref()
+                    .map(|m| m.chars().take(1024).collect()),
+            }))
+            .await;
+
+        let verdict = if self.spec.paused {
+            None
+        } else {
+            let before = (self.tracker.status, self.tracker.reason);
+            let verdict = self.tracker.apply(&report, &self.ctx.schedule.thresholds);
+            if (self.tracker.status, self.tracker.reason) != before {
+                self.announce(before.0, done.checked_at).await;
+            }
+            Some(verdict)
+        };
+        self.last = Some(Box::new(result.clone()));
+        if let Some(reply) = done.reply {
+            let _ = reply.send(result);
+        }
+        if done.scheduled
+            && let Some(verdict) = verdict
+        {
+            let s = &self.ctx.schedule;
+            let delay = match verdict {
+                Verdict::Success | Verdict::Degraded => {
+                    spread(self.spec.interval, s.jitter, rand::random::<f64>())
+                }
+                Verdict::Failure => s.backoff.delay(
+                    self.tracker.consecutive_failures.saturating_sub(1),
+                    rand::random::<f64>(),
+                ),
+                Verdict::Pause => report
+                    .retry_after
+                    .unwrap_or(s.interval)
+                    .min(s.max_retry_after),
+            };
+            self.schedule(myself, delay);
+        }
+        if panicked {
+            // Let the supervisor restart this monitor (and count the restart).
+            return Err("the connector panicked during a health check".into());
+        }
+        Ok(())
+    }
+
+    async fn reconfigure(&mut self, myself: &ActorRef<MonitorMsg>, spec: Arc<MonitorSpec>) {
+        let was_paused = self.spec.paused;
+        spec.set_status(self.tracker.status);
+        self.spec = spec;
+        if self.spec.paused {
+            if let Some(timer) = self.timer.take() {
+                timer.abort();
+            }
+            self.generation = self.generation.wrapping_add(1);
+            self.due = None;
+            self.set_status(Status::Paused, None).await;
+            return;
+        }
+        if was_paused {
+            self.tracker = Tracker::new(Status::Unknown);
+            self.set_status(Status::Unknown, None).await;
+        }
+        // Check soon under the new configuration, spread so a bulk change does not stampede.
+        let soon = self
+            .spec
+            .interval
+            .min(Duration::from_secs(5))
+            .mul_f64(rand::random::<f64>());
+        self.schedule(myself, soon);
+    }
+
+    async fn set_status(&mut self, status: Status, reason: Option<Reason>) {
+        let before = self.tracker.status;
+        if before == status && self.tracker.reason == reason {
+            return;
+        }
+        self.tracker.status = status;
+        self.tracker.reason = reason;
+        self.announce(before, Utc::now()).await;
+    }
+
+    /// Persists and reports a transition from `before` to the tracker's status.
+    async fn announce(&mut self, before: Status, at: DateTime<Utc>) {
+        let now = self.tracker.status;
+        self.spec.set_status(now);
+        if before != now {
+            metrics::status(
+                &self.spec.provider_type,
+                &self.spec.tenant,
+                before.as_str(),
+                -1,
+            );
+            metrics::status(&self.spec.provider_type, &self.spec.tenant, now.as_str(), 1);
+        }
+        tracing::info!(
+            message = "Integration status changed.",
+            integration_id = %self.spec.id,
+            tenant_id = %self.spec.tenant,
+            provider_type = %self.spec.provider_type,
+            from = before.as_str(),
+            to = now.as_str(),
+            reason = self.tracker.reason.map(Reason::as_str),
+        );
+        self.ctx
+            .writer
+            .record(WriteOp::Status(StatusRow {
+                integration_id: self.spec.id,
+                status: now.as_str(),
+                reason: self.tracker.reason.map(Reason::as_str),
+                checked_at: at,
+            }))
+            .await;
+    }
+}

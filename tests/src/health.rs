@@ -1,0 +1,285 @@
+//! The health engine through the API: on-demand checks, status transitions, history, uptime,
+//! pausing, metrics.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::context::{READER_A, TestContext, WRITER_A, WRITER_B};
+
+/// A daemon whose monitors check every second and back off from one second.
+async fn fast() -> TestContext {
+    TestContext::start_with(|c| {
+        c.health.interval_seconds = 1;
+        c.health.backoff_min_seconds = 1;
+        c.health.backoff_max_seconds = 2;
+        c.health.timeout_seconds = 2;
+        c.health.writer_flush_ms = 20;
+    })
+    .await
+}
+
+async fn create(ctx: &TestContext, name: &str, config: Value) -> String {
+    let body = json!({"type": "inmemory", "name": name, "config": config});
+    let created = ctx.post("/api/v1/integrations", WRITER_A, &body).await;
+    created.ok(201)["id"].as_str().unwrap().to_owned()
+}
+
+/// Polls `path` until `done` holds, for at most 15 s.
+async fn eventually(ctx: &TestContext, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..150 {
+        let answer = ctx.get(path, READER_A).await;
+        last = answer.ok(200).clone();
+        if done(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("condition not reached on {path}: {last}");
+}
+
+#[tokio::test]
+async fn on_demand_check_history_and_uptime() {
+    let ctx = fast().await;
+    let id = create(&ctx, "memory-ok", json!({"latencyMs": 20})).await;
+    let check = ctx
+        .post(
+            &format!("/api/v1/integrations/{id}/health-check"),
+            WRITER_A,
+            &json!({}),
+        )
+        .await;
+    let result = check.ok(200);
+    assert_eq!(result["status"], "healthy");
+    assert!(result["latencyMs"].as_i64().unwrap() >= 20);
+
+    let health = eventually(&ctx, &format!("/api/v1/integrations/{id}/health"), |h| {
+        h["history"].as_array().unwrap().len() >= 3
+    })
+    .await;
+    assert_eq!(health["status"], "healthy");
+    assert_eq!(health["uptime"]["last24h"], 1.0);
+    assert_eq!(health["intervalSeconds"], 1);
+    assert!(health["lastCheck"]["checkedAt"].is_string());
+    assert!(health["history"][0]["latencyMs"].as_i64().unwrap() >= 20);
+
+    // History pages with a cursor and filters with `since`.
+    let page = ctx
+        .get(
+            &format!("/api/v1/integrations/{id}/health?limit=1"),
+            READER_A,
+        )
+        .await;
+    let cursor = page.ok(200)["nextCursor"].as_str().unwrap().to_owned();
+    let older = ctx
+        .get(
+            &format!("/api/v1/integrations/{id}/health?limit=1&cursor={cursor}"),
+            READER_A,
+        )
+        .await;
+    assert_ne!(
+        older.ok(200)["history"][0]["checkedAt"],
+        page.body["history"][0]["checkedAt"]
+    );
+    let future = ctx
+        .get(
+            &format!("/api/v1/integrations/{id}/health?since=2999-01-01T00:00:00Z"),
+            READER_A,
+        )
+        .await;
+    assert!(future.ok(200)["history"].as_array().unwrap().is_empty());
+    ctx.get(
+        &format!("/api/v1/integrations/{id}/health?since=yesterday"),
+        READER_A,
+    )
+    .await
+    .problem(400);
+
+    // Another tenant sees none of it.
+    ctx.get(&format!("/api/v1/integrations/{id}/health"), WRITER_B)
+        .await
+        .problem(404);
+    ctx.post(
+        &format!("/api/v1/integrations/{id}/health-check"),
+        WRITER_B,
+        &json!({}),
+    )
+    .await
+    .problem(404);
+    ctx.cleanup().await;
+}
+
+#[tokio::test]
+async fn failures_turn_unhealthy_and_the_catalog_shows_it() {
+    let ctx = fast().await;
+    let id = create(&ctx, "memory-down", json!({"behaviour": "unhealthy"})).await;
+    let path = format!("/api/v1/integrations/{id}");
+    let row = eventually(&ctx, &path, |i| i["status"] == "unhealthy").await;
+    assert_eq!(row["statusReason"], "provider_degraded");
+    assert!(row["lastCheckedAt"].is_string());
+    let health = ctx.get(&format!("{path}/health"), READER_A).await;
+    assert!(health.ok(200)["consecutiveFailures"].as_u64().unwrap() >= 3);
+    assert_eq!(health.body["uptime"]["last24h"], 0.0);
+    // The list shows it too, for clients like the IDE extensions.
+    let listed = ctx.get("/api/v1/integrations", READER_A).await;
+    assert_eq!(listed.ok(200)["items"][0]["status"], "unhealthy");
+
+    // Fixing the configuration reschedules at once and recovers.
+    let fixed = ctx
+        .put(
+            &path,
+            WRITER_A,
+            &json!({"name": "memory-down", "config": {}}),
+            &[],
+        )
+        .await;
+    fixed.ok(200);
+    eventually(&ctx, &path, |i| i["status"] == "healthy").await;
+    ctx.cleanup().await;
+}
+
+#[tokio::test]
+async fn monitoring_pauses_resumes_and_takes_an_interval() {
+    let ctx = fast().await;
+    let id = create(&ctx, "memory-pause", json!({})).await;
+    let path = format!("/api/v1/integrations/{id}");
+    eventually(&ctx, &path, |i| i["status"] == "healthy").await;
+
+    let paused = ctx
+        .put(
+            &format!("{path}/monitoring"),
+            WRITER_A,
+            &json!({"paused": true, "intervalSeconds": 60}),
+            &[],
+        )
+        .await;
+    assert_eq!(paused.ok(200)["monitoringPaused"], true);
+    assert_eq!(paused.body["checkIntervalSeconds"], 60);
+    eventually(&ctx, &path, |i| i["status"] == "paused").await;
+    let h1 = ctx
+        .get(&format!("{path}/health"), READER_A)
+        .await
+        .ok(200)
+        .clone();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let h2 = ctx
+        .get(&format!("{path}/health"), READER_A)
+        .await
+        .ok(200)
+        .clone();
+    assert_eq!(
+        h1["history"].as_array().unwrap().len(),
+        h2["history"].as_array().unwrap().len(),
+        "no checks while paused"
+    );
+    assert_eq!(h2["intervalSeconds"], 60);
+    assert_eq!(h2["nextCheckAt"], Value::Null);
+
+    ctx.put(
+        &format!("{path}/monitoring"),
+        WRITER_A,
+        &json!({"paused": false, "intervalSeconds": null}),
+        &[],
+    )
+    .await
+    .ok(200);
+    eventually(&ctx, &path, |i| i["status"] == "healthy").await;
+
+    // Bad intervals, stale versions, read-only tokens and other tenants are refused.
+    ctx.put(
+        &format!("{path}/monitoring"),
+        WRITER_A,
+        &json!({"paused": false, "intervalSeconds": 1}),
+        &[],
+    )
+    .await
+    .problem(422);
+    ctx.put(
+        &format!("{path}/monitoring"),
+        WRITER_A,
+        &json!({"paused": false}),
+        &[("If-Match", "\"1\"")],
+    )
+    .await
+    .problem(412);
+    ctx.put(
+        &format!("{path}/monitoring"),
+        READER_A,
+        &json!({"paused": true}),
+        &[],
+    )
+    .await
+    .problem(403);
+    ctx.put(
+        &format!("{path}/monitoring"),
+        WRITER_B,
+        &json!({"paused": true}),
+        &[],
+    )
+    .await
+    .problem(404);
+    let trail = ctx
+        .get(&format!("/api/v1/audit?integrationId={id}"), READER_A)
+        .await;
+    let actions: Vec<_> = trail.ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| *a == "integration.monitoring")
+            .count(),
+        2
+    );
+    ctx.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_deleted_integration_stops_being_checked() {
+    let ctx = fast().await;
+    let id = create(&ctx, "memory-gone", json!({})).await;
+    let path = format!("/api/v1/integrations/{id}");
+    eventually(&ctx, &path, |i| i["status"] == "healthy").await;
+    ctx.delete(&path, WRITER_A, &[]).await.ok(204);
+    ctx.post(&format!("{path}/health-check"), WRITER_A, &json!({}))
+        .await
+        .problem(404);
+    ctx.cleanup().await;
+}
+
+#[tokio::test]
+async fn metrics_are_exposed_in_prometheus_text() {
+    let ctx = fast().await;
+    create(&ctx, "memory-metrics", json!({})).await;
+    let path = "/api/v1/integrations";
+    eventually(&ctx, path, |l| l["items"][0]["status"] == "healthy").await;
+    let text = ctx
+        .client
+        .get(ctx.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "integration_health_status",
+        "integration_health_latency_ms_bucket",
+        "integration_crud_total",
+        "integration_monitors_running",
+        "integration_checks_in_flight",
+        "integration_schedule_lag_ms_bucket",
+        "integration_health_writer_batch_size_bucket",
+    ] {
+        assert!(text.contains(name), "{name} missing from /metrics");
+    }
+    assert!(
+        text.contains("tenant=\"tenant-a\""),
+        "status is labelled by tenant"
+    );
+    ctx.cleanup().await;
+}
