@@ -15,6 +15,8 @@
 //! - [`secrets`]: AuthRef resolution (Vault/OpenBao KV v2, env, file) into a redacting
 //!   [`secrets::Secret`], with a TTL cache dropped on a provider's 401.
 //! - [`testing`]: [`testing::assert_conformance`], which every connector's tests call.
+//! - [`external`]: out-of-process plugins: manifest discovery, the JSON-RPC protocol, and the
+//!   supervisor of each plugin's child process (`docs/plugins.md`).
 //! - One module per provider: [`github_app`], [`gitlab`], [`harbor`], [`oci_registry`],
 //!   [`memory`] (the deterministic test double).
 //!
@@ -24,6 +26,7 @@
 pub mod authref;
 pub mod config;
 pub mod connector;
+pub mod external;
 pub mod github_app;
 pub mod gitlab;
 pub mod harbor;

@@ -1,0 +1,309 @@
+//! Deliberately broken plugins (`tests/fixtures/plugins/`): each fails only its own calls, with
+//! `connector_failed` and a message saying what happened, within its timeout, while a healthy
+//! plugin called at the same time keeps answering.
+
+mod external_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use connectors::external::protocol::method;
+use connectors::external::{Credential, ExternalPlugin, PluginSettings};
+use connectors::{ConnectorEnv, ConnectorFactory, Health, HealthReport, Reason};
+use external_support::{eventually, fast_settings, fixture, obj, plugin, process_gone, spec};
+use serde_json::json;
+use tokio::time::Instant;
+
+async fn check(plugin: &ExternalPlugin, integration: &str) -> HealthReport {
+    plugin
+        .health_call(method::CHECK_HEALTH, integration, &obj(json!({})), None)
+        .await
+}
+
+fn assert_failed(report: &HealthReport, expected: &str) {
+    assert_eq!(report.health, Health::Unhealthy, "{report:?}");
+    assert_eq!(report.reason, Some(Reason::ConnectorFailed), "{report:?}");
+    let message = report.message.as_deref().unwrap_or_default();
+    assert!(message.contains(expected), "{message:?} lacks {expected:?}");
+}
+
+/// Each broken plugin, the message its first call fails with, and the longest it may take.
+const FAULTS: &[(&str, &str, u64)] = &[
+    (
+        "crash-on-start",
+        "failed to start: plugin process exited (exit status: 3)",
+        3,
+    ),
+    (
+        "crash-mid-call",
+        "plugin process exited (exit status: 7)",
+        3,
+    ),
+    ("hang", "did not answer check_health within 2s", 4),
+    ("invalid-json", "plugin wrote invalid JSON on stdout", 3),
+    (
+        "oversized",
+        "plugin wrote a message larger than the limit of 65536 bytes",
+        3,
+    ),
+    (
+        "wrong-protocol",
+        "plugin answered initialize with protocol version 2, but its manifest declares 1",
+        3,
+    ),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_broken_plugin_fails_only_its_own_calls_while_a_healthy_one_answers() {
+    let healthy = plugin(&fixture("healthy"), fast_settings());
+    let healthy_config = obj(json!({"delayMs": 50}));
+    // A healthy plugin answers a steady stream of checks the whole time.
+    let healthy_loop = async {
+        let started = Instant::now();
+        let mut answered = 0;
+        while started.elapsed() < Duration::from_secs(4) && answered < 200 {
+            let report = healthy
+                .health_call(method::CHECK_HEALTH, "steady", &healthy_config, None)
+                .await;
+            assert_eq!(report.health, Health::Healthy, "{report:?}");
+            answered += 1;
+        }
+        answered
+    };
+    let faulty = async {
+        let mut set = tokio::task::JoinSet::new();
+        for (name, expected, limit) in FAULTS {
+            set.spawn(async move {
+                let broken = plugin(&fixture(name), fast_settings());
+                let started = Instant::now();
+                let first = check(&broken, name).await;
+                let took = started.elapsed();
+                assert_failed(&first, expected);
+                assert!(took < Duration::from_secs(*limit), "{name} took {took:?}");
+                // Calls during the restart backoff fail at once, naming the cause.
+                let started = Instant::now();
+                let second = check(&broken, name).await;
+                assert!(started.elapsed() < Duration::from_millis(500), "{name}");
+                assert_failed(&second, "before restarting after a failure");
+                assert_failed(&second, expected);
+                assert_eq!(broken.supervisor().starts(), 1, "{name}");
+            });
+        }
+        while let Some(done) = set.join_next().await {
+            done.unwrap();
+        }
+    };
+    let (answered, ()) = tokio::join!(healthy_loop, faulty);
+    assert!(
+        answered >= 10,
+        "the healthy plugin answered only {answered} checks"
+    );
+    assert_eq!(healthy.supervisor().starts(), 1);
+    assert_eq!(healthy.supervisor().failed_processes(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashing_plugin_is_restarted_with_exponential_backoff() {
+    let broken = plugin(&fixture("crash-mid-call"), fast_settings());
+    assert_failed(&check(&broken, "a").await, "exit status: 7");
+    assert_eq!(broken.supervisor().backoff(1), Duration::from_millis(200));
+    assert_eq!(broken.supervisor().backoff(2), Duration::from_millis(400));
+    assert_eq!(broken.supervisor().backoff(9), Duration::from_secs(1));
+    // Within the first backoff: refused without a start.
+    assert_failed(&check(&broken, "b").await, "waiting");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    // After it: restarted, and it crashes again.
+    assert_failed(&check(&broken, "c").await, "exit status: 7");
+    assert_eq!(broken.supervisor().starts(), 2);
+    // The second failure in a row waits twice as long.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_failed(&check(&broken, "d").await, "waiting");
+    assert_eq!(broken.supervisor().starts(), 2);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_failed(&check(&broken, "e").await, "exit status: 7");
+    assert_eq!(broken.supervisor().starts(), 3);
+    // The third failure is counted when the next call finds the process dead.
+    assert_eq!(broken.supervisor().failed_processes(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_plugin_is_killed_on_timeout_and_restarted() {
+    let settings = PluginSettings {
+        call_timeout: Duration::from_millis(500),
+        ..fast_settings()
+    };
+    let hang = plugin(&fixture("hang"), settings);
+    hang.supervisor().ensure_started().await.unwrap();
+    let pid = hang.supervisor().pid().await.unwrap();
+    let started = Instant::now();
+    assert_failed(
+        &check(&hang, "a").await,
+        "did not answer check_health within 500ms",
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let gone = eventually(Duration::from_secs(5), || process_gone(pid)).await;
+    assert!(gone, "pid {pid} survived");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_failed(&check(&hang, "b").await, "did not answer");
+    assert_eq!(hang.supervisor().starts(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_fails_the_other_calls_in_flight_on_that_process_too() {
+    let settings = PluginSettings {
+        call_timeout: Duration::from_millis(500),
+        ..fast_settings()
+    };
+    let healthy = plugin(&fixture("healthy"), settings);
+    let slow = obj(json!({"delayMs": 5000}));
+    let quick = obj(json!({"delayMs": 0}));
+    let (a, b) = tokio::join!(
+        healthy.health_call(method::CHECK_HEALTH, "slow", &slow, None),
+        async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            healthy
+                .health_call(method::CHECK_HEALTH, "slow-too", &slow, None)
+                .await
+        }
+    );
+    assert_failed(&a, "did not answer check_health within 500ms");
+    assert_failed(&b, "did not answer check_health within 500ms");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let report = healthy
+        .health_call(method::CHECK_HEALTH, "quick", &quick, None)
+        .await;
+    assert_eq!(report.health, Health::Healthy, "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_are_matched_to_calls_by_id_and_calls_are_limited() {
+    let settings = PluginSettings {
+        max_concurrent_calls: 2,
+        ..fast_settings()
+    };
+    let healthy = plugin(&fixture("healthy"), settings);
+    let slow = obj(json!({"delayMs": 300}));
+    let quick = obj(json!({"delayMs": 0}));
+    // The quick answer overtakes the slow one; each call gets its own.
+    let (a, b) = tokio::join!(
+        healthy.health_call(method::CHECK_HEALTH, "slow-one", &slow, None),
+        async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            healthy
+                .health_call(method::CHECK_HEALTH, "quick-one", &quick, None)
+                .await
+        }
+    );
+    assert_eq!(a.message.as_deref(), Some("slow-one credential=False"));
+    assert_eq!(b.message.as_deref(), Some("quick-one credential=False"));
+    // Four 300 ms calls through two slots take two rounds.
+    let started = Instant::now();
+    let call = |id| healthy.health_call(method::CHECK_HEALTH, id, &slow, None);
+    let all = tokio::join!(call("1"), call("2"), call("3"), call("4"));
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(600), "{took:?}");
+    for report in [all.0, all.1, all.2, all.3] {
+        assert_eq!(report.health, Health::Healthy);
+    }
+    assert_eq!(healthy.supervisor().starts(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_child_gets_a_minimal_environment_and_no_credential_outside_stdin() {
+    let healthy = plugin(&fixture("healthy"), fast_settings());
+    let secret = "s3cret-token-value";
+    let credential = Credential::new(secret);
+    let report = healthy
+        .health_call(
+            method::CHECK_HEALTH,
+            "env",
+            &obj(json!({})),
+            Some(&credential),
+        )
+        .await;
+    assert_eq!(report.message.as_deref(), Some("env credential=True"));
+    let pid = healthy.supervisor().pid().await.unwrap();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let mut vars: Vec<String> = environ
+        .split(|b| *b == 0)
+        .filter(|v| !v.is_empty())
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    vars.sort();
+    let dir = fixture("healthy").canonicalize().unwrap();
+    assert_eq!(vars.len(), 2, "{vars:?}");
+    assert!(vars[0].starts_with("PATH="), "{vars:?}");
+    assert_eq!(vars[1], format!("STELLA_PLUGIN_DIR={}", dir.display()));
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains(secret));
+    assert_eq!(std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap(), dir);
+    assert_eq!(format!("{credential:?}"), "[REDACTED]");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_echoing_the_credential_has_it_redacted() {
+    let echo = plugin(&fixture("echo-secret"), fast_settings());
+    let credential = Credential::new("hunter2-hunter2");
+    let report = echo
+        .health_call(
+            method::CHECK_HEALTH,
+            "e",
+            &obj(json!({})),
+            Some(&credential),
+        )
+        .await;
+    assert_eq!(report.reason, Some(Reason::AuthFailed));
+    assert_eq!(report.message.as_deref(), Some("token [REDACTED] refused"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_plugin_kills_its_process_and_connectors_share_one() {
+    let healthy = Arc::new(plugin(&fixture("healthy"), fast_settings()));
+    let env = ConnectorEnv::default();
+    let one = healthy
+        .build(&spec("one", "fixture_healthy", json!({})), &env)
+        .unwrap();
+    let two = healthy
+        .build(
+            &spec("two", "fixture_healthy", json!({"delayMs": 10})),
+            &env,
+        )
+        .unwrap();
+    let first = one.check_health().await;
+    assert_eq!(first.message.as_deref(), Some("one credential=False"));
+    let second = two.test_connection().await;
+    assert_eq!(second.message.as_deref(), Some("two credential=False"));
+    assert_eq!(healthy.supervisor().starts(), 1);
+    let pid = healthy.supervisor().pid().await.unwrap();
+    assert!(!process_gone(pid));
+    drop((one, two, healthy));
+    let gone = eventually(Duration::from_secs(5), || process_gone(pid)).await;
+    assert!(gone, "pid {pid} survived");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validation_asks_the_plugin_after_the_local_checks() {
+    let healthy = plugin(&fixture("healthy"), fast_settings());
+    let good = obj(json!({"delayMs": 5}));
+    assert!(healthy.validate_config_async(&good).await.is_ok());
+    let refused = healthy
+        .validate_config_async(&obj(json!({"delayMs": "slow"})))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.field(), "config.delayMs");
+    // A raw secret is refused locally, before any process starts.
+    let fresh = plugin(&fixture("hang"), fast_settings());
+    let raw = fresh
+        .validate_config_async(&obj(json!({"password": "x"})))
+        .await
+        .unwrap_err();
+    assert_eq!(raw.field(), "config.password");
+    assert_eq!(fresh.supervisor().starts(), 0);
+    // A plugin that cannot answer makes validation fail, with a reason.
+    let broken = plugin(&fixture("crash-on-start"), fast_settings());
+    let e = broken
+        .validate_config_async(&obj(json!({})))
+        .await
+        .unwrap_err();
+    assert!(e.message().contains("could not validate"), "{e}");
+}
