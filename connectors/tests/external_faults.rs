@@ -307,3 +307,65 @@ async fn validation_asks_the_plugin_after_the_local_checks() {
         .unwrap_err();
     assert!(e.message().contains("could not validate"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retired_plugin_stops_its_process_and_refuses_later_calls() {
+    let healthy = plugin(&fixture("healthy"), fast_settings());
+    let slow = obj(json!({"delayMs": 3000}));
+    let connector = healthy
+        .build(
+            &spec("kept", "fixture_healthy", json!({})),
+            &ConnectorEnv::default(),
+        )
+        .unwrap();
+    assert_eq!(connector.check_health().await.health, Health::Healthy);
+    let pid = healthy.supervisor().pid().await.unwrap();
+    let (in_flight, ()) = tokio::join!(
+        healthy.health_call(method::CHECK_HEALTH, "slow", &slow, None),
+        async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            healthy.retire().await;
+        }
+    );
+    assert_failed(&in_flight, "was removed or replaced");
+    let gone = eventually(Duration::from_secs(5), || process_gone(pid)).await;
+    assert!(gone, "pid {pid} survived");
+    // A connector built before keeps failing clearly instead of restarting the process.
+    assert_failed(&connector.check_health().await, "must be rebuilt");
+    assert_eq!(healthy.supervisor().starts(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_flooding_stderr_keeps_answering() {
+    // 2.4 MB of stderr per call: far more than a pipe holds, so this hangs unless the daemon
+    // drains stderr (cutting long lines, capping the logged rate) while it serves calls.
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("noisy");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(
+        folder.join("plugin.toml"),
+        "id = \"noisy\"\nprovider_type = \"noisy\"\nversion = \"1\"\nprotocol_version = 1\nexecutable = \"noisy.py\"\n[config_schema]\ntype = \"object\"\n",
+    )
+    .unwrap();
+    let script = r#"#!/usr/bin/env python3
+import json, sys
+for line in sys.stdin:
+    request = json.loads(line)
+    for _ in range(2000):
+        sys.stderr.write("noise " * 200 + "\n")
+    sys.stderr.flush()
+    result = {"protocolVersion": 1} if request["method"] == "initialize" else {"health": "healthy"}
+    sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": result}) + "\n")
+    sys.stdout.flush()
+"#;
+    let exe = folder.join("noisy.py");
+    std::fs::write(&exe, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let noisy = plugin(&folder, fast_settings());
+    for n in 0..3 {
+        let report = check(&noisy, &format!("n{n}")).await;
+        assert_eq!(report.health, Health::Healthy, "{report:?}");
+    }
+    assert_eq!(noisy.supervisor().starts(), 1);
+}

@@ -154,6 +154,13 @@ impl ExternalPlugin {
         &self.plugin
     }
 
+    /// Stops this plugin's process for good, when rediscovery removed or replaced it: calls
+    /// in flight and later calls through connectors built from it fail with
+    /// `connector_failed`. Call it after taking the factory out of the registry.
+    pub async fn retire(&self) {
+        self.supervisor.retire().await;
+    }
+
     /// The process supervisor (pid, start and failure counts).
     pub fn supervisor(&self) -> &Supervisor {
         &self.supervisor

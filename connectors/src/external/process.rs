@@ -188,10 +188,17 @@ async fn read_stdout(inner: Arc<Inner>, stdout: tokio::process::ChildStdout) {
     inner.die(reason);
 }
 
+/// Most stderr lines logged per plugin process and second; the rest are counted and reported
+/// as one line, so a plugin cannot flood the daemon's logs.
+pub(crate) const MAX_STDERR_LINES_PER_SEC: u32 = 100;
+
 async fn read_stderr(inner: Arc<Inner>, stderr: tokio::process::ChildStderr, max_line: usize) {
     let mut reader = BufReader::new(stderr);
     let mut buf = Vec::new();
     let mut skipping = false;
+    let mut window = Instant::now();
+    let (mut logged, mut dropped) = (0u32, 0u64);
+    // Runs until the process's stderr closes.
     loop {
         buf.clear();
         let limit = u64::try_from(max_line).unwrap_or(u64::MAX);
@@ -200,18 +207,32 @@ async fn read_stderr(inner: Arc<Inner>, stderr: tokio::process::ChildStderr, max
             Ok(_) => {}
         }
         let complete = buf.last() == Some(&b'\n');
-        if !skipping {
+        if window.elapsed() >= Duration::from_secs(1) {
+            if dropped > 0 {
+                tracing::warn!(
+                    target: "connectors::plugin",
+                    message = "Plugin stderr lines dropped (rate limit).",
+                    plugin = %inner.plugin_id,
+                    dropped,
+                );
+            }
+            (window, logged, dropped) = (Instant::now(), 0, 0);
+        }
+        if skipping {
+            // The rest of an over-long line: read and dropped, in `max_line` chunks.
+        } else if logged >= MAX_STDERR_LINES_PER_SEC {
+            dropped += 1;
+        } else {
+            logged += 1;
             let text = String::from_utf8_lossy(&buf);
-            let text = text.trim_end();
             tracing::info!(
                 target: "connectors::plugin",
                 message = "Plugin stderr.",
                 plugin = %inner.plugin_id,
-                line = ?text,
+                line = ?text.trim_end(),
                 truncated = !complete,
             );
         }
-        // The rest of an over-long line is read and dropped, in `max_line` chunks.
         skipping = !complete;
     }
 }

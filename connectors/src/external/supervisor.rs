@@ -2,7 +2,7 @@
 //! timeouts, the concurrency limit, and restarts with exponential backoff.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -42,6 +42,8 @@ pub struct Supervisor {
     starts: AtomicU32,
     /// Processes that failed so far (crash, timeout, protocol violation, failed start).
     failed: AtomicU32,
+    /// Set by [`Supervisor::retire`]: no process starts any more.
+    retired: AtomicBool,
 }
 
 impl Supervisor {
@@ -55,6 +57,7 @@ impl Supervisor {
             failures: AtomicU32::new(0),
             starts: AtomicU32::new(0),
             failed: AtomicU32::new(0),
+            retired: AtomicBool::new(false),
         }
     }
 
@@ -114,8 +117,25 @@ impl Supervisor {
     }
 
     /// The running process, starting one if none runs and the backoff allows.
+    /// Stops the process for good (the plugin was removed or replaced): calls in flight and
+    /// every later call fail with `connector_failed`, and no process starts again. Connectors
+    /// built from this plugin must be rebuilt from the new registration.
+    pub async fn retire(&self) {
+        self.retired.store(true, Ordering::Relaxed);
+        let mut slot = self.slot.lock().await;
+        if let Some(process) = slot.process.take() {
+            process.kill(format!("plugin {} was removed or replaced", self.id));
+        }
+    }
+
     async fn ensure(&self) -> Result<Arc<Process>, CallError> {
         let mut slot = self.slot.lock().await;
+        if self.retired.load(Ordering::Relaxed) {
+            return Err(CallError::Failed(format!(
+                "plugin {} was removed or replaced; its integrations must be rebuilt",
+                self.id
+            )));
+        }
         if let Some(process) = &slot.process {
             match process.death() {
                 None => return Ok(process.clone()),
