@@ -104,22 +104,28 @@ async fn each_broken_plugin_fails_only_its_own_calls_while_a_healthy_one_answers
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashing_plugin_is_restarted_with_exponential_backoff() {
-    let broken = plugin(&fixture("crash-mid-call"), fast_settings());
+    let settings = PluginSettings {
+        backoff_min: Duration::from_millis(500),
+        backoff_max: Duration::from_secs(4),
+        ..fast_settings()
+    };
+    let broken = plugin(&fixture("crash-mid-call"), settings);
     assert_failed(&check(&broken, "a").await, "exit status: 7");
-    assert_eq!(broken.supervisor().backoff(1), Duration::from_millis(200));
-    assert_eq!(broken.supervisor().backoff(2), Duration::from_millis(400));
-    assert_eq!(broken.supervisor().backoff(9), Duration::from_secs(1));
+    assert_eq!(broken.supervisor().backoff(1), Duration::from_millis(500));
+    assert_eq!(broken.supervisor().backoff(2), Duration::from_secs(1));
+    assert_eq!(broken.supervisor().backoff(9), Duration::from_secs(4));
     // Within the first backoff: refused without a start.
     assert_failed(&check(&broken, "b").await, "waiting");
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
     // After it: restarted, and it crashes again.
     assert_failed(&check(&broken, "c").await, "exit status: 7");
     assert_eq!(broken.supervisor().starts(), 2);
-    // The second failure in a row waits twice as long.
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    // The second failure in a row waits twice as long: refused after 300 ms...
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_failed(&check(&broken, "d").await, "waiting");
     assert_eq!(broken.supervisor().starts(), 2);
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    // ...restarted after 1.1 s.
+    tokio::time::sleep(Duration::from_millis(800)).await;
     assert_failed(&check(&broken, "e").await, "exit status: 7");
     assert_eq!(broken.supervisor().starts(), 3);
     // The third failure is counted when the next call finds the process dead.
@@ -143,7 +149,7 @@ async fn a_hung_plugin_is_killed_on_timeout_and_restarted() {
     assert!(started.elapsed() < Duration::from_secs(2));
     let gone = eventually(Duration::from_secs(5), || process_gone(pid)).await;
     assert!(gone, "pid {pid} survived");
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_failed(&check(&hang, "b").await, "did not answer");
     assert_eq!(hang.supervisor().starts(), 2);
 }
@@ -168,7 +174,7 @@ async fn a_timeout_fails_the_other_calls_in_flight_on_that_process_too() {
     );
     assert_failed(&a, "did not answer check_health within 500ms");
     assert_failed(&b, "did not answer check_health within 500ms");
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let report = healthy
         .health_call(method::CHECK_HEALTH, "quick", &quick, None)
         .await;

@@ -32,8 +32,9 @@ pub fn fast_settings() -> PluginSettings {
         start_timeout: Duration::from_secs(5),
         max_message_bytes: 64 * 1024,
         max_concurrent_calls: 8,
-        backoff_min: Duration::from_millis(200),
-        backoff_max: Duration::from_secs(1),
+        // Long enough that "a call right after a failure is refused" holds on a loaded machine.
+        backoff_min: Duration::from_secs(1),
+        backoff_max: Duration::from_secs(2),
         max_stderr_line: 256,
         path: None,
     }
