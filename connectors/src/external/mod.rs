@@ -2,6 +2,7 @@
 //! time. The plugin author's guide is `docs/plugins.md`.
 //!
 //! # Layout
+//! - [`config`]: [`PluginsConfig`], the operator's `[plugins]` settings (directories, limits).
 //! - [`manifest`]: `plugin.toml`, checked strictly (`deny_unknown_fields`).
 //! - [`discovery`]: [`discover`] scans plugin directories and returns the valid plugins and the
 //!   rejected ones with typed reasons; [`diff`] compares a scan with what was known.
@@ -21,6 +22,7 @@
 
 use std::time::Duration;
 
+pub mod config;
 pub mod conformance;
 pub mod discovery;
 pub mod manifest;
@@ -29,6 +31,7 @@ mod process;
 pub mod protocol;
 pub mod supervisor;
 
+pub use config::PluginsConfig;
 pub use discovery::{
     DiscoveredPlugin, Discovery, DiscoveryDiff, Owner, RejectReason, Rejected, diff, discover,
 };
