@@ -185,10 +185,13 @@ impl From<reqwest::Error> for Error {
             if s.downcast_ref::<rustls::Error>().is_some() {
                 return Error::Tls(s.to_string());
             }
-            if s.downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-            {
-                return Error::Timeout;
+            if let Some(io) = s.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::TimedOut {
+                    return Error::Timeout;
+                }
+                if let Some(tls) = tls_inside(io) {
+                    return Error::Tls(tls.to_string());
+                }
             }
             chain = s.to_string();
             source = s.source();
@@ -202,6 +205,16 @@ impl From<reqwest::Error> for Error {
             Error::Network(chain)
         }
     }
+}
+
+/// The rustls error inside (possibly nested) `io::Error`s, whose `source()` skips the error
+/// they wrap.
+fn tls_inside(io: &std::io::Error) -> Option<&rustls::Error> {
+    let inner = io.get_ref()?;
+    if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+        return Some(tls);
+    }
+    inner.downcast_ref::<std::io::Error>().and_then(tls_inside)
 }
 
 /// One repository, project or image repository behind an integration.

@@ -294,6 +294,11 @@ impl Outbound {
         }
         let response = client.execute(request).await.map_err(Error::from)?;
         if let Some(wait) = rate_limit_signal(response.status(), response.headers()) {
+            tracing::info!(
+                message = "Provider asked to slow down; pausing calls to it.",
+                host = %key,
+                wait_secs = wait.as_secs(),
+            );
             self.pause(&key, wait);
             return Err(Error::RateLimited {
                 retry_after: Some(wait),
@@ -543,6 +548,124 @@ mod tests {
             let err = outbound.send(req).await.unwrap_err();
             assert!(matches!(err, Error::TargetRefused(_)), "{url}: {err:?}");
             assert_eq!(err.reason(), crate::Reason::Network);
+        }
+    }
+
+    fn loopback(tweak: impl FnOnce(&mut OutboundSettings)) -> Outbound {
+        let mut settings = crate::testing::loopback_settings().outbound;
+        tweak(&mut settings);
+        Outbound::new(&settings).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_rate_limited_host_is_paused_without_sending() {
+        use wiremock::matchers::path;
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let server = MockServer::start().await;
+        Mock::given(path("/limited"))
+            .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "30"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let outbound = loopback(|_| {});
+        let url = format!("{}/limited", server.uri());
+        for _ in 0..3 {
+            let req = outbound.request(reqwest::Method::GET, &url).unwrap();
+            match outbound.send(req).await {
+                Err(Error::RateLimited {
+                    retry_after: Some(wait),
+                }) => assert!(wait <= Duration::from_secs(30) && wait > Duration::from_secs(25)),
+                other => panic!("{other:?}"),
+            }
+        }
+        // `expect(1)`: the later calls never reached the provider.
+    }
+
+    #[tokio::test]
+    async fn the_per_host_limit_queues_then_reports_rate_limited() {
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let server = MockServer::start().await;
+        Mock::given(wiremock::matchers::any())
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&server)
+            .await;
+        let outbound = loopback(|s| {
+            s.per_host_requests_per_second = 1;
+            s.per_host_burst = 2;
+            s.max_rate_wait_ms = 100;
+        });
+        let mut outcomes = Vec::new();
+        for _ in 0..3 {
+            let req = outbound
+                .request(reqwest::Method::GET, &server.uri())
+                .unwrap();
+            outcomes.push(outbound.send(req).await.map(|r| r.status().as_u16()));
+        }
+        assert!(matches!(outcomes[0], Ok(200)) && matches!(outcomes[1], Ok(200)));
+        assert!(
+            matches!(outcomes[2], Err(Error::RateLimited { .. })),
+            "{:?}",
+            outcomes[2]
+        );
+    }
+
+    #[tokio::test]
+    async fn redirects_are_not_followed_and_tls_failures_are_typed() {
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let server = MockServer::start().await;
+        Mock::given(wiremock::matchers::any())
+            .respond_with(
+                ResponseTemplate::new(302).insert_header("location", "http://169.254.169.254/"),
+            )
+            .mount(&server)
+            .await;
+        let outbound = loopback(|_| {});
+        let req = outbound
+            .request(reqwest::Method::GET, &server.uri())
+            .unwrap();
+        assert_eq!(outbound.send(req).await.unwrap().status(), 302);
+        // TLS to a plain-HTTP server fails in the handshake.
+        let https = server.uri().replace("http://", "https://");
+        let req = outbound.request(reqwest::Method::GET, &https).unwrap();
+        let err = outbound.send(req).await.unwrap_err();
+        assert_eq!(err.reason(), crate::Reason::Tls, "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn oversized_bodies_are_bad_responses() {
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let server = MockServer::start().await;
+        Mock::given(wiremock::matchers::any())
+            .respond_with(
+                ResponseTemplate::new(200).set_body_string(format!("\"{}\"", "x".repeat(2048))),
+            )
+            .mount(&server)
+            .await;
+        let outbound = loopback(|_| {});
+        let req = outbound
+            .request(reqwest::Method::GET, &server.uri())
+            .unwrap();
+        let response = outbound.send(req).await.unwrap();
+        let read: Result<String, _> = read_json(response, 1024, "big").await;
+        assert!(matches!(read, Err(Error::BadResponse(_))), "{read:?}");
+    }
+
+    #[test]
+    fn cursors_must_stay_under_the_api_root() {
+        let base = "https://gitlab.example.com/api/v4";
+        assert!(
+            check_cursor_url(base, "https://gitlab.example.com/api/v4/projects?page=2").is_ok()
+        );
+        for bad in [
+            "https://gitlab.example.com.evil.com/api/v4/projects",
+            "https://gitlab.example.com/api/v40/x",
+            "http://gitlab.example.com/api/v4/projects",
+            "https://gitlab.example.com/api/v4/projects#frag",
+        ] {
+            assert!(
+                matches!(check_cursor_url(base, bad), Err(Error::InvalidCursor)),
+                "{bad}"
+            );
         }
     }
 

@@ -198,6 +198,11 @@ impl GitHubClient {
                 "installation access token: empty".into(),
             ));
         }
+        tracing::debug!(
+            message = "GitHub installation token issued.",
+            installation = self.config.installation_id,
+            expires_at = %body.expires_at,
+        );
         let margin = chrono::Duration::from_std(TOKEN_REFRESH_MARGIN).unwrap_or_default();
         Ok(InstallationToken {
             token: Secret::new(body.token),

@@ -151,13 +151,21 @@ impl SecretResolver {
         if let Some(hit) = self.cached(reference) {
             return Ok(hit);
         }
-        let secret = match reference.backend {
-            Backend::Vault => self.inner.vault.read(reference).await?,
-            Backend::Env => resolve_env(reference, |name| std::env::var(name))?,
+        let resolved = match reference.backend {
+            Backend::Vault => self.inner.vault.read(reference).await,
+            Backend::Env => resolve_env(reference, |name| std::env::var(name)),
             Backend::File => {
-                resolve_file(self.inner.settings.secrets_dir.as_deref(), reference).await?
+                resolve_file(self.inner.settings.secrets_dir.as_deref(), reference).await
             }
         };
+        let secret = match resolved {
+            Ok(secret) => secret,
+            Err(error) => {
+                tracing::warn!(message = "Secret unavailable.", %reference, %error);
+                return Err(error);
+            }
+        };
+        tracing::debug!(message = "Secret resolved.", %reference);
         if !self.ttl().is_zero() {
             let mut cache = self.inner.cache.lock().unwrap_or_else(|e| e.into_inner());
             cache.insert(
@@ -183,7 +191,9 @@ impl SecretResolver {
     /// again: called when a provider answers 401 (the secret may have been rotated).
     pub fn invalidate(&self, reference: &AuthRef) {
         let mut cache = self.inner.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache.remove(reference);
+        if cache.remove(reference).is_some() {
+            tracing::debug!(message = "Cached secret dropped after a refusal.", %reference);
+        }
     }
 }
 

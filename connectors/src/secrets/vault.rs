@@ -177,3 +177,94 @@ impl VaultClient {
         super::pick_field(reference, &fields)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    fn settings(server: &MockServer, token_file: &std::path::Path) -> SecretsSettings {
+        SecretsSettings {
+            vault_addr: Some(format!("{}/", server.uri())),
+            vault_token_file: Some(token_file.to_owned()),
+            vault_namespace: Some("team-a".into()),
+            ..SecretsSettings::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn sends_token_and_namespace_and_maps_every_status() {
+        crate::outbound::ensure_crypto_provider();
+        let server = MockServer::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, "s.vault-token\n").unwrap();
+        Mock::given(method("GET"))
+            .and(path("/v1/kv/data/ci/app"))
+            .and(header(TOKEN_HEADER, "s.vault-token"))
+            .and(header(NAMESPACE_HEADER, "team-a"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "data": {"data": {"token": "t-1"}, "metadata": {"version": 3}}
+            })))
+            .mount(&server)
+            .await;
+        let vault = VaultClient::new(&settings(&server, &token_file));
+        let reference: AuthRef = "authref://vault/kv/ci/app#token".parse().unwrap();
+        assert_eq!(vault.read(&reference).await.unwrap().expose(), "t-1");
+
+        for (response, check) in [
+            (
+                ResponseTemplate::new(503).set_body_string(r#"{"errors":["Vault is sealed"]}"#),
+                "sealed",
+            ),
+            (ResponseTemplate::new(503), "unavailable"),
+            (ResponseTemplate::new(500), "unavailable"),
+            (ResponseTemplate::new(401), "denied"),
+            (
+                ResponseTemplate::new(429).insert_header("retry-after", "4"),
+                "limited",
+            ),
+            (
+                ResponseTemplate::new(200).set_body_string("not json"),
+                "malformed",
+            ),
+            (
+                ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!({"data": {"data": null}})),
+                "not found",
+            ),
+        ] {
+            let server = MockServer::start().await;
+            Mock::given(method("GET"))
+                .respond_with(response)
+                .mount(&server)
+                .await;
+            let vault = VaultClient::new(&settings(&server, &token_file));
+            let e = vault.read(&reference).await.unwrap_err();
+            let ok = match check {
+                "sealed" => matches!(e, SecretError::Sealed { .. }),
+                "unavailable" => matches!(e, SecretError::Unavailable { .. }),
+                "denied" => matches!(e, SecretError::Denied { .. }),
+                "limited" => e.retry_after() == Some(std::time::Duration::from_secs(4)),
+                "malformed" => matches!(e, SecretError::Malformed { .. }),
+                _ => matches!(e, SecretError::NotFound { .. }),
+            };
+            assert!(ok, "{check}: {e:?}");
+            assert!(!e.to_string().contains("s.vault-token"));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reference_needs_a_mount_and_a_path() {
+        let vault = VaultClient::new(&SecretsSettings {
+            vault_addr: Some("http://127.0.0.1:9".into()),
+            ..SecretsSettings::default()
+        });
+        let e = vault
+            .read(&"authref://vault/onlymount".parse().unwrap())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, SecretError::Malformed { .. }), "{e}");
+    }
+}
