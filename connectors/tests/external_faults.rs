@@ -375,3 +375,21 @@ for line in sys.stdin:
     }
     assert_eq!(noisy.supervisor().starts(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_plugin_is_killed_even_when_the_caller_stops_waiting_first() {
+    // The health engine wraps each check in its own timeout; when that one is shorter, the
+    // plugin's call timeout must still fire and kill the hung process.
+    let settings = PluginSettings {
+        call_timeout: Duration::from_millis(500),
+        ..fast_settings()
+    };
+    let hang = plugin(&fixture("hang"), settings);
+    hang.supervisor().ensure_started().await.unwrap();
+    let pid = hang.supervisor().pid().await.unwrap();
+    let impatient = tokio::time::timeout(Duration::from_millis(100), check(&hang, "a")).await;
+    assert!(impatient.is_err());
+    let gone = eventually(Duration::from_secs(5), || process_gone(pid)).await;
+    assert!(gone, "pid {pid} survived the call timeout");
+    assert_eq!(hang.supervisor().pid().await, None);
+}

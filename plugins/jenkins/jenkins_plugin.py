@@ -19,7 +19,7 @@ import urllib.request
 
 PROTOCOL_VERSIONS = [1]
 CAPABILITIES = ["health_check", "list_resources"]
-DEFAULT_TIMEOUT = 10
+DEFAULT_TIMEOUT = 5
 MAX_BODY = 8 * 1024 * 1024
 
 # JSON-RPC error codes (docs/plugins.md, "Errors").

@@ -81,7 +81,7 @@ pub async fn run(dir: &Path, options: Options) -> Vec<Check> {
             return checks;
         }
     };
-    let supervisor = Supervisor::new(plugin.clone(), options.settings.clone());
+    let supervisor = std::sync::Arc::new(Supervisor::new(plugin.clone(), options.settings.clone()));
     let canary = Credential::new(CANARY);
     let credential = options.credential.as_ref().unwrap_or(&canary);
     let params = protocol::integration_params("conformance", &options.config, Some(credential));

@@ -38,9 +38,10 @@ pub use discovery::{
 pub use plugin::{CredentialSource, ExternalConnector, ExternalPlugin, NoCredentials};
 pub use protocol::{Credential, PROTOCOL_VERSION, Resource, SUPPORTED_PROTOCOL_VERSIONS};
 
-/// Default per-call timeout. Keep it below the health engine's own check timeout, so a hung
-/// plugin is reported as a plugin failure rather than a provider timeout.
-pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// Default per-call timeout: below the health engine's default check timeout (10 s), so a
+/// hung plugin is reported as a plugin failure (with its restart) rather than a provider
+/// timeout. Plugins should bound their own provider calls below it.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(8);
 /// Default time a process has to start and answer `initialize`.
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default largest message, either way, in bytes (one line of JSON).

@@ -227,9 +227,20 @@ impl Supervisor {
     /// (re)start by the start timeout. A call that times out kills the process (its other
     /// pending calls fail too); the next call restarts it after the backoff.
     ///
+    /// The call runs in its own task, so its timeout fires even when the caller stops
+    /// waiting first (the health engine's own check timeout): a hung plugin is always killed.
+    ///
     /// # Errors
     /// [`CallError`]; never panics on anything the plugin does.
-    pub async fn call(&self, method: &str, params: Value) -> Result<Value, CallError> {
+    pub async fn call(self: &Arc<Self>, method: &str, params: Value) -> Result<Value, CallError> {
+        let this = self.clone();
+        let method = method.to_owned();
+        tokio::spawn(async move { this.call_here(&method, params).await })
+            .await
+            .unwrap_or_else(|e| Err(CallError::Failed(format!("the call task failed: {e}"))))
+    }
+
+    async fn call_here(&self, method: &str, params: Value) -> Result<Value, CallError> {
         let timeout = self.settings.call_timeout;
         let _permit = match tokio::time::timeout(timeout, self.permits.acquire()).await {
             Ok(Ok(permit)) => permit,
