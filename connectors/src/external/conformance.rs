@@ -85,6 +85,7 @@ pub async fn run(dir: &Path, options: Options) -> Vec<Check> {
     let canary = Credential::new(CANARY);
     let credential = options.credential.as_ref().unwrap_or(&canary);
     let params = protocol::integration_params("conformance", &options.config, Some(credential));
+    supervisor.remember_secret(credential);
 
     checks.push(check(
         "initialize",

@@ -214,6 +214,9 @@ impl ExternalPlugin {
         config: &Map<String, Value>,
         credential: Option<&Credential>,
     ) -> HealthReport {
+        if let Some(c) = credential {
+            self.supervisor.remember_secret(c);
+        }
         let params = protocol::integration_params(integration_id, config, credential);
         match self.supervisor.call(method, params).await {
             Ok(value) => protocol::health_report(value, credential).unwrap_or_else(|e| {
@@ -246,6 +249,9 @@ impl ExternalPlugin {
                 "plugin {} does not list resources",
                 self.plugin.manifest.id
             )));
+        }
+        if let Some(c) = credential {
+            self.supervisor.remember_secret(c);
         }
         let params = protocol::integration_params(integration_id, config, credential);
         let value = self

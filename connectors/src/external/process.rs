@@ -32,6 +32,8 @@ struct Inner {
     death: Mutex<Option<(String, Instant)>>,
     child: Mutex<Option<Child>>,
     max_message_bytes: usize,
+    /// Credentials recently sent to this plugin, scrubbed from its stderr before logging.
+    secrets: Arc<RecentSecrets>,
 }
 
 /// A running plugin process. Dropping it kills the process group.
@@ -188,6 +190,40 @@ async fn read_stdout(inner: Arc<Inner>, stdout: tokio::process::ChildStdout) {
     inner.die(reason);
 }
 
+/// The credentials most recently sent to one plugin (at most [`RecentSecrets::CAPACITY`]),
+/// kept only to scrub them from the plugin's stderr: a plugin that logs its credential must
+/// not get it into the daemon's logs.
+#[derive(Default)]
+pub(crate) struct RecentSecrets(Mutex<std::collections::VecDeque<super::Credential>>);
+
+impl RecentSecrets {
+    const CAPACITY: usize = 64;
+    /// Shorter values are not scrubbed (they would match everywhere).
+    const MIN_LEN: usize = 4;
+
+    pub(crate) fn remember(&self, credential: &super::Credential) {
+        if credential.expose().len() < Self::MIN_LEN {
+            return;
+        }
+        let mut recent = lock(&self.0);
+        recent.retain(|c| c.expose() != credential.expose());
+        if recent.len() == Self::CAPACITY {
+            recent.pop_front();
+        }
+        recent.push_back(credential.clone());
+    }
+
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        for c in lock(&self.0).iter() {
+            if text.contains(c.expose()) {
+                text = text.replace(c.expose(), "[REDACTED]");
+            }
+        }
+        text
+    }
+}
+
 /// Most stderr lines logged per plugin process and second; the rest are counted and reported
 /// as one line, so a plugin cannot flood the daemon's logs.
 pub(crate) const MAX_STDERR_LINES_PER_SEC: u32 = 100;
@@ -224,7 +260,7 @@ async fn read_stderr(inner: Arc<Inner>, stderr: tokio::process::ChildStderr, max
             dropped += 1;
         } else {
             logged += 1;
-            let text = String::from_utf8_lossy(&buf);
+            let text = inner.secrets.scrub(&String::from_utf8_lossy(&buf));
             tracing::info!(
                 target: "connectors::plugin",
                 message = "Plugin stderr.",
@@ -244,6 +280,7 @@ impl Process {
         mut child: Child,
         max_message_bytes: usize,
         max_stderr_line: usize,
+        secrets: Arc<RecentSecrets>,
     ) -> Self {
         let stdin = child.stdin.take();
         let stdout = child.stdout.take();
@@ -256,6 +293,7 @@ impl Process {
             death: Mutex::new(None),
             child: Mutex::new(Some(child)),
             max_message_bytes,
+            secrets,
         });
         let reader = match stdout {
             Some(out) => tokio::spawn(read_stdout(inner.clone(), out)),

@@ -10,7 +10,8 @@ use tokio::sync::{Mutex, Semaphore};
 use tokio::time::Instant;
 
 use super::discovery::DiscoveredPlugin;
-use super::process::Process;
+use super::process::{Process, RecentSecrets};
+use super::protocol::Credential;
 use super::protocol::{self, InitializeResult, method};
 use super::{CallError, PluginSettings};
 
@@ -35,6 +36,8 @@ pub struct Supervisor {
     id: Arc<str>,
     settings: PluginSettings,
     slot: Mutex<Slot>,
+    /// Credentials recently sent, scrubbed from the plugin's stderr.
+    secrets: Arc<RecentSecrets>,
     permits: Semaphore,
     /// Failures since the last successful call; drives the backoff.
     failures: AtomicU32,
@@ -54,6 +57,7 @@ impl Supervisor {
             plugin,
             settings,
             slot: Mutex::new(Slot::default()),
+            secrets: Arc::default(),
             failures: AtomicU32::new(0),
             starts: AtomicU32::new(0),
             failed: AtomicU32::new(0),
@@ -64,6 +68,11 @@ impl Supervisor {
     /// How many processes were started so far.
     pub fn starts(&self) -> u32 {
         self.starts.load(Ordering::Relaxed)
+    }
+
+    /// Notes a credential about to be sent, so the plugin's stderr is scrubbed of it.
+    pub fn remember_secret(&self, credential: &Credential) {
+        self.secrets.remember(credential);
     }
 
     /// How many process failures were recorded so far (crash, timeout, protocol violation,
@@ -198,6 +207,7 @@ impl Supervisor {
             child,
             self.settings.max_message_bytes,
             self.settings.max_stderr_line,
+            self.secrets.clone(),
         ));
         let init = process
             .request(method::INITIALIZE, protocol::initialize_params(&self.id))
