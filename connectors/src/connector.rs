@@ -309,3 +309,65 @@ pub trait Connector: Send + Sync + 'static {
 
 /// A built connector, shared between a monitor and on-demand calls.
 pub type SharedConnector = Arc<dyn Connector>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::Health;
+
+    #[test]
+    fn every_error_is_an_unhealthy_report_with_its_reason() {
+        let sealed = SecretError::Sealed {
+            reference: "authref://vault/secret/x#y".into(),
+        };
+        let vault_limited = SecretError::RateLimited {
+            reference: "authref://vault/secret/x#y".into(),
+            retry_after: Some(Duration::from_secs(4)),
+        };
+        for (error, reason, retry_after) in [
+            (Error::Unauthorized, Reason::AuthFailed, None),
+            (Error::Forbidden, Reason::Forbidden, None),
+            (
+                Error::RateLimited { retry_after: None },
+                Reason::RateLimited,
+                Some(crate::outbound::DEFAULT_RETRY_AFTER),
+            ),
+            (Error::Timeout, Reason::Timeout, None),
+            (Error::Network("refused".into()), Reason::Network, None),
+            (
+                Error::TargetRefused("10.0.0.1".into()),
+                Reason::Network,
+                None,
+            ),
+            (Error::Tls("bad certificate".into()), Reason::Tls, None),
+            (
+                Error::Provider { status: 502 },
+                Reason::ProviderDegraded,
+                None,
+            ),
+            (Error::BadResponse("x".into()), Reason::BadResponse, None),
+            (Error::NotFound("x".into()), Reason::BadResponse, None),
+            (
+                Error::Credential(sealed),
+                Reason::CredentialUnavailable,
+                None,
+            ),
+            (
+                Error::Credential(vault_limited),
+                Reason::CredentialUnavailable,
+                Some(Duration::from_secs(4)),
+            ),
+            (
+                Error::NoCredentials("x"),
+                Reason::CredentialUnavailable,
+                None,
+            ),
+        ] {
+            let report = error.to_report();
+            assert_eq!(report.health, Health::Unhealthy, "{error:?}");
+            assert_eq!(report.reason, Some(reason), "{error:?}");
+            assert_eq!(report.retry_after, retry_after, "{error:?}");
+            assert_eq!(report.message.as_deref(), Some(error.to_string().as_str()));
+        }
+    }
+}

@@ -563,6 +563,7 @@ mod tests {
         use wiremock::{Mock, MockServer, ResponseTemplate};
         let server = MockServer::start().await;
         Mock::given(path("/limited"))
+            .and(wiremock::matchers::header("user-agent", USER_AGENT))
             .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "30"))
             .expect(1)
             .mount(&server)
