@@ -35,6 +35,9 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub health: actors::health::HealthSettings,
+    /// Outbound HTTP discipline and secret resolution for every connector.
+    #[serde(default)]
+    pub connectors: connectors::Settings,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
 }

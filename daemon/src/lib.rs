@@ -46,9 +46,80 @@ pub struct AppState {
     pub catalog: Catalog,
     pub registry: connectors::Registry,
     pub auth: auth::Authenticator,
+    /// Shared by every connector built outside the health engine (resources, webhooks,
+    /// verification before save).
+    pub env: connectors::ConnectorEnv,
     /// `None` when `[health] enabled = false`.
     pub health: Option<HealthEngine>,
     pub metrics: &'static prometheus::Registry,
+}
+
+impl AppState {
+    /// Builds the live connector of a catalog row.
+    ///
+    /// # Errors
+    /// The connector's error (unknown type, configuration, unsupported).
+    pub fn connector_for(
+        &self,
+        m: &entity::integration::Model,
+    ) -> Result<connectors::SharedConnector, connectors::connector::Error> {
+        let factory = self.registry.get(&m.provider_type).ok_or(
+            connectors::connector::Error::Unsupported("no connector is registered for this type"),
+        )?;
+        factory.build(&actors::health::engine::integration_spec(m), &self.env)
+    }
+}
+
+/// Longest a `?verify=true` connection test may take.
+pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(15);
+
+impl AppState {
+    /// Tests a configuration against the provider before it is saved (`?verify=true`).
+    ///
+    /// # Errors
+    /// 422 `verification_failed` with the reason when the provider is not reachable with it.
+    pub async fn verify(
+        &self,
+        tenant: &actors::TenantId,
+        provider_type: &str,
+        config: &serde_json::Map<String, serde_json::Value>,
+        auth_ref_uri: Option<&str>,
+    ) -> Result<(), api::error::ApiError> {
+        use api::error::{ApiError, ERROR_CODE_VERIFICATION_FAILED, Problem};
+        let factory = self
+            .registry
+            .get(provider_type)
+            .ok_or_else(|| ApiError::invalid("type", "unknown provider type"))?;
+        let spec = connectors::IntegrationSpec {
+            id: "verify".into(),
+            tenant: tenant.to_string(),
+            provider_type: provider_type.to_owned(),
+            config: config.clone(),
+            auth_ref: auth_ref_uri.and_then(|u| u.parse().ok()),
+        };
+        let connector = factory.build(&spec, &self.env)?;
+        let report = tokio::time::timeout(VERIFY_TIMEOUT, connector.test_connection())
+            .await
+            .unwrap_or_else(|_| {
+                connectors::HealthReport::unhealthy(
+                    connectors::Reason::Timeout,
+                    "no answer in time",
+                )
+            });
+        if report.health == connectors::Health::Unhealthy {
+            let reason = report.reason.map_or("unknown", connectors::Reason::as_str);
+            let message = report.message.unwrap_or_default();
+            return Err(ApiError::from_problem(
+                Problem::new(
+                    poem::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    ERROR_CODE_VERIFICATION_FAILED,
+                    format!("the provider could not be reached with this configuration: {reason}: {message}"),
+                )
+                .with_field("config", format!("{reason}: {message}")),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Why the daemon could not start.
@@ -64,6 +135,8 @@ pub enum Error {
     KeyConfig(#[from] auth::api_key::KeyConfigError),
     #[error("starting the catalog actor")]
     Actor(#[from] ractor::SpawnErr),
+    #[error("invalid [connectors] settings")]
+    Connectors(#[source] connectors::outbound::OutboundError),
     #[error("starting the health engine")]
     Health(#[from] actors::health::EngineError),
     #[error("building the HTTP client")]
@@ -183,14 +256,14 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     let (events, followed) = tokio::sync::mpsc::unbounded_channel();
     let (catalog, catalog_handle) =
         Catalog::start(store.clone(), config.catalog.workers, Some(events)).await?;
+    let env = connectors::ConnectorEnv::new(&config.connectors).map_err(Error::Connectors)?;
     let health = if config.health.enabled {
-        let env = connectors::ConnectorEnv::default();
         Some(
             HealthEngine::start(
                 store.clone(),
                 &config.health,
                 registry.clone(),
-                env,
+                env.clone(),
                 followed,
             )
             .await?,
@@ -203,6 +276,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         catalog: catalog.clone(),
         registry,
         auth: authenticator,
+        env,
         health: health.clone(),
         metrics,
     });

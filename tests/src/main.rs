@@ -14,6 +14,7 @@ mod auth;
 mod authority;
 mod bootstrap;
 mod catalog;
+mod connectors;
 mod context;
 mod health;
 mod openapi;

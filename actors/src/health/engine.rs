@@ -30,6 +30,17 @@ const SUMMARY_PAGE: u64 = 10_000;
 /// How often summaries and retention run.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(300);
 
+/// What a connector is built from: a catalog row's provider-facing parts.
+pub fn integration_spec(m: &entity::integration::Model) -> IntegrationSpec {
+    IntegrationSpec {
+        id: m.id.to_string(),
+        tenant: m.tenant_id.clone(),
+        provider_type: m.provider_type.clone(),
+        config: m.config_json.as_object().cloned().unwrap_or_default(),
+        auth_ref: m.auth_ref_uri.as_deref().and_then(|u| u.parse().ok()),
+    }
+}
+
 /// What every monitor shares.
 pub struct EngineContext {
     pub schedule: Schedule,

@@ -1,8 +1,9 @@
 //! Seeds a migrated catalog database with `COUNT` integrations spread over `TENANTS` tenants
 //! (`t000`, `t001`, …) and the five built-in provider types, in multi-row INSERTs.
 //!
-//! Usage: `seed DATABASE_URL COUNT TENANTS` (connect as a role that bypasses row-level
-//! security, such as the database owner's superuser, to seed every tenant at once).
+//! Usage: `seed DATABASE_URL COUNT TENANTS [TYPE CONFIG_JSON]` (connect as a role that bypasses
+//! row-level security, such as a superuser, to seed every tenant at once). With TYPE and
+//! CONFIG_JSON every integration gets that type and configuration.
 
 use anyhow::{Context, bail};
 use sea_orm::{ConnectionTrait, Database, Statement};
@@ -13,8 +14,12 @@ const BATCH: usize = 1000;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, url, count, tenants] = args.as_slice() else {
-        bail!("usage: seed DATABASE_URL COUNT TENANTS");
+    let (url, count, tenants, fixed) = match args.as_slice() {
+        [_, url, count, tenants] => (url, count, tenants, None),
+        [_, url, count, tenants, kind, config] => {
+            (url, count, tenants, Some((kind.clone(), config.clone())))
+        }
+        _ => bail!("usage: seed DATABASE_URL COUNT TENANTS [TYPE CONFIG_JSON]"),
     };
     let count: usize = count.parse().context("COUNT")?;
     let tenants: usize = tenants.parse().context("TENANTS")?;
@@ -33,11 +38,22 @@ async fn main() -> anyhow::Result<()> {
                 sql.push(',');
             }
             let tenant = i % tenants;
-            let kind = TYPES[(i / tenants) % TYPES.len()];
+            let (kind, config, auth_ref) = match &fixed {
+                Some((kind, config)) => {
+                    (kind.clone(), config.replace('\'', "''"), "NULL".to_owned())
+                }
+                None => {
+                    let kind = TYPES[(i / tenants) % TYPES.len()];
+                    (
+                        kind.to_owned(),
+                        format!("{{\"baseUrl\": \"https://provider-{i}.example.com\"}}"),
+                        format!("'authref://vault/ci/{kind}/{i}#token'"),
+                    )
+                }
+            };
             sql.push_str(&format!(
-                "('{}', 't{tenant:03}', '{kind}', 'integration-{i}', \
-                 '{{\"baseUrl\": \"https://provider-{i}.example.com\"}}', \
-                 'authref://vault/ci/{kind}/{i}#token', 'unknown', 1, '{now}', '{now}')",
+                "('{}', 't{tenant:03}', '{kind}', 'integration-{i}', '{config}', {auth_ref}, \
+                 'unknown', 1, '{now}', '{now}')",
                 uuid::Uuid::now_v7()
             ));
         }

@@ -31,6 +31,10 @@ pub const ERROR_CODE_RATE_LIMITED: &str = "rate_limited";
 pub const ERROR_CODE_INTERNAL: &str = "internal";
 pub const ERROR_CODE_NOT_IMPLEMENTED: &str = "not_implemented";
 pub const ERROR_CODE_UNAVAILABLE: &str = "unavailable";
+pub const ERROR_CODE_UNSUPPORTED: &str = "unsupported";
+pub const ERROR_CODE_PROVIDER: &str = "provider_error";
+pub const ERROR_CODE_PROVIDER_TIMEOUT: &str = "provider_timeout";
+pub const ERROR_CODE_VERIFICATION_FAILED: &str = "verification_failed";
 
 /// One invalid field of a request.
 #[derive(Debug, Clone, Object)]
@@ -121,9 +125,15 @@ pub enum ApiError {
     /// This operation is not available yet.
     #[oai(status = 501, content_type = "application/problem+json")]
     NotImplemented(Json<Problem>),
+    /// The provider behind the integration failed or refused the call.
+    #[oai(status = 502, content_type = "application/problem+json")]
+    BadGateway(Json<Problem>),
     /// A dependency (such as the database) is unavailable; retry later.
     #[oai(status = 503, content_type = "application/problem+json")]
     Unavailable(Json<Problem>),
+    /// The provider behind the integration did not answer in time.
+    #[oai(status = 504, content_type = "application/problem+json")]
+    GatewayTimeout(Json<Problem>),
 }
 
 /// The `WWW-Authenticate` challenge sent with every 401.
@@ -145,7 +155,9 @@ impl ApiError {
             422 => ApiError::Unprocessable(p),
             429 => ApiError::TooManyRequests(p, 1),
             501 => ApiError::NotImplemented(p),
+            502 => ApiError::BadGateway(p),
             503 => ApiError::Unavailable(p),
+            504 => ApiError::GatewayTimeout(p),
             _ => ApiError::Internal(Json(Problem::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 ERROR_CODE_INTERNAL,
@@ -327,7 +339,9 @@ impl ApiError {
             | ApiError::Unprocessable(p)
             | ApiError::Internal(p)
             | ApiError::NotImplemented(p)
-            | ApiError::Unavailable(p) => (p.0, None),
+            | ApiError::BadGateway(p)
+            | ApiError::Unavailable(p)
+            | ApiError::GatewayTimeout(p) => (p.0, None),
         };
         poem::Error::from(ProblemError {
             problem,
@@ -377,4 +391,32 @@ fn problem_response(problem: Problem) -> Response {
         builder = builder.header("www-authenticate", BEARER_CHALLENGE);
     }
     builder.body(body)
+}
+
+impl From<connectors::connector::Error> for ApiError {
+    fn from(e: connectors::connector::Error) -> Self {
+        use connectors::connector::Error as E;
+        let detail = e.to_string();
+        match e {
+            E::Unsupported(_) => ApiError::from_problem(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ERROR_CODE_UNSUPPORTED,
+                detail,
+            )),
+            E::Config(c) => ApiError::invalid(c.field().to_owned(), c.message()),
+            E::RateLimited { retry_after } => {
+                ApiError::rate_limited(retry_after.unwrap_or(Duration::from_secs(60)))
+            }
+            E::Timeout => ApiError::from_problem(Problem::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                ERROR_CODE_PROVIDER_TIMEOUT,
+                detail,
+            )),
+            _ => ApiError::from_problem(Problem::new(
+                StatusCode::BAD_GATEWAY,
+                ERROR_CODE_PROVIDER,
+                detail,
+            )),
+        }
+    }
 }

@@ -144,6 +144,8 @@ impl IntegrationsApi {
         &self,
         state: Data<&Arc<AppState>>,
         auth: BearerAuth,
+        /// Test the configuration against the provider first; 422 if it does not work.
+        verify: Query<Option<bool>>,
         body: Json<IntegrationCreate>,
     ) -> Result<IntegrationCreated, ApiError> {
         let principal = auth.require(Scope::Write)?;
@@ -154,6 +156,16 @@ impl IntegrationsApi {
             auth_ref_uri: validate::auth_ref(body.auth_ref_uri)?,
             provider_type: body.provider_type,
         };
+        if verify.0 == Some(true) {
+            state
+                .verify(
+                    &principal.tenant,
+                    &new.provider_type,
+                    &new.config,
+                    new.auth_ref_uri.as_deref(),
+                )
+                .await?;
+        }
         let created = state
             .catalog
             .create(&principal.tenant, &principal.subject, new)
@@ -186,6 +198,8 @@ impl IntegrationsApi {
         /// The `ETag` this update was based on, or `*`.
         #[oai(name = "If-Match")]
         if_match: Header<Option<String>>,
+        /// Test the new configuration against the provider first; 422 if it does not work.
+        verify: Query<Option<bool>>,
         body: Json<IntegrationUpdate>,
     ) -> Result<IntegrationOk, ApiError> {
         let principal = auth.require(Scope::Write)?;
@@ -199,6 +213,16 @@ impl IntegrationsApi {
             auth_ref_uri: validate::auth_ref(body.auth_ref_uri)?,
             expected_version,
         };
+        if verify.0 == Some(true) {
+            state
+                .verify(
+                    &principal.tenant,
+                    &current.provider_type,
+                    &changes.config,
+                    changes.auth_ref_uri.as_deref(),
+                )
+                .await?;
+        }
         let updated = state
             .catalog
             .update(&principal.tenant, &principal.subject, id.0, changes)

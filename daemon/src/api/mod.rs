@@ -9,6 +9,8 @@
 pub mod audit;
 pub mod error;
 pub mod integrations;
+pub mod plugins;
+pub mod resources;
 pub mod security;
 pub mod system;
 pub mod types;
@@ -35,6 +37,8 @@ pub enum ApiTags {
 
 type Apis = (
     integrations::IntegrationsApi,
+    resources::ResourcesApi,
+    plugins::PluginsApi,
     audit::AuditApi,
     system::SystemApi,
 );
@@ -44,6 +48,8 @@ pub fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
             integrations::IntegrationsApi,
+            resources::ResourcesApi,
+            plugins::PluginsApi,
             audit::AuditApi,
             system::SystemApi,
         ),

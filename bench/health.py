@@ -1,0 +1,226 @@
+#!/usr/bin/env python3
+"""Health-engine benchmark on PostgreSQL.
+
+For each fleet size and connector (in-memory, or the OCI connector against a loopback provider
+mock), seeds the catalog, starts the release daemon with an interval that makes 3,333
+checks/s, and measures: time from start to all monitors scheduled, sustained checks/s, p99
+schedule lateness, RSS per monitored integration beyond an empty daemon, and CPU microseconds
+per check. For the HTTP case it runs the floor (bench/src/bin/health-floor.rs: tokio + reqwest
++ bulk inserts, no actors) in the same run and reports the ratio.
+
+Usage: bench/health.py [--sizes 10000,100000,1000000] [--modes inmemory,http]
+                       [--warmup S] [--window S]
+Results go to bench/out/health.json and are printed as a table.
+"""
+import argparse, json, os, re, signal, socket, subprocess, sys, time, urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REL = os.path.join(ROOT, "target", "release")
+OUT = os.path.join(ROOT, "bench", "out")
+DB = "stella_bench_health"
+APP_URL = f"postgres://stella_app@127.0.0.1:5432/{DB}"
+ADMIN_URL = f"postgres://postgres@127.0.0.1:5432/{DB}"
+TARGET_RATE = 3333
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def psql(*sql, db="postgres"):
+    for s in sql:
+        subprocess.run(["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", db, "-c", s],
+                       check=True, stdout=subprocess.DEVNULL)
+
+
+def free_port():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+
+
+def fresh_db():
+    psql("DO $$ BEGIN CREATE ROLE stella_app LOGIN NOSUPERUSER NOBYPASSRLS; "
+         "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$",
+         f"DROP DATABASE IF EXISTS {DB}", f"CREATE DATABASE {DB} OWNER stella_app")
+    subprocess.run([os.path.join(REL, "stella-integrations"), "migrate"], check=True,
+                   env={**os.environ, "DATABASE_URL": APP_URL})
+
+
+def proc_stat(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / TICK
+    with open(f"/proc/{pid}/status") as f:
+        rss = int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1)) * 1024
+    return cpu, rss
+
+
+def scrape(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:
+        text = r.read().decode()
+    def total(name, label_filter=""):
+        s = 0.0
+        for line in text.splitlines():
+            if line.startswith(name) and label_filter in line:
+                s += float(line.rsplit(" ", 1)[1])
+        return s
+    buckets = {}
+    for line in text.splitlines():
+        if line.startswith("integration_schedule_lag_ms_bucket"):
+            le = re.search(r'le="([^"]+)"', line).group(1)
+            buckets[float("inf") if le == "+Inf" else float(le)] = float(line.rsplit(" ", 1)[1])
+    return {
+        "checks": total("integration_health_checks_total{"),
+        "monitors": total("integration_monitors_running{") or total("integration_monitors_running "),
+        "lag": buckets,
+    }
+
+
+def p99(b0, b1):
+    delta = {le: b1.get(le, 0) - b0.get(le, 0) for le in b1}
+    count = delta.get(float("inf"), 0)
+    if count <= 0:
+        return None
+    for le in sorted(delta):
+        if delta[le] >= 0.99 * count:
+            return le
+    return None
+
+
+def daemon_config(port, interval, mock_port):
+    return f"""
+[http]
+listen = "127.0.0.1:{port}"
+[database]
+url = "{APP_URL}"
+max_connections = 8
+[log]
+format = "json"
+filter = "warn,daemon=info,actors=info"
+[auth.rate_limit]
+per_second = 0
+[[auth.api_keys]]
+id = "bench"
+tenant = "t000"
+scopes = ["integrations:read"]
+sha256 = "{'0' * 64}"
+[health]
+interval_seconds = {interval}
+timeout_seconds = 10
+writer_batch = 2000
+writer_flush_ms = 200
+[connectors.outbound]
+allow_private_networks = ["127.0.0.1/32"]
+per_host_requests_per_second = 1000000
+per_host_burst = 1000000
+"""
+
+
+def start_daemon(tmp, port, interval, mock_port):
+    path = os.path.join(tmp, "bench.toml")
+    with open(path, "w") as f:
+        f.write(daemon_config(port, interval, mock_port))
+    log = open(os.path.join(tmp, "daemon.log"), "w")
+    p = subprocess.Popen([os.path.join(REL, "stella-integrations"), "--config", path],
+                         stdout=log, stderr=log, env={k: v for k, v in os.environ.items()
+                                                      if k not in ("DATABASE_URL", "STELLA_CONFIG")})
+    for _ in range(600):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1)
+            return p
+        except Exception:
+            time.sleep(0.05)
+    raise SystemExit("daemon did not become ready")
+
+
+def stop(p):
+    p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill(); p.wait()
+
+
+def empty_rss(tmp):
+    fresh_db()
+    port = free_port()
+    p = start_daemon(tmp, port, 300, 0)
+    time.sleep(3)
+    _, rss = proc_stat(p.pid)
+    stop(p)
+    return rss
+
+
+def run_case(tmp, size, mode, warmup, window, base_rss, mock_port):
+    interval = max(1, round(size / TARGET_RATE))
+    fresh_db()
+    if mode == "inmemory":
+        kind, config = "inmemory", "{}"
+    else:
+        kind, config = "oci_registry", json.dumps({"baseUrl": f"http://127.0.0.1:{mock_port}"})
+    t = time.time()
+    subprocess.run([os.path.join(REL, "seed"), ADMIN_URL, str(size), "100", kind, config], check=True,
+                   stdout=subprocess.DEVNULL)
+    seeded = time.time() - t
+    psql("ANALYZE", db=DB)
+    port = free_port()
+    started = time.time()
+    p = start_daemon(tmp, port, interval, mock_port)
+    scheduled = None
+    while time.time() - started < 300:
+        if scrape(port)["monitors"] >= size:
+            scheduled = time.time() - started
+            break
+        time.sleep(0.2)
+    time.sleep(warmup)
+    s0, (cpu0, _) = scrape(port), proc_stat(p.pid)
+    time.sleep(window)
+    s1, (cpu1, rss) = scrape(port), proc_stat(p.pid)
+    checks = s1["checks"] - s0["checks"]
+    result = {
+        "size": size, "mode": mode, "interval_s": interval, "seed_s": round(seeded, 1),
+        "all_scheduled_s": round(scheduled, 2) if scheduled else None,
+        "checks_per_s": round(checks / window, 1),
+        "p99_lateness_ms_le": p99(s0["lag"], s1["lag"]),
+        "rss_bytes": rss, "rss_per_integration_bytes": round((rss - base_rss) / size),
+        "cpu_us_per_check": round((cpu1 - cpu0) * 1e6 / max(checks, 1), 1),
+    }
+    stop(p)
+    if mode == "http":
+        fresh_db()
+        floor = subprocess.run([os.path.join(REL, "health-floor"), ADMIN_URL, f"http://127.0.0.1:{mock_port}",
+                                str(size), str(interval), str(warmup + 5), str(window)],
+                               check=True, capture_output=True, text=True)
+        f = json.loads(floor.stdout.strip().splitlines()[-1])
+        result["floor_checks_per_s"] = f["checks_per_second"]
+        result["floor_cpu_us_per_check"] = f["cpu_us_per_check"]
+        result["cpu_ratio_to_floor"] = round(result["cpu_us_per_check"] / max(f["cpu_us_per_check"], 0.001), 2)
+    return result
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="10000,100000,1000000")
+    ap.add_argument("--modes", default="inmemory,http")
+    ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--window", type=int, default=60)
+    args = ap.parse_args()
+    os.makedirs(OUT, exist_ok=True)
+    tmp = os.path.join(OUT, "health-work")
+    os.makedirs(tmp, exist_ok=True)
+    mock_port = free_port()
+    mock = subprocess.Popen([os.path.join(REL, "provider-mock"), f"127.0.0.1:{mock_port}"])
+    results = []
+    try:
+        base = empty_rss(tmp)
+        print(f"empty daemon RSS: {base / 1e6:.1f} MB", flush=True)
+        for size in [int(s) for s in args.sizes.split(",")]:
+            for mode in args.modes.split(","):
+                r = run_case(tmp, size, mode, args.warmup, args.window, base, mock_port)
+                print(json.dumps(r), flush=True)
+                results.append(r)
+    finally:
+        mock.terminate()
+        psql(f"DROP DATABASE IF EXISTS {DB}")
+    with open(os.path.join(OUT, "health.json"), "w") as f:
+        json.dump({"empty_rss_bytes": base, "results": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
