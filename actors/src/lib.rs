@@ -9,6 +9,8 @@
 //!   serialised on one worker; writes of different tenants run on different workers, and reads
 //!   go straight to the pool without any mailbox.
 //! - [`health`]: the health engine: one supervised monitor actor per live integration.
+//! - [`registry`]: the plugin-registry actor: built-in connectors and discovered external
+//!   plugins in one shared registry.
 //! - [`db`]: connecting (pool settings per backend) and migrating.
 //! - [`error`]: [`CatalogError`], in domain terms; the daemon maps it to HTTP in one place.
 
@@ -16,6 +18,7 @@ pub mod catalog;
 pub mod db;
 pub mod error;
 pub mod health;
+pub mod registry;
 pub mod store;
 pub mod tenant;
 

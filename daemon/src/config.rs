@@ -38,6 +38,9 @@ pub struct Config {
     /// Outbound HTTP discipline and secret resolution for every connector.
     #[serde(default)]
     pub connectors: connectors::Settings,
+    /// External connector plugins: where to discover them, and the limits of their processes.
+    #[serde(default)]
+    pub plugins: connectors::external::PluginsConfig,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
 }

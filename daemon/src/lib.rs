@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use actors::db::{self, PoolSettings};
 use actors::health::HealthEngine;
+use actors::registry::{PluginRegistry, RegistryArgs, SharedRegistry};
 use actors::{Catalog, Store};
 use poem::Server;
 use poem::listener::{Acceptor, Listener, TcpListener};
@@ -44,7 +45,9 @@ pub const BOOTSTRAP_TENANT: &str = "default";
 pub struct AppState {
     pub store: Store,
     pub catalog: Catalog,
-    pub registry: connectors::Registry,
+    /// Built-in and discovered connectors, shared with the health engine.
+    pub registry: SharedRegistry,
+    pub plugins: PluginRegistry,
     pub auth: auth::Authenticator,
     /// Shared by every connector built outside the health engine (resources, webhooks,
     /// verification before save).
@@ -55,6 +58,18 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The connector of a provider type, if one is registered now.
+    pub fn factory(
+        &self,
+        provider_type: &str,
+    ) -> Option<std::sync::Arc<dyn connectors::ConnectorFactory>> {
+        self.registry
+            .read()
+            .expect("registry lock")
+            .get(provider_type)
+            .cloned()
+    }
+
     /// Builds the live connector of a catalog row.
     ///
     /// # Errors
@@ -63,9 +78,11 @@ impl AppState {
         &self,
         m: &entity::integration::Model,
     ) -> Result<connectors::SharedConnector, connectors::connector::Error> {
-        let factory = self.registry.get(&m.provider_type).ok_or(
-            connectors::connector::Error::Unsupported("no connector is registered for this type"),
-        )?;
+        let factory =
+            self.factory(&m.provider_type)
+                .ok_or(connectors::connector::Error::Unsupported(
+                    "no connector is registered for this type",
+                ))?;
         factory.build(&actors::health::engine::integration_spec(m), &self.env)
     }
 }
@@ -87,8 +104,7 @@ impl AppState {
     ) -> Result<(), api::error::ApiError> {
         use api::error::{ApiError, ERROR_CODE_VERIFICATION_FAILED, Problem};
         let factory = self
-            .registry
-            .get(provider_type)
+            .factory(provider_type)
             .ok_or_else(|| ApiError::invalid("type", "unknown provider type"))?;
         let spec = connectors::IntegrationSpec {
             id: "verify".into(),
@@ -135,6 +151,8 @@ pub enum Error {
     KeyConfig(#[from] auth::api_key::KeyConfigError),
     #[error("starting the catalog actor")]
     Actor(#[from] ractor::SpawnErr),
+    #[error("invalid [plugins] settings: {0}")]
+    Plugins(String),
     #[error("invalid [connectors] settings")]
     Connectors(#[source] connectors::outbound::OutboundError),
     #[error("starting the health engine")]
@@ -161,6 +179,8 @@ pub struct Running {
     catalog: Catalog,
     catalog_handle: JoinHandle<()>,
     health: Option<HealthEngine>,
+    plugins: PluginRegistry,
+    plugins_handle: JoinHandle<()>,
 }
 
 impl Running {
@@ -181,6 +201,8 @@ impl Running {
         if let Some(health) = &self.health {
             health.stop().await;
         }
+        self.plugins.stop();
+        let _ = self.plugins_handle.await;
         match served {
             Ok(result) => result.map_err(Error::Serve),
             Err(join) => Err(Error::Serve(std::io::Error::other(join))),
@@ -252,7 +274,17 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         .collect::<Result<Vec<_>, _>>()?;
     let authenticator = auth::Authenticator::new(&config.auth, stored, http)?;
 
-    let registry = connectors::Registry::with_builtins();
+    let registry: SharedRegistry =
+        Arc::new(std::sync::RwLock::new(connectors::Registry::with_builtins()));
+    let (changed_types, mut changed) = tokio::sync::mpsc::unbounded_channel();
+    let (plugins, plugins_handle) = PluginRegistry::start(RegistryArgs {
+        store: store.clone(),
+        registry: registry.clone(),
+        dirs: config.plugins.dirs.clone(),
+        settings: config.plugins.settings().map_err(Error::Plugins)?,
+        changed: Some(changed_types),
+    })
+    .await?;
     let (events, followed) = tokio::sync::mpsc::unbounded_channel();
     let (catalog, catalog_handle) =
         Catalog::start(store.clone(), config.catalog.workers, Some(events)).await?;
@@ -271,10 +303,18 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     } else {
         None
     };
+    if let Some(engine) = health.clone() {
+        tokio::spawn(async move {
+            while let Some(provider_type) = changed.recv().await {
+                engine.rebuild_type(&provider_type).await;
+            }
+        });
+    }
     let state = Arc::new(AppState {
         store,
         catalog: catalog.clone(),
         registry,
+        plugins: plugins.clone(),
         auth: authenticator,
         env,
         health: health.clone(),
@@ -316,6 +356,8 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         catalog,
         catalog_handle,
         health,
+        plugins,
+        plugins_handle,
     })
 }
 

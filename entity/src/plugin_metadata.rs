@@ -16,6 +16,8 @@ pub struct Model {
     /// Where an external plugin was found; `None` for built-ins.
     pub path: Option<String>,
     pub discovered_at: DateTimeUtc,
+    /// For external plugins: SHA-256 of manifest, schema and executable.
+    pub fingerprint: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -121,7 +121,7 @@ async fn scopes_are_enforced_with_403() {
     .problem(403);
     ctx.post("/api/v1/integrations/plugins/discover", ADMIN_A, &json!({}))
         .await
-        .problem(501);
+        .ok(200);
     // A JWT without the write scope cannot write either.
     let reader_jwt = token(Signer::Es256, &claims("tenant-a", "integrations:read"));
     ctx.post(

@@ -18,5 +18,6 @@ mod connectors;
 mod context;
 mod health;
 mod openapi;
+mod plugins;
 mod tenancy;
 mod validation;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{Duration as ChronoDuration, Utc};
-use connectors::{ConnectorEnv, IntegrationSpec, Registry};
+use connectors::{ConnectorEnv, IntegrationSpec};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -18,6 +18,7 @@ use super::settings::{HealthSettings, InvalidSettings, Schedule};
 use super::supervisor::{MonitorSupervisor, SupervisorMsg};
 use super::writer::ResultWriter;
 use crate::catalog::CatalogEvent;
+use crate::registry::SharedRegistry;
 use crate::store::Store;
 use crate::store::health::start_of_hour;
 
@@ -71,8 +72,9 @@ pub struct HealthEngine {
 struct Inner {
     supervisors: Vec<ActorRef<SupervisorMsg>>,
     ctx: Arc<EngineContext>,
-    registry: Registry,
+    registry: SharedRegistry,
     env: ConnectorEnv,
+    store: Store,
     default_interval: Duration,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
     writer_task: std::sync::Mutex<Option<JoinHandle<()>>>,
@@ -87,7 +89,7 @@ impl HealthEngine {
     pub async fn start(
         store: Store,
         settings: &HealthSettings,
-        registry: Registry,
+        registry: SharedRegistry,
         env: ConnectorEnv,
         events: UnboundedReceiver<CatalogEvent>,
     ) -> Result<Self, EngineError> {
@@ -111,6 +113,7 @@ impl HealthEngine {
                 ctx,
                 registry,
                 env,
+                store: store.clone(),
                 default_interval,
                 tasks: Default::default(),
                 writer_task: std::sync::Mutex::new(Some(writer_task)),
@@ -138,7 +141,14 @@ impl HealthEngine {
 
     /// The monitor spec of a catalog row, with its connector built.
     pub fn spec(&self, m: &entity::integration::Model) -> Arc<MonitorSpec> {
-        let connector = match self.inner.registry.get(&m.provider_type) {
+        let factory = self
+            .inner
+            .registry
+            .read()
+            .expect("registry lock")
+            .get(&m.provider_type)
+            .cloned();
+        let connector = match factory {
             None => Err(Arc::from(format!(
                 "no connector is registered for type {}",
                 m.provider_type
@@ -178,6 +188,34 @@ impl HealthEngine {
         let _ = self
             .shard(m.id)
             .send_message(SupervisorMsg::Upsert(self.spec(m)));
+    }
+
+    /// Rebuilds the monitors of every live integration of a provider type whose connector was
+    /// added, replaced or removed (plugin discovery).
+    pub async fn rebuild_type(&self, provider_type: &str) {
+        let system = self.inner.store.system();
+        let mut after = None;
+        loop {
+            let page = match system
+                .live_integrations_of_type(provider_type, after, LOAD_PAGE)
+                .await
+            {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::warn!(message = "Rebuilding monitors failed.", provider_type, %error);
+                    return;
+                }
+            };
+            after = page.last().map(|m| m.id);
+            for m in &page {
+                let _ = self
+                    .shard(m.id)
+                    .send_message(SupervisorMsg::Rebuild(self.spec(m)));
+            }
+            if (page.len() as u64) < LOAD_PAGE {
+                return;
+            }
+        }
     }
 
     /// Stops the monitor of a deleted integration.

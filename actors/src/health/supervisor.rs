@@ -23,6 +23,9 @@ use crate::store::health::StatusRow;
 pub enum SupervisorMsg {
     /// Start the monitor, or reconfigure it if it runs with an older spec.
     Upsert(Arc<MonitorSpec>),
+    /// The integration's connector changed under it (plugin discovery): adopt the spec even at
+    /// the same version.
+    Rebuild(Arc<MonitorSpec>),
     /// The integration was deleted: stop its monitor.
     Remove(Uuid),
     /// Try again a monitor that was past its restart limit.
@@ -144,6 +147,19 @@ impl Actor for MonitorSupervisor {
                                 restarts: None,
                             },
                         );
+                    }
+                }
+            }
+            SupervisorMsg::Rebuild(spec) => {
+                if let Some(child) = state.children.get_mut(&spec.id) {
+                    child.spec = spec.clone();
+                    match &child.actor {
+                        Some(actor) => {
+                            let _ = actor.send_message(MonitorMsg::Reconfigure(spec));
+                        }
+                        None => {
+                            let _ = myself.send_message(SupervisorMsg::Respawn(spec.id));
+                        }
                     }
                 }
             }

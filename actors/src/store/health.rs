@@ -193,6 +193,32 @@ impl SystemStore {
         Ok(rows)
     }
 
+    /// A page of live integrations of one provider type, by id.
+    ///
+    /// # Errors
+    /// [`DbErr`].
+    pub async fn live_integrations_of_type(
+        &self,
+        provider_type: &str,
+        after: Option<Uuid>,
+        limit: u64,
+    ) -> Result<Vec<integration::Model>, DbErr> {
+        let mut select = integration::Entity::find()
+            .filter(integration::Column::DeletedAt.is_null())
+            .filter(integration::Column::ProviderType.eq(provider_type));
+        if let Some(after) = after {
+            select = select.filter(integration::Column::Id.gt(after));
+        }
+        let txn = self.begin().await?;
+        let rows = select
+            .order_by_asc(integration::Column::Id)
+            .limit(limit)
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(rows)
+    }
+
     /// Stores a batch of results and status transitions in one transaction, with one
     /// multi-row INSERT for the results.
     ///

@@ -12,6 +12,7 @@ mod audit;
 pub mod health;
 mod integrations;
 mod keys;
+pub mod plugins;
 
 use sea_orm::{
     AccessMode, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,

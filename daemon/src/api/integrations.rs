@@ -152,7 +152,7 @@ impl IntegrationsApi {
         let body = body.0;
         let new = NewIntegration {
             name: validate::name(&body.name)?,
-            config: validate::config(&state, &body.provider_type, body.config)?,
+            config: validate::config(&state, &body.provider_type, body.config).await?,
             auth_ref_uri: validate::auth_ref(body.auth_ref_uri)?,
             provider_type: body.provider_type,
         };
@@ -209,7 +209,7 @@ impl IntegrationsApi {
         let body = body.0;
         let changes = IntegrationChanges {
             name: validate::name(&body.name)?,
-            config: validate::config(&state, &current.provider_type, body.config)?,
+            config: validate::config(&state, &current.provider_type, body.config).await?,
             auth_ref_uri: validate::auth_ref(body.auth_ref_uri)?,
             expected_version,
         };
@@ -416,22 +416,6 @@ impl IntegrationsApi {
             .set_monitoring(&principal.tenant, &principal.subject, id.0, changes)
             .await?;
         Ok(ok(updated))
-    }
-
-    /// Discover connector plugins
-    ///
-    /// Needs the `integrations:admin` scope. Not available until the plugin registry is
-    /// enabled: answers 501.
-    #[oai(
-        path = "/plugins/discover",
-        method = "post",
-        operation_id = "plugin_discover"
-    )]
-    async fn plugin_discover(&self, auth: BearerAuth) -> Result<Json<Vec<String>>, ApiError> {
-        auth.require(Scope::Admin)?;
-        Err(ApiError::not_implemented(
-            "plugin discovery is not available yet",
-        ))
     }
 }
 

@@ -46,8 +46,8 @@ pub fn auth_ref(uri: Option<String>) -> Result<Option<String>, ApiError> {
 }
 
 /// Checks a configuration for `provider_type`: an object, within size, without raw secrets,
-/// and valid for the provider's connector.
-pub fn config(
+/// and valid for the provider's connector (an external plugin is asked too).
+pub async fn config(
     state: &AppState,
     provider_type: &str,
     config: Option<Value>,
@@ -57,18 +57,24 @@ pub fn config(
         Some(Value::Object(map)) => map,
         Some(_) => return Err(ApiError::invalid("config", "must be a JSON object")),
     };
-    let connector = state.registry.get(provider_type).ok_or_else(|| {
+    let connector = state.factory(provider_type).ok_or_else(|| {
+        let known = state
+            .registry
+            .read()
+            .expect("registry lock")
+            .provider_types()
+            .join(", ");
         ApiError::invalid(
             "type",
-            format!(
-                "unknown provider type; known types: {}",
-                state.registry.provider_types().join(", ")
-            ),
+            format!("unknown provider type; known types: {known}"),
         )
     })?;
     let invalid = |e: connectors::ConfigError| ApiError::invalid(e.field().to_owned(), e.message());
     check_common(&config).map_err(invalid)?;
-    connector.validate_config(&config).map_err(invalid)?;
+    connector
+        .validate_config_async(&config)
+        .await
+        .map_err(invalid)?;
     Ok(config)
 }
 

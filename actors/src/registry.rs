@@ -1,0 +1,304 @@
+//! The plugin-registry actor: the built-in connectors, plus external plugins discovered in the
+//! configured directories at start-up and on demand.
+//!
+//! One mailbox serialises discoveries. A discovery scans the directories (blocking I/O, off the
+//! runtime), compares fingerprints with `plugin_metadata`, starts, replaces or retires
+//! [`ExternalPlugin`]s in the shared [`Registry`], records the result, and announces the
+//! provider types whose connectors changed so their monitors are rebuilt. Catalog validation
+//! reads the same registry, so a type exists exactly when a plugin provides it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use connectors::external::{Discovery, ExternalPlugin, PluginSettings, diff, discover};
+use connectors::{ConnectorFactory, Registry};
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::store::Store;
+use crate::store::plugins::PluginRow;
+
+/// The connectors by provider type, shared by the API, the catalog and the health engine.
+pub type SharedRegistry = Arc<RwLock<Registry>>;
+
+/// A plugin folder that was not loaded, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RejectedPlugin {
+    pub dir: String,
+    pub id: Option<String>,
+    pub provider_type: Option<String>,
+    /// Stable: `bad_manifest`, `duplicate_type`, `duplicate_id`, `incompatible_protocol`,
+    /// `missing_executable`, `not_executable`.
+    pub code: String,
+    pub message: String,
+}
+
+/// What a discovery changed, by plugin id.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DiscoveryReport {
+    pub added: Vec<String>,
+    pub updated: Vec<String>,
+    pub removed: Vec<String>,
+    pub unchanged: Vec<String>,
+    pub rejected: Vec<RejectedPlugin>,
+    /// Configured directories that could not be read.
+    pub dir_errors: Vec<String>,
+}
+
+/// Why a discovery failed as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("reading or writing plugin metadata")]
+    Db(#[from] sea_orm::DbErr),
+    #[error("the plugin scan failed")]
+    Scan,
+    #[error("the plugin registry is unavailable")]
+    Unavailable,
+}
+
+pub enum RegistryMsg {
+    Discover(RpcReplyPort<Result<DiscoveryReport, String>>),
+}
+
+pub struct PluginRegistryActor;
+
+pub struct RegistryArgs {
+    pub store: Store,
+    pub registry: SharedRegistry,
+    pub dirs: Vec<PathBuf>,
+    pub settings: PluginSettings,
+    /// Provider types whose connector was added, replaced or removed.
+    pub changed: Option<UnboundedSender<String>>,
+}
+
+pub struct RegistryState {
+    args: RegistryArgs,
+    builtin_types: Vec<&'static str>,
+    /// Running external plugins by id: their type and handle.
+    loaded: HashMap<String, (String, Arc<ExternalPlugin>)>,
+}
+
+impl RegistryState {
+    async fn discover(&mut self) -> Result<DiscoveryReport, RegistryError> {
+        let dirs = self.args.dirs.clone();
+        let builtins: Vec<String> = self.builtin_types.iter().map(|s| (*s).to_owned()).collect();
+        let found: Discovery = tokio::task::spawn_blocking(move || {
+            let builtins: Vec<&str> = builtins.iter().map(String::as_str).collect();
+            discover(&dirs, &builtins)
+        })
+        .await
+        .map_err(|_| RegistryError::Scan)?;
+        let known: BTreeMap<String, String> = self
+            .args
+            .store
+            .plugins()
+            .await?
+            .into_iter()
+            .filter(|p| p.path.is_some())
+            .map(|p| (p.plugin_id, p.fingerprint.unwrap_or_default()))
+            .collect();
+        let d = diff(&known, &found);
+        let mut changed = Vec::new();
+        let mut rows = Vec::new();
+        for plugin in &found.plugins {
+            let id = plugin.manifest.id.clone();
+            let provider_type = plugin.manifest.provider_type.clone();
+            let fresh = d.added.contains(&id) || d.updated.contains(&id);
+            if fresh || !self.loaded.contains_key(&id) {
+                let handle = Arc::new(ExternalPlugin::new(
+                    plugin.clone(),
+                    self.args.settings.clone(),
+                ));
+                self.args
+                    .registry
+                    .write()
+                    .expect("registry lock")
+                    .insert(handle.clone() as Arc<dyn ConnectorFactory>);
+                if let Some((_, old)) = self
+                    .loaded
+                    .insert(id.clone(), (provider_type.clone(), handle))
+                {
+                    old.retire().await;
+                }
+                changed.push(provider_type.clone());
+            }
+            rows.push(PluginRow {
+                plugin_id: id,
+                provider_type,
+                version: plugin.manifest.version.clone(),
+                capabilities: plugin
+                    .manifest
+                    .capabilities
+                    .iter()
+                    .map(|c| c.as_str().to_owned())
+                    .collect(),
+                path: Some(plugin.dir.display().to_string()),
+                fingerprint: Some(plugin.fingerprint.clone()),
+            });
+        }
+        for id in &d.removed {
+            if let Some((provider_type, old)) = self.loaded.remove(id) {
+                self.args
+                    .registry
+                    .write()
+                    .expect("registry lock")
+                    .remove(&provider_type);
+                old.retire().await;
+                changed.push(provider_type);
+            }
+        }
+        self.args.store.plugins_upsert(&rows).await?;
+        self.args.store.plugins_delete(&d.removed).await?;
+        if let Some(tx) = &self.args.changed {
+            for t in changed {
+                let _ = tx.send(t);
+            }
+        }
+        let report = DiscoveryReport {
+            added: d.added,
+            updated: d.updated,
+            removed: d.removed,
+            unchanged: d.unchanged,
+            rejected: found
+                .rejected
+                .iter()
+                .map(|r| RejectedPlugin {
+                    dir: r.dir.display().to_string(),
+                    id: r.id.clone(),
+                    provider_type: r.provider_type.clone(),
+                    code: r.reason.code().to_owned(),
+                    message: r.reason.to_string(),
+                })
+                .collect(),
+            dir_errors: found
+                .dir_errors
+                .iter()
+                .map(|(d, e)| format!("{}: {e}", d.display()))
+                .collect(),
+        };
+        tracing::info!(
+            message = "Plugin discovery finished.",
+            added = report.added.len(),
+            updated = report.updated.len(),
+            removed = report.removed.len(),
+            rejected = report.rejected.len(),
+        );
+        Ok(report)
+    }
+}
+
+// === impl PluginRegistryActor ===
+
+impl Actor for PluginRegistryActor {
+    type Msg = RegistryMsg;
+    type State = RegistryState;
+    type Arguments = RegistryArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<RegistryMsg>,
+        args: RegistryArgs,
+    ) -> Result<RegistryState, ActorProcessingErr> {
+        let builtin_types = connectors::registry::builtin()
+            .iter()
+            .map(|f| f.provider_type())
+            .collect::<Vec<_>>();
+        let rows: Vec<PluginRow> = connectors::registry::builtin()
+            .iter()
+            .map(|f| PluginRow {
+                plugin_id: format!("builtin.{}", f.provider_type()),
+                provider_type: f.provider_type().to_owned(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                capabilities: f
+                    .capabilities()
+                    .iter()
+                    .map(|c| c.as_str().to_owned())
+                    .collect(),
+                path: None,
+                fingerprint: None,
+            })
+            .collect();
+        args.store.plugins_upsert(&rows).await?;
+        let mut state = RegistryState {
+            args,
+            builtin_types,
+            loaded: HashMap::new(),
+        };
+        if let Err(error) = state.discover().await {
+            tracing::warn!(message = "Plugin discovery at start-up failed.", %error);
+        }
+        Ok(state)
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<RegistryMsg>,
+        state: &mut RegistryState,
+    ) -> Result<(), ActorProcessingErr> {
+        for (_, (_, plugin)) in state.loaded.drain() {
+            plugin.retire().await;
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<RegistryMsg>,
+        msg: RegistryMsg,
+        state: &mut RegistryState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RegistryMsg::Discover(reply) => {
+                let result = state.discover().await.map_err(|e| e.to_string());
+                let _ = reply.send(result);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A handle to the running plugin registry.
+#[derive(Clone)]
+pub struct PluginRegistry {
+    actor: ActorRef<RegistryMsg>,
+    pub shared: SharedRegistry,
+}
+
+impl PluginRegistry {
+    /// Registers the built-ins, runs a first discovery, and starts the actor.
+    ///
+    /// # Errors
+    /// When the actor cannot be spawned (the built-ins could not be recorded).
+    pub async fn start(
+        args: RegistryArgs,
+    ) -> Result<(Self, tokio::task::JoinHandle<()>), ractor::SpawnErr> {
+        let shared = args.registry.clone();
+        let (actor, handle) = Actor::spawn(None, PluginRegistryActor, args).await?;
+        Ok((Self { actor, shared }, handle))
+    }
+
+    /// Scans the plugin directories now.
+    ///
+    /// # Errors
+    /// [`RegistryError`] when the scan or the metadata update fails.
+    pub async fn discover(&self) -> Result<DiscoveryReport, RegistryError> {
+        match self
+            .actor
+            .call(
+                RegistryMsg::Discover,
+                Some(std::time::Duration::from_secs(60)),
+            )
+            .await
+        {
+            Ok(CallResult::Success(Ok(report))) => Ok(report),
+            Ok(CallResult::Success(Err(_))) => Err(RegistryError::Scan),
+            _ => Err(RegistryError::Unavailable),
+        }
+    }
+
+    pub fn stop(&self) {
+        self.actor.stop(None);
+    }
+}
