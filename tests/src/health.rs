@@ -274,6 +274,7 @@ async fn metrics_are_exposed_in_prometheus_text() {
         "integration_checks_in_flight",
         "integration_schedule_lag_ms_bucket",
         "integration_health_writer_batch_size_bucket",
+        "integration_health_checks_total{",
     ] {
         assert!(text.contains(name), "{name} missing from /metrics");
     }

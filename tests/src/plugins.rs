@@ -144,18 +144,23 @@ async fn discovered_plugins_are_validated_monitored_updated_and_removed() {
     let rejected = report.body["rejected"].as_array().unwrap();
     assert_eq!(rejected.len(), 1);
     assert_eq!(rejected[0]["code"], "bad_manifest");
-    let check = ctx
-        .post(
-            &format!("/api/v1/integrations/{id}/health-check"),
-            WRITER_A,
-            &json!({}),
-        )
-        .await;
-    assert_eq!(
-        check.ok(200)["status"],
-        "healthy",
-        "the updated plugin serves the integration"
-    );
+    // The integration's monitor is rebuilt on the updated plugin right after discovery.
+    let mut served = false;
+    for _ in 0..100 {
+        let check = ctx
+            .post(
+                &format!("/api/v1/integrations/{id}/health-check"),
+                WRITER_A,
+                &json!({}),
+            )
+            .await;
+        if check.ok(200)["status"] == "healthy" {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(served, "the updated plugin serves the integration");
 
     // Removed: the type is gone from the registry, the listing and validation.
     std::fs::remove_dir_all(plugins.join("jenkins")).unwrap();

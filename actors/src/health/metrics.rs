@@ -51,7 +51,7 @@ fn instruments() -> &'static Instruments {
                 ])
                 .build(),
             restarts: meter
-                .u64_counter("integration_monitor_restarts_total")
+                .u64_counter("integration_monitor_restarts")
                 .with_description("Monitors restarted by their supervisor after a crash.")
                 .build(),
             batch: meter
@@ -60,9 +60,10 @@ fn instruments() -> &'static Instruments {
                 .with_boundaries(vec![1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0])
                 .build(),
             checks: meter
-                .u64_counter("integration_health_checks_total")
+                .u64_counter("integration_health_checks")
                 .with_description("Health checks completed, by provider type and result.")
                 .build(),
+            // Counters get the `_total` suffix in Prometheus text.
             crud: meter
                 .u64_counter("integration_crud")
                 .with_description("Catalog changes committed, by action.")

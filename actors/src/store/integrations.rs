@@ -179,25 +179,18 @@ impl TenantStore {
         id: Uuid,
         changes: IntegrationChanges,
     ) -> Result<Model, CatalogError> {
-        let txn = self.begin(true).await?;
-        let current = self
-            .live()
-            .filter(Column::Id.eq(id))
-            .one(&txn)
-            .await?
-            .ok_or(CatalogError::NotFound { kind: KIND, id })?;
-        check_version(changes.expected_version, current.version)?;
-        let mut updated = current.clone();
-        updated.name = changes.name;
-        updated.config_json = Value::Object(changes.config);
-        updated.auth_ref_uri = changes.auth_ref_uri;
-        updated.version = current.version + 1;
-        updated.updated_at = Utc::now();
-        self.write_guarded(&txn, &current, &updated).await?;
-        let details = json!({ "before": snapshot(&current), "after": snapshot(&updated) });
-        audit::record(&txn, self, actor, "integration.update", Some(id), details).await?;
-        txn.commit().await?;
-        Ok(updated)
+        self.change(
+            actor,
+            id,
+            changes.expected_version,
+            "integration.update",
+            |m| {
+                m.name = changes.name;
+                m.config_json = Value::Object(changes.config);
+                m.auth_ref_uri = changes.auth_ref_uri;
+            },
+        )
+        .await
     }
 
     /// Pauses or resumes monitoring, or sets the check interval, bumping the version and
@@ -211,36 +204,21 @@ impl TenantStore {
         id: Uuid,
         changes: MonitoringChanges,
     ) -> Result<Model, CatalogError> {
-        let txn = self.begin(true).await?;
-        let current = self
-            .live()
-            .filter(Column::Id.eq(id))
-            .one(&txn)
-            .await?
-            .ok_or(CatalogError::NotFound { kind: KIND, id })?;
-        check_version(changes.expected_version, current.version)?;
-        let mut updated = current.clone();
-        if let Some(paused) = changes.paused {
-            updated.monitoring_paused = paused;
-        }
-        if let Some(interval) = changes.interval_seconds {
-            updated.check_interval_seconds = interval;
-        }
-        updated.version = current.version + 1;
-        updated.updated_at = Utc::now();
-        self.write_guarded(&txn, &current, &updated).await?;
-        let details = json!({ "before": snapshot(&current), "after": snapshot(&updated) });
-        audit::record(
-            &txn,
-            self,
+        self.change(
             actor,
+            id,
+            changes.expected_version,
             "integration.monitoring",
-            Some(id),
-            details,
+            |m| {
+                if let Some(paused) = changes.paused {
+                    m.monitoring_paused = paused;
+                }
+                if let Some(interval) = changes.interval_seconds {
+                    m.check_interval_seconds = interval;
+                }
+            },
         )
-        .await?;
-        txn.commit().await?;
-        Ok(updated)
+        .await
     }
 
     /// Soft-deletes an integration: it disappears from every read, its audit rows stay.
@@ -253,6 +231,23 @@ impl TenantStore {
         id: Uuid,
         expected_version: Option<i64>,
     ) -> Result<Model, CatalogError> {
+        self.change(actor, id, expected_version, "integration.delete", |m| {
+            m.deleted_at = Some(Utc::now());
+        })
+        .await
+    }
+
+    /// Applies `apply` to the live integration `id` at `expected_version` (any when `None`),
+    /// bumps its version, writes it only if nobody changed it meanwhile, and records `action`
+    /// with the redacted before and after in the audit trail, all in one transaction.
+    async fn change(
+        &self,
+        actor: &str,
+        id: Uuid,
+        expected_version: Option<i64>,
+        action: &str,
+        apply: impl FnOnce(&mut Model),
+    ) -> Result<Model, CatalogError> {
         let txn = self.begin(true).await?;
         let current = self
             .live()
@@ -261,16 +256,20 @@ impl TenantStore {
             .await?
             .ok_or(CatalogError::NotFound { kind: KIND, id })?;
         check_version(expected_version, current.version)?;
-        let now = Utc::now();
-        let mut deleted = current.clone();
-        deleted.deleted_at = Some(now);
-        deleted.updated_at = now;
-        deleted.version = current.version + 1;
-        self.write_guarded(&txn, &current, &deleted).await?;
-        let details = json!({ "before": snapshot(&current), "after": null });
-        audit::record(&txn, self, actor, "integration.delete", Some(id), details).await?;
+        let mut next = current.clone();
+        apply(&mut next);
+        next.version = current.version + 1;
+        next.updated_at = Utc::now();
+        self.write_guarded(&txn, &current, &next).await?;
+        let after = if next.deleted_at.is_some() {
+            Value::Null
+        } else {
+            snapshot(&next)
+        };
+        let details = json!({ "before": snapshot(&current), "after": after });
+        audit::record(&txn, self, actor, action, Some(id), details).await?;
         txn.commit().await?;
-        Ok(deleted)
+        Ok(next)
     }
 
     /// Writes `next` over `current` only if nobody changed the row in between.

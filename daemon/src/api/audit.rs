@@ -46,13 +46,7 @@ impl AuditApi {
                     .map_err(|_| ApiError::bad_request("integrationId: not a UUID"))?,
             ),
         };
-        let before = match cursor.0.as_deref() {
-            None | Some("") => None,
-            Some(c) => Some(
-                cursor::decode_i64(c)
-                    .ok_or_else(|| ApiError::bad_request("cursor: not a cursor of this list"))?,
-            ),
-        };
+        let before = cursor::parse(cursor.0.as_deref(), cursor::decode_i64)?;
         let page = state
             .store
             .tenant(principal.tenant.clone())

@@ -311,13 +311,7 @@ impl IntegrationsApi {
         let principal = auth.require(Scope::Read)?;
         let tenant = state.store.tenant(principal.tenant.clone());
         let integration = tenant.integration_get(id.0).await?;
-        let before = match cursor.0.as_deref() {
-            None | Some("") => None,
-            Some(c) => Some(
-                cursor::decode_i64(c)
-                    .ok_or_else(|| ApiError::bad_request("cursor: not a cursor of this list"))?,
-            ),
-        };
+        let before = cursor::parse(cursor.0.as_deref(), cursor::decode_i64)?;
         let live = match &state.health {
             Some(engine) => engine.status(id.0).await.ok(),
             None => None,
@@ -451,13 +445,7 @@ async fn list(
     cursor: Option<String>,
 ) -> Result<Json<IntegrationPage>, ApiError> {
     let principal = auth.require(Scope::Read)?;
-    let after = match cursor.as_deref() {
-        None | Some("") => None,
-        Some(c) => Some(
-            cursor::decode_uuid(c)
-                .ok_or_else(|| ApiError::bad_request("cursor: not a cursor of this list"))?,
-        ),
-    };
+    let after = cursor::parse(cursor.as_deref(), cursor::decode_uuid)?;
     let page = state
         .store
         .tenant(principal.tenant.clone())

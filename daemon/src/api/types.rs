@@ -313,6 +313,19 @@ pub mod cursor {
         decode(cursor)?.strip_prefix("a:")?.parse().ok()
     }
 
+    /// A `cursor` query parameter: absent or empty for the first page, 400 when forged.
+    pub fn parse<T>(
+        cursor: Option<&str>,
+        decode: fn(&str) -> Option<T>,
+    ) -> Result<Option<T>, crate::api::error::ApiError> {
+        match cursor {
+            None | Some("") => Ok(None),
+            Some(c) => decode(c).map(Some).ok_or_else(|| {
+                crate::api::error::ApiError::bad_request("cursor: not a cursor of this list")
+            }),
+        }
+    }
+
     #[cfg(test)]
     mod tests {
         use super::*;
