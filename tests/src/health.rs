@@ -53,6 +53,11 @@ async fn on_demand_check_history_and_uptime() {
     let result = check.ok(200);
     assert_eq!(result["status"], "healthy");
     assert!(result["latencyMs"].as_i64().unwrap() >= 20);
+    // The answer comes once the result is written: a read right after it sees the status.
+    let row = ctx
+        .get(&format!("/api/v1/integrations/{id}"), READER_A)
+        .await;
+    assert_eq!(row.ok(200)["status"], "healthy");
 
     let health = eventually(&ctx, &format!("/api/v1/integrations/{id}/health"), |h| {
         h["history"].as_array().unwrap().len() >= 3

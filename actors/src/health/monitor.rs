@@ -110,6 +110,9 @@ pub struct MonitorStatus {
     pub check_in_flight: bool,
 }
 
+/// Longest an on-demand check's answer waits for its result to be written.
+const FLUSH_WAIT: Duration = Duration::from_secs(10);
+
 pub enum MonitorMsg {
     /// A scheduled check is due (ignored unless `generation` is current).
     Tick(u32),
@@ -375,7 +378,14 @@ impl MonitorState {
         };
         self.last = Some(Box::new(result.clone()));
         if let Some(reply) = done.reply {
-            let _ = reply.send(result);
+            // Answer once the result and any status change are written, so a read right after
+            // the answer sees them; the monitor goes on meanwhile.
+            let (written, flushed) = tokio::sync::oneshot::channel();
+            self.ctx.writer.record(WriteOp::Flush(written)).await;
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(FLUSH_WAIT, flushed).await;
+                let _ = reply.send(result);
+            });
         }
         if done.scheduled
             && let Some(verdict) = verdict

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::store::Store;
@@ -18,6 +18,9 @@ use crate::store::health::{CheckRow, StatusRow};
 pub enum WriteOp {
     Check(CheckRow),
     Status(StatusRow),
+    /// Answered once everything queued before it is written: an on-demand check replies after
+    /// its result is readable.
+    Flush(oneshot::Sender<()>),
 }
 
 /// Where monitors send their results. Cheap to clone.
@@ -60,26 +63,37 @@ async fn run(store: Store, mut rx: mpsc::Receiver<WriteOp>, batch: usize, flush:
     let system = store.system();
     let mut checks = Vec::with_capacity(batch);
     let mut statuses = Vec::new();
+    let mut waiters = Vec::new();
     loop {
-        // Wait for the first op, then fill the batch until it is full or `flush` has passed.
+        // Wait for the first op, then fill the batch until it is full, `flush` has passed, or
+        // somebody waits for it.
         let Some(first) = rx.recv().await else { break };
-        push(first, &mut checks, &mut statuses);
+        push(first, &mut checks, &mut statuses, &mut waiters);
         let deadline = tokio::time::Instant::now() + flush;
-        while checks.len() + statuses.len() < batch {
+        while checks.len() + statuses.len() < batch && waiters.is_empty() {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(op)) => push(op, &mut checks, &mut statuses),
+                Ok(Some(op)) => push(op, &mut checks, &mut statuses, &mut waiters),
                 Ok(None) | Err(_) => break,
             }
         }
         write(&system, &mut checks, &mut statuses).await;
+        for waiter in waiters.drain(..) {
+            let _ = waiter.send(());
+        }
     }
     write(&system, &mut checks, &mut statuses).await;
 }
 
-fn push(op: WriteOp, checks: &mut Vec<CheckRow>, statuses: &mut Vec<StatusRow>) {
+fn push(
+    op: WriteOp,
+    checks: &mut Vec<CheckRow>,
+    statuses: &mut Vec<StatusRow>,
+    waiters: &mut Vec<oneshot::Sender<()>>,
+) {
     match op {
         WriteOp::Check(c) => checks.push(c),
         WriteOp::Status(s) => statuses.push(s),
+        WriteOp::Flush(w) => waiters.push(w),
     }
 }
 

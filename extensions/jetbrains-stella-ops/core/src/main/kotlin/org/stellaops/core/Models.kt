@@ -133,11 +133,17 @@ data class Integration(
     val version: Long?,
     val createdAt: String?,
     val updatedAt: String?,
+    /** Scheduled checks are paused. */
+    val monitoringPaused: Boolean? = null,
+    /** The integration's own check interval; the daemon's default when null. */
+    val checkIntervalSeconds: Long? = null,
 ) {
     fun toJson(): ObjectNode = Json.obj(
         "id" to id, "tenantId" to tenantId, "type" to type, "name" to name, "config" to config,
         "authRefUri" to authRefUri, "status" to status.wire, "statusReason" to statusReason,
-        "lastCheckedAt" to lastCheckedAt, "version" to version, "createdAt" to createdAt, "updatedAt" to updatedAt,
+        "lastCheckedAt" to lastCheckedAt, "monitoringPaused" to monitoringPaused,
+        "checkIntervalSeconds" to checkIntervalSeconds, "version" to version, "createdAt" to createdAt,
+        "updatedAt" to updatedAt,
     )
 
     companion object {
@@ -151,6 +157,8 @@ data class Integration(
             status = HealthStatus.of(n.str("status")),
             statusReason = n.str("statusReason"),
             lastCheckedAt = n.str("lastCheckedAt"),
+            monitoringPaused = n.get("monitoringPaused")?.takeIf { it.isBoolean }?.asBoolean(),
+            checkIntervalSeconds = n.long("checkIntervalSeconds"),
             version = n.long("version"),
             createdAt = n.str("createdAt"),
             updatedAt = n.str("updatedAt"),
