@@ -317,20 +317,6 @@ impl HealthEngine {
         self.inner.default_interval
     }
 
-    /// Monitors running now, over every shard.
-    pub async fn monitors_running(&self) -> usize {
-        let mut total = 0;
-        for s in &self.inner.supervisors {
-            if let Ok(CallResult::Success(n)) = s
-                .call(SupervisorMsg::Count, Some(Duration::from_secs(30)))
-                .await
-            {
-                total += n;
-            }
-        }
-        total
-    }
-
     /// Stops every monitor and supervisor, then lets the writer flush what is queued.
     pub async fn stop(&self) {
         for task in self.inner.tasks.lock().expect("not poisoned").drain(..) {
@@ -342,10 +328,7 @@ impl HealthEngine {
         }
         let writer = self.inner.writer_task.lock().expect("not poisoned").take();
         if let Some(writer) = writer {
-            // The writer ends once its last sender is gone; monitors held clones until now.
-            if Arc::strong_count(&self.inner) == 1 {
-                drop(self.clone());
-            }
+            // Monitors are stopped; give the writer time to store what they queued.
             let _ = tokio::time::timeout(Duration::from_secs(10), async {
                 while self.inner.ctx.writer.queued() > 0 {
                     tokio::time::sleep(Duration::from_millis(20)).await;

@@ -32,8 +32,6 @@ pub enum SupervisorMsg {
     Respawn(Uuid),
     /// The running monitor of an integration, if any.
     Lookup(Uuid, RpcReplyPort<Option<ActorRef<MonitorMsg>>>),
-    /// How many monitors run.
-    Count(RpcReplyPort<usize>),
     /// The start-up scan is over: forget the deletions remembered during it.
     LoadFinished,
 }
@@ -207,15 +205,6 @@ impl Actor for MonitorSupervisor {
             }
             SupervisorMsg::Lookup(id, reply) => {
                 let _ = reply.send(state.children.get(&id).and_then(|c| c.actor.clone()));
-            }
-            SupervisorMsg::Count(reply) => {
-                let _ = reply.send(
-                    state
-                        .children
-                        .values()
-                        .filter(|c| c.actor.is_some())
-                        .count(),
-                );
             }
             SupervisorMsg::LoadFinished => state.tombstones = None,
         }
