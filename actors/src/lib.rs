@@ -9,6 +9,8 @@
 //!   serialised on one worker; writes of different tenants run on different workers, and reads
 //!   go straight to the pool without any mailbox.
 //! - [`health`]: the health engine: one supervised monitor actor per live integration.
+//! - [`events`]: health events as CloudEvents, noise control, maintenance windows, and the
+//!   live hub SSE streams read; the outbox itself is in [`store`].
 //! - [`registry`]: the plugin-registry actor: built-in connectors and discovered external
 //!   plugins in one shared registry.
 //! - [`db`]: connecting (pool settings per backend) and migrating.
@@ -17,6 +19,7 @@
 pub mod catalog;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod registry;
 pub mod store;

@@ -78,6 +78,8 @@ pub struct HealthReport {
     /// The provider asked not to be called again before this long: the monitor pauses instead
     /// of counting a failure.
     pub retry_after: Option<Duration>,
+    /// When the credential the check used expires, where the provider tells.
+    pub credential_expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl HealthReport {
@@ -87,6 +89,7 @@ impl HealthReport {
             reason: None,
             message: None,
             retry_after: None,
+            credential_expires_at: None,
         }
     }
 
@@ -96,6 +99,7 @@ impl HealthReport {
             reason: Some(reason),
             message: Some(message.into()),
             retry_after: None,
+            credential_expires_at: None,
         }
     }
 
@@ -105,7 +109,15 @@ impl HealthReport {
             reason: Some(reason),
             message: Some(message.into()),
             retry_after: None,
+            credential_expires_at: None,
         }
+    }
+
+    /// The same report, telling when the credential expires.
+    #[must_use]
+    pub fn with_credential_expiry(mut self, at: chrono::DateTime<chrono::Utc>) -> Self {
+        self.credential_expires_at = Some(at);
+        self
     }
 
     /// A rate-limited answer: not a failure, a request to pause.

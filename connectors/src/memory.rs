@@ -48,6 +48,9 @@ pub struct Config {
     /// For `rate_limited`: the Retry-After to report.
     #[serde(default = "default_retry_after_seconds")]
     pub retry_after_seconds: u64,
+    /// When the (simulated) credential expires; every report carries it.
+    #[serde(default)]
+    pub credential_expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 const fn default_retry_after_seconds() -> u64 {
@@ -126,6 +129,16 @@ impl Connector for MemoryConnector {
         if self.config.latency_ms > 0 {
             tokio::time::sleep(Duration::from_millis(self.config.latency_ms)).await;
         }
+        let report = self.report(n).await;
+        match self.config.credential_expires_at {
+            Some(at) => report.with_credential_expiry(at),
+            None => report,
+        }
+    }
+}
+
+impl MemoryConnector {
+    async fn report(&self, n: usize) -> HealthReport {
         match self.config.behaviour {
             Behaviour::Healthy => HealthReport::healthy(),
             Behaviour::Unhealthy => {

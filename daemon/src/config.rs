@@ -43,6 +43,18 @@ pub struct Config {
     pub plugins: connectors::external::PluginsConfig,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// Health events: noise control and the delivery channels.
+    #[serde(default)]
+    pub events: EventsConfig,
+}
+
+/// The `[events]` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Reminders, flap detection and credential-expiry warnings.
+    #[serde(default)]
+    pub alerts: actors::events::alerts::AlertSettings,
 }
 
 /// Metrics and traces export. `/metrics` (Prometheus text) is always served.

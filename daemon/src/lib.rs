@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actors::db::{self, PoolSettings};
+use actors::events::{Alerting, hub::EventHub};
 use actors::health::HealthEngine;
 use actors::registry::{PluginRegistry, RegistryArgs, SharedRegistry};
 use actors::{Catalog, Store};
@@ -54,6 +55,8 @@ pub struct AppState {
     pub env: connectors::ConnectorEnv,
     /// `None` when `[health] enabled = false`.
     pub health: Option<HealthEngine>,
+    /// Committed health events, live (the outbox holds them all).
+    pub events: EventHub,
     pub metrics: &'static prometheus::Registry,
 }
 
@@ -289,6 +292,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     let (catalog, catalog_handle) =
         Catalog::start(store.clone(), config.catalog.workers, Some(events)).await?;
     let env = connectors::ConnectorEnv::new(&config.connectors).map_err(Error::Connectors)?;
+    let hub = EventHub::default();
     let health = if config.health.enabled {
         Some(
             HealthEngine::start(
@@ -297,6 +301,11 @@ pub async fn start(config: Config) -> Result<Running, Error> {
                 registry.clone(),
                 env.clone(),
                 followed,
+                Alerting {
+                    settings: config.events.alerts.clone(),
+                    hub: hub.clone(),
+                    clock: Default::default(),
+                },
             )
             .await?,
         )
@@ -318,6 +327,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         auth: authenticator,
         env,
         health: health.clone(),
+        events: hub,
         metrics,
     });
     spawn_housekeeping(Arc::downgrade(&state));

@@ -19,6 +19,7 @@ mod m20261128_000005_create_api_key;
 mod m20261128_000006_enable_row_level_security;
 mod m20261128_000007_create_health_monitoring;
 mod m20261128_000008_add_plugin_fingerprint;
+mod m20261128_000009_create_events;
 pub mod rls;
 
 pub struct Migrator;
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000006_enable_row_level_security::Migration),
             Box::new(m20261128_000007_create_health_monitoring::Migration),
             Box::new(m20261128_000008_add_plugin_fingerprint::Migration),
+            Box::new(m20261128_000009_create_events::Migration),
         ]
     }
 }

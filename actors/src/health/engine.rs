@@ -16,8 +16,10 @@ use super::monitor::{CheckResult, MonitorMsg, MonitorSpec, MonitorStatus};
 use super::policy::Status;
 use super::settings::{HealthSettings, InvalidSettings, Schedule};
 use super::supervisor::{MonitorSupervisor, SupervisorMsg};
-use super::writer::ResultWriter;
+use super::writer::{ResultWriter, WriteOp, WriterOptions};
 use crate::catalog::CatalogEvent;
+use crate::events::Alerting;
+use crate::events::alerts::MaintenanceChange;
 use crate::registry::SharedRegistry;
 use crate::store::Store;
 use crate::store::health::start_of_hour;
@@ -30,6 +32,24 @@ const PRUNE_BATCH: u64 = 5000;
 const SUMMARY_PAGE: u64 = 10_000;
 /// How often summaries and retention run.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(300);
+
+/// Hands every stored maintenance window that can still become active to the alert policy.
+async fn load_maintenance_windows(store: &Store, writer: &ResultWriter) {
+    let windows = loop {
+        match store.system().maintenance_windows(Utc::now()).await {
+            Ok(windows) => break windows,
+            Err(error) => {
+                tracing::warn!(message = "Loading maintenance windows failed; retrying.", %error);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    for window in windows {
+        writer
+            .record(WriteOp::Maintenance(MaintenanceChange::Upsert(window)))
+            .await;
+    }
+}
 
 /// What a connector is built from: a catalog row's provider-facing parts.
 pub fn integration_spec(m: &entity::integration::Model) -> IntegrationSpec {
@@ -92,14 +112,22 @@ impl HealthEngine {
         registry: SharedRegistry,
         env: ConnectorEnv,
         events: UnboundedReceiver<CatalogEvent>,
+        alerting: Alerting,
     ) -> Result<Self, EngineError> {
         let schedule = settings.schedule()?;
         let (writer, writer_task) = ResultWriter::spawn(
             store.clone(),
-            settings.writer_batch,
-            Duration::from_millis(settings.writer_flush_ms),
-            settings.writer_buffer,
+            WriterOptions {
+                batch: settings.writer_batch,
+                flush: Duration::from_millis(settings.writer_flush_ms),
+                buffer: settings.writer_buffer,
+                alerts: alerting.settings,
+                hub: alerting.hub,
+                clock: alerting.clock,
+                ..WriterOptions::default()
+            },
         );
+        load_maintenance_windows(&store, &writer).await;
         let default_interval = schedule.interval;
         let ctx = Arc::new(EngineContext { schedule, writer });
         let mut supervisors = Vec::new();
@@ -230,7 +258,10 @@ impl HealthEngine {
         while let Some(event) = events.recv().await {
             match event {
                 CatalogEvent::Upserted(m) => self.upsert(&m),
-                CatalogEvent::Deleted { id } => self.remove(id),
+                CatalogEvent::Deleted { id } => {
+                    self.remove(id);
+                    self.inner.ctx.writer.record(WriteOp::Forget(id)).await;
+                }
             }
         }
         scan.abort();
@@ -282,6 +313,15 @@ impl HealthEngine {
             Ok(CallResult::Success(None)) => Err(EngineError::NoMonitor),
             _ => Err(EngineError::Timeout),
         }
+    }
+
+    /// Tells the alert policy of a maintenance window created or deleted through the API.
+    pub async fn maintenance(&self, change: MaintenanceChange) {
+        self.inner
+            .ctx
+            .writer
+            .record(WriteOp::Maintenance(change))
+            .await;
     }
 
     /// Runs a check now and waits for its result (at most the check timeout plus a margin).

@@ -25,7 +25,8 @@ use super::engine::EngineContext;
 use super::metrics;
 use super::policy::{Status, Tracker, Verdict};
 use super::writer::WriteOp;
-use crate::store::health::{CheckRow, StatusRow};
+use crate::events::alerts::{CredentialNotice, Transition};
+use crate::store::health::CheckRow;
 
 /// What a monitor needs to know of its integration. Shared with the supervisor, which restarts
 /// the monitor from it.
@@ -181,6 +182,11 @@ impl Actor for IntegrationMonitor {
             state.tracker.status.as_str(),
             1,
         );
+        if matches!(state.tracker.status, Status::Unhealthy | Status::Error) {
+            // Still broken from before a restart: the alert policy keeps reminding.
+            let seed = state.transition(state.tracker.status, Utc::now(), None);
+            state.ctx.writer.record(WriteOp::Seed(seed)).await;
+        }
         if state.spec.paused {
             state.set_status(Status::Paused, None).await;
         } else {
@@ -350,20 +356,31 @@ impl MonitorState {
             recorded_status,
             done.latency.as_secs_f64() * 1000.0,
         );
+        let credential = report.credential_expires_at.map(|expires_at| {
+            Box::new(CredentialNotice {
+                integration_id: self.spec.id,
+                tenant: self.spec.tenant.clone(),
+                provider_type: self.spec.provider_type.clone(),
+                expires_at,
+            })
+        });
         self.ctx
             .writer
-            .record(WriteOp::Check(CheckRow {
-                integration_id: self.spec.id,
-                tenant_id: self.spec.tenant.to_string(),
-                checked_at: done.checked_at,
-                status: recorded_status,
-                reason: report.reason.map(Reason::as_str),
-                latency_ms,
-                error_message: report
-                    .message
-                    .as_ref()
-                    .map(|m| m.chars().take(1024).collect()),
-            }))
+            .record(WriteOp::Check(
+                CheckRow {
+                    integration_id: self.spec.id,
+                    tenant_id: self.spec.tenant.clone(),
+                    checked_at: done.checked_at,
+                    status: recorded_status,
+                    reason: report.reason.map(Reason::as_str),
+                    latency_ms,
+                    error_message: report
+                        .message
+                        .as_ref()
+                        .map(|m| m.chars().take(1024).collect()),
+                },
+                credential,
+            ))
             .await;
 
         let verdict = if self.spec.paused {
@@ -372,7 +389,8 @@ impl MonitorState {
             let before = (self.tracker.status, self.tracker.reason);
             let verdict = self.tracker.apply(&report, &self.ctx.schedule.thresholds);
             if (self.tracker.status, self.tracker.reason) != before {
-                self.announce(before.0, done.checked_at).await;
+                let detail = (report.message.clone(), latency_ms);
+                self.announce(before.0, done.checked_at, Some(detail)).await;
             }
             Some(verdict)
         };
@@ -446,11 +464,42 @@ impl MonitorState {
         }
         self.tracker.status = status;
         self.tracker.reason = reason;
-        self.announce(before, Utc::now()).await;
+        self.announce(before, Utc::now(), None).await;
     }
 
-    /// Persists and reports a transition from `before` to the tracker's status.
-    async fn announce(&mut self, before: Status, at: DateTime<Utc>) {
+    /// The transition from `from` to the tracker's status, for the writer.
+    fn transition(
+        &self,
+        from: Status,
+        at: DateTime<Utc>,
+        detail: Option<(Option<String>, i64)>,
+    ) -> Box<Transition> {
+        let (message, latency_ms) = match detail {
+            Some((message, latency)) => (message, Some(latency)),
+            None => (None, None),
+        };
+        Box::new(Transition {
+            integration_id: self.spec.id,
+            tenant: self.spec.tenant.clone(),
+            provider_type: self.spec.provider_type.clone(),
+            from,
+            to: self.tracker.status,
+            reason: self.tracker.reason.map(Reason::as_str),
+            message,
+            latency_ms,
+            checked_at: at,
+            crash_loop: None,
+        })
+    }
+
+    /// Persists and reports a transition from `before` to the tracker's status; `detail` is
+    /// the message and latency of the check that caused it.
+    async fn announce(
+        &mut self,
+        before: Status,
+        at: DateTime<Utc>,
+        detail: Option<(Option<String>, i64)>,
+    ) {
         let now = self.tracker.status;
         self.spec.set_status(now);
         if before != now {
@@ -471,14 +520,7 @@ impl MonitorState {
             to = now.as_str(),
             reason = self.tracker.reason.map(Reason::as_str),
         );
-        self.ctx
-            .writer
-            .record(WriteOp::Status(StatusRow {
-                integration_id: self.spec.id,
-                status: now.as_str(),
-                reason: self.tracker.reason.map(Reason::as_str),
-                checked_at: at,
-            }))
-            .await;
+        let transition = self.transition(before, at, detail);
+        self.ctx.writer.record(WriteOp::Status(transition)).await;
     }
 }

@@ -18,7 +18,7 @@ use super::metrics;
 use super::monitor::{IntegrationMonitor, MonitorMsg, MonitorSpec};
 use super::policy::Status;
 use super::writer::WriteOp;
-use crate::store::health::StatusRow;
+use crate::events::alerts::Transition;
 
 pub enum SupervisorMsg {
     /// Start the monitor, or reconfigure it if it runs with an older spec.
@@ -254,17 +254,28 @@ impl Actor for MonitorSupervisor {
                         restarts = count,
                         %error,
                     );
+                    let from = spec.status();
                     spec.set_status(Status::Error);
                     metrics::status(&spec.provider_type, &spec.tenant, Status::Error.as_str(), 1);
+                    let transition = Transition {
+                        integration_id: id,
+                        tenant: spec.tenant.clone(),
+                        provider_type: spec.provider_type.clone(),
+                        from,
+                        to: Status::Error,
+                        reason: Some(connectors::Reason::ConnectorFailed.as_str()),
+                        message: Some(format!(
+                            "the monitor crashed {count} times within {} s",
+                            schedule.restart_window.as_secs()
+                        )),
+                        latency_ms: None,
+                        checked_at: chrono::Utc::now(),
+                        crash_loop: Some(count as u32),
+                    };
                     state
                         .ctx
                         .writer
-                        .record(WriteOp::Status(StatusRow {
-                            integration_id: id,
-                            status: Status::Error.as_str(),
-                            reason: Some(connectors::Reason::ConnectorFailed.as_str()),
-                            checked_at: chrono::Utc::now(),
-                        }))
+                        .record(WriteOp::Status(Box::new(transition)))
                         .await;
                     myself.send_after(schedule.error_backoff, move || SupervisorMsg::Respawn(id));
                 } else {

@@ -15,7 +15,7 @@ use super::monitor::{MonitorMsg, MonitorSpec};
 use super::policy::Status;
 use super::settings::HealthSettings;
 use super::supervisor::{MonitorSupervisor, SupervisorMsg};
-use super::writer::ResultWriter;
+use super::writer::{ResultWriter, WriterOptions};
 use crate::store::testing;
 
 /// What a scripted connector does on each call.
@@ -63,7 +63,15 @@ struct Harness {
 
 async fn harness(settings: HealthSettings) -> Harness {
     let store = testing::store().await;
-    let (writer, _task) = ResultWriter::spawn(store, 100, Duration::from_millis(10), 10_000);
+    let (writer, _task) = ResultWriter::spawn(
+        store,
+        WriterOptions {
+            batch: 100,
+            flush: Duration::from_millis(10),
+            buffer: 10_000,
+            ..WriterOptions::default()
+        },
+    );
     let ctx = Arc::new(EngineContext {
         schedule: settings.schedule().unwrap(),
         writer,

@@ -10,17 +10,58 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::events::NewEvent;
+use crate::events::alerts::{
+    AlertSettings, Alerts, CredentialNotice, MaintenanceChange, Transition,
+};
+use crate::events::clock::Clock;
+use crate::events::hub::EventHub;
 use crate::store::Store;
-use crate::store::health::{CheckRow, StatusRow};
+use crate::store::health::{CheckRow, StatusRow, SystemStore};
 
-/// One thing to write.
+/// One thing to write, or to tell the alert policy.
 #[derive(Debug)]
 pub enum WriteOp {
-    Check(CheckRow),
-    Status(StatusRow),
+    /// A check result, and what it told about the credential.
+    Check(CheckRow, Option<Box<CredentialNotice>>),
+    /// A status change: stored on the integration's row, with the events it gives.
+    Status(Box<Transition>),
     /// Answered once everything queued before it is written: an on-demand check replies after
     /// its result is readable.
     Flush(oneshot::Sender<()>),
+    /// An integration that was unhealthy or in error at start-up, so reminders go on.
+    Seed(Box<Transition>),
+    /// A deleted integration: forget its alert state.
+    Forget(uuid::Uuid),
+    Maintenance(MaintenanceChange),
+}
+
+/// How the writer batches, and how it turns status changes into events.
+#[derive(Clone, Debug)]
+pub struct WriterOptions {
+    pub batch: usize,
+    pub flush: Duration,
+    pub buffer: usize,
+    pub alerts: AlertSettings,
+    /// Committed events are published here.
+    pub hub: EventHub,
+    pub clock: Clock,
+    /// How often time-driven events (reminders, end of flapping or maintenance) are looked for.
+    pub tick: Duration,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        Self {
+            batch: 500,
+            flush: Duration::from_millis(50),
+            buffer: 20_000,
+            alerts: AlertSettings::default(),
+            hub: EventHub::default(),
+            clock: Clock::System,
+            tick: Duration::from_secs(1),
+        }
+    }
 }
 
 /// Where monitors send their results. Cheap to clone.
@@ -35,14 +76,9 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 impl ResultWriter {
     /// Starts the writer task. It ends, after writing what is queued, once every
     /// `ResultWriter` clone is dropped.
-    pub fn spawn(
-        store: Store,
-        batch: usize,
-        flush: Duration,
-        buffer: usize,
-    ) -> (Self, JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(buffer.max(1));
-        let task = tokio::spawn(run(store, rx, batch.max(1), flush));
+    pub fn spawn(store: Store, options: WriterOptions) -> (Self, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(options.buffer.max(1));
+        let task = tokio::spawn(run(store, rx, options));
         (Self { tx }, task)
     }
 
@@ -59,72 +95,120 @@ impl ResultWriter {
     }
 }
 
-async fn run(store: Store, mut rx: mpsc::Receiver<WriteOp>, batch: usize, flush: Duration) {
+/// What one transaction writes.
+#[derive(Default)]
+struct Batch {
+    checks: Vec<CheckRow>,
+    statuses: Vec<StatusRow>,
+    events: Vec<NewEvent>,
+    waiters: Vec<oneshot::Sender<()>>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.checks.len() + self.statuses.len() + self.events.len()
+    }
+
+    fn push(&mut self, op: WriteOp, alerts: &mut Alerts, clock: &Clock) {
+        match op {
+            WriteOp::Check(row, credential) => {
+                self.checks.push(row);
+                if let Some(notice) = credential {
+                    self.events
+                        .extend(alerts.on_credential(&notice, clock.now()));
+                }
+            }
+            WriteOp::Status(t) => {
+                self.statuses.push(StatusRow {
+                    integration_id: t.integration_id,
+                    status: t.to.as_str(),
+                    reason: t.reason,
+                    checked_at: t.checked_at,
+                });
+                self.events.extend(alerts.on_transition(&t, clock.now()));
+            }
+            WriteOp::Flush(w) => self.waiters.push(w),
+            WriteOp::Seed(t) => alerts.seed(
+                t.integration_id,
+                t.tenant.clone(),
+                t.provider_type.clone(),
+                t.to,
+                clock.now(),
+            ),
+            WriteOp::Forget(id) => alerts.forget(id),
+            WriteOp::Maintenance(change) => alerts.maintenance(change),
+        }
+    }
+}
+
+async fn run(store: Store, mut rx: mpsc::Receiver<WriteOp>, options: WriterOptions) {
     let system = store.system();
-    let mut checks = Vec::with_capacity(batch);
-    let mut statuses = Vec::new();
-    let mut waiters = Vec::new();
+    let mut alerts = Alerts::new(options.alerts.clone());
+    let clock = options.clock;
+    let batch_size = options.batch.max(1);
+    let mut batch = Batch::default();
+    let mut ticker = tokio::time::interval(options.tick.max(Duration::from_millis(10)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        // Wait for the first op, then fill the batch until it is full, `flush` has passed, or
-        // somebody waits for it.
-        let Some(first) = rx.recv().await else { break };
-        push(first, &mut checks, &mut statuses, &mut waiters);
-        let deadline = tokio::time::Instant::now() + flush;
-        while checks.len() + statuses.len() < batch && waiters.is_empty() {
+        // Wait for the first op (or a tick), then fill the batch until it is full, `flush`
+        // has passed, or somebody waits for it.
+        tokio::select! {
+            op = rx.recv() => match op {
+                Some(op) => batch.push(op, &mut alerts, &clock),
+                None => break,
+            },
+            _ = ticker.tick() => {
+                batch.events.extend(alerts.tick(clock.now()));
+                if batch.len() == 0 {
+                    continue;
+                }
+            }
+        }
+        let deadline = tokio::time::Instant::now() + options.flush;
+        while batch.len() < batch_size && batch.waiters.is_empty() {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(op)) => push(op, &mut checks, &mut statuses, &mut waiters),
+                Ok(Some(op)) => batch.push(op, &mut alerts, &clock),
                 Ok(None) | Err(_) => break,
             }
         }
-        write(&system, &mut checks, &mut statuses).await;
-        for waiter in waiters.drain(..) {
-            let _ = waiter.send(());
-        }
+        write(&system, &mut batch, &options.hub).await;
     }
-    write(&system, &mut checks, &mut statuses).await;
+    write(&system, &mut batch, &options.hub).await;
 }
 
-fn push(
-    op: WriteOp,
-    checks: &mut Vec<CheckRow>,
-    statuses: &mut Vec<StatusRow>,
-    waiters: &mut Vec<oneshot::Sender<()>>,
-) {
-    match op {
-        WriteOp::Check(c) => checks.push(c),
-        WriteOp::Status(s) => statuses.push(s),
-        WriteOp::Flush(w) => waiters.push(w),
-    }
-}
-
-async fn write(
-    system: &crate::store::health::SystemStore,
-    checks: &mut Vec<CheckRow>,
-    statuses: &mut Vec<StatusRow>,
-) {
-    if checks.is_empty() && statuses.is_empty() {
-        return;
-    }
-    let mut delay = Duration::from_millis(100);
-    let started = tokio::time::Instant::now();
-    loop {
-        match system.write_results(checks, statuses).await {
-            Ok(()) => break,
-            Err(error) => {
-                tracing::warn!(
-                    message = "Writing health results failed; retrying.",
-                    results = checks.len(),
-                    %error,
-                    waited_ms = started.elapsed().as_millis() as u64,
-                );
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(MAX_RETRY_DELAY);
+async fn write(system: &SystemStore, batch: &mut Batch, hub: &EventHub) {
+    if batch.len() > 0 {
+        let mut delay = Duration::from_millis(100);
+        let started = tokio::time::Instant::now();
+        let stored = loop {
+            match system
+                .write_results(&batch.checks, &batch.statuses, &batch.events)
+                .await
+            {
+                Ok(stored) => break stored,
+                Err(error) => {
+                    tracing::warn!(
+                        message = "Writing health results failed; retrying.",
+                        results = batch.checks.len(),
+                        events = batch.events.len(),
+                        %error,
+                        waited_ms = started.elapsed().as_millis() as u64,
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(MAX_RETRY_DELAY);
+                }
             }
-        }
+        };
+        crate::health::metrics::writer_batch(batch.checks.len() + batch.statuses.len());
+        crate::events::metrics::events_written(stored.len());
+        hub.publish(stored);
+        batch.checks.clear();
+        batch.statuses.clear();
+        batch.events.clear();
     }
-    crate::health::metrics::writer_batch(checks.len() + statuses.len());
-    checks.clear();
-    statuses.clear();
+    for waiter in batch.waiters.drain(..) {
+        let _ = waiter.send(());
+    }
 }
 
 #[cfg(test)]
@@ -136,22 +220,33 @@ mod tests {
     use uuid::Uuid;
 
     fn check(id: Uuid) -> WriteOp {
-        WriteOp::Check(CheckRow {
-            integration_id: id,
-            tenant_id: "t".into(),
-            checked_at: Utc::now(),
-            status: "healthy",
-            reason: None,
-            latency_ms: 1,
-            error_message: None,
-        })
+        WriteOp::Check(
+            CheckRow {
+                integration_id: id,
+                tenant_id: "t".into(),
+                checked_at: Utc::now(),
+                status: "healthy",
+                reason: None,
+                latency_ms: 1,
+                error_message: None,
+            },
+            None,
+        )
+    }
+
+    fn options(batch: usize, flush_ms: u64, buffer: usize) -> WriterOptions {
+        WriterOptions {
+            batch,
+            flush: Duration::from_millis(flush_ms),
+            buffer,
+            ..WriterOptions::default()
+        }
     }
 
     #[tokio::test]
     async fn a_burst_is_written_in_few_batches_and_nothing_is_lost() {
         let store = testing::store().await;
-        let (writer, task) =
-            ResultWriter::spawn(store.clone(), 500, Duration::from_millis(50), 20_000);
+        let (writer, task) = ResultWriter::spawn(store.clone(), options(500, 50, 20_000));
         let id = Uuid::now_v7();
         for _ in 0..10_000 {
             writer.record(check(id)).await;
@@ -175,8 +270,7 @@ mod tests {
             .execute_unprepared("ALTER TABLE health_checks RENAME TO health_checks_away")
             .await
             .unwrap();
-        let (writer, task) =
-            ResultWriter::spawn(store.clone(), 100, Duration::from_millis(10), 1_000);
+        let (writer, task) = ResultWriter::spawn(store.clone(), options(100, 10, 1_000));
         let id = Uuid::now_v7();
         for _ in 0..250 {
             writer.record(check(id)).await;

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::{MAX_PAGE_SIZE, Page, Store, TenantStore};
 use crate::error::CatalogError;
+use crate::events::{NewEvent, StoredEvent};
 
 /// One stored check result.
 pub type CheckEntry = health_check::Model;
@@ -22,7 +23,7 @@ pub type CheckEntry = health_check::Model;
 #[derive(Debug, Clone)]
 pub struct CheckRow {
     pub integration_id: Uuid,
-    pub tenant_id: String,
+    pub tenant_id: std::sync::Arc<str>,
     pub checked_at: DateTime<Utc>,
     pub status: &'static str,
     pub reason: Option<&'static str>,
@@ -219,8 +220,9 @@ impl SystemStore {
         Ok(rows)
     }
 
-    /// Stores a batch of results and status transitions in one transaction, with one
-    /// multi-row INSERT for the results.
+    /// Stores a batch of results, status transitions and the events they gave in one
+    /// transaction, with one multi-row INSERT for the results and one for the events; returns
+    /// the events as stored.
     ///
     /// # Errors
     /// [`DbErr`]; nothing is stored then, and the caller retries the whole batch.
@@ -228,13 +230,14 @@ impl SystemStore {
         &self,
         checks: &[CheckRow],
         statuses: &[StatusRow],
-    ) -> Result<(), DbErr> {
+        events: &[NewEvent],
+    ) -> Result<Vec<StoredEvent>, DbErr> {
         let txn = self.begin().await?;
         if !checks.is_empty() {
             let rows = checks.iter().map(|c| health_check::ActiveModel {
                 id: NotSet,
                 integration_id: Set(c.integration_id),
-                tenant_id: Set(c.tenant_id.clone()),
+                tenant_id: Set(c.tenant_id.to_string()),
                 checked_at: Set(c.checked_at),
                 status: Set(c.status.to_owned()),
                 reason: Set(c.reason.map(str::to_owned)),
@@ -257,7 +260,9 @@ impl SystemStore {
                 .exec(&txn)
                 .await?;
         }
-        txn.commit().await
+        let stored = super::events::append(&txn, events).await?;
+        txn.commit().await?;
+        Ok(stored)
     }
 
     /// Deletes up to `batch` results checked before `cutoff`; returns how many.
@@ -530,7 +535,7 @@ mod tests {
             .map(|i| row(a, "ta", t0 + ChronoDuration::minutes(i), "healthy", i))
             .chain([row(b, "tb", t0, "unhealthy", 9)])
             .collect();
-        store.system().write_results(&rows, &[]).await.unwrap();
+        store.system().write_results(&rows, &[], &[]).await.unwrap();
         let ta = store.tenant(TenantId::new("ta").unwrap());
         let page = ta
             .health_history(
@@ -597,12 +602,12 @@ mod tests {
                 row(id, "t", hour + ChronoDuration::seconds(i * 30), status, i)
             })
             .collect();
-        system.write_results(&rows, &[]).await.unwrap();
+        system.write_results(&rows, &[], &[]).await.unwrap();
         // And 4 recent ones, all healthy.
         let recent: Vec<_> = (0..4)
             .map(|i| row(id, "t", now - ChronoDuration::minutes(i), "healthy", 5))
             .collect();
-        system.write_results(&recent, &[]).await.unwrap();
+        system.write_results(&recent, &[], &[]).await.unwrap();
 
         assert_eq!(system.next_hour_to_summarize().await.unwrap(), Some(hour));
         assert_eq!(
@@ -679,6 +684,7 @@ mod tests {
                     reason: Some("timeout"),
                     checked_at: at,
                 }],
+                &[],
             )
             .await
             .unwrap();

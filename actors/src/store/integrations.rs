@@ -78,7 +78,7 @@ fn name_conflict(e: DbErr) -> CatalogError {
 }
 
 impl TenantStore {
-    fn live(&self) -> sea_orm::Select<Entity> {
+    pub(super) fn live(&self) -> sea_orm::Select<Entity> {
         Entity::find()
             .filter(Column::TenantId.eq(self.tenant.as_str()))
             .filter(Column::DeletedAt.is_null())

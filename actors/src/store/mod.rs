@@ -6,12 +6,16 @@
 //! (`SET LOCAL` semantics through `set_config(.., true)`): if a filter below were ever missed,
 //! the database itself would still return only the tenant's rows.
 //!
-//! Mutations are `pub(crate)`: outside this crate they are reached through the catalog actor.
+//! Catalog mutations are `pub(crate)`: outside this crate they are reached through the catalog
+//! actor. Maintenance windows and alert subscriptions are not catalog rows; their writes are
+//! public and, like the catalog's, carry their audit row in the same transaction.
 
 mod audit;
+pub mod events;
 pub mod health;
 mod integrations;
 mod keys;
+pub mod maintenance;
 pub mod plugins;
 
 use sea_orm::{

@@ -100,6 +100,9 @@ pub struct HealthResult {
     pub message: Option<String>,
     #[serde(default)]
     pub retry_after_seconds: Option<u64>,
+    /// When the credential the check used expires (RFC 3339), where the plugin can tell.
+    #[serde(default)]
+    pub credential_expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// One entry of a `validate_config` error list.
@@ -222,6 +225,7 @@ pub fn health_report(
         retry_after: result
             .retry_after_seconds
             .map(|s| Duration::from_secs(s.min(MAX_RETRY_AFTER_SECS))),
+        credential_expires_at: result.credential_expires_at,
     })
 }
 

@@ -12,7 +12,7 @@ mod tests;
 
 use std::sync::Arc;
 
-use chrono::NaiveDate;
+use chrono::{NaiveDate, NaiveTime};
 use reqwest::{Method, StatusCode};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -193,6 +193,15 @@ impl GitLabConnector {
     }
 
     fn judge_token(&self, info: &TokenInfo, today: NaiveDate) -> HealthReport {
+        let report = self.judge_token_state(info, today);
+        match info.expires_at.as_deref().and_then(expiry_day) {
+            // GitLab tokens expire at the start of their expiry day (UTC).
+            Some(day) => report.with_credential_expiry(day.and_time(NaiveTime::MIN).and_utc()),
+            None => report,
+        }
+    }
+
+    fn judge_token_state(&self, info: &TokenInfo, today: NaiveDate) -> HealthReport {
         if info.revoked {
             return HealthReport::unhealthy(Reason::AuthFailed, "the access token is revoked");
         }

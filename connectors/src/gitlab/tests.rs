@@ -121,6 +121,16 @@ async fn token_lifecycle_is_judged() {
             (health, reason),
             "{info}: {report:?}"
         );
+        let expected = info["expires_at"]
+            .as_str()
+            .map(|day| format!("{day}T00:00:00Z"));
+        assert_eq!(
+            report
+                .credential_expires_at
+                .map(|at| at.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+            expected,
+            "the expiry is reported for the alert policy"
+        );
     }
 }
 

@@ -1,0 +1,30 @@
+//! The `alert_subscriptions` table: a tenant's webhook targets for health events.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "alert_subscriptions")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub tenant_id: String,
+    pub name: String,
+    pub target_url: String,
+    /// Event types delivered (a JSON array of strings); empty means all.
+    pub event_types: Json,
+    /// Integrations whose events are delivered (a JSON array of ids); empty means all.
+    pub integration_ids: Json,
+    /// `authref://...` naming the HMAC signing secret; the secret itself is never stored.
+    pub secret_ref: String,
+    pub enabled: bool,
+    /// Optimistic-concurrency version, exposed as the ETag.
+    pub version: i64,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+    pub deleted_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
