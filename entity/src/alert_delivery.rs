@@ -12,6 +12,8 @@ pub struct Model {
     pub subscription_id: Uuid,
     pub event_seq: i64,
     pub event_id: Uuid,
+    /// The event's CloudEvents `type`, so the delivery list needs no join with the outbox.
+    pub event_type: String,
     /// Deliveries with the same key go out one at a time, in `id` order: the integration's id
     /// (the nil id for events of no integration).
     pub ordering_key: Uuid,
@@ -23,6 +25,9 @@ pub struct Model {
     pub last_status_code: Option<i32>,
     pub last_error: Option<String>,
     pub created_at: DateTimeUtc,
+    /// When a dead delivery was last put back in the queue by hand; its dead-letter clock
+    /// runs from here instead of `created_at`.
+    pub requeued_at: Option<DateTimeUtc>,
     pub delivered_at: Option<DateTimeUtc>,
 }
 

@@ -99,6 +99,7 @@ impl MigrationTrait for Migration {
                     .col(uuid(AlertDeliveries::SubscriptionId))
                     .col(big_integer(AlertDeliveries::EventSeq))
                     .col(uuid(AlertDeliveries::EventId))
+                    .col(string_len(AlertDeliveries::EventType, 128))
                     .col(uuid(AlertDeliveries::OrderingKey))
                     .col(string_len(AlertDeliveries::Status, 16))
                     .col(integer(AlertDeliveries::Attempts))
@@ -109,6 +110,7 @@ impl MigrationTrait for Migration {
                     .col(integer_null(AlertDeliveries::LastStatusCode))
                     .col(string_len_null(AlertDeliveries::LastError, 1024))
                     .col(timestamp_with_time_zone(AlertDeliveries::CreatedAt))
+                    .col(timestamp_with_time_zone_null(AlertDeliveries::RequeuedAt))
                     .col(timestamp_with_time_zone_null(AlertDeliveries::DeliveredAt))
                     .to_owned(),
             )
@@ -124,6 +126,18 @@ impl MigrationTrait for Migration {
                     .col(AlertDeliveries::SubscriptionId)
                     .col(AlertDeliveries::OrderingKey)
                     .col(AlertDeliveries::Id)
+                    .to_owned(),
+            )
+            .await?;
+        // One delivery per event and subscription, whatever happens to the relay.
+        manager
+            .create_index(
+                Index::create()
+                    .name("ux_alert_deliveries_event")
+                    .table(AlertDeliveries::Table)
+                    .col(AlertDeliveries::SubscriptionId)
+                    .col(AlertDeliveries::EventSeq)
+                    .unique()
                     .to_owned(),
             )
             .await?;
@@ -247,6 +261,7 @@ enum AlertDeliveries {
     SubscriptionId,
     EventSeq,
     EventId,
+    EventType,
     OrderingKey,
     Status,
     Attempts,
@@ -255,6 +270,7 @@ enum AlertDeliveries {
     LastStatusCode,
     LastError,
     CreatedAt,
+    RequeuedAt,
     DeliveredAt,
 }
 

@@ -10,6 +10,7 @@
 //! actor. Maintenance windows and alert subscriptions are not catalog rows; their writes are
 //! public and, like the catalog's, carry their audit row in the same transaction.
 
+pub mod alerts;
 mod audit;
 pub mod events;
 pub mod health;

@@ -1,0 +1,322 @@
+//! Webhook delivery: the outbox fanned out to the tenants' subscriptions, then POSTed, signed,
+//! in order per (subscription, integration), at least once.
+//!
+//! # Layout
+//! - [`WebhookSettings`]: the `[events.webhooks]` section.
+//! - [`relay`]: reads the outbox after its cursor (`webhooks` in `event_cursors`) and queues one
+//!   `alert_deliveries` row per matching enabled subscription, moving the cursor in the same
+//!   transaction ([`crate::store::alerts::WebhookStore::fan_out`]).
+//! - [`worker`]: attempts the oldest pending delivery of each (subscription, ordering key),
+//!   different keys concurrently, and records results in batches.
+//! - [`target`]: which target URLs a subscription may have, and one signed POST.
+//! - [`signature`]: the HMAC-SHA256 signature and its headers.
+//! - [`backoff`]: exponential retry delays with full jitter.
+//!
+//! # Why this shape
+//! - Fan-out and delivery are separate, each with its own durable state: the relay's cursor
+//!   and the queue move together, so a crash neither skips nor duplicates a fan-out; a delivery
+//!   is marked delivered only after its 2xx, so a crash mid-delivery re-sends it (same event
+//!   id, which is also the `Idempotency-Key`).
+//! - Order per integration is kept by the queue, not by memory: only the oldest pending row of
+//!   a (subscription, ordering key) is ever attempted, so a failing delivery holds the later
+//!   ones of its key and no other. One worker per daemon is assumed: the set of keys in flight
+//!   lives in memory.
+//! - A consumer that is down costs one head per integration and at most
+//!   `per_subscription_concurrency` slots, so it cannot starve the other subscriptions.
+
+pub mod backoff;
+pub mod relay;
+pub mod signature;
+pub mod target;
+pub mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{SecondsFormat, Utc};
+use connectors::ConnectorEnv;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use self::backoff::{FullJitter, InvalidBackoff};
+use super::hub::EventHub;
+use crate::store::Store;
+use crate::store::alerts::Subscription;
+
+/// The relay's name in `event_cursors`.
+pub const CURSOR: &str = "webhooks";
+
+/// The CloudEvents `type` of a test delivery (never stored in the outbox).
+pub const TEST_EVENT_TYPE: &str = "dev.stellaops.webhook.test";
+
+/// The `[events.webhooks]` settings. Every field has a default; see `examples/config.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Run the relay and the delivery worker (deliveries stay queued while off).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Deliveries in flight at once, over all subscriptions.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Deliveries in flight at once to one subscription, so a slow or dead consumer leaves
+    /// slots for the others.
+    #[serde(default = "default_per_subscription")]
+    pub per_subscription_concurrency: usize,
+    /// Longest one attempt may take, connection included.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Smallest delay before a retry.
+    #[serde(default = "default_backoff_min_ms")]
+    pub backoff_min_ms: u64,
+    /// Largest delay before a retry (the ceiling doubles per failure up to this).
+    #[serde(default = "default_backoff_max_ms")]
+    pub backoff_max_ms: u64,
+    /// A delivery still failing this long after it was queued is dead-lettered, and the next
+    /// one of its integration goes ahead.
+    #[serde(default = "default_dead_letter_after")]
+    pub dead_letter_after_seconds: u64,
+    /// Outbox events read per relay transaction.
+    #[serde(default = "default_relay_batch")]
+    pub relay_batch: u64,
+    /// How often the relay and the worker look for work without being woken.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+}
+
+const fn default_true() -> bool {
+    true
+}
+const fn default_concurrency() -> usize {
+    32
+}
+const fn default_per_subscription() -> usize {
+    8
+}
+const fn default_request_timeout_ms() -> u64 {
+    10_000
+}
+const fn default_backoff_min_ms() -> u64 {
+    1_000
+}
+const fn default_backoff_max_ms() -> u64 {
+    300_000
+}
+const fn default_dead_letter_after() -> u64 {
+    86_400
+}
+const fn default_relay_batch() -> u64 {
+    500
+}
+const fn default_poll_interval_ms() -> u64 {
+    1_000
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            enabled: default_true(),
+            concurrency: default_concurrency(),
+            per_subscription_concurrency: default_per_subscription(),
+            request_timeout_ms: default_request_timeout_ms(),
+            backoff_min_ms: default_backoff_min_ms(),
+            backoff_max_ms: default_backoff_max_ms(),
+            dead_letter_after_seconds: default_dead_letter_after(),
+            relay_batch: default_relay_batch(),
+            poll_interval_ms: default_poll_interval_ms(),
+        }
+    }
+}
+
+/// Why the `[events.webhooks]` settings are refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidWebhookSettings {
+    #[error("concurrency and per_subscription_concurrency must be at least 1")]
+    ZeroConcurrency,
+    #[error("request_timeout_ms, poll_interval_ms and relay_batch must be positive")]
+    Zero,
+    #[error("dead_letter_after_seconds must be positive")]
+    ZeroDeadLetter,
+    #[error(transparent)]
+    Backoff(#[from] InvalidBackoff),
+}
+
+impl WebhookSettings {
+    /// The retry backoff these settings describe.
+    ///
+    /// # Errors
+    /// [`InvalidBackoff`].
+    pub fn backoff(&self) -> Result<FullJitter, InvalidBackoff> {
+        FullJitter::try_new(
+            Duration::from_millis(self.backoff_min_ms),
+            Duration::from_millis(self.backoff_max_ms),
+        )
+    }
+
+    /// Checks every setting.
+    ///
+    /// # Errors
+    /// [`InvalidWebhookSettings`] for the first bad one.
+    pub fn validate(&self) -> Result<(), InvalidWebhookSettings> {
+        if self.concurrency == 0 || self.per_subscription_concurrency == 0 {
+            return Err(InvalidWebhookSettings::ZeroConcurrency);
+        }
+        if self.request_timeout_ms == 0 || self.poll_interval_ms == 0 || self.relay_batch == 0 {
+            return Err(InvalidWebhookSettings::Zero);
+        }
+        if self.dead_letter_after_seconds == 0 {
+            return Err(InvalidWebhookSettings::ZeroDeadLetter);
+        }
+        self.backoff()?;
+        Ok(())
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+
+    pub fn dead_letter_after(&self) -> chrono::Duration {
+        chrono::Duration::seconds(self.dead_letter_after_seconds.min(i64::MAX as u64) as i64)
+    }
+}
+
+// === impl Webhooks ===
+
+/// The running relay and delivery worker.
+pub struct Webhooks {
+    stop: watch::Sender<bool>,
+    relay: JoinHandle<()>,
+    worker: JoinHandle<()>,
+}
+
+impl Webhooks {
+    /// Starts the relay (woken by `hub`) and the worker (sending through `env`'s guarded
+    /// outbound client and resolving signing secrets with its resolver). `None` when the
+    /// settings turn webhooks off.
+    ///
+    /// # Errors
+    /// [`InvalidWebhookSettings`].
+    pub fn start(
+        store: &Store,
+        env: &ConnectorEnv,
+        hub: &EventHub,
+        settings: &WebhookSettings,
+    ) -> Result<Option<Self>, InvalidWebhookSettings> {
+        settings.validate()?;
+        if !settings.enabled {
+            return Ok(None);
+        }
+        let (stop, stopped) = watch::channel(false);
+        let wake = Arc::new(Notify::new());
+        let relay = tokio::spawn(
+            relay::Relay {
+                store: store.webhooks(),
+                latest: hub.latest(),
+                wake: wake.clone(),
+                batch: settings.relay_batch,
+                poll: settings.poll_interval(),
+                stop: stopped.clone(),
+            }
+            .run(),
+        );
+        let worker = tokio::spawn(
+            worker::Worker::new(store.webhooks(), env.clone(), settings, wake, stopped)?.run(),
+        );
+        Ok(Some(Self {
+            stop,
+            relay,
+            worker,
+        }))
+    }
+
+    /// Stops both tasks: attempts in flight get a moment to finish and be recorded; any that
+    /// do not are sent again after the next start.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.relay.await;
+        let _ = self.worker.await;
+    }
+}
+
+// === test deliveries ===
+
+/// How a test delivery went.
+#[derive(Debug, Clone)]
+pub struct TestDelivery {
+    pub event_id: Uuid,
+    /// The target's status code, when it answered.
+    pub status_code: Option<u16>,
+    /// Why it was not delivered.
+    pub error: Option<String>,
+    pub latency_ms: u64,
+}
+
+impl TestDelivery {
+    pub fn delivered(&self) -> bool {
+        self.status_code.is_some_and(|c| (200..300).contains(&c))
+    }
+}
+
+/// Sends one signed `dev.stellaops.webhook.test` event to a subscription now, outside the
+/// queue, and reports what happened.
+pub async fn send_test(
+    env: &ConnectorEnv,
+    settings: &WebhookSettings,
+    subscription: &Subscription,
+) -> TestDelivery {
+    let event_id = Uuid::now_v7();
+    let now = Utc::now();
+    let event = json!({
+        "specversion": "1.0",
+        "id": event_id.to_string(),
+        "source": format!("/tenants/{}/alert-subscriptions/{}", subscription.tenant_id, subscription.id),
+        "type": TEST_EVENT_TYPE,
+        "time": now.to_rfc3339_opts(SecondsFormat::Millis, true),
+        "datacontenttype": "application/json",
+        "tenant": subscription.tenant_id,
+        "data": {
+            "subscriptionId": subscription.id.to_string(),
+            "message": "A test delivery from StellaOps Integrations.",
+        },
+    });
+    let started = tokio::time::Instant::now();
+    let result = worker::sign_and_post(
+        env,
+        settings.request_timeout(),
+        &subscription.target_url,
+        &subscription.secret_ref,
+        event_id,
+        &event,
+    )
+    .await;
+    let latency_ms = started.elapsed().as_millis() as u64;
+    let (status_code, error) = match result {
+        Ok(target::Answer::Accepted(code)) => (Some(code), None),
+        Ok(target::Answer::Refused { status, .. }) => (
+            Some(status),
+            Some(format!("the target answered HTTP {status}")),
+        ),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    TestDelivery {
+        event_id,
+        status_code,
+        error,
+        latency_ms,
+    }
+}
+
+/// A CloudEvent's JSON, as sent.
+pub(crate) fn body_of(event: &Value) -> Vec<u8> {
+    serde_json::to_vec(event).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;
