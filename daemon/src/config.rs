@@ -55,6 +55,9 @@ pub struct EventsConfig {
     /// Reminders, flap detection and credential-expiry warnings.
     #[serde(default)]
     pub alerts: actors::events::alerts::AlertSettings,
+    /// Webhook delivery: concurrency, timeouts, retries and dead-lettering.
+    #[serde(default)]
+    pub webhooks: actors::events::webhooks::WebhookSettings,
 }
 
 /// Metrics and traces export. `/metrics` (Prometheus text) is always served.
@@ -383,6 +386,12 @@ mod tests {
         assert!(config.auth.jwt.is_some());
         assert_eq!(config.health.interval_seconds, 300);
         config.health.schedule().expect("valid health settings");
+        config
+            .events
+            .webhooks
+            .validate()
+            .expect("valid webhook settings");
+        assert_eq!(config.events.webhooks.dead_letter_after_seconds, 86_400);
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! - [`api`]: the poem-openapi REST API and its problem+json error mapping.
 //! - [`telemetry`] sets up logging.
 //! - This file: [`start`] wires it all together (database, migrations, the catalog actor, the
-//!   HTTP server) and [`Running`] stops it gracefully.
+//!   health engine, the webhook relay and delivery worker, the HTTP server) and [`Running`]
+//!   stops it gracefully.
 //!
 //! The binary (`main.rs`) only parses arguments, loads the configuration and calls [`run`];
 //! tests call [`start`] on port 0 and talk HTTP to it like any client.
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actors::db::{self, PoolSettings};
+use actors::events::webhooks::{InvalidWebhookSettings, WebhookSettings, Webhooks};
 use actors::events::{Alerting, hub::EventHub};
 use actors::health::HealthEngine;
 use actors::registry::{PluginRegistry, RegistryArgs, SharedRegistry};
@@ -57,6 +59,8 @@ pub struct AppState {
     pub health: Option<HealthEngine>,
     /// Committed health events, live (the outbox holds them all).
     pub events: EventHub,
+    /// `[events.webhooks]`, for test deliveries made from the API.
+    pub webhooks: WebhookSettings,
     pub metrics: &'static prometheus::Registry,
 }
 
@@ -160,6 +164,8 @@ pub enum Error {
     Connectors(#[source] connectors::outbound::OutboundError),
     #[error("starting the health engine")]
     Health(#[from] actors::health::EngineError),
+    #[error("invalid [events.webhooks] settings")]
+    Webhooks(#[from] InvalidWebhookSettings),
     #[error("building the HTTP client")]
     HttpClient(#[source] reqwest::Error),
     #[error("listening on {addr}")]
@@ -182,6 +188,8 @@ pub struct Running {
     catalog: Catalog,
     catalog_handle: JoinHandle<()>,
     health: Option<HealthEngine>,
+    /// `None` when `[events.webhooks] enabled = false`.
+    webhooks: Option<Webhooks>,
     plugins: PluginRegistry,
     plugins_handle: JoinHandle<()>,
 }
@@ -203,6 +211,9 @@ impl Running {
         let _ = self.catalog_handle.await;
         if let Some(health) = &self.health {
             health.stop().await;
+        }
+        if let Some(webhooks) = self.webhooks {
+            webhooks.stop().await;
         }
         self.plugins.stop();
         let _ = self.plugins_handle.await;
@@ -319,6 +330,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
             }
         });
     }
+    let webhooks = Webhooks::start(&store, &env, &hub, &config.events.webhooks)?;
     let state = Arc::new(AppState {
         store,
         catalog: catalog.clone(),
@@ -328,6 +340,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         env,
         health: health.clone(),
         events: hub,
+        webhooks: config.events.webhooks.clone(),
         metrics,
     });
     spawn_housekeeping(Arc::downgrade(&state));
@@ -366,6 +379,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         catalog,
         catalog_handle,
         health,
+        webhooks,
         plugins,
         plugins_handle,
     })

@@ -8,7 +8,8 @@
 //! # Layout
 //! - `context`: [`context::TestContext`], keys, and request helpers.
 //! - `authority`: a fake OAuth authority serving a JWKS, and token minting.
-//! - One module per area: `catalog`, `tenancy`, `auth`, `validation`, `openapi`, `bootstrap`.
+//! - One module per area: `catalog`, `tenancy`, `auth`, `validation`, `openapi`, `bootstrap`,
+//!   `webhooks`.
 
 mod auth;
 mod authority;
@@ -21,3 +22,4 @@ mod openapi;
 mod plugins;
 mod tenancy;
 mod validation;
+mod webhooks;

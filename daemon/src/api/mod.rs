@@ -1,11 +1,12 @@
 //! The REST API: poem-openapi operations, the error mapping, and the routes around them.
 //!
 //! # Layout
-//! - [`integrations`], [`audit`], [`system`]: operations, one module per resource.
+//! - [`integrations`], [`audit`], [`alerts`], [`system`]: operations, one module per resource.
 //! - [`types`]: request and response bodies (never storage models).
 //! - [`error`]: every error as `application/problem+json`, mapped in one place.
 //! - [`security`]: the bearer scheme; [`validate`]: field checks.
 
+pub mod alerts;
 pub mod audit;
 pub mod error;
 pub mod integrations;
@@ -31,6 +32,8 @@ pub enum ApiTags {
     Integrations,
     /// The audit trail of catalog changes.
     Audit,
+    /// Webhook subscriptions for health events, and their deliveries.
+    Alerts,
     /// Probes.
     System,
 }
@@ -40,6 +43,7 @@ type Apis = (
     resources::ResourcesApi,
     plugins::PluginsApi,
     audit::AuditApi,
+    alerts::AlertsApi,
     system::SystemApi,
 );
 
@@ -51,6 +55,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             resources::ResourcesApi,
             plugins::PluginsApi,
             audit::AuditApi,
+            alerts::AlertsApi,
             system::SystemApi,
         ),
         "StellaOps Integrations",

@@ -1,0 +1,395 @@
+//! `/api/v1/alert-subscriptions`: webhook subscriptions for health events, and their
+//! deliveries.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use actors::events::TypeFilter;
+use actors::events::webhooks::{self, target};
+use actors::store::alerts::{DeliveryQuery, SubscriptionFields, SubscriptionQuery};
+use connectors::authref::AuthRef;
+use poem::web::Data;
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, OpenApi};
+use uuid::Uuid;
+
+use super::error::ApiError;
+use super::security::BearerAuth;
+use super::types::alerts::{
+    AlertDelivery, AlertDeliveryPage, AlertSubscription, AlertSubscriptionInput,
+    AlertSubscriptionPage, AlertTestResult, DeliveryState,
+};
+use super::types::cursor;
+use super::{ApiTags, validate};
+use crate::AppState;
+use crate::auth::Scope;
+
+/// Most entries in `eventTypes`.
+pub const MAX_EVENT_TYPES: usize = 32;
+/// Most entries in `integrationIds`.
+pub const MAX_INTEGRATION_IDS: usize = 100;
+
+#[derive(ApiResponse)]
+pub enum SubscriptionCreated {
+    /// Created; events committed from now on are delivered to it.
+    #[oai(status = 201)]
+    Created(
+        Json<AlertSubscription>,
+        /// The new subscription's URL.
+        #[oai(header = "Location")]
+        String,
+        /// The subscription's version.
+        #[oai(header = "ETag")]
+        String,
+    ),
+}
+
+#[derive(ApiResponse)]
+pub enum SubscriptionOk {
+    #[oai(status = 200)]
+    Ok(
+        Json<AlertSubscription>,
+        /// The subscription's version, for `If-Match`.
+        #[oai(header = "ETag")]
+        String,
+    ),
+}
+
+#[derive(ApiResponse)]
+pub enum SubscriptionDeleted {
+    /// Deleted; its pending deliveries are dropped (dead).
+    #[oai(status = 204)]
+    NoContent,
+}
+
+fn ok(m: actors::store::alerts::Subscription) -> SubscriptionOk {
+    let etag = validate::etag(m.version);
+    SubscriptionOk::Ok(Json(m.into()), etag)
+}
+
+fn page_limit(limit: Option<u32>) -> u64 {
+    u64::from(limit.unwrap_or(super::integrations::DEFAULT_PAGE_SIZE))
+}
+
+pub struct AlertsApi;
+
+#[OpenApi(prefix_path = "/api/v1/alert-subscriptions", tag = "ApiTags::Alerts")]
+impl AlertsApi {
+    /// List webhook subscriptions
+    ///
+    /// The caller's tenant's subscriptions, oldest first, one page at a time: pass the
+    /// `nextCursor` of a page as `cursor` to get the next.
+    #[oai(path = "/", method = "get", operation_id = "alert_subscription_list")]
+    async fn alert_subscription_list(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: BearerAuth,
+        /// Page size (1 to 200, default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        limit: Query<Option<u32>>,
+        /// The `nextCursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<Json<AlertSubscriptionPage>, ApiError> {
+        let principal = auth.require(Scope::Read)?;
+        let after = cursor::parse(cursor.0.as_deref(), cursor::decode_uuid)?;
+        let page = state
+            .store
+            .tenant(principal.tenant.clone())
+            .subscription_list(&SubscriptionQuery {
+                after,
+                limit: page_limit(limit.0),
+            })
+            .await?;
+        Ok(Json(AlertSubscriptionPage {
+            items: page.items.into_iter().map(Into::into).collect(),
+            next_cursor: page.next.map(cursor::encode_uuid),
+        }))
+    }
+
+    /// Get a webhook subscription
+    #[oai(path = "/:id", method = "get", operation_id = "alert_subscription_get")]
+    async fn alert_subscription_get(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+    ) -> Result<SubscriptionOk, ApiError> {
+        let principal = auth.require(Scope::Read)?;
+        let found = state
+            .store
+            .tenant(principal.tenant.clone())
+            .subscription_get(id.0)
+            .await?;
+        Ok(ok(found))
+    }
+
+    /// Create a webhook subscription
+    ///
+    /// Health events of the tenant committed from now on that match the filters are POSTed
+    /// to `targetUrl` as `application/cloudevents+json`, signed with the secret behind
+    /// `secretRef` (`X-Stella-Signature-256: sha256=<hex HMAC-SHA256(secret,
+    /// "{X-Stella-Timestamp}.{body}")>`), in order per integration, at least once (the event
+    /// id is the `Idempotency-Key`). The target is resolved now and refused when the SSRF
+    /// guard would refuse it. Audited.
+    #[oai(
+        path = "/",
+        method = "post",
+        operation_id = "alert_subscription_create"
+    )]
+    async fn alert_subscription_create(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: BearerAuth,
+        body: Json<AlertSubscriptionInput>,
+    ) -> Result<SubscriptionCreated, ApiError> {
+        let principal = auth.require(Scope::Write)?;
+        let tenant = state.store.tenant(principal.tenant.clone());
+        let fields = fields(&state, &tenant, body.0).await?;
+        let created = tenant
+            .subscription_create(&principal.subject, fields)
+            .await?;
+        tracing::info!(
+            message = "Alert subscription created.",
+            subscription_id = %created.id,
+            tenant_id = %principal.tenant,
+        );
+        let location = format!("/api/v1/alert-subscriptions/{}", created.id);
+        let etag = validate::etag(created.version);
+        Ok(SubscriptionCreated::Created(
+            Json(created.into()),
+            location,
+            etag,
+        ))
+    }
+
+    /// Replace a webhook subscription
+    ///
+    /// Replaces every field. With `If-Match` (the `ETag` of a read), the change applies only
+    /// to that version and answers 412 when it is stale. Deliveries already queued keep
+    /// going to the new target. Audited.
+    #[oai(
+        path = "/:id",
+        method = "put",
+        operation_id = "alert_subscription_update"
+    )]
+    async fn alert_subscription_update(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+        /// The `ETag` this change was based on, or `*`.
+        #[oai(name = "If-Match")]
+        if_match: Header<Option<String>>,
+        body: Json<AlertSubscriptionInput>,
+    ) -> Result<SubscriptionOk, ApiError> {
+        let principal = auth.require(Scope::Write)?;
+        let expected_version = validate::if_match(if_match.0.as_deref())?;
+        let tenant = state.store.tenant(principal.tenant.clone());
+        tenant.subscription_get(id.0).await?;
+        let fields = fields(&state, &tenant, body.0).await?;
+        let updated = tenant
+            .subscription_update(&principal.subject, id.0, fields, expected_version)
+            .await?;
+        Ok(ok(updated))
+    }
+
+    /// Delete a webhook subscription
+    ///
+    /// A soft delete: no more deliveries are made and the pending ones become dead; the
+    /// audit trail keeps its history. Honours `If-Match` like a replacement.
+    #[oai(
+        path = "/:id",
+        method = "delete",
+        operation_id = "alert_subscription_delete"
+    )]
+    async fn alert_subscription_delete(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+        /// The `ETag` this delete was based on, or `*`.
+        #[oai(name = "If-Match")]
+        if_match: Header<Option<String>>,
+    ) -> Result<SubscriptionDeleted, ApiError> {
+        let principal = auth.require(Scope::Write)?;
+        let expected_version = validate::if_match(if_match.0.as_deref())?;
+        state
+            .store
+            .tenant(principal.tenant.clone())
+            .subscription_delete(&principal.subject, id.0, expected_version)
+            .await?;
+        Ok(SubscriptionDeleted::NoContent)
+    }
+
+    /// List a subscription's deliveries
+    ///
+    /// One row per event delivered (or to be delivered) to the subscription, newest first:
+    /// the event, its status, attempts, the last answer or error, and when the next attempt
+    /// is due.
+    #[oai(
+        path = "/:id/deliveries",
+        method = "get",
+        operation_id = "alert_delivery_list"
+    )]
+    async fn alert_delivery_list(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+        /// Only deliveries in this state.
+        status: Query<Option<DeliveryState>>,
+        /// Page size (1 to 200, default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        limit: Query<Option<u32>>,
+        /// The `nextCursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<Json<AlertDeliveryPage>, ApiError> {
+        let principal = auth.require(Scope::Read)?;
+        let before = cursor::parse(cursor.0.as_deref(), cursor::decode_i64)?;
+        let page = state
+            .store
+            .tenant(principal.tenant.clone())
+            .delivery_list(
+                id.0,
+                &DeliveryQuery {
+                    status: status.0.map(DeliveryState::to_store),
+                    before,
+                    limit: page_limit(limit.0),
+                },
+            )
+            .await?;
+        Ok(Json(AlertDeliveryPage {
+            items: page.items.into_iter().map(Into::into).collect(),
+            next_cursor: page.next.map(cursor::encode_i64),
+        }))
+    }
+
+    /// Retry a dead delivery
+    ///
+    /// Puts a dead delivery back in the queue with a fresh dead-letter clock; it goes out
+    /// before the later pending deliveries of its integration. 409 unless it is dead.
+    /// Audited.
+    #[oai(
+        path = "/:id/deliveries/:deliveryId/retry",
+        method = "post",
+        operation_id = "alert_delivery_retry"
+    )]
+    async fn alert_delivery_retry(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+        /// The delivery's `id`.
+        #[oai(name = "deliveryId")]
+        delivery_id: Path<i64>,
+    ) -> Result<Json<AlertDelivery>, ApiError> {
+        let principal = auth.require(Scope::Write)?;
+        let requeued = state
+            .store
+            .tenant(principal.tenant.clone())
+            .delivery_retry(&principal.subject, id.0, delivery_id.0)
+            .await?
+            .ok_or_else(|| {
+                ApiError::not_found(format!("alert delivery {} not found", delivery_id.0))
+            })?;
+        Ok(Json(requeued.into()))
+    }
+
+    /// Send a test event
+    ///
+    /// POSTs one signed event of type `dev.stellaops.webhook.test` to the subscription's
+    /// target now, outside the queue (it is not stored or retried), and tells how it went.
+    #[oai(
+        path = "/:id/test",
+        method = "post",
+        operation_id = "alert_subscription_test"
+    )]
+    async fn alert_subscription_test(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+    ) -> Result<Json<AlertTestResult>, ApiError> {
+        let principal = auth.require(Scope::Write)?;
+        let subscription = state
+            .store
+            .tenant(principal.tenant.clone())
+            .subscription_get(id.0)
+            .await?;
+        let result = webhooks::send_test(&state.env, &state.webhooks, &subscription).await;
+        Ok(Json(AlertTestResult {
+            event_id: result.event_id,
+            delivered: result.delivered(),
+            status_code: result.status_code,
+            error: result.error,
+            latency_ms: result.latency_ms,
+        }))
+    }
+}
+
+/// Validates a request body into the fields to store, each failure a 422 naming the field.
+async fn fields(
+    state: &AppState,
+    tenant: &actors::TenantStore,
+    body: AlertSubscriptionInput,
+) -> Result<SubscriptionFields, ApiError> {
+    let name = validate::name(&body.name)?;
+    let target_url = target::check(&state.env.outbound, &body.target_url)
+        .await
+        .map_err(|e| ApiError::invalid("targetUrl", e.to_string()))?
+        .to_string();
+    let event_types = body.event_types.unwrap_or_default();
+    if event_types.len() > MAX_EVENT_TYPES {
+        return Err(ApiError::invalid(
+            "eventTypes",
+            format!("at most {MAX_EVENT_TYPES} entries"),
+        ));
+    }
+    for (i, entry) in event_types.iter().enumerate() {
+        TypeFilter::new([entry.clone()]).map_err(|e| {
+            ApiError::invalid(
+                format!("eventTypes[{i}]"),
+                format!("{e}; expected a type such as dev.stellaops.integration.health.changed or a prefix ending in .*"),
+            )
+        })?;
+    }
+    let mut integration_ids = body.integration_ids.unwrap_or_default();
+    if integration_ids.len() > MAX_INTEGRATION_IDS {
+        return Err(ApiError::invalid(
+            "integrationIds",
+            format!("at most {MAX_INTEGRATION_IDS} entries"),
+        ));
+    }
+    let mut seen = HashSet::new();
+    integration_ids.retain(|id| seen.insert(*id));
+    let missing = tenant.missing_integrations(&integration_ids).await?;
+    if let Some(first) = missing.first() {
+        let i = integration_ids
+            .iter()
+            .position(|id| id == first)
+            .unwrap_or(0);
+        return Err(ApiError::invalid(
+            format!("integrationIds[{i}]"),
+            "no such integration in this tenant",
+        ));
+    }
+    let secret_ref = body
+        .secret_ref
+        .parse::<AuthRef>()
+        .map_err(|e| {
+            ApiError::invalid(
+                "secretRef",
+                format!("{e}; pass a reference to the signing secret, never the secret itself"),
+            )
+        })?
+        .to_string();
+    Ok(SubscriptionFields {
+        name,
+        target_url,
+        event_types,
+        integration_ids,
+        secret_ref,
+        enabled: body.enabled.unwrap_or(true),
+    })
+}
