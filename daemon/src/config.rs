@@ -49,12 +49,30 @@ pub struct Config {
 }
 
 /// The `[events]` section.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventsConfig {
     /// Reminders, flap detection and credential-expiry warnings.
     #[serde(default)]
     pub alerts: actors::events::alerts::AlertSettings,
+    /// Longest life of one `GET /api/v1/events` stream; the client reconnects with
+    /// `Last-Event-ID` and loses nothing. Bounds how long a vanished client holds resources
+    /// and lets load balancers rebalance.
+    #[serde(default = "default_stream_max_seconds")]
+    pub stream_max_seconds: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            alerts: Default::default(),
+            stream_max_seconds: default_stream_max_seconds(),
+        }
+    }
+}
+
+const fn default_stream_max_seconds() -> u64 {
+    3600
 }
 
 /// Metrics and traces export. `/metrics` (Prometheus text) is always served.

@@ -57,6 +57,8 @@ pub struct AppState {
     pub health: Option<HealthEngine>,
     /// Committed health events, live (the outbox holds them all).
     pub events: EventHub,
+    /// Longest life of one event stream.
+    pub stream_max: Duration,
     pub metrics: &'static prometheus::Registry,
 }
 
@@ -328,6 +330,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         env,
         health: health.clone(),
         events: hub,
+        stream_max: Duration::from_secs(config.events.stream_max_seconds.max(1)),
         metrics,
     });
     spawn_housekeeping(Arc::downgrade(&state));

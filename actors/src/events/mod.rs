@@ -16,6 +16,9 @@ pub mod hub;
 pub mod maintenance;
 pub mod metrics;
 
+#[cfg(test)]
+mod paused_tests;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};

@@ -1,14 +1,17 @@
 //! The REST API: poem-openapi operations, the error mapping, and the routes around them.
 //!
 //! # Layout
-//! - [`integrations`], [`audit`], [`system`]: operations, one module per resource.
+//! - [`integrations`], [`maintenance`], [`events`], [`audit`], [`system`]: operations, one
+//!   module per resource.
 //! - [`types`]: request and response bodies (never storage models).
 //! - [`error`]: every error as `application/problem+json`, mapped in one place.
 //! - [`security`]: the bearer scheme; [`validate`]: field checks.
 
 pub mod audit;
 pub mod error;
+pub mod events;
 pub mod integrations;
+pub mod maintenance;
 pub mod plugins;
 pub mod resources;
 pub mod security;
@@ -31,12 +34,16 @@ pub enum ApiTags {
     Integrations,
     /// The audit trail of catalog changes.
     Audit,
+    /// Health events: a live stream of the tenant's events.
+    Events,
     /// Probes.
     System,
 }
 
 type Apis = (
     integrations::IntegrationsApi,
+    maintenance::MaintenanceApi,
+    events::EventsApi,
     resources::ResourcesApi,
     plugins::PluginsApi,
     audit::AuditApi,
@@ -48,6 +55,8 @@ pub fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
             integrations::IntegrationsApi,
+            maintenance::MaintenanceApi,
+            events::EventsApi,
             resources::ResourcesApi,
             plugins::PluginsApi,
             audit::AuditApi,
