@@ -37,6 +37,12 @@ pub async fn connect(url: &str, settings: &PoolSettings) -> Result<DatabaseConne
         .min_connections(1)
         .acquire_timeout(settings.acquire_timeout)
         .sqlx_logging(false);
+    if url.contains(":memory:") {
+        // An in-memory database lives as long as its connection: never recycle it (a paused
+        // test clock would otherwise age it out and lose the database).
+        let forever = Duration::from_secs(100 * 365 * 86_400);
+        options.idle_timeout(forever).max_lifetime(forever);
+    }
     let db = Database::connect(options).await?;
     if db.get_database_backend() == DatabaseBackend::Sqlite {
         for pragma in [

@@ -49,7 +49,7 @@ pub struct Config {
 }
 
 /// The `[events]` section.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventsConfig {
     /// Reminders, flap detection and credential-expiry warnings.
@@ -58,6 +58,25 @@ pub struct EventsConfig {
     /// Webhook delivery: concurrency, timeouts, retries and dead-lettering.
     #[serde(default)]
     pub webhooks: actors::events::webhooks::WebhookSettings,
+    /// Longest life of one `GET /api/v1/events` stream; the client reconnects with
+    /// `Last-Event-ID` and loses nothing. Bounds how long a vanished client holds resources
+    /// and lets load balancers rebalance.
+    #[serde(default = "default_stream_max_seconds")]
+    pub stream_max_seconds: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            alerts: Default::default(),
+            webhooks: Default::default(),
+            stream_max_seconds: default_stream_max_seconds(),
+        }
+    }
+}
+
+const fn default_stream_max_seconds() -> u64 {
+    3600
 }
 
 /// Metrics and traces export. `/metrics` (Prometheus text) is always served.

@@ -61,6 +61,8 @@ pub struct AppState {
     pub events: EventHub,
     /// `[events.webhooks]`, for test deliveries made from the API.
     pub webhooks: WebhookSettings,
+    /// Longest life of one event stream.
+    pub stream_max: Duration,
     pub metrics: &'static prometheus::Registry,
 }
 
@@ -341,6 +343,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         health: health.clone(),
         events: hub,
         webhooks: config.events.webhooks.clone(),
+        stream_max: Duration::from_secs(config.events.stream_max_seconds.max(1)),
         metrics,
     });
     spawn_housekeeping(Arc::downgrade(&state));

@@ -17,6 +17,7 @@ mod bootstrap;
 mod catalog;
 mod connectors;
 mod context;
+mod events;
 mod health;
 mod openapi;
 mod plugins;

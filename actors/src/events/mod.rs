@@ -17,6 +17,9 @@ pub mod maintenance;
 pub mod metrics;
 pub mod webhooks;
 
+#[cfg(test)]
+mod paused_tests;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};

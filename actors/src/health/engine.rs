@@ -20,6 +20,7 @@ use super::writer::{ResultWriter, WriteOp, WriterOptions};
 use crate::catalog::CatalogEvent;
 use crate::events::Alerting;
 use crate::events::alerts::MaintenanceChange;
+use crate::events::clock::Clock;
 use crate::registry::SharedRegistry;
 use crate::store::Store;
 use crate::store::health::start_of_hour;
@@ -66,6 +67,8 @@ pub fn integration_spec(m: &entity::integration::Model) -> IntegrationSpec {
 pub struct EngineContext {
     pub schedule: Schedule,
     pub writer: ResultWriter,
+    /// Stamps check results and status changes (tokio's clock in paused-clock tests).
+    pub clock: Clock,
 }
 
 /// Why the engine could not do what was asked.
@@ -115,6 +118,7 @@ impl HealthEngine {
         alerting: Alerting,
     ) -> Result<Self, EngineError> {
         let schedule = settings.schedule()?;
+        let clock = alerting.clock;
         let (writer, writer_task) = ResultWriter::spawn(
             store.clone(),
             WriterOptions {
@@ -129,7 +133,11 @@ impl HealthEngine {
         );
         load_maintenance_windows(&store, &writer).await;
         let default_interval = schedule.interval;
-        let ctx = Arc::new(EngineContext { schedule, writer });
+        let ctx = Arc::new(EngineContext {
+            schedule,
+            writer,
+            clock,
+        });
         let mut supervisors = Vec::new();
         for _ in 0..settings.supervisors.max(1) {
             let (supervisor, _) = Actor::spawn(None, MonitorSupervisor, ctx.clone()).await?;

@@ -184,7 +184,7 @@ impl Actor for IntegrationMonitor {
         );
         if matches!(state.tracker.status, Status::Unhealthy | Status::Error) {
             // Still broken from before a restart: the alert policy keeps reminding.
-            let seed = state.transition(state.tracker.status, Utc::now(), None);
+            let seed = state.transition(state.tracker.status, state.ctx.clock.now(), None);
             state.ctx.writer.record(WriteOp::Seed(seed)).await;
         }
         if state.spec.paused {
@@ -266,7 +266,7 @@ impl MonitorState {
         }
         self.generation = self.generation.wrapping_add(1);
         let generation = self.generation;
-        let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+        let at = self.ctx.clock.now() + chrono::Duration::from_std(delay).unwrap_or_default();
         self.due = Some((Instant::now() + delay, at));
         self.timer = Some(myself.send_after(delay, move || MonitorMsg::Tick(generation)));
     }
@@ -280,6 +280,7 @@ impl MonitorState {
         let connector = self.spec.connector.clone();
         let timeout = self.ctx.schedule.timeout;
         let myself = myself.clone();
+        let clock = self.ctx.clock;
         let span = tracing::info_span!(
             "health_check",
             integration_id = %self.spec.id,
@@ -290,7 +291,7 @@ impl MonitorState {
         tokio::spawn(
             async move {
                 let started = Instant::now();
-                let checked_at = Utc::now();
+                let checked_at = clock.now();
                 let outcome = match connector {
                     Err(why) => {
                         Outcome::Report(HealthReport::unhealthy(Reason::ConnectorFailed, &*why))
@@ -464,7 +465,7 @@ impl MonitorState {
         }
         self.tracker.status = status;
         self.tracker.reason = reason;
-        self.announce(before, Utc::now(), None).await;
+        self.announce(before, self.ctx.clock.now(), None).await;
     }
 
     /// The transition from `from` to the tracker's status, for the writer.

@@ -269,7 +269,7 @@ impl Actor for MonitorSupervisor {
                             schedule.restart_window.as_secs()
                         )),
                         latency_ms: None,
-                        checked_at: chrono::Utc::now(),
+                        checked_at: state.ctx.clock.now(),
                         crash_loop: Some(count as u32),
                     };
                     state

@@ -75,6 +75,7 @@ async fn harness(settings: HealthSettings) -> Harness {
     let ctx = Arc::new(EngineContext {
         schedule: settings.schedule().unwrap(),
         writer,
+        clock: Default::default(),
     });
     let (supervisor, _) = Actor::spawn(None, MonitorSupervisor, ctx).await.unwrap();
     Harness { supervisor }

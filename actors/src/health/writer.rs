@@ -26,8 +26,8 @@ pub enum WriteOp {
     Check(CheckRow, Option<Box<CredentialNotice>>),
     /// A status change: stored on the integration's row, with the events it gives.
     Status(Box<Transition>),
-    /// Answered once everything queued before it is written: an on-demand check replies after
-    /// its result is readable.
+    /// Answered once everything queued before it, and every time-driven event due by now, is
+    /// written: an on-demand check replies after its result is readable.
     Flush(oneshot::Sender<()>),
     /// An integration that was unhealthy or in error at start-up, so reminders go on.
     Seed(Box<Transition>),
@@ -109,13 +109,13 @@ impl Batch {
         self.checks.len() + self.statuses.len() + self.events.len()
     }
 
-    fn push(&mut self, op: WriteOp, alerts: &mut Alerts, clock: &Clock) {
+    fn push(&mut self, op: WriteOp, alerts: &mut Alerts) {
         match op {
             WriteOp::Check(row, credential) => {
                 self.checks.push(row);
                 if let Some(notice) = credential {
-                    self.events
-                        .extend(alerts.on_credential(&notice, clock.now()));
+                    let at = row_time(&self.checks);
+                    self.events.extend(alerts.on_credential(&notice, at));
                 }
             }
             WriteOp::Status(t) => {
@@ -125,7 +125,8 @@ impl Batch {
                     reason: t.reason,
                     checked_at: t.checked_at,
                 });
-                self.events.extend(alerts.on_transition(&t, clock.now()));
+                // Decided at the time of the check, however long the op waited in the queue.
+                self.events.extend(alerts.on_transition(&t, t.checked_at));
             }
             WriteOp::Flush(w) => self.waiters.push(w),
             WriteOp::Seed(t) => alerts.seed(
@@ -133,12 +134,18 @@ impl Batch {
                 t.tenant.clone(),
                 t.provider_type.clone(),
                 t.to,
-                clock.now(),
+                t.checked_at,
             ),
             WriteOp::Forget(id) => alerts.forget(id),
             WriteOp::Maintenance(change) => alerts.maintenance(change),
         }
     }
+}
+
+fn row_time(checks: &[CheckRow]) -> chrono::DateTime<chrono::Utc> {
+    checks
+        .last()
+        .map_or_else(chrono::Utc::now, |c| c.checked_at)
 }
 
 async fn run(store: Store, mut rx: mpsc::Receiver<WriteOp>, options: WriterOptions) {
@@ -153,8 +160,10 @@ async fn run(store: Store, mut rx: mpsc::Receiver<WriteOp>, options: WriterOptio
         // Wait for the first op (or a tick), then fill the batch until it is full, `flush`
         // has passed, or somebody waits for it.
         tokio::select! {
+            // Queued ops first: a tick must not judge state that is still in the queue.
+            biased;
             op = rx.recv() => match op {
-                Some(op) => batch.push(op, &mut alerts, &clock),
+                Some(op) => batch.push(op, &mut alerts),
                 None => break,
             },
             _ = ticker.tick() => {
@@ -167,9 +176,13 @@ async fn run(store: Store, mut rx: mpsc::Receiver<WriteOp>, options: WriterOptio
         let deadline = tokio::time::Instant::now() + options.flush;
         while batch.len() < batch_size && batch.waiters.is_empty() {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(op)) => batch.push(op, &mut alerts, &clock),
+                Ok(Some(op)) => batch.push(op, &mut alerts),
                 Ok(None) | Err(_) => break,
             }
+        }
+        if !batch.waiters.is_empty() {
+            // A flush also brings time-driven events up to now.
+            batch.events.extend(alerts.tick(clock.now()));
         }
         write(&system, &mut batch, &options.hub).await;
     }

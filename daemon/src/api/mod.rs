@@ -1,7 +1,8 @@
 //! The REST API: poem-openapi operations, the error mapping, and the routes around them.
 //!
 //! # Layout
-//! - [`integrations`], [`audit`], [`alerts`], [`system`]: operations, one module per resource.
+//! - [`integrations`], [`maintenance`], [`events`], [`alerts`], [`audit`], [`system`]:
+//!   operations, one module per resource.
 //! - [`types`]: request and response bodies (never storage models).
 //! - [`error`]: every error as `application/problem+json`, mapped in one place.
 //! - [`security`]: the bearer scheme; [`validate`]: field checks.
@@ -9,7 +10,9 @@
 pub mod alerts;
 pub mod audit;
 pub mod error;
+pub mod events;
 pub mod integrations;
+pub mod maintenance;
 pub mod plugins;
 pub mod resources;
 pub mod security;
@@ -32,6 +35,8 @@ pub enum ApiTags {
     Integrations,
     /// The audit trail of catalog changes.
     Audit,
+    /// Health events: a live stream of the tenant's events.
+    Events,
     /// Webhook subscriptions for health events, and their deliveries.
     Alerts,
     /// Probes.
@@ -40,6 +45,8 @@ pub enum ApiTags {
 
 type Apis = (
     integrations::IntegrationsApi,
+    maintenance::MaintenanceApi,
+    events::EventsApi,
     resources::ResourcesApi,
     plugins::PluginsApi,
     audit::AuditApi,
@@ -52,6 +59,8 @@ pub fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
             integrations::IntegrationsApi,
+            maintenance::MaintenanceApi,
+            events::EventsApi,
             resources::ResourcesApi,
             plugins::PluginsApi,
             audit::AuditApi,
