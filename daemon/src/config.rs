@@ -55,6 +55,9 @@ pub struct EventsConfig {
     /// Reminders, flap detection and credential-expiry warnings.
     #[serde(default)]
     pub alerts: actors::events::alerts::AlertSettings,
+    /// The NATS JetStream publisher; off unless `url` is set.
+    #[serde(default)]
+    pub nats: actors::events::nats::NatsSettings,
 }
 
 /// Metrics and traces export. `/metrics` (Prometheus text) is always served.
@@ -383,6 +386,12 @@ mod tests {
         assert!(config.auth.jwt.is_some());
         assert_eq!(config.health.interval_seconds, 300);
         config.health.schedule().expect("valid health settings");
+        // The example leaves the publisher off; its other settings must still be usable.
+        let mut nats = config.events.nats.clone();
+        nats.url
+            .get_or_insert_with(|| "nats://127.0.0.1:4222".into());
+        let relay = nats.relay_config().expect("valid [events.nats] settings");
+        assert!(relay.is_some());
     }
 
     #[test]
