@@ -17,6 +17,7 @@ mod catalog;
 mod connectors;
 mod context;
 mod health;
+mod nats;
 mod openapi;
 mod plugins;
 mod tenancy;
