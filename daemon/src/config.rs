@@ -60,6 +60,9 @@ pub struct EventsConfig {
     /// and lets load balancers rebalance.
     #[serde(default = "default_stream_max_seconds")]
     pub stream_max_seconds: u64,
+    /// The NATS JetStream publisher; off unless `url` is set.
+    #[serde(default)]
+    pub nats: actors::events::nats::NatsSettings,
 }
 
 impl Default for EventsConfig {
@@ -67,6 +70,7 @@ impl Default for EventsConfig {
         Self {
             alerts: Default::default(),
             stream_max_seconds: default_stream_max_seconds(),
+            nats: Default::default(),
         }
     }
 }
@@ -401,6 +405,12 @@ mod tests {
         assert!(config.auth.jwt.is_some());
         assert_eq!(config.health.interval_seconds, 300);
         config.health.schedule().expect("valid health settings");
+        // The example leaves the publisher off; its other settings must still be usable.
+        let mut nats = config.events.nats.clone();
+        nats.url
+            .get_or_insert_with(|| "nats://127.0.0.1:4222".into());
+        let relay = nats.relay_config().expect("valid [events.nats] settings");
+        assert!(relay.is_some());
     }
 
     #[test]

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actors::db::{self, PoolSettings};
+use actors::events::nats::{NatsConfigError, NatsRelay};
 use actors::events::{Alerting, hub::EventHub};
 use actors::health::HealthEngine;
 use actors::registry::{PluginRegistry, RegistryArgs, SharedRegistry};
@@ -162,6 +163,8 @@ pub enum Error {
     Connectors(#[source] connectors::outbound::OutboundError),
     #[error("starting the health engine")]
     Health(#[from] actors::health::EngineError),
+    #[error("invalid [events.nats] settings")]
+    Nats(#[from] NatsConfigError),
     #[error("building the HTTP client")]
     HttpClient(#[source] reqwest::Error),
     #[error("listening on {addr}")]
@@ -186,6 +189,8 @@ pub struct Running {
     health: Option<HealthEngine>,
     plugins: PluginRegistry,
     plugins_handle: JoinHandle<()>,
+    /// The NATS JetStream publisher, when `[events.nats] url` is set.
+    nats: Option<NatsRelay>,
 }
 
 impl Running {
@@ -205,6 +210,9 @@ impl Running {
         let _ = self.catalog_handle.await;
         if let Some(health) = &self.health {
             health.stop().await;
+        }
+        if let Some(nats) = self.nats {
+            nats.stop().await;
         }
         self.plugins.stop();
         let _ = self.plugins_handle.await;
@@ -250,6 +258,8 @@ fn pool_settings(config: &Config) -> PoolSettings {
 pub async fn start(config: Config) -> Result<Running, Error> {
     // Before any instrument exists: instruments bind to the provider installed first.
     let metrics = telemetry::metrics(&config.telemetry);
+    // Refused before anything starts; the relay itself starts next to the health engine.
+    let nats_config = config.events.nats.relay_config()?;
     let db = db::connect(&config.database.url, &pool_settings(&config))
         .await
         .map_err(Error::Connect)?;
@@ -314,6 +324,8 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     } else {
         None
     };
+    let nats = nats_config
+        .map(|relay| NatsRelay::start(store.system(), hub.latest(), relay, env.secrets.clone()));
     if let Some(engine) = health.clone() {
         tokio::spawn(async move {
             while let Some(provider_type) = changed.recv().await {
@@ -371,6 +383,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         health,
         plugins,
         plugins_handle,
+        nats,
     })
 }
 
