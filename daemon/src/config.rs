@@ -63,6 +63,9 @@ pub struct EventsConfig {
     /// and lets load balancers rebalance.
     #[serde(default = "default_stream_max_seconds")]
     pub stream_max_seconds: u64,
+    /// The NATS JetStream publisher; off unless `url` is set.
+    #[serde(default)]
+    pub nats: actors::events::nats::NatsSettings,
 }
 
 impl Default for EventsConfig {
@@ -71,6 +74,7 @@ impl Default for EventsConfig {
             alerts: Default::default(),
             webhooks: Default::default(),
             stream_max_seconds: default_stream_max_seconds(),
+            nats: Default::default(),
         }
     }
 }
@@ -411,6 +415,12 @@ mod tests {
             .validate()
             .expect("valid webhook settings");
         assert_eq!(config.events.webhooks.dead_letter_after_seconds, 86_400);
+        // The example leaves the publisher off; its other settings must still be usable.
+        let mut nats = config.events.nats.clone();
+        nats.url
+            .get_or_insert_with(|| "nats://127.0.0.1:4222".into());
+        let relay = nats.relay_config().expect("valid [events.nats] settings");
+        assert!(relay.is_some());
     }
 
     #[test]

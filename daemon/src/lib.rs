@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actors::db::{self, PoolSettings};
+use actors::events::nats::{NatsConfigError, NatsRelay};
 use actors::events::webhooks::{InvalidWebhookSettings, WebhookSettings, Webhooks};
 use actors::events::{Alerting, hub::EventHub};
 use actors::health::HealthEngine;
@@ -168,6 +169,8 @@ pub enum Error {
     Health(#[from] actors::health::EngineError),
     #[error("invalid [events.webhooks] settings")]
     Webhooks(#[from] InvalidWebhookSettings),
+    #[error("invalid [events.nats] settings")]
+    Nats(#[from] NatsConfigError),
     #[error("building the HTTP client")]
     HttpClient(#[source] reqwest::Error),
     #[error("listening on {addr}")]
@@ -194,6 +197,8 @@ pub struct Running {
     webhooks: Option<Webhooks>,
     plugins: PluginRegistry,
     plugins_handle: JoinHandle<()>,
+    /// The NATS JetStream publisher, when `[events.nats] url` is set.
+    nats: Option<NatsRelay>,
 }
 
 impl Running {
@@ -216,6 +221,9 @@ impl Running {
         }
         if let Some(webhooks) = self.webhooks {
             webhooks.stop().await;
+        }
+        if let Some(nats) = self.nats {
+            nats.stop().await;
         }
         self.plugins.stop();
         let _ = self.plugins_handle.await;
@@ -261,6 +269,8 @@ fn pool_settings(config: &Config) -> PoolSettings {
 pub async fn start(config: Config) -> Result<Running, Error> {
     // Before any instrument exists: instruments bind to the provider installed first.
     let metrics = telemetry::metrics(&config.telemetry);
+    // Refused before anything starts; the relay itself starts next to the health engine.
+    let nats_config = config.events.nats.relay_config()?;
     let db = db::connect(&config.database.url, &pool_settings(&config))
         .await
         .map_err(Error::Connect)?;
@@ -325,6 +335,8 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     } else {
         None
     };
+    let nats = nats_config
+        .map(|relay| NatsRelay::start(store.system(), hub.latest(), relay, env.secrets.clone()));
     if let Some(engine) = health.clone() {
         tokio::spawn(async move {
             while let Some(provider_type) = changed.recv().await {
@@ -385,6 +397,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         webhooks,
         plugins,
         plugins_handle,
+        nats,
     })
 }
 

@@ -19,6 +19,7 @@ mod connectors;
 mod context;
 mod events;
 mod health;
+mod nats;
 mod openapi;
 mod plugins;
 mod tenancy;

@@ -15,6 +15,7 @@ pub mod clock;
 pub mod hub;
 pub mod maintenance;
 pub mod metrics;
+pub mod nats;
 pub mod webhooks;
 
 #[cfg(test)]
