@@ -80,6 +80,9 @@ pub struct HealthReport {
     pub retry_after: Option<Duration>,
     /// When the credential the check used expires, where the provider tells.
     pub credential_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// For a check an external plugin could not answer: how many times in a row its process
+    /// has failed (crash, hang, protocol violation, failed start).
+    pub plugin_failures: Option<u32>,
 }
 
 impl HealthReport {
@@ -90,6 +93,7 @@ impl HealthReport {
             message: None,
             retry_after: None,
             credential_expires_at: None,
+            plugin_failures: None,
         }
     }
 
@@ -100,6 +104,7 @@ impl HealthReport {
             message: Some(message.into()),
             retry_after: None,
             credential_expires_at: None,
+            plugin_failures: None,
         }
     }
 
@@ -110,6 +115,7 @@ impl HealthReport {
             message: Some(message.into()),
             retry_after: None,
             credential_expires_at: None,
+            plugin_failures: None,
         }
     }
 

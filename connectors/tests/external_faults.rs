@@ -126,8 +126,11 @@ async fn a_crashing_plugin_is_restarted_with_exponential_backoff() {
     assert_eq!(broken.supervisor().starts(), 2);
     // ...restarted after 1.1 s.
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_failed(&check(&broken, "e").await, "exit status: 7");
+    let e = check(&broken, "e").await;
+    assert_failed(&e, "exit status: 7");
     assert_eq!(broken.supervisor().starts(), 3);
+    // The report tells the health engine how often in a row the process failed.
+    assert_eq!(e.plugin_failures, Some(2));
     // The third failure is counted when the next call finds the process dead.
     assert_eq!(broken.supervisor().failed_processes(), 2);
 }

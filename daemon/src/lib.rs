@@ -64,6 +64,9 @@ pub struct AppState {
     pub webhooks: WebhookSettings,
     /// Longest life of one event stream.
     pub stream_max: Duration,
+    /// Turns `true` when the daemon shuts down: event streams end at once instead of holding
+    /// the graceful shutdown for its whole grace period.
+    pub shutting_down: tokio::sync::watch::Receiver<bool>,
     pub metrics: &'static prometheus::Registry,
 }
 
@@ -189,6 +192,7 @@ pub struct Running {
     /// The administrator key generated at this start, if one was; the caller shows it once.
     pub generated_admin_key: Option<String>,
     stop: oneshot::Sender<()>,
+    shutdown_streams: tokio::sync::watch::Sender<bool>,
     server: JoinHandle<Result<(), std::io::Error>>,
     catalog: Catalog,
     catalog_handle: JoinHandle<()>,
@@ -213,6 +217,7 @@ impl Running {
     /// When the server failed while running.
     pub async fn shutdown(self) -> Result<(), Error> {
         let _ = self.stop.send(());
+        self.shutdown_streams.send_replace(true);
         let served = self.server.await;
         self.catalog.stop();
         let _ = self.catalog_handle.await;
@@ -345,6 +350,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         });
     }
     let webhooks = Webhooks::start(&store, &env, &hub, &config.events.webhooks)?;
+    let (shutdown_streams, shutting_down) = tokio::sync::watch::channel(false);
     let state = Arc::new(AppState {
         store,
         catalog: catalog.clone(),
@@ -356,6 +362,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         events: hub,
         webhooks: config.events.webhooks.clone(),
         stream_max: Duration::from_secs(config.events.stream_max_seconds.max(1)),
+        shutting_down,
         metrics,
     });
     spawn_housekeeping(Arc::downgrade(&state));
@@ -390,6 +397,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         local_addr,
         generated_admin_key,
         stop,
+        shutdown_streams,
         server,
         catalog,
         catalog_handle,

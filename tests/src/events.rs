@@ -340,3 +340,15 @@ async fn an_active_maintenance_window_holds_events_but_not_checks() {
     assert!(held.len() <= 1, "events during maintenance: {held:?}");
     ctx.cleanup().await;
 }
+
+#[tokio::test]
+async fn open_streams_end_when_the_daemon_stops() {
+    let ctx = TestContext::start().await;
+    let mut stream = Sse::open(&ctx, READER_A, "", None).await;
+    // Without streams ending on their own, the graceful shutdown would wait out its whole
+    // grace period (20 s) for this connection.
+    tokio::time::timeout(Duration::from_secs(10), ctx.cleanup())
+        .await
+        .expect("shutdown does not wait for open event streams");
+    assert!(stream.next(Duration::from_secs(2)).await.is_none());
+}

@@ -351,6 +351,33 @@ impl Alerts {
         events
     }
 
+    /// The event of an external plugin whose process keeps failing (`t.crash_loop` failures
+    /// in a row), unless the integration is in maintenance.
+    pub fn on_plugin_crash_loop(&mut self, t: &Transition, now: DateTime<Utc>) -> Option<NewEvent> {
+        if self
+            .maintenance
+            .active_until(t.integration_id, now)
+            .is_some()
+        {
+            return None;
+        }
+        Some(NewEvent::new(
+            EventKind::PluginCrashLoop,
+            t.tenant.clone(),
+            Some(t.integration_id),
+            now,
+            json!({
+                "integrationId": t.integration_id.to_string(),
+                "integrationType": &*t.provider_type,
+                "tenant": &*t.tenant,
+                "status": t.to.as_str(),
+                "reason": t.reason,
+                "processFailures": t.crash_loop,
+                "message": t.message,
+            }),
+        ))
+    }
+
     /// The event a check's credential notice gives, if any.
     pub fn on_credential(&mut self, c: &CredentialNotice, now: DateTime<Utc>) -> Option<NewEvent> {
         if c.expires_at - now > secs(self.settings.credential_warning_seconds) {

@@ -26,6 +26,8 @@ const HEALTHY: u8 = 0;
 const UNHEALTHY: u8 = 1;
 /// Alternates, starting with unhealthy.
 const ALTERNATING: u8 = 2;
+/// An external plugin whose process fails on every call.
+const PLUGIN_CRASHING: u8 = 3;
 
 /// A connector whose answer the test switches.
 struct Switch {
@@ -37,6 +39,12 @@ struct Switch {
 impl Connector for Switch {
     async fn check_health(&self) -> HealthReport {
         let n = self.calls.fetch_add(1, Ordering::Relaxed);
+        if self.mode.load(Ordering::Relaxed) == PLUGIN_CRASHING {
+            return HealthReport {
+                plugin_failures: Some(n as u32 + 1),
+                ..HealthReport::unhealthy(Reason::ConnectorFailed, "plugin exited with status 7")
+            };
+        }
         let healthy = match self.mode.load(Ordering::Relaxed) {
             HEALTHY => true,
             UNHEALTHY => false,
@@ -374,5 +382,31 @@ async fn maintenance_holds_alerts_but_not_checks() {
     let time =
         chrono::DateTime::parse_from_rfc3339(events[1].payload["time"].as_str().unwrap()).unwrap();
     assert!(time >= end, "released at the end of the window, not before");
+    h.stop();
+}
+
+#[tokio::test]
+async fn a_crash_looping_plugin_is_one_event_per_loop() {
+    let h = harness(quiet(), health((1, 3, 2)), PLUGIN_CRASHING).await;
+    advance(&h, 600).await;
+    let loops = |events: &[StoredEvent]| {
+        events
+            .iter()
+            .filter(|e| e.event_type == EventKind::PluginCrashLoop.type_name())
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let first = loops(&h.events().await);
+    assert_eq!(first.len(), 1, "announced once while it keeps crashing");
+    assert_eq!(data(&first[0])["processFailures"], 3);
+    h.set(HEALTHY);
+    advance(&h, 300).await;
+    h.set(PLUGIN_CRASHING);
+    advance(&h, 600).await;
+    assert_eq!(
+        loops(&h.events().await).len(),
+        2,
+        "a new loop after a good check"
+    );
     h.stop();
 }

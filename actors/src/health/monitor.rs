@@ -111,6 +111,9 @@ pub struct MonitorStatus {
     pub check_in_flight: bool,
 }
 
+/// Process failures in a row of an external plugin that make a crash loop worth an event.
+const PLUGIN_CRASH_LOOP: u32 = 3;
+
 /// Longest an on-demand check's answer waits for its result to be written.
 const FLUSH_WAIT: Duration = Duration::from_secs(10);
 
@@ -151,6 +154,9 @@ pub struct MonitorState {
     timer: Option<JoinHandle<Result<(), ractor::MessagingErr<MonitorMsg>>>>,
     due: Option<(Instant, DateTime<Utc>)>,
     last: Option<Box<CheckResult>>,
+    /// The integration's external plugin is in a crash loop (announced once until a check
+    /// reaches the plugin again).
+    plugin_crash_loop: bool,
 }
 
 // === impl IntegrationMonitor ===
@@ -174,6 +180,7 @@ impl Actor for IntegrationMonitor {
             timer: None,
             due: None,
             last: None,
+            plugin_crash_loop: false,
         };
         metrics::monitors(1);
         metrics::status(
@@ -395,6 +402,7 @@ impl MonitorState {
             }
             Some(verdict)
         };
+        self.follow_plugin(&report, done.checked_at).await;
         self.last = Some(Box::new(result.clone()));
         if let Some(reply) = done.reply {
             // Answer once the result and any status change are written, so a read right after
@@ -430,6 +438,21 @@ impl MonitorState {
             return Err("the connector panicked during a health check".into());
         }
         Ok(())
+    }
+
+    /// Announces once when the integration's external plugin process keeps failing.
+    async fn follow_plugin(&mut self, report: &HealthReport, at: DateTime<Utc>) {
+        match report.plugin_failures {
+            Some(n) if n >= PLUGIN_CRASH_LOOP && !self.plugin_crash_loop => {
+                self.plugin_crash_loop = true;
+                let mut t = self.transition(self.tracker.status, at, None);
+                t.crash_loop = Some(n);
+                t.message = report.message.clone();
+                self.ctx.writer.record(WriteOp::PluginCrashLoop(t)).await;
+            }
+            Some(_) => {}
+            None => self.plugin_crash_loop = false,
+        }
     }
 
     async fn reconfigure(&mut self, myself: &ActorRef<MonitorMsg>, spec: Arc<MonitorSpec>) {

@@ -31,6 +31,8 @@ pub enum WriteOp {
     Flush(oneshot::Sender<()>),
     /// An integration that was unhealthy or in error at start-up, so reminders go on.
     Seed(Box<Transition>),
+    /// The integration's external plugin keeps failing: one event, no status change.
+    PluginCrashLoop(Box<Transition>),
     /// A deleted integration: forget its alert state.
     Forget(uuid::Uuid),
     Maintenance(MaintenanceChange),
@@ -136,6 +138,10 @@ impl Batch {
                 t.to,
                 t.checked_at,
             ),
+            WriteOp::PluginCrashLoop(t) => {
+                self.events
+                    .extend(alerts.on_plugin_crash_loop(&t, t.checked_at));
+            }
             WriteOp::Forget(id) => alerts.forget(id),
             WriteOp::Maintenance(change) => alerts.maintenance(change),
         }

@@ -225,7 +225,10 @@ impl ExternalPlugin {
                     format!("plugin {} broke the protocol: {e}", self.plugin.manifest.id),
                 )
             }),
-            Err(e) => failed(&e, credential),
+            Err(e) => HealthReport {
+                plugin_failures: Some(self.supervisor.failures_in_a_row()),
+                ..failed(&e, credential)
+            },
         }
     }
 

@@ -226,6 +226,7 @@ pub fn health_report(
             .retry_after_seconds
             .map(|s| Duration::from_secs(s.min(MAX_RETRY_AFTER_SECS))),
         credential_expires_at: result.credential_expires_at,
+        plugin_failures: None,
     })
 }
 

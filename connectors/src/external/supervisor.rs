@@ -75,6 +75,11 @@ impl Supervisor {
         self.secrets.remember(credential);
     }
 
+    /// Process failures since the last successful call.
+    pub fn failures_in_a_row(&self) -> u32 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
     /// How many process failures were recorded so far (crash, timeout, protocol violation,
     /// failed start). A crash is recorded when the next call finds the process dead.
     pub fn failed_processes(&self) -> u32 {

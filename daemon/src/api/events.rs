@@ -127,13 +127,17 @@ impl EventsApi {
             principal.tenant.clone(),
         );
         let deadline = tokio::time::Instant::now() + state.stream_max;
+        let mut shutting_down = state.shutting_down.clone();
         tokio::spawn(async move {
-            // The stream ends at its deadline; the client resumes with Last-Event-ID.
-            let _ = tokio::time::timeout_at(
-                deadline,
-                feed(store, hub, tenant, query, resume.is_some(), tx),
-            )
-            .await;
+            // The stream ends at its deadline or when the daemon stops; the client resumes
+            // with Last-Event-ID.
+            tokio::select! {
+                _ = tokio::time::timeout_at(
+                    deadline,
+                    feed(store, hub, tenant, query, resume.is_some(), tx),
+                ) => {}
+                _ = shutting_down.wait_for(|stopping| *stopping) => {}
+            }
         });
         let stream = futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|event| (event, rx))
