@@ -9,6 +9,9 @@
 //! - [`maintenance`]: maintenance windows and their recurrence.
 //! - [`hub`]: live fan-out of committed events to SSE streams.
 //! - [`clock`]: wall time that follows tokio's clock, so paused-clock tests drive it.
+//! - [`webhooks`]: subscriptions' relay from the outbox and the signed, ordered delivery worker.
+//! - [`nats`]: the relay from the outbox to NATS JetStream.
+//! - [`metrics`]: events written, deliveries, delivery delay, relayed events.
 
 pub mod alerts;
 pub mod clock;
