@@ -70,7 +70,7 @@ impl TenantStore {
     /// The tenant's events after `q.after`, oldest first.
     ///
     /// # Errors
-    /// [`CatalogError::Database`].
+    /// [`CatalogError::Db`].
     pub async fn events_after(&self, q: &EventQuery) -> Result<Vec<StoredEvent>, CatalogError> {
         let mut select = event::Entity::find()
             .filter(event::Column::TenantId.eq(self.tenant.as_str()))
