@@ -245,13 +245,13 @@ impl TenantStore {
         if let Some(after) = query.after {
             select = select.filter(alert_subscription::Column::Id.gt(after));
         }
-        let txn = self.begin(false).await?;
-        let rows = select
-            .order_by_asc(alert_subscription::Column::Id)
-            .limit(limit + 1)
-            .all(&txn)
+        let rows = self
+            .read_all(
+                select
+                    .order_by_asc(alert_subscription::Column::Id)
+                    .limit(limit + 1),
+            )
             .await?;
-        txn.commit().await?;
         Ok(Page::from_rows(rows, limit, |s| s.id))
     }
 

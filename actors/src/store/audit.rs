@@ -62,13 +62,9 @@ impl TenantStore {
         if let Some(before) = query.before {
             select = select.filter(Column::Id.lt(before));
         }
-        let txn = self.begin(false).await?;
-        let rows = select
-            .order_by_desc(Column::Id)
-            .limit(limit + 1)
-            .all(&txn)
+        let rows = self
+            .read_all(select.order_by_desc(Column::Id).limit(limit + 1))
             .await?;
-        txn.commit().await?;
         Ok(Page::from_rows(rows, limit, |e| e.id))
     }
 }

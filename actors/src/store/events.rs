@@ -81,14 +81,13 @@ impl TenantStore {
         if let Some(id) = q.integration_id {
             select = select.filter(event::Column::IntegrationId.eq(id));
         }
-        let txn = self.begin(false).await?;
-        let rows = select
-            .order_by_asc(event::Column::Seq)
-            .limit(q.limit.clamp(1, 1000))
-            .all(&txn)
-            .await?;
-        txn.commit().await?;
-        Ok(rows)
+        Ok(self
+            .read_all(
+                select
+                    .order_by_asc(event::Column::Seq)
+                    .limit(q.limit.clamp(1, 1000)),
+            )
+            .await?)
     }
 }
 

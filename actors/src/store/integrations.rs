@@ -89,9 +89,7 @@ impl TenantStore {
     /// # Errors
     /// [`CatalogError::NotFound`] when it does not exist, is deleted, or is another tenant's.
     pub async fn integration_get(&self, id: Uuid) -> Result<Model, CatalogError> {
-        let txn = self.begin(false).await?;
-        let found = self.live().filter(Column::Id.eq(id)).one(&txn).await?;
-        txn.commit().await?;
+        let found = self.read_one(self.live().filter(Column::Id.eq(id))).await?;
         found.ok_or(CatalogError::NotFound { kind: KIND, id })
     }
 
@@ -111,13 +109,9 @@ impl TenantStore {
         if let Some(after) = query.after {
             select = select.filter(Column::Id.gt(after));
         }
-        let txn = self.begin(false).await?;
-        let rows = select
-            .order_by_asc(Column::Id)
-            .limit(limit + 1)
-            .all(&txn)
+        let rows = self
+            .read_all(select.order_by_asc(Column::Id).limit(limit + 1))
             .await?;
-        txn.commit().await?;
         Ok(Page::from_rows(rows, limit, |m| m.id))
     }
 

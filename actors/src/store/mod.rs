@@ -1,10 +1,11 @@
 //! The tenant-scoped data layer.
 //!
 //! [`Store`] holds the pool; [`Store::tenant`] hands out a [`TenantStore`], the only type with
-//! methods that touch tenant data, so no query can be written without a tenant. Every access
-//! runs in a transaction that, on PostgreSQL, first sets the row-level-security tenant
-//! (`SET LOCAL` semantics through `set_config(.., true)`): if a filter below were ever missed,
-//! the database itself would still return only the tenant's rows.
+//! methods that touch tenant data, so no query can be written without a tenant. On PostgreSQL,
+//! every access first sets the row-level-security tenant for its transaction (`SET LOCAL`
+//! semantics): if a filter below were ever missed, the database itself would still return only
+//! the tenant's rows. Writes run in a transaction opened by `TenantStore::begin`; single-query
+//! reads send the setting and the query as one message (`read`).
 //!
 //! Catalog mutations are `pub(crate)`: outside this crate they are reached through the catalog
 //! actor. Maintenance windows and alert subscriptions are not catalog rows; their writes are
@@ -18,6 +19,7 @@ mod integrations;
 mod keys;
 pub mod maintenance;
 pub mod plugins;
+mod read;
 
 use sea_orm::{
     AccessMode, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,
