@@ -16,6 +16,7 @@ use super::monitor::{CheckResult, MonitorMsg, MonitorSpec, MonitorStatus};
 use super::policy::Status;
 use super::settings::{HealthSettings, InvalidSettings, Schedule};
 use super::supervisor::{MonitorSupervisor, SupervisorMsg};
+use super::timers::Timers;
 use super::writer::{ResultWriter, WriteOp, WriterOptions};
 use crate::catalog::CatalogEvent;
 use crate::events::Alerting;
@@ -69,6 +70,8 @@ pub struct EngineContext {
     pub writer: ResultWriter,
     /// Stamps check results and status changes (tokio's clock in paused-clock tests).
     pub clock: Clock,
+    /// Sends the monitors their scheduled ticks.
+    pub timers: Timers,
 }
 
 /// Why the engine could not do what was asked.
@@ -137,6 +140,7 @@ impl HealthEngine {
             schedule,
             writer,
             clock,
+            timers: Timers::spawn().0,
         });
         let mut supervisors = Vec::new();
         for _ in 0..settings.supervisors.max(1) {

@@ -7,6 +7,7 @@
 //! - [`monitor`]: [`monitor::IntegrationMonitor`], the per-integration actor: schedule with
 //!   jitter, timeout, thresholds, backoff, Retry-After pauses.
 //! - [`policy`]: the status state machine (pure); [`backoff`]: exponential backoff (pure).
+//! - [`timers`]: one timer wheel that sends every monitor its scheduled ticks.
 //! - [`writer`]: the batching result writer; [`metrics`]: OpenTelemetry instruments.
 //! - [`settings`]: the `[health]` configuration.
 
@@ -17,6 +18,7 @@ pub mod monitor;
 pub mod policy;
 pub mod settings;
 pub mod supervisor;
+pub mod timers;
 pub mod writer;
 
 #[cfg(test)]

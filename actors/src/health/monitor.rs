@@ -15,7 +15,6 @@ use chrono::{DateTime, Utc};
 use connectors::{Health, HealthReport, Reason, SharedConnector};
 use futures::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -151,7 +150,6 @@ pub struct MonitorState {
     tracker: Tracker,
     in_flight: bool,
     generation: u32,
-    timer: Option<JoinHandle<Result<(), ractor::MessagingErr<MonitorMsg>>>>,
     due: Option<(Instant, DateTime<Utc>)>,
     last: Option<Box<CheckResult>>,
     /// The integration's external plugin is in a crash loop (announced once until a check
@@ -177,7 +175,6 @@ impl Actor for IntegrationMonitor {
             ctx,
             in_flight: false,
             generation: 0,
-            timer: None,
             due: None,
             last: None,
             plugin_crash_loop: false,
@@ -212,9 +209,6 @@ impl Actor for IntegrationMonitor {
         _myself: ActorRef<MonitorMsg>,
         state: &mut MonitorState,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some(timer) = state.timer.take() {
-            timer.abort();
-        }
         metrics::monitors(-1);
         metrics::status(
             &state.spec.provider_type,
@@ -241,7 +235,6 @@ impl Actor for IntegrationMonitor {
                         Instant::now().saturating_duration_since(due).as_secs_f64() * 1000.0,
                     );
                 }
-                state.timer = None;
                 state.in_flight = true;
                 state.start_check(&myself, true, None);
             }
@@ -267,15 +260,13 @@ impl Actor for IntegrationMonitor {
 // === impl MonitorState ===
 
 impl MonitorState {
+    /// Arms the next scheduled check; any earlier one becomes stale (a new generation).
     fn schedule(&mut self, myself: &ActorRef<MonitorMsg>, delay: Duration) {
-        if let Some(timer) = self.timer.take() {
-            timer.abort();
-        }
         self.generation = self.generation.wrapping_add(1);
-        let generation = self.generation;
         let at = self.ctx.clock.now() + chrono::Duration::from_std(delay).unwrap_or_default();
-        self.due = Some((Instant::now() + delay, at));
-        self.timer = Some(myself.send_after(delay, move || MonitorMsg::Tick(generation)));
+        let due = Instant::now() + delay;
+        self.due = Some((due, at));
+        self.ctx.timers.arm(due, myself.clone(), self.generation);
     }
 
     fn start_check(
@@ -288,12 +279,28 @@ impl MonitorState {
         let timeout = self.ctx.schedule.timeout;
         let myself = myself.clone();
         let clock = self.ctx.clock;
-        let span = tracing::info_span!(
-            "health_check",
-            integration_id = %self.spec.id,
-            tenant_id = %self.spec.tenant,
-            provider_type = %self.spec.provider_type,
-        );
+        // Scheduled checks are the engine's routine, thousands a second on a large fleet: their
+        // spans are at DEBUG (`actors::health=debug` traces them all). A check someone asked for
+        // is traced at INFO.
+        let (id, tenant, provider_type) =
+            (&self.spec.id, &self.spec.tenant, &self.spec.provider_type);
+        let span = if scheduled {
+            tracing::debug_span!(
+                "health_check",
+                integration_id = %id,
+                tenant_id = %tenant,
+                provider_type = %provider_type,
+                scheduled,
+            )
+        } else {
+            tracing::info_span!(
+                "health_check",
+                integration_id = %id,
+                tenant_id = %tenant,
+                provider_type = %provider_type,
+                scheduled,
+            )
+        };
         metrics::in_flight(1);
         tokio::spawn(
             async move {
@@ -460,9 +467,7 @@ impl MonitorState {
         spec.set_status(self.tracker.status);
         self.spec = spec;
         if self.spec.paused {
-            if let Some(timer) = self.timer.take() {
-                timer.abort();
-            }
+            // A pending tick becomes stale.
             self.generation = self.generation.wrapping_add(1);
             self.due = None;
             self.set_status(Status::Paused, None).await;

@@ -15,6 +15,10 @@ use sea_orm::{
 };
 use serde_json::{Value, json};
 
+/// The daemon's allocator, so the comparison is of the code, not of the allocators.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(serde::Deserialize)]
 struct Params {
     #[serde(rename = "type")]

@@ -30,6 +30,10 @@ use poem::web::Data;
 use poem::{EndpointExt, Route, Server, handler};
 use uuid::Uuid;
 
+/// The daemon's allocator, so the comparison is of the code, not of the allocators.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const TENANTS: usize = 10;
 
 #[derive(Default)]

@@ -12,6 +12,10 @@ use chrono::Utc;
 use sea_orm::{ActiveValue::NotSet, ActiveValue::Set, Database, EntityTrait};
 use tokio::sync::mpsc;
 
+/// The daemon's allocator, so the comparison is of the code, not of the allocators.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn cpu_seconds() -> f64 {
     // utime + stime of this process, from /proc (clock ticks of 1/100 s on Linux).
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
