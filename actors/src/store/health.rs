@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Duration as ChronoDuration, DurationRound, TimeDelta, Utc};
 use entity::{health_check, health_summary, integration};
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection,
@@ -156,6 +156,63 @@ pub struct SystemStore {
     db: DatabaseConnection,
 }
 
+/// Status rows per `UPDATE` (four parameters each, well under PostgreSQL's 65,535).
+const STATUS_CHUNK: usize = 1000;
+
+/// Writes the integrations' latest statuses, a chunk of rows per statement: a fleet starting
+/// up moves every integration from `unknown` at once, and one `UPDATE` per row would make the
+/// writer the bottleneck. Only an integration's last transition in `statuses` is written.
+async fn update_statuses(txn: &DatabaseTransaction, statuses: &[StatusRow]) -> Result<(), DbErr> {
+    let mut latest: Vec<&StatusRow> = Vec::with_capacity(statuses.len());
+    let mut seen = std::collections::HashSet::with_capacity(statuses.len());
+    for s in statuses.iter().rev() {
+        if seen.insert(s.integration_id) {
+            latest.push(s);
+        }
+    }
+    let backend = txn.get_database_backend();
+    for chunk in latest.chunks(STATUS_CHUNK) {
+        let mut values = Vec::with_capacity(chunk.len() * 4);
+        let mut rows = Vec::with_capacity(chunk.len());
+        for s in chunk {
+            let n = values.len();
+            rows.push(match backend {
+                DatabaseBackend::Postgres => format!(
+                    "(${}::uuid, ${}::text, ${}::text, ${}::timestamptz)",
+                    n + 1,
+                    n + 2,
+                    n + 3,
+                    n + 4
+                ),
+                _ => "(?, ?, ?, ?)".to_owned(),
+            });
+            values.extend([
+                s.integration_id.into(),
+                s.status.into(),
+                s.reason.into(),
+                s.checked_at.into(),
+            ]);
+        }
+        let rows = rows.join(", ");
+        // SQLite names a VALUES list's columns column1..column4.
+        let sql = match backend {
+            DatabaseBackend::Postgres => format!(
+                "UPDATE integrations AS i SET status = v.status, status_reason = v.reason, \
+                 last_checked_at = v.checked_at \
+                 FROM (VALUES {rows}) AS v (id, status, reason, checked_at) WHERE i.id = v.id"
+            ),
+            _ => format!(
+                "UPDATE integrations SET status = v.column2, status_reason = v.column3, \
+                 last_checked_at = v.column4 \
+                 FROM (VALUES {rows}) AS v WHERE integrations.id = v.column1"
+            ),
+        };
+        txn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+    }
+    Ok(())
+}
+
 impl SystemStore {
     pub(crate) async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
         let txn = self.db.begin().await?;
@@ -248,18 +305,7 @@ impl SystemStore {
                 .exec_without_returning(&txn)
                 .await?;
         }
-        for s in statuses {
-            integration::Entity::update_many()
-                .col_expr(integration::Column::Status, Expr::value(s.status))
-                .col_expr(integration::Column::StatusReason, Expr::value(s.reason))
-                .col_expr(
-                    integration::Column::LastCheckedAt,
-                    Expr::value(s.checked_at),
-                )
-                .filter(integration::Column::Id.eq(s.integration_id))
-                .exec(&txn)
-                .await?;
-        }
+        update_statuses(&txn, statuses).await?;
         let stored = super::events::append(&txn, events).await?;
         txn.commit().await?;
         Ok(stored)
@@ -662,38 +708,61 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn transitions_update_the_status_row() {
+    async fn transitions_update_the_status_rows_in_one_statement_last_one_wins() {
         let store = testing::store().await;
         let (catalog, _h) = crate::Catalog::start(store.clone(), 1, None).await.unwrap();
         let t = TenantId::new("t").unwrap();
-        let new = crate::NewIntegration {
-            provider_type: "inmemory".into(),
-            name: "n".into(),
-            config: Default::default(),
-            auth_ref_uri: None,
+        let mut ids = Vec::new();
+        for name in ["a", "b", "c"] {
+            let new = crate::NewIntegration {
+                provider_type: "inmemory".into(),
+                name: name.into(),
+                config: Default::default(),
+                auth_ref_uri: None,
+            };
+            ids.push(catalog.create(&t, "x", new).await.unwrap().id);
+        }
+        let at = (Utc::now() - ChronoDuration::seconds(5))
+            .duration_trunc(TimeDelta::milliseconds(1))
+            .unwrap();
+        let row = |i: usize, status, reason, secs| StatusRow {
+            integration_id: ids[i],
+            status,
+            reason,
+            checked_at: at + ChronoDuration::seconds(secs),
         };
-        let m = catalog.create(&t, "x", new).await.unwrap();
-        let at = Utc::now();
         store
             .system()
             .write_results(
                 &[],
-                &[StatusRow {
-                    integration_id: m.id,
-                    status: "unhealthy",
-                    reason: Some("timeout"),
-                    checked_at: at,
-                }],
+                &[
+                    row(0, "degraded", Some("timeout"), 0),
+                    row(1, "healthy", None, 0),
+                    row(0, "unhealthy", Some("timeout"), 1),
+                    row(1, "degraded", Some("rate_limited"), 2),
+                    row(1, "healthy", None, 3),
+                ],
                 &[],
             )
             .await
             .unwrap();
-        let read = store.tenant(t).integration_get(m.id).await.unwrap();
+        let tenant = store.tenant(t);
+        let read = |id| {
+            let tenant = tenant.clone();
+            async move { tenant.integration_get(id).await.unwrap() }
+        };
+        let a = read(ids[0]).await;
         assert_eq!(
-            (read.status.as_str(), read.status_reason.as_deref()),
+            (a.status.as_str(), a.status_reason.as_deref()),
             ("unhealthy", Some("timeout"))
         );
-        assert_eq!(read.version, 1, "status is not a configuration change");
+        assert_eq!(a.last_checked_at, Some(at + ChronoDuration::seconds(1)));
+        assert_eq!(a.version, 1, "status is not a configuration change");
+        let b = read(ids[1]).await;
+        assert_eq!((b.status.as_str(), b.status_reason), ("healthy", None));
+        assert_eq!(b.last_checked_at, Some(at + ChronoDuration::seconds(3)));
+        let c = read(ids[2]).await;
+        assert_eq!((c.status.as_str(), c.last_checked_at), ("unknown", None));
         catalog.stop();
     }
 }
