@@ -115,7 +115,7 @@ async fn harness(alerts: AlertSettings, health: HealthSettings, mode: u8) -> Har
         schedule: health.schedule().unwrap(),
         writer: writer.clone(),
         clock,
-        timers: crate::health::timers::Timers::spawn().0,
+        timers: crate::health::timers::Timers::spawn(),
     });
     let (supervisor, _) = Actor::spawn(None, MonitorSupervisor, ctx).await.unwrap();
     let mode = Arc::new(AtomicU8::new(mode));

@@ -140,7 +140,7 @@ impl HealthEngine {
             schedule,
             writer,
             clock,
-            timers: Timers::spawn().0,
+            timers: Timers::spawn(),
         });
         let mut supervisors = Vec::new();
         for _ in 0..settings.supervisors.max(1) {

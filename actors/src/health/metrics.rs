@@ -107,6 +107,7 @@ pub fn monitors(delta: i64) {
 }
 
 pub fn in_flight(delta: i64) {
+    // The observable instrument that reports the count is registered with the others.
     instruments();
     IN_FLIGHT.fetch_add(delta, Ordering::Relaxed);
 }

@@ -76,7 +76,7 @@ async fn harness(settings: HealthSettings) -> Harness {
         schedule: settings.schedule().unwrap(),
         writer,
         clock: Default::default(),
-        timers: crate::health::timers::Timers::spawn().0,
+        timers: crate::health::timers::Timers::spawn(),
     });
     let (supervisor, _) = Actor::spawn(None, MonitorSupervisor, ctx).await.unwrap();
     Harness { supervisor }

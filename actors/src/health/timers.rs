@@ -10,7 +10,6 @@
 use futures::StreamExt;
 use ractor::ActorRef;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::time::DelayQueue;
 
@@ -31,9 +30,10 @@ pub struct Timers {
 impl Timers {
     /// Starts the timer task. It ends once every `Timers` clone is dropped: the monitors are
     /// gone, so nothing left in the queue is wanted.
-    pub fn spawn() -> (Self, JoinHandle<()>) {
+    pub fn spawn() -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Self { tx }, tokio::spawn(run(rx)))
+        tokio::spawn(run(rx));
+        Self { tx }
     }
 
     /// Sends `monitor` `Tick(generation)` at `at`.
@@ -44,15 +44,6 @@ impl Timers {
             monitor,
             generation,
         });
-    }
-}
-
-impl std::fmt::Debug for Arm {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Arm")
-            .field("at", &self.at)
-            .field("generation", &self.generation)
-            .finish_non_exhaustive()
     }
 }
 
