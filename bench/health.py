@@ -21,6 +21,7 @@ DB = "stella_bench_health"
 APP_URL = f"postgres://stella_app@127.0.0.1:5432/{DB}"
 ADMIN_URL = f"postgres://postgres@127.0.0.1:5432/{DB}"
 TARGET_RATE = 3333
+JITTER = 0.1  # the daemon's default [health] jitter
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -169,9 +170,11 @@ def run_case(tmp, size, mode, warmup, window, base_rss, mock_port):
             break
         time.sleep(0.2)
     # Every monitor's first check falls within one interval of its start, and moves the
-    # integration from unknown to healthy (a status change, an event): the window opens after
-    # that, so it measures the steady state.
-    warmup = max(warmup, interval + 5)
+    # integration from unknown to healthy (a status change, an event). The second check follows
+    # one interval later spread by the jitter (±10 %), so the rate ramps up until
+    # interval × 1.1 after the last monitor started: the window opens after that, so it
+    # measures the steady state.
+    warmup = max(warmup, round(interval * (1 + JITTER)) + 5)
     time.sleep(warmup)
     s0, (cpu0, _) = scrape(port), proc_stat(p.pid)
     time.sleep(window)

@@ -12,9 +12,13 @@
 //! - a credential that expires within `credential_warning` gives a `credential.expiring`
 //!   event, repeated at most every `credential_reminder`.
 //!
+//! Only changes between observed statuses count toward flapping: learning the first status
+//! (out of `unknown`), pausing and resuming do not.
+//!
 //! [`Alerts`] keeps state only for integrations that are not healthy or changed recently, so a
-//! healthy fleet of a million costs nothing here. It is driven by the result writer, which
-//! writes the events it returns in the same transaction as the status change.
+//! healthy fleet of a million costs nothing here, including right after it started. It is
+//! driven by the result writer, which writes the events it returns in the same transaction as
+//! the status change.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -156,6 +160,12 @@ fn is_failing(status: Status) -> bool {
     matches!(status, Status::Degraded | Status::Unhealthy | Status::Error)
 }
 
+/// Whether a transition from or to `status` counts toward flapping: only changes between
+/// observed statuses do.
+fn counts_as_flap(status: Status) -> bool {
+    !matches!(status, Status::Unknown | Status::Paused)
+}
+
 fn stamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
@@ -282,7 +292,10 @@ impl Alerts {
             entry.bad_since = None;
             entry.next_reminder = None;
         }
-        entry.transitions.push_back(now);
+        // Learning the first status, pausing and resuming are not flaps.
+        if counts_as_flap(t.from) && counts_as_flap(t.to) {
+            entry.transitions.push_back(now);
+        }
         while entry
             .transitions
             .front()

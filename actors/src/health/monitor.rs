@@ -239,8 +239,10 @@ impl Actor for IntegrationMonitor {
                 state.start_check(&myself, true, None);
             }
             MonitorMsg::CheckNow(reply) => state.start_check(&myself, false, Some(reply)),
-            MonitorMsg::Done(done) => return state.finish(&myself, *done).await,
-            MonitorMsg::Reconfigure(spec) => state.reconfigure(&myself, spec).await,
+            // The futures of these two are boxed: ractor keeps room for the largest future of
+            // `handle` in every actor for its whole life, which here means per integration.
+            MonitorMsg::Done(done) => return Box::pin(state.finish(&myself, *done)).await,
+            MonitorMsg::Reconfigure(spec) => Box::pin(state.reconfigure(&myself, spec)).await,
             MonitorMsg::Status(reply) => {
                 let _ = reply.send(MonitorStatus {
                     status: state.tracker.status,
@@ -551,5 +553,76 @@ impl MonitorState {
         );
         let transition = self.transition(before, at, detail);
         self.ctx.writer.record(WriteOp::Status(transition)).await;
+    }
+}
+
+#[cfg(test)]
+mod footprint {
+    use super::*;
+    use crate::health::settings::HealthSettings;
+    use crate::health::timers::Timers;
+    use crate::health::writer::{ResultWriter, WriterOptions};
+
+    /// An actor that only lends its address.
+    struct Sink;
+
+    impl Actor for Sink {
+        type Msg = MonitorMsg;
+        type State = ();
+        type Arguments = ();
+
+        async fn pre_start(
+            &self,
+            _myself: ActorRef<MonitorMsg>,
+            _args: (),
+        ) -> Result<(), ActorProcessingErr> {
+            Ok(())
+        }
+    }
+
+    /// ractor allocates each actor's processing loop once, with room for the largest future
+    /// its handler makes, and keeps it for the actor's life: with a monitor per integration,
+    /// every byte here is a byte per integration. Rare, large paths are boxed.
+    #[tokio::test]
+    async fn the_handler_future_is_small() {
+        let (writer, _task) = ResultWriter::spawn(
+            crate::store::testing::store().await,
+            WriterOptions::default(),
+        );
+        let ctx = Arc::new(EngineContext {
+            schedule: HealthSettings::default().schedule().unwrap(),
+            writer,
+            clock: Default::default(),
+            timers: Timers::spawn(),
+        });
+        let spec = Arc::new(MonitorSpec::new(
+            Uuid::now_v7(),
+            "t".into(),
+            "inmemory".into(),
+            1,
+            Duration::from_secs(60),
+            true,
+            Err("none".into()),
+            Status::Unknown,
+        ));
+        let (myself, _) = Actor::spawn(None, Sink, ()).await.unwrap();
+        let mut state = MonitorState {
+            tracker: Tracker::new(Status::Unknown),
+            spec,
+            ctx,
+            in_flight: false,
+            generation: 0,
+            due: None,
+            last: None,
+            plugin_crash_loop: false,
+        };
+        let size = {
+            let handling =
+                IntegrationMonitor.handle(myself.clone(), MonitorMsg::Tick(0), &mut state);
+            std::mem::size_of_val(&handling)
+        };
+        // 120 bytes in a release build; 1,120 with the check's result handled unboxed.
+        assert!(size <= 512, "the handler's future takes {size} bytes");
+        myself.stop(None);
     }
 }

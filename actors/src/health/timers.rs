@@ -6,14 +6,24 @@
 //! sends the monitor `Tick(generation)`. Entries are never cancelled: a monitor that
 //! rescheduled, paused or stopped has moved on to a newer generation (or gone), so a stale tick
 //! is ignored on arrival or dropped with the mailbox.
+//!
+//! While entries fall due within [`RESOLUTION`], the task wakes once per period and handles
+//! everything that arrived or fell due since, instead of waking for each arm and each expiry:
+//! a fleet checked thousands of times a second costs a hundred wake-ups a second here, and a
+//! tick is at most one period late. A quiet queue sleeps until its next entry or the next arm.
 
-use futures::StreamExt;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
 use ractor::ActorRef;
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::{self, error::TryRecvError};
 use tokio::time::Instant;
 use tokio_util::time::DelayQueue;
 
 use super::monitor::MonitorMsg;
+
+/// How often the timer task looks for arms and due entries while any are pending.
+pub const RESOLUTION: Duration = Duration::from_millis(10);
 
 struct Arm {
     at: Instant,
@@ -36,7 +46,7 @@ impl Timers {
         Self { tx }
     }
 
-    /// Sends `monitor` `Tick(generation)` at `at`.
+    /// Sends `monitor` `Tick(generation)` at `at` (at most [`RESOLUTION`] later).
     pub fn arm(&self, at: Instant, monitor: ActorRef<MonitorMsg>, generation: u32) {
         // The task only ends after every sender is gone, so this cannot fail while `self` lives.
         let _ = self.tx.send(Arm {
@@ -50,18 +60,47 @@ impl Timers {
 async fn run(mut rx: mpsc::UnboundedReceiver<Arm>) {
     let mut queue: DelayQueue<(ActorRef<MonitorMsg>, u32)> = DelayQueue::new();
     loop {
-        tokio::select! {
-            arm = rx.recv() => match arm {
+        let next = queue.peek().map(|key| queue.deadline(&key));
+        match next {
+            None => match rx.recv().await {
                 Some(arm) => {
                     queue.insert_at((arm.monitor, arm.generation), arm.at);
                 }
                 None => return,
             },
-            Some(due) = queue.next(), if !queue.is_empty() => {
-                let (monitor, generation) = due.into_inner();
-                // A stopped monitor no longer wants its tick.
-                let _ = monitor.send_message(MonitorMsg::Tick(generation));
+            // Busy: take what comes in batches.
+            Some(at) if at <= Instant::now() + RESOLUTION => tokio::time::sleep(RESOLUTION).await,
+            // Quiet: sleep until the next entry falls due or an arm arrives.
+            Some(at) => tokio::select! {
+                arm = rx.recv() => match arm {
+                    Some(arm) => {
+                        queue.insert_at((arm.monitor, arm.generation), arm.at);
+                    }
+                    None => return,
+                },
+                () = tokio::time::sleep_until(at) => {}
+            },
+        }
+        loop {
+            match rx.try_recv() {
+                Ok(arm) => {
+                    queue.insert_at((arm.monitor, arm.generation), arm.at);
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return,
             }
         }
+        fire_due(&mut queue);
+    }
+}
+
+/// Sends every entry that fell due its tick.
+fn fire_due(queue: &mut DelayQueue<(ActorRef<MonitorMsg>, u32)>) {
+    // The queue is polled on the task's own schedule, never woken by it.
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    while let Poll::Ready(Some(due)) = queue.poll_expired(&mut cx) {
+        let (monitor, generation) = due.into_inner();
+        // A stopped monitor no longer wants its tick.
+        let _ = monitor.send_message(MonitorMsg::Tick(generation));
     }
 }

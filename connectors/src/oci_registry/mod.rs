@@ -208,6 +208,18 @@ impl OciConnector {
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
+        // Boxed: the challenge path is rare and its future is as large again as the plain
+        // request's, which every health check would otherwise allocate and copy.
+        Box::pin(self.answer_challenge(url, scope, &response)).await
+    }
+
+    /// Repeats a GET that got 401, with the credentials the challenge asks for.
+    async fn answer_challenge(
+        &self,
+        url: &str,
+        scope: Option<&str>,
+        response: &reqwest::Response,
+    ) -> Result<reqwest::Response, Error> {
         let challenge = response
             .headers()
             .get(reqwest::header::WWW_AUTHENTICATE)

@@ -185,3 +185,35 @@ fn crash_loops_and_expiring_credentials_are_events() {
     };
     assert!(a.on_credential(&far, t0()).is_none());
 }
+
+#[test]
+fn first_results_and_pauses_are_announced_but_are_not_flaps() {
+    let mut a = Alerts::new(settings());
+    // A new integration learns its status: announced, and nothing to remember once healthy.
+    let e = a.on_transition(&transition(Status::Unknown, Status::Healthy), t0());
+    assert_eq!(kinds(&e), [EventKind::HealthChanged]);
+    assert_eq!(
+        a.tracked(),
+        0,
+        "a healthy fleet that just started keeps no state"
+    );
+    // Pausing and resuming, many times, never make it flapping.
+    let mut all = Vec::new();
+    for i in 0..6 {
+        let at = t0() + s(10 + i * 20);
+        all.extend(a.on_transition(&transition(Status::Healthy, Status::Paused), at));
+        all.extend(a.on_transition(&transition(Status::Paused, Status::Unknown), at + s(5)));
+        all.extend(a.on_transition(&transition(Status::Unknown, Status::Healthy), at + s(10)));
+    }
+    assert!(all.iter().all(|e| e.kind == EventKind::HealthChanged));
+    assert_eq!(all.len(), 18);
+    assert_eq!(a.tracked(), 0);
+    // Real changes still count: the fourth within the window is flapping (limit 3).
+    let statuses = [Status::Healthy, Status::Unhealthy];
+    let mut real = Vec::new();
+    for i in 0..4 {
+        let (from, to) = (statuses[i % 2], statuses[(i + 1) % 2]);
+        real.extend(a.on_transition(&transition(from, to), t0() + s(200 + i as i64)));
+    }
+    assert_eq!(kinds(&real)[3], EventKind::HealthFlapping);
+}
