@@ -159,6 +159,9 @@ pub struct SystemStore {
 /// Status rows per `UPDATE` (four parameters each, well under PostgreSQL's 65,535).
 const STATUS_CHUNK: usize = 1000;
 
+/// Check results or events per `INSERT` (seven and six parameters each, under SQLite's 32,766).
+const ROWS_PER_INSERT: usize = 1000;
+
 /// Writes the integrations' latest statuses, a chunk of rows per statement: a fleet starting
 /// up moves every integration from `unknown` at once, and one `UPDATE` per row would make the
 /// writer the bottleneck. Only an integration's last transition in `statuses` is written.
@@ -290,8 +293,11 @@ impl SystemStore {
         events: &[NewEvent],
     ) -> Result<Vec<StoredEvent>, DbErr> {
         let txn = self.begin().await?;
-        if !checks.is_empty() {
-            let rows = checks.iter().map(|c| health_check::ActiveModel {
+        // Chunked: one statement binds at most 65,535 parameters on PostgreSQL and 32,766 on
+        // SQLite, and a batch can be larger than that (a configured writer batch, or the events
+        // of one tick after a mass outage).
+        for chunk in checks.chunks(ROWS_PER_INSERT) {
+            let rows = chunk.iter().map(|c| health_check::ActiveModel {
                 id: NotSet,
                 integration_id: Set(c.integration_id),
                 tenant_id: Set(c.tenant_id.to_string()),
@@ -306,7 +312,10 @@ impl SystemStore {
                 .await?;
         }
         update_statuses(&txn, statuses).await?;
-        let stored = super::events::append(&txn, events).await?;
+        let mut stored = Vec::with_capacity(events.len());
+        for chunk in events.chunks(ROWS_PER_INSERT) {
+            stored.extend(super::events::append(&txn, chunk).await?);
+        }
         txn.commit().await?;
         Ok(stored)
     }
@@ -705,6 +714,47 @@ mod tests {
         assert_eq!(uptime.last_7d, Some(94.0 / 104.0));
         assert_eq!(uptime.last_30d, uptime.last_7d);
         assert_eq!(system.prune_summaries(now).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_batch_past_the_bind_parameter_limits_is_written_whole_and_in_order() {
+        let store = testing::store().await;
+        let id = Uuid::now_v7();
+        let t0 = Utc::now() - ChronoDuration::hours(1);
+        // 5,000 results bind 35,000 parameters (over SQLite's 32,766); 12,000 events 72,000
+        // (over PostgreSQL's 65,535): a mass outage's reminders can fall due in one tick.
+        let checks: Vec<_> = (0..5_000)
+            .map(|i| row(id, "t", t0 + ChronoDuration::milliseconds(i), "healthy", i))
+            .collect();
+        let events: Vec<_> = (0..12_000)
+            .map(|i| {
+                crate::events::NewEvent::new(
+                    crate::events::EventKind::HealthReminder,
+                    "t".into(),
+                    Some(id),
+                    t0,
+                    serde_json::json!({ "reminder": i }),
+                )
+            })
+            .collect();
+        let stored = store
+            .system()
+            .write_results(&checks, &[], &events)
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 12_000);
+        assert!(stored.windows(2).all(|w| w[0].seq < w[1].seq));
+        let order: Vec<_> = stored.iter().map(|e| e.id).collect();
+        let sent: Vec<_> = events.iter().map(|e| e.id).collect();
+        assert_eq!(order, sent, "events keep their order across statements");
+        use sea_orm::PaginatorTrait;
+        let txn = store.system().begin().await.unwrap();
+        let written = health_check::Entity::find()
+            .filter(health_check::Column::IntegrationId.eq(id))
+            .count(&txn)
+            .await
+            .unwrap();
+        assert_eq!(written, 5_000);
     }
 
     #[tokio::test]
