@@ -1,5 +1,6 @@
 //! The batching writer: every check result and status transition of every monitor goes
-//! through one bounded queue into multi-row INSERTs.
+//! through one bounded queue into one transaction per batch (on PostgreSQL one statement per
+//! table, the rows bound as arrays; see `store::bulk`).
 //!
 //! A burst of 10k results is a handful of round trips, not 10k. When the database is slow the
 //! queue fills and monitors wait on `record` (back-pressure); when it is down the current batch

@@ -159,13 +159,12 @@ pub struct SystemStore {
 /// Status rows per `UPDATE` (four parameters each, well under PostgreSQL's 65,535).
 const STATUS_CHUNK: usize = 1000;
 
-/// Check results or events per `INSERT` (seven and six parameters each, under SQLite's 32,766).
+/// Check results or events per `INSERT` on SQLite (seven and six parameters each, under its
+/// limit of 32,766).
 const ROWS_PER_INSERT: usize = 1000;
 
-/// Writes the integrations' latest statuses, a chunk of rows per statement: a fleet starting
-/// up moves every integration from `unknown` at once, and one `UPDATE` per row would make the
-/// writer the bottleneck. Only an integration's last transition in `statuses` is written.
-async fn update_statuses(txn: &DatabaseTransaction, statuses: &[StatusRow]) -> Result<(), DbErr> {
+/// Each integration's last transition in `statuses`: the one its row must show.
+fn last_per_integration(statuses: &[StatusRow]) -> Vec<&StatusRow> {
     let mut latest: Vec<&StatusRow> = Vec::with_capacity(statuses.len());
     let mut seen = std::collections::HashSet::with_capacity(statuses.len());
     for s in statuses.iter().rev() {
@@ -173,6 +172,13 @@ async fn update_statuses(txn: &DatabaseTransaction, statuses: &[StatusRow]) -> R
             latest.push(s);
         }
     }
+    latest
+}
+
+/// Writes the integrations' latest statuses, a chunk of rows per statement: a fleet starting
+/// up moves every integration from `unknown` at once, and one `UPDATE` per row would make the
+/// writer the bottleneck. Only an integration's last transition in `statuses` is written.
+async fn update_statuses(txn: &DatabaseTransaction, latest: &[&StatusRow]) -> Result<(), DbErr> {
     let backend = txn.get_database_backend();
     for chunk in latest.chunks(STATUS_CHUNK) {
         let mut values = Vec::with_capacity(chunk.len() * 4);
@@ -281,8 +287,8 @@ impl SystemStore {
     }
 
     /// Stores a batch of results, status transitions and the events they gave in one
-    /// transaction, with one multi-row INSERT for the results and one for the events; returns
-    /// the events as stored.
+    /// transaction; returns the events as stored. On PostgreSQL each table takes one statement
+    /// over arrays ([`super::bulk`]); elsewhere multi-row statements of up to 1,000 rows.
     ///
     /// # Errors
     /// [`DbErr`]; nothing is stored then, and the caller retries the whole batch.
@@ -292,10 +298,15 @@ impl SystemStore {
         statuses: &[StatusRow],
         events: &[NewEvent],
     ) -> Result<Vec<StoredEvent>, DbErr> {
+        let latest = last_per_integration(statuses);
+        if self.db.get_database_backend() == DatabaseBackend::Postgres {
+            let pool = self.db.get_postgres_connection_pool();
+            return super::bulk::write_results(pool, checks, &latest, events).await;
+        }
         let txn = self.begin().await?;
-        // Chunked: one statement binds at most 65,535 parameters on PostgreSQL and 32,766 on
-        // SQLite, and a batch can be larger than that (a configured writer batch, or the events
-        // of one tick after a mass outage).
+        // Chunked: one statement binds at most 32,766 parameters on SQLite, and a batch can be
+        // larger than that (a configured writer batch, or the events of one tick after a mass
+        // outage).
         for chunk in checks.chunks(ROWS_PER_INSERT) {
             let rows = chunk.iter().map(|c| health_check::ActiveModel {
                 id: NotSet,
@@ -311,7 +322,7 @@ impl SystemStore {
                 .exec_without_returning(&txn)
                 .await?;
         }
-        update_statuses(&txn, statuses).await?;
+        update_statuses(&txn, &latest).await?;
         let mut stored = Vec::with_capacity(events.len());
         for chunk in events.chunks(ROWS_PER_INSERT) {
             stored.extend(super::events::append(&txn, chunk).await?);

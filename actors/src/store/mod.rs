@@ -13,6 +13,7 @@
 
 pub mod alerts;
 mod audit;
+mod bulk;
 pub mod events;
 pub mod health;
 mod integrations;

@@ -1,0 +1,118 @@
+//! Result batches on PostgreSQL: one statement of fixed text per table, the rows bound as
+//! arrays and unnested by the server.
+//!
+//! The portable path (sea-orm's multi-row `INSERT`, a `VALUES` list for the status `UPDATE`)
+//! binds every value of every row, so a statement's text changes with the number of rows:
+//! PostgreSQL parses and plans each batch anew, and every distinct row count is another
+//! prepared statement in the connection's cache. Here the text never changes, so each
+//! statement is prepared once per connection, binds a handful of arrays whatever the batch
+//! size, and needs no chunking under the bind-parameter limit.
+
+use sea_orm::sqlx::{self, Connection, postgres::PgPool};
+use sea_orm::{DbErr, FromQueryResult, QueryResult, RuntimeErr};
+
+use super::health::{CheckRow, StatusRow};
+use crate::events::{NewEvent, StoredEvent};
+
+const INSERT_CHECKS: &str = "INSERT INTO health_checks \
+     (integration_id, tenant_id, checked_at, status, reason, latency_ms, error_message) \
+     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], \
+     $6::int8[], $7::text[])";
+
+const UPDATE_STATUSES: &str = "UPDATE integrations AS i \
+     SET status = v.status, status_reason = v.reason, last_checked_at = v.checked_at \
+     FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) \
+     AS v (id, status, reason, checked_at) WHERE i.id = v.id";
+
+/// Events keep their order: `seq` is drawn row by row in the order `UNNEST` yields them.
+const INSERT_EVENTS: &str = "INSERT INTO events \
+     (id, tenant_id, integration_id, event_type, time, payload) \
+     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::timestamptz[], \
+     $6::jsonb[]) \
+     ON CONFLICT (id) DO NOTHING \
+     RETURNING seq, id, tenant_id, integration_id, event_type, time, payload";
+
+fn db_err(e: sqlx::Error) -> DbErr {
+    DbErr::Query(RuntimeErr::SqlxError(e.into()))
+}
+
+/// Writes one batch in one transaction, with every tenant in scope; see
+/// [`super::health::SystemStore::write_results`]. `statuses` holds one row per integration.
+pub(super) async fn write_results(
+    pool: &PgPool,
+    checks: &[CheckRow],
+    statuses: &[&StatusRow],
+    events: &[NewEvent],
+) -> Result<Vec<StoredEvent>, DbErr> {
+    let mut conn = pool.acquire().await.map_err(db_err)?;
+    let begin = format!(
+        "BEGIN; SET LOCAL {} = 'on'",
+        migration::rls::ALL_TENANTS_SETTING
+    );
+    let mut txn = conn
+        .begin_with(sqlx::AssertSqlSafe(begin))
+        .await
+        .map_err(db_err)?;
+    if !checks.is_empty() {
+        sqlx::query(INSERT_CHECKS)
+            .bind(checks.iter().map(|c| c.integration_id).collect::<Vec<_>>())
+            .bind(checks.iter().map(|c| &*c.tenant_id).collect::<Vec<_>>())
+            .bind(checks.iter().map(|c| c.checked_at).collect::<Vec<_>>())
+            .bind(checks.iter().map(|c| c.status).collect::<Vec<_>>())
+            .bind(checks.iter().map(|c| c.reason).collect::<Vec<_>>())
+            .bind(checks.iter().map(|c| c.latency_ms).collect::<Vec<_>>())
+            .bind(
+                checks
+                    .iter()
+                    .map(|c| c.error_message.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .execute(&mut *txn)
+            .await
+            .map_err(db_err)?;
+    }
+    if !statuses.is_empty() {
+        sqlx::query(UPDATE_STATUSES)
+            .bind(
+                statuses
+                    .iter()
+                    .map(|s| s.integration_id)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(statuses.iter().map(|s| s.status).collect::<Vec<_>>())
+            .bind(statuses.iter().map(|s| s.reason).collect::<Vec<_>>())
+            .bind(statuses.iter().map(|s| s.checked_at).collect::<Vec<_>>())
+            .execute(&mut *txn)
+            .await
+            .map_err(db_err)?;
+    }
+    let mut stored = Vec::with_capacity(events.len());
+    if !events.is_empty() {
+        let rows = sqlx::query(INSERT_EVENTS)
+            .bind(events.iter().map(|e| e.id).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| &*e.tenant).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.integration_id).collect::<Vec<_>>())
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.kind.type_name())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(events.iter().map(|e| e.time).collect::<Vec<_>>())
+            .bind(
+                events
+                    .iter()
+                    .map(NewEvent::to_cloud_event)
+                    .collect::<Vec<_>>(),
+            )
+            .fetch_all(&mut *txn)
+            .await
+            .map_err(db_err)?;
+        for row in rows {
+            stored.push(StoredEvent::from_query_result(&QueryResult::from(row), "")?);
+        }
+        stored.sort_by_key(|e| e.seq);
+    }
+    txn.commit().await.map_err(db_err)?;
+    Ok(stored)
+}
