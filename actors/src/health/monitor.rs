@@ -169,16 +169,7 @@ impl Actor for IntegrationMonitor {
         myself: ActorRef<MonitorMsg>,
         (spec, ctx): Self::Arguments,
     ) -> Result<MonitorState, ActorProcessingErr> {
-        let mut state = MonitorState {
-            tracker: Tracker::new(spec.status()),
-            spec,
-            ctx,
-            in_flight: false,
-            generation: 0,
-            due: None,
-            last: None,
-            plugin_crash_loop: false,
-        };
+        let mut state = MonitorState::new(spec, ctx);
         metrics::monitors(1);
         metrics::status(
             &state.spec.provider_type,
@@ -262,6 +253,20 @@ impl Actor for IntegrationMonitor {
 // === impl MonitorState ===
 
 impl MonitorState {
+    /// A monitor's state before its first check: the status it had before, nothing scheduled.
+    fn new(spec: Arc<MonitorSpec>, ctx: Arc<EngineContext>) -> Self {
+        Self {
+            tracker: Tracker::new(spec.status()),
+            spec,
+            ctx,
+            in_flight: false,
+            generation: 0,
+            due: None,
+            last: None,
+            plugin_crash_loop: false,
+        }
+    }
+
     /// Arms the next scheduled check; any earlier one becomes stale (a new generation).
     fn schedule(&mut self, myself: &ActorRef<MonitorMsg>, delay: Duration) {
         self.generation = self.generation.wrapping_add(1);
@@ -606,16 +611,7 @@ mod footprint {
             Status::Unknown,
         ));
         let (myself, _) = Actor::spawn(None, Sink, ()).await.unwrap();
-        let mut state = MonitorState {
-            tracker: Tracker::new(Status::Unknown),
-            spec,
-            ctx,
-            in_flight: false,
-            generation: 0,
-            due: None,
-            last: None,
-            plugin_crash_loop: false,
-        };
+        let mut state = MonitorState::new(spec, ctx);
         let size = {
             let handling =
                 IntegrationMonitor.handle(myself.clone(), MonitorMsg::Tick(0), &mut state);
