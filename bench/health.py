@@ -66,11 +66,71 @@ def scrape(port):
         if line.startswith("integration_schedule_lag_ms_bucket"):
             le = re.search(r'le="([^"]+)"', line).group(1)
             buckets[float("inf") if le == "+Inf" else float(le)] = float(line.rsplit(" ", 1)[1])
+    heap = {}
+    for line in text.splitlines():
+        if line.startswith("process_heap_bytes{"):
+            heap[re.search(r'state="([^"]+)"', line).group(1)] = int(float(line.rsplit(" ", 1)[1]))
     return {
         "checks": total("integration_health_checks_total{"),
         "monitors": total("integration_monitors_running{") or total("integration_monitors_running "),
+        "writer_queued": total("integration_health_writer_queued"),
+        "heap": heap,
         "lag": buckets,
     }
+
+
+def cpu_of(user):
+    """CPU seconds used so far by every process of `user` (PostgreSQL's backends)."""
+    out = subprocess.run(["pgrep", "-u", user], capture_output=True, text=True).stdout.split()
+    total = 0.0
+    for pid in out:
+        try:
+            total += proc_stat(int(pid))[0]
+        except (OSError, AttributeError):
+            pass
+    return total
+
+
+class Trace:
+    """One sample every `every` seconds from daemon start: checks done, the writer's queue,
+    the daemon's CPU, RSS and heap, and PostgreSQL's CPU. Shows where a run's time goes."""
+
+    def __init__(self, pid, port, every=5):
+        self.pid, self.port, self.every, self.samples = pid, port, every, []
+        self.t0 = time.time()
+
+    def sample(self):
+        m = scrape(self.port)
+        cpu, rss = proc_stat(self.pid)
+        self.samples.append({
+            "t": round(time.time() - self.t0, 1), "checks": m["checks"],
+            "monitors": m["monitors"], "writer_queued": m["writer_queued"],
+            "cpu_s": round(cpu, 2), "pg_cpu_s": round(cpu_of("postgres"), 2),
+            "rss_mb": round(rss / 1e6, 1),
+            "heap_mb": {k: round(v / 1e6, 1) for k, v in m["heap"].items()},
+        })
+        return m
+
+    def sleep(self, seconds):
+        end = time.time() + seconds
+        while end - time.time() > 1:
+            time.sleep(min(self.every, end - time.time()))
+            self.sample()
+        time.sleep(max(0, end - time.time()))
+
+    def rates(self):
+        """Per-interval rates, for reading the run by eye."""
+        rows = []
+        for a, b in zip(self.samples, self.samples[1:]):
+            dt = b["t"] - a["t"]
+            if dt < 1:
+                continue
+            rows.append({"t": b["t"], "checks_per_s": round((b["checks"] - a["checks"]) / dt),
+                         "daemon_cores": round((b["cpu_s"] - a["cpu_s"]) / dt, 2),
+                         "pg_cores": round((b["pg_cpu_s"] - a["pg_cpu_s"]) / dt, 2),
+                         "writer_queued": b["writer_queued"], "rss_mb": b["rss_mb"],
+                         "heap_mb": b["heap_mb"]})
+        return rows
 
 
 def p99(b0, b1):
@@ -144,8 +204,9 @@ def empty_rss(tmp):
     p = start_daemon(tmp, port, 300, 0)
     time.sleep(3)
     _, rss = proc_stat(p.pid)
+    heap = scrape(port)["heap"]
     stop(p)
-    return rss
+    return rss, heap
 
 
 def run_case(tmp, size, mode, warmup, window, base_rss, mock_port):
@@ -163,33 +224,40 @@ def run_case(tmp, size, mode, warmup, window, base_rss, mock_port):
     port = free_port()
     started = time.time()
     p = start_daemon(tmp, port, interval, mock_port)
-    scheduled = None
-    while time.time() - started < 300:
-        if scrape(port)["monitors"] >= size:
-            scheduled = time.time() - started
-            break
-        time.sleep(0.2)
-    # Every monitor's first check falls within one interval of its start, and moves the
-    # integration from unknown to healthy (a status change, an event). The second check follows
-    # one interval later spread by the jitter (±10 %), so the rate ramps up until
-    # interval × 1.1 after the last monitor started: the window opens after that, so it
-    # measures the steady state.
-    warmup = max(warmup, round(interval * (1 + JITTER)) + 5)
-    time.sleep(warmup)
-    s0, (cpu0, _) = scrape(port), proc_stat(p.pid)
-    time.sleep(window)
-    s1, (cpu1, rss) = scrape(port), proc_stat(p.pid)
-    checks = s1["checks"] - s0["checks"]
-    result = {
-        "size": size, "mode": mode, "interval_s": interval, "warmup_s": warmup,
-        "seed_s": round(seeded, 1),
-        "all_scheduled_s": round(scheduled, 2) if scheduled else None,
-        "checks_per_s": round(checks / window, 1),
-        "p99_lateness_ms_le": p99(s0["lag"], s1["lag"]),
-        "rss_bytes": rss, "rss_per_integration_bytes": round((rss - base_rss) / size),
-        "cpu_us_per_check": round((cpu1 - cpu0) * 1e6 / max(checks, 1), 1),
-    }
-    stop(p)
+    try:
+        trace = Trace(p.pid, port)
+        scheduled = None
+        while time.time() - started < 300:
+            if scrape(port)["monitors"] >= size:
+                scheduled = time.time() - started
+                break
+            time.sleep(0.2)
+        trace.sample()
+        # Every monitor's first check falls within one interval of its start, and moves the
+        # integration from unknown to healthy (a status change, an event). The second check follows
+        # one interval later spread by the jitter (±10 %), so the rate ramps up until
+        # interval × 1.1 after the last monitor started: the window opens after that, so it
+        # measures the steady state.
+        warmup = max(warmup, round(interval * (1 + JITTER)) + 5)
+        trace.sleep(warmup)
+        s0, (cpu0, _) = trace.sample(), proc_stat(p.pid)
+        trace.sleep(window)
+        s1, (cpu1, rss) = trace.sample(), proc_stat(p.pid)
+        checks = s1["checks"] - s0["checks"]
+        result = {
+            "size": size, "mode": mode, "interval_s": interval, "warmup_s": warmup,
+            "seed_s": round(seeded, 1),
+            "all_scheduled_s": round(scheduled, 2) if scheduled else None,
+            "checks_per_s": round(checks / window, 1),
+            "p99_lateness_ms_le": p99(s0["lag"], s1["lag"]),
+            "rss_bytes": rss, "rss_per_integration_bytes": round((rss - base_rss) / size),
+            "cpu_us_per_check": round((cpu1 - cpu0) * 1e6 / max(checks, 1), 1),
+            "heap_bytes": s1["heap"],
+        }
+        with open(os.path.join(OUT, f"health-trace-{size}-{mode}.json"), "w") as f:
+            json.dump(trace.rates(), f, indent=1)
+    finally:
+        stop(p)
     if mode == "http":
         fresh_db()
         floor = subprocess.run([os.path.join(REL, "health-floor"), ADMIN_URL, f"http://127.0.0.1:{mock_port}",
@@ -216,8 +284,8 @@ def main():
     mock = subprocess.Popen([os.path.join(REL, "provider-mock"), f"127.0.0.1:{mock_port}"])
     results = []
     try:
-        base = empty_rss(tmp)
-        print(f"empty daemon RSS: {base / 1e6:.1f} MB", flush=True)
+        base, base_heap = empty_rss(tmp)
+        print(f"empty daemon RSS: {base / 1e6:.1f} MB, heap: {base_heap}", flush=True)
         for size in [int(s) for s in args.sizes.split(",")]:
             for mode in args.modes.split(","):
                 r = run_case(tmp, size, mode, args.warmup, args.window, base, mock_port)
@@ -227,7 +295,7 @@ def main():
         mock.terminate()
         psql(f"DROP DATABASE IF EXISTS {DB}")
     with open(os.path.join(OUT, "health.json"), "w") as f:
-        json.dump({"empty_rss_bytes": base, "results": results}, f, indent=2)
+        json.dump({"empty_rss_bytes": base, "empty_heap_bytes": base_heap, "results": results}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,6 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use daemon::config::Config;
 
-/// jemalloc: the health engine and the API allocate many small, short-lived objects from a few
-/// threads, where glibc's malloc spent a fifth of the daemon's CPU; jemalloc keeps the resident
-/// size of a large fleet about where glibc had it (mimalloc, also tried, did not).
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 /// The StellaOps Integrations hub: integration catalog and connector health daemon.
 #[derive(Parser)]
 #[command(version, about)]

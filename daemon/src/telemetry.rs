@@ -8,6 +8,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use opentelemetry::KeyValue;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
@@ -79,8 +80,43 @@ pub fn metrics(telemetry: &TelemetryConfig) -> &'static prometheus::Registry {
             }
         }
         opentelemetry::global::set_meter_provider(builder.build());
+        heap_gauge();
         registry
     })
+}
+
+/// `process_heap_bytes{state}`: the allocator's own account of the heap, read at collection.
+/// `allocated` is what the program holds; `active` the pages those allocations sit on;
+/// `resident` what of the allocator's memory is in RAM (it includes freed pages not yet given
+/// back); `retained` address space kept for reuse, not in RAM. The gap between the process's
+/// RSS and `resident` is code, stacks and memory not from the heap.
+fn heap_gauge() {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    static GAUGE: OnceLock<opentelemetry::metrics::ObservableGauge<u64>> = OnceLock::new();
+    GAUGE.get_or_init(|| {
+        opentelemetry::global::meter("stella-integrations")
+            .u64_observable_gauge("process_heap_bytes")
+            .with_description("Heap memory by allocator state (jemalloc statistics), in bytes.")
+            .with_callback(|observer| {
+                // The statistics are a snapshot, refreshed when the epoch advances.
+                if epoch::advance().is_err() {
+                    return;
+                }
+                let states = [
+                    ("allocated", stats::allocated::read()),
+                    ("active", stats::active::read()),
+                    ("resident", stats::resident::read()),
+                    ("metadata", stats::metadata::read()),
+                    ("retained", stats::retained::read()),
+                ];
+                for (state, bytes) in states {
+                    if let Ok(bytes) = bytes {
+                        observer.observe(bytes as u64, &[KeyValue::new("state", state)]);
+                    }
+                }
+            })
+            .build()
+    });
 }
 
 /// The metrics in Prometheus text format.

@@ -279,6 +279,8 @@ async fn metrics_are_exposed_in_prometheus_text() {
         "integration_checks_in_flight",
         "integration_schedule_lag_ms_bucket",
         "integration_health_writer_batch_size_bucket",
+        "integration_health_writer_queued",
+        "integration_health_writer_write_ms_bucket",
         "integration_health_checks_total{",
     ] {
         assert!(text.contains(name), "{name} missing from /metrics");
@@ -287,5 +289,17 @@ async fn metrics_are_exposed_in_prometheus_text() {
         text.contains("tenant=\"tenant-a\""),
         "status is labelled by tenant"
     );
+    // The allocator's statistics are compiled in and read: a daemon holds megabytes.
+    for state in ["allocated", "resident"] {
+        let bytes: f64 = text
+            .lines()
+            .find(|l| {
+                l.starts_with("process_heap_bytes{") && l.contains(&format!("state=\"{state}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("process_heap_bytes{{state={state}}} missing from /metrics"));
+        assert!(bytes > 1e6, "{state} heap is {bytes} bytes");
+    }
     ctx.cleanup().await;
 }

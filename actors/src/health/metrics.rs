@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram, ObservableUpDownCounter, UpDownCounter};
+use opentelemetry::metrics::{
+    Counter, Histogram, ObservableGauge, ObservableUpDownCounter, UpDownCounter,
+};
 
 struct Instruments {
     status: UpDownCounter<i64>,
@@ -17,6 +19,9 @@ struct Instruments {
     lag: Histogram<f64>,
     restarts: Counter<u64>,
     batch: Histogram<u64>,
+    /// Read from [`WRITER_QUEUED`] at collection.
+    _writer_queued: ObservableGauge<i64>,
+    write: Histogram<f64>,
     checks: Counter<u64>,
     crud: Counter<u64>,
 }
@@ -63,6 +68,24 @@ fn instruments() -> &'static Instruments {
                 .with_description("Rows per batch written by the health result writer.")
                 .with_boundaries(vec![1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0])
                 .build(),
+            _writer_queued: meter
+                .i64_observable_gauge("integration_health_writer_queued")
+                .with_description(
+                    "Results and status changes waiting in the health result writer's queue.",
+                )
+                .with_callback(|observer| {
+                    observer.observe(WRITER_QUEUED.load(Ordering::Relaxed), &[]);
+                })
+                .build(),
+            write: meter
+                .f64_histogram("integration_health_writer_write_ms")
+                .with_description(
+                    "Time to write one batch of results, including retries, in milliseconds.",
+                )
+                .with_boundaries(vec![
+                    1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0, 30000.0,
+                ])
+                .build(),
             checks: meter
                 .u64_counter("integration_health_checks")
                 .with_description("Health checks completed, by provider type and result.")
@@ -78,6 +101,9 @@ fn instruments() -> &'static Instruments {
 
 /// Health checks running now.
 static IN_FLIGHT: AtomicI64 = AtomicI64::new(0);
+
+/// Operations in the result writer's queue, summed over writers (a daemon has one).
+static WRITER_QUEUED: AtomicI64 = AtomicI64::new(0);
 
 /// Label values share the monitor's strings: building them allocates nothing.
 fn labels(provider_type: &Arc<str>, tenant: &Arc<str>, status: &'static str) -> [KeyValue; 3] {
@@ -120,8 +146,17 @@ pub fn restart() {
     instruments().restarts.add(1, &[]);
 }
 
-pub fn writer_batch(rows: usize) {
-    instruments().batch.record(rows as u64, &[]);
+/// One batch written: its rows, and how long it took to land.
+pub fn writer_batch(rows: usize, took: std::time::Duration) {
+    let i = instruments();
+    i.batch.record(rows as u64, &[]);
+    i.write.record(took.as_secs_f64() * 1000.0, &[]);
+}
+
+/// Operations entered (`+1`) or left (`-1`) the result writer's queue.
+pub fn writer_queued(delta: i64) {
+    instruments();
+    WRITER_QUEUED.fetch_add(delta, Ordering::Relaxed);
 }
 
 /// A catalog change was committed (`create`, `update`, `delete`, `monitoring`).

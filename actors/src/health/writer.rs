@@ -87,7 +87,9 @@ impl ResultWriter {
 
     /// Queues a write, waiting while the queue is full.
     pub async fn record(&self, op: WriteOp) {
+        crate::health::metrics::writer_queued(1);
         if self.tx.send(op).await.is_err() {
+            crate::health::metrics::writer_queued(-1);
             tracing::warn!(message = "The result writer has stopped; a result was dropped.");
         }
     }
@@ -170,7 +172,10 @@ async fn run(store: Store, mut rx: mpsc::Receiver<WriteOp>, options: WriterOptio
             // Queued ops first: a tick must not judge state that is still in the queue.
             biased;
             op = rx.recv() => match op {
-                Some(op) => batch.push(op, &mut alerts),
+                Some(op) => {
+                    crate::health::metrics::writer_queued(-1);
+                    batch.push(op, &mut alerts);
+                }
                 None => break,
             },
             _ = ticker.tick() => {
@@ -183,7 +188,10 @@ async fn run(store: Store, mut rx: mpsc::Receiver<WriteOp>, options: WriterOptio
         let deadline = tokio::time::Instant::now() + options.flush;
         while batch.len() < batch_size && batch.waiters.is_empty() {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(op)) => batch.push(op, &mut alerts),
+                Ok(Some(op)) => {
+                    crate::health::metrics::writer_queued(-1);
+                    batch.push(op, &mut alerts);
+                }
                 Ok(None) | Err(_) => break,
             }
         }
@@ -219,7 +227,10 @@ async fn write(system: &SystemStore, batch: &mut Batch, hub: &EventHub) {
                 }
             }
         };
-        crate::health::metrics::writer_batch(batch.checks.len() + batch.statuses.len());
+        crate::health::metrics::writer_batch(
+            batch.checks.len() + batch.statuses.len(),
+            started.elapsed(),
+        );
         crate::events::metrics::events_written(stored.len());
         hub.publish(stored);
         batch.checks.clear();
