@@ -182,6 +182,9 @@ impl From<reqwest::Error> for Error {
         let mut chain = String::new();
         let mut source: Option<&dyn std::error::Error> = Some(&e);
         while let Some(s) = source {
+            if let Some(refused) = s.downcast_ref::<crate::outbound::Refused>() {
+                return Error::TargetRefused(refused.host.clone());
+            }
             if s.downcast_ref::<rustls::Error>().is_some() {
                 return Error::Tls(s.to_string());
             }
@@ -199,8 +202,6 @@ impl From<reqwest::Error> for Error {
         let lower = chain.to_ascii_lowercase();
         if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
             Error::Tls(chain)
-        } else if lower.contains("no permitted address") {
-            Error::TargetRefused("target".into())
         } else {
             Error::Network(chain)
         }

@@ -126,9 +126,19 @@ fn is_internal_v6(ip: Ipv6Addr) -> bool {
         })
 }
 
-/// reqwest's resolver, filtered by the guard: the last word on where a connection goes.
+/// reqwest's resolver, filtered by the guard: the last word on where a connection goes. A
+/// host name is checked here, when a connection is opened, and only here: a pooled connection
+/// needs no lookup at all.
 struct GuardedResolver {
     guard: SsrfGuard,
+}
+
+/// A host name that resolved only to addresses the guard refuses; found in a failed
+/// request's error chain and reported as [`Error::TargetRefused`].
+#[derive(Debug, thiserror::Error)]
+#[error("{host}: no permitted address")]
+pub(crate) struct Refused {
+    pub(crate) host: String,
 }
 
 impl reqwest::dns::Resolve for GuardedResolver {
@@ -141,7 +151,7 @@ impl reqwest::dns::Resolve for GuardedResolver {
                 .filter(|a| guard.permits(a.ip()))
                 .collect();
             if addrs.is_empty() {
-                return Err(format!("{host}: no permitted address").into());
+                return Err(Box::new(Refused { host }) as _);
             }
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
@@ -231,6 +241,9 @@ impl Outbound {
                     .timeout(Duration::from_millis(s.request_timeout_ms))
                     .connect_timeout(Duration::from_millis(s.connect_timeout_ms))
                     .redirect(reqwest::redirect::Policy::none())
+                    // Straight to the provider, never through a proxy from the environment:
+                    // the guard must see the address every connection goes to.
+                    .no_proxy()
                     .dns_resolver(GuardedResolver {
                         guard: self.inner.guard.clone(),
                     })
@@ -277,7 +290,7 @@ impl Outbound {
         let url = request.url().clone();
         let host = url.host_str().unwrap_or_default().to_owned();
         let key = format!("{host}:{}", url.port_or_known_default().unwrap_or(0));
-        self.check_target(&url).await?;
+        self.check_target(&url)?;
         if let Some(left) = self.paused_for(&key) {
             return Err(Error::RateLimited {
                 retry_after: Some(left),
@@ -324,26 +337,15 @@ impl Outbound {
         paused.insert(key.to_owned(), Instant::now() + wait);
     }
 
-    /// Refuses a URL whose host is, or resolves only to, a guarded address.
-    async fn check_target(&self, url: &url::Url) -> Result<(), Error> {
-        let host = match url.host() {
-            Some(url::Host::Ipv4(ip)) => return self.check_ip(IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => return self.check_ip(IpAddr::V6(ip)),
-            Some(url::Host::Domain(d)) => d.to_owned(),
-            None => return Err(Error::BadResponse("a URL without a host".into())),
-        };
-        let port = url.port_or_known_default().unwrap_or(443);
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .map_err(|_| Error::Network(format!("cannot resolve {host}")))?
-            .collect();
-        if addrs.is_empty() {
-            return Err(Error::Network(format!("cannot resolve {host}")));
+    /// Refuses a URL whose host is a guarded address literal. Host names are left to
+    /// [`GuardedResolver`], when a connection is opened.
+    fn check_target(&self, url: &url::Url) -> Result<(), Error> {
+        match url.host() {
+            Some(url::Host::Ipv4(ip)) => self.check_ip(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => self.check_ip(IpAddr::V6(ip)),
+            Some(url::Host::Domain(_)) => Ok(()),
+            None => Err(Error::BadResponse("a URL without a host".into())),
         }
-        if addrs.iter().any(|a| !self.inner.guard.permits(a.ip())) {
-            return Err(Error::TargetRefused(host));
-        }
-        Ok(())
     }
 
     fn check_ip(&self, ip: IpAddr) -> Result<(), Error> {
@@ -548,6 +550,35 @@ mod tests {
             let err = outbound.send(req).await.unwrap_err();
             assert!(matches!(err, Error::TargetRefused(_)), "{url}: {err:?}");
             assert_eq!(err.reason(), crate::Reason::Network);
+        }
+        // A name is refused by the resolver, which names it.
+        let req = outbound
+            .request(reqwest::Method::GET, "http://localhost:9/")
+            .unwrap();
+        match outbound.send(req).await {
+            Err(Error::TargetRefused(host)) => assert_eq!(host, "localhost"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_permitted_host_name_is_resolved_when_connecting_and_reached() {
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let server = MockServer::start().await;
+        Mock::given(wiremock::matchers::any())
+            .respond_with(ResponseTemplate::new(204))
+            .expect(2)
+            .mount(&server)
+            .await;
+        let outbound = loopback(|_| {});
+        let port = server.address().port();
+        for url in [
+            format!("http://localhost:{port}/v2/"),
+            format!("http://127.0.0.1:{port}/v2/"),
+        ] {
+            let req = outbound.request(reqwest::Method::GET, &url).unwrap();
+            let response = outbound.send(req).await.unwrap();
+            assert_eq!(response.status().as_u16(), 204, "{url}");
         }
     }
 
