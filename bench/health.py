@@ -10,7 +10,8 @@ per check. For the HTTP case it runs the floor (bench/src/bin/health-floor.rs: t
 
 Usage: bench/health.py [--sizes 10000,100000,1000000] [--modes inmemory,http]
                        [--warmup S] [--window S]
-Results go to bench/out/health.json and are printed as a table.
+Results go to bench/out/health.json and are printed, one JSON line per case; each case also
+writes bench/out/health-trace-SIZE-MODE.json, sampled every 5 s from the daemon's start.
 """
 import argparse, json, os, re, signal, socket, subprocess, sys, time, urllib.request
 
