@@ -2,12 +2,15 @@
 //! daemon as Prometheus text at `/metrics` and over OTLP when configured).
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{
     Counter, Histogram, ObservableGauge, ObservableUpDownCounter, UpDownCounter,
 };
+use tokio::sync::mpsc;
+
+use super::writer::{ResultWriter, WriteOp};
 
 struct Instruments {
     status: UpDownCounter<i64>,
@@ -19,7 +22,7 @@ struct Instruments {
     lag: Histogram<f64>,
     restarts: Counter<u64>,
     batch: Histogram<u64>,
-    /// Read from [`WRITER_QUEUED`] at collection.
+    /// Read from the [`WRITER`]'s channel at collection.
     _writer_queued: ObservableGauge<i64>,
     write: Histogram<f64>,
     checks: Counter<u64>,
@@ -74,7 +77,10 @@ fn instruments() -> &'static Instruments {
                     "Results and status changes waiting in the health result writer's queue.",
                 )
                 .with_callback(|observer| {
-                    observer.observe(WRITER_QUEUED.load(Ordering::Relaxed), &[]);
+                    let writer = WRITER.lock().unwrap_or_else(|e| e.into_inner());
+                    let queued = writer.as_ref().and_then(mpsc::WeakSender::upgrade);
+                    let queued = queued.as_ref().map_or(0, ResultWriter::queue_depth);
+                    observer.observe(i64::try_from(queued).unwrap_or(i64::MAX), &[]);
                 })
                 .build(),
             write: meter
@@ -102,8 +108,9 @@ fn instruments() -> &'static Instruments {
 /// Health checks running now.
 static IN_FLIGHT: AtomicI64 = AtomicI64::new(0);
 
-/// Operations in the result writer's queue, summed over writers (a daemon has one).
-static WRITER_QUEUED: AtomicI64 = AtomicI64::new(0);
+/// The result writer whose queue `integration_health_writer_queued` reports: the latest
+/// started (a daemon has one). Weak, so that it does not keep the writer running.
+static WRITER: Mutex<Option<mpsc::WeakSender<WriteOp>>> = Mutex::new(None);
 
 /// Label values share the monitor's strings: building them allocates nothing.
 fn labels(provider_type: &Arc<str>, tenant: &Arc<str>, status: &'static str) -> [KeyValue; 3] {
@@ -153,10 +160,10 @@ pub fn writer_batch(rows: usize, took: std::time::Duration) {
     i.write.record(took.as_secs_f64() * 1000.0, &[]);
 }
 
-/// Operations entered (`+1`) or left (`-1`) the result writer's queue.
-pub fn writer_queued(delta: i64) {
+/// Reports the queue of the writer that `tx` feeds.
+pub fn watch_writer(tx: &mpsc::Sender<WriteOp>) {
     instruments();
-    WRITER_QUEUED.fetch_add(delta, Ordering::Relaxed);
+    *WRITER.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx.downgrade());
 }
 
 /// A catalog change was committed (`create`, `update`, `delete`, `monitoring`).

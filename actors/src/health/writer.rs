@@ -81,22 +81,25 @@ impl ResultWriter {
     /// `ResultWriter` clone is dropped.
     pub fn spawn(store: Store, options: WriterOptions) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(options.buffer.max(1));
+        crate::health::metrics::watch_writer(&tx);
         let task = tokio::spawn(run(store, rx, options));
         (Self { tx }, task)
     }
 
     /// Queues a write, waiting while the queue is full.
     pub async fn record(&self, op: WriteOp) {
-        crate::health::metrics::writer_queued(1);
         if self.tx.send(op).await.is_err() {
-            crate::health::metrics::writer_queued(-1);
             tracing::warn!(message = "The result writer has stopped; a result was dropped.");
         }
     }
 
     /// Results queued and not yet written.
     pub fn queued(&self) -> usize {
-        self.tx.max_capacity() - self.tx.capacity()
+        Self::queue_depth(&self.tx)
+    }
+
+    pub(super) fn queue_depth(tx: &mpsc::Sender<WriteOp>) -> usize {
+        tx.max_capacity() - tx.capacity()
     }
 }
 
@@ -172,10 +175,7 @@ async fn run(store: Store, mut rx: mpsc::Receiver<WriteOp>, options: WriterOptio
             // Queued ops first: a tick must not judge state that is still in the queue.
             biased;
             op = rx.recv() => match op {
-                Some(op) => {
-                    crate::health::metrics::writer_queued(-1);
-                    batch.push(op, &mut alerts);
-                }
+                Some(op) => batch.push(op, &mut alerts),
                 None => break,
             },
             _ = ticker.tick() => {
@@ -188,10 +188,7 @@ async fn run(store: Store, mut rx: mpsc::Receiver<WriteOp>, options: WriterOptio
         let deadline = tokio::time::Instant::now() + options.flush;
         while batch.len() < batch_size && batch.waiters.is_empty() {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(op)) => {
-                    crate::health::metrics::writer_queued(-1);
-                    batch.push(op, &mut alerts);
-                }
+                Ok(Some(op)) => batch.push(op, &mut alerts),
                 Ok(None) | Err(_) => break,
             }
         }

@@ -156,11 +156,8 @@ pub struct SystemStore {
     db: DatabaseConnection,
 }
 
-/// Status rows per `UPDATE` (four parameters each, well under PostgreSQL's 65,535).
-const STATUS_CHUNK: usize = 1000;
-
-/// Check results or events per `INSERT` on SQLite (seven and six parameters each, under its
-/// limit of 32,766).
+/// Rows per statement on SQLite: results (seven parameters each), events (six) and status
+/// rows (four) stay under its limit of 32,766 bound parameters.
 const ROWS_PER_INSERT: usize = 1000;
 
 /// Each integration's last transition in `statuses`: the one its row must show.
@@ -175,26 +172,14 @@ fn last_per_integration(statuses: &[StatusRow]) -> Vec<&StatusRow> {
     latest
 }
 
-/// Writes the integrations' latest statuses, a chunk of rows per statement: a fleet starting
-/// up moves every integration from `unknown` at once, and one `UPDATE` per row would make the
-/// writer the bottleneck. Only an integration's last transition in `statuses` is written.
+/// Writes the integrations' latest statuses on SQLite, a chunk of rows per statement: a fleet
+/// starting up moves every integration from `unknown` at once, and one `UPDATE` per row would
+/// make the writer the bottleneck. (PostgreSQL takes one statement over arrays, in
+/// [`super::bulk`].)
 async fn update_statuses(txn: &DatabaseTransaction, latest: &[&StatusRow]) -> Result<(), DbErr> {
-    let backend = txn.get_database_backend();
-    for chunk in latest.chunks(STATUS_CHUNK) {
+    for chunk in latest.chunks(ROWS_PER_INSERT) {
         let mut values = Vec::with_capacity(chunk.len() * 4);
-        let mut rows = Vec::with_capacity(chunk.len());
         for s in chunk {
-            let n = values.len();
-            rows.push(match backend {
-                DatabaseBackend::Postgres => format!(
-                    "(${}::uuid, ${}::text, ${}::text, ${}::timestamptz)",
-                    n + 1,
-                    n + 2,
-                    n + 3,
-                    n + 4
-                ),
-                _ => "(?, ?, ?, ?)".to_owned(),
-            });
             values.extend([
                 s.integration_id.into(),
                 s.status.into(),
@@ -202,22 +187,19 @@ async fn update_statuses(txn: &DatabaseTransaction, latest: &[&StatusRow]) -> Re
                 s.checked_at.into(),
             ]);
         }
-        let rows = rows.join(", ");
+        let rows = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
         // SQLite names a VALUES list's columns column1..column4.
-        let sql = match backend {
-            DatabaseBackend::Postgres => format!(
-                "UPDATE integrations AS i SET status = v.status, status_reason = v.reason, \
-                 last_checked_at = v.checked_at \
-                 FROM (VALUES {rows}) AS v (id, status, reason, checked_at) WHERE i.id = v.id"
-            ),
-            _ => format!(
-                "UPDATE integrations SET status = v.column2, status_reason = v.column3, \
-                 last_checked_at = v.column4 \
-                 FROM (VALUES {rows}) AS v WHERE integrations.id = v.column1"
-            ),
-        };
-        txn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
-            .await?;
+        let sql = format!(
+            "UPDATE integrations SET status = v.column2, status_reason = v.column3, \
+             last_checked_at = v.column4 \
+             FROM (VALUES {rows}) AS v WHERE integrations.id = v.column1"
+        );
+        txn.execute_raw(Statement::from_sql_and_values(
+            txn.get_database_backend(),
+            sql,
+            values,
+        ))
+        .await?;
     }
     Ok(())
 }
