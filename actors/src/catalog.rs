@@ -496,9 +496,9 @@ mod tests {
         loop {
             let page = reader
                 .integration_list(&IntegrationQuery {
-                    provider_type: None,
                     after,
                     limit: 3,
+                    ..Default::default()
                 })
                 .await
                 .unwrap();
@@ -512,12 +512,30 @@ mod tests {
         let gitlab = reader
             .integration_list(&IntegrationQuery {
                 provider_type: Some("gitlab".into()),
-                after: None,
                 limit: 50,
+                ..Default::default()
             })
             .await
             .unwrap();
         assert_eq!(gitlab.items.len(), 3);
+        let unknown = reader
+            .integration_list(&IntegrationQuery {
+                status: Some("unknown".into()),
+                limit: 50,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(unknown.items.len(), 7);
+        let unhealthy = reader
+            .integration_list(&IntegrationQuery {
+                status: Some("unhealthy".into()),
+                limit: 50,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(unhealthy.items.is_empty());
         assert!(gitlab.next.is_none());
         catalog.stop();
     }

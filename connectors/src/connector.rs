@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use crate::authref::AuthRef;
 use crate::health::{HealthReport, Reason};
 use crate::outbound::{Outbound, OutboundError};
-use crate::secrets::{Secret, SecretError, SecretResolver};
+use crate::secrets::{NamespaceError, Secret, SecretError, SecretResolver, TenantRef};
 use crate::settings::Settings;
 
 /// Everything a connector is built from: one integration's stored definition.
@@ -23,6 +23,25 @@ pub struct IntegrationSpec {
     pub config: Map<String, Value>,
     /// Where the credentials are, if the provider needs any.
     pub auth_ref: Option<AuthRef>,
+}
+
+impl IntegrationSpec {
+    /// The integration's credential reference, bound to its tenant: what a connector keeps
+    /// and resolves.
+    pub fn credential(&self) -> Option<TenantRef> {
+        self.auth_ref
+            .clone()
+            .map(|r| TenantRef::new(self.tenant.as_str(), r))
+    }
+}
+
+/// Why [`ConnectorEnv::new`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    #[error(transparent)]
+    Outbound(#[from] OutboundError),
+    #[error(transparent)]
+    Namespaces(#[from] NamespaceError),
 }
 
 /// Services shared by every connector of the daemon: the outbound HTTP path and the secret
@@ -39,38 +58,57 @@ impl ConnectorEnv {
     /// Builds the environment from the deployment's settings.
     ///
     /// # Errors
-    /// [`OutboundError`] for an allowed network that is not CIDR, a zero rate, or an HTTP
-    /// client that cannot be built.
-    pub fn new(settings: &Settings) -> Result<Self, OutboundError> {
+    /// [`EnvError`] for an allowed network that is not CIDR, a zero rate, an HTTP client that
+    /// cannot be built, or tenant secret namespaces that could overlap.
+    pub fn new(settings: &Settings) -> Result<Self, EnvError> {
         Ok(Self {
             outbound: Outbound::new(&settings.outbound)?,
-            secrets: SecretResolver::new(&settings.secrets),
+            secrets: SecretResolver::new(&settings.secrets)?,
         })
     }
 
-    /// Sends the request `make` builds with the secret behind `auth_ref`. On a 401 the cached
-    /// secret is dropped, resolved again and the request sent once more (the secret may have
-    /// been rotated). The last response is returned whatever its status.
+    /// Sends the request `make` builds with the secret behind `credential`, once its URL is
+    /// known to be allowed by the secret's binding. On a 401 the cached secret is dropped,
+    /// resolved again and the request sent once more (the secret may have been rotated). The
+    /// last response is returned whatever its status.
     ///
     /// # Errors
-    /// [`Error::Credential`] when the secret cannot be resolved; the outbound errors of
-    /// [`Outbound::send`].
+    /// [`Error::Credential`] when the secret cannot be resolved (outside the tenant's
+    /// namespace, among others) or may not go to the request's host: then nothing is sent.
+    /// The outbound errors of [`Outbound::send`].
     pub async fn send_with_secret<F>(
         &self,
-        auth_ref: &AuthRef,
+        credential: &TenantRef,
         make: F,
     ) -> Result<reqwest::Response, Error>
     where
         F: Fn(&Secret) -> Result<reqwest::RequestBuilder, Error> + Send + Sync,
     {
-        let secret = self.secrets.resolve(auth_ref).await?;
-        let response = self.outbound.send(make(&secret)?).await?;
+        let resolved = self.secrets.resolve(credential).await?;
+        let response = self.send_bound(credential, &resolved, &make).await?;
         if response.status() != reqwest::StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
-        self.secrets.invalidate(auth_ref);
-        let fresh = self.secrets.resolve(auth_ref).await?;
-        self.outbound.send(make(&fresh)?).await
+        self.secrets.invalidate(credential).await;
+        let fresh = self.secrets.resolve(credential).await?;
+        self.send_bound(credential, &fresh, &make).await
+    }
+
+    async fn send_bound<F>(
+        &self,
+        credential: &TenantRef,
+        resolved: &crate::secrets::Resolved,
+        make: &F,
+    ) -> Result<reqwest::Response, Error>
+    where
+        F: Fn(&Secret) -> Result<reqwest::RequestBuilder, Error> + Send + Sync,
+    {
+        let (client, request) = make(resolved.secret())?.build_split();
+        let request = request.map_err(Error::from)?;
+        resolved.check_url(credential, request.url())?;
+        self.outbound
+            .send(reqwest::RequestBuilder::from_parts(client, request))
+            .await
     }
 }
 

@@ -13,7 +13,9 @@
 //! - [`outbound`]: the one HTTP path to providers: shared client, SSRF guard, per-host rate
 //!   limits, `Retry-After` and rate-limit headers.
 //! - [`secrets`]: AuthRef resolution (Vault/OpenBao KV v2, env, file) into a redacting
-//!   [`secrets::Secret`], with a TTL cache dropped on a provider's 401.
+//!   [`secrets::Secret`], each tenant's reference only inside that tenant's namespace
+//!   ([`secrets::TenantRef`]), bound to the hosts its owner allows, with a per-tenant TTL cache
+//!   dropped on a provider's 401.
 //! - [`testing`]: [`testing::assert_conformance`], which every connector's tests call.
 //! - [`external`]: out-of-process plugins: manifest discovery, the JSON-RPC protocol, and the
 //!   supervisor of each plugin's child process (`docs/plugins.md`).
@@ -41,8 +43,8 @@ pub mod testing;
 
 pub use config::ConfigError;
 pub use connector::{
-    Connector, ConnectorEnv, Error, IntegrationSpec, Resource, ResourcePage, SharedConnector,
-    Webhook, WebhookRequest,
+    Connector, ConnectorEnv, EnvError, Error, IntegrationSpec, Resource, ResourcePage,
+    SharedConnector, Webhook, WebhookRequest,
 };
 pub use health::{Health, HealthReport, Reason};
 pub use registry::{Capability, ConnectorFactory, Registry};

@@ -6,9 +6,12 @@
 //! from the file named by [`SecretsSettings::vault_token_file`], so logging the settings is
 //! safe.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+
+use crate::authref::AuthRef;
 
 /// Environment variable with the Vault/OpenBao address, used when
 /// [`SecretsSettings::vault_addr`] is unset.
@@ -121,6 +124,81 @@ pub struct SecretsSettings {
     /// The folder `authref://file/<path>` is relative to. Unset: the file backend is off.
     #[serde(default)]
     pub secrets_dir: Option<PathBuf>,
+    /// The KV v2 mounts a tenant's `authref://vault/<mount>/…` may name.
+    #[serde(default = "default_vault_mounts")]
+    pub vault_mounts: Vec<String>,
+    /// Each tenant's folder inside those mounts: `{tenant}` stands for the tenant id. A tenant
+    /// resolves only `authref://vault/<mount>/<this folder>/…`.
+    #[serde(default = "default_tenant_folder")]
+    pub vault_tenant_prefix: String,
+    /// Each tenant's folder under `secrets_dir`: a tenant resolves only
+    /// `authref://file/<this folder>/…`, and no symlink may leave it.
+    #[serde(default = "default_tenant_folder")]
+    pub file_tenant_dir: String,
+    /// Per tenant: the environment variables it may name, its own Vault credentials, and
+    /// overrides of the folders above. A tenant not listed here gets the defaults and no
+    /// environment variable at all.
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantSecretsSettings>,
+}
+
+/// `[connectors.secrets.tenants.<tenant>]`: where one tenant's secrets live.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct TenantSecretsSettings {
+    /// Environment variables the tenant's `authref://env/<VAR>` may name: exact names, or a
+    /// prefix followed by `*` (`ACME_*`). The daemon's own variables (`VAULT_*`, `DATABASE_*`,
+    /// `STELLA_*`, … see `docs/security.md`) can never be named, whatever is listed.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Replaces `vault_tenant_prefix` for this tenant (`{tenant}` allowed).
+    #[serde(default)]
+    pub vault_prefix: Option<String>,
+    /// Replaces `vault_mounts` for this tenant.
+    #[serde(default)]
+    pub vault_mounts: Option<Vec<String>>,
+    /// Replaces `file_tenant_dir` for this tenant (`{tenant}` allowed).
+    #[serde(default)]
+    pub file_dir: Option<String>,
+    /// The tenant's own Vault credentials, so that Vault's policies enforce the boundary too.
+    /// Unset: the daemon's token (`VAULT_TOKEN` or `vault_token_file`).
+    #[serde(default)]
+    pub vault_auth: Option<VaultAuth>,
+}
+
+/// How the daemon logs in to Vault for one tenant. The references are the operator's (they
+/// resolve without the tenant's namespace rules) and are never visible to the tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case", tag = "method")]
+pub enum VaultAuth {
+    /// A Vault token, read from this reference.
+    Token {
+        /// Where the token is, such as `authref://file/operator/vault-acme`.
+        token: AuthRef,
+    },
+    /// AppRole: `POST /v1/auth/<mount>/login` with the role id and the secret id; the client
+    /// token is reused until shortly before its lease ends.
+    Approle {
+        /// The AppRole auth mount.
+        #[serde(default = "default_approle_mount")]
+        mount: String,
+        /// The role id (not a secret: an identifier, like a user name).
+        role_id: String,
+        /// Where the secret id is.
+        secret_id: AuthRef,
+    },
+}
+
+fn default_approle_mount() -> String {
+    "approle".to_owned()
+}
+
+fn default_vault_mounts() -> Vec<String> {
+    vec!["secret".to_owned()]
+}
+
+fn default_tenant_folder() -> String {
+    "tenants/{tenant}".to_owned()
 }
 
 const fn default_vault_timeout_ms() -> u64 {
@@ -139,6 +217,10 @@ impl Default for SecretsSettings {
             vault_timeout_ms: default_vault_timeout_ms(),
             cache_ttl_secs: default_cache_ttl_secs(),
             secrets_dir: None,
+            vault_mounts: default_vault_mounts(),
+            vault_tenant_prefix: default_tenant_folder(),
+            file_tenant_dir: default_tenant_folder(),
+            tenants: BTreeMap::new(),
         }
     }
 }

@@ -12,13 +12,17 @@ use crate::connector::{ConnectorEnv, Error, IntegrationSpec, SharedConnector, We
 use crate::health::Health;
 use crate::registry::{Capability, ConnectorFactory};
 
+/// The tenant of the integration a conformance run builds: its `auth_ref` must be in this
+/// tenant's namespace (`authref://file/tenants/t/…` with the default folders).
+pub const TENANT: &str = "t";
+
 /// One conformance run.
 pub struct Conformance<'a> {
     /// The connector under test.
     pub factory: &'a dyn ConnectorFactory,
     /// A valid configuration pointing at the mock provider.
     pub config: Value,
-    /// The integration's credentials reference.
+    /// The integration's credentials reference, in [`TENANT`]'s namespace.
     pub auth_ref: Option<AuthRef>,
     /// The environment (allowing the mock's loopback address).
     pub env: ConnectorEnv,
@@ -79,7 +83,7 @@ pub async fn assert_conformance(case: Conformance<'_>) -> SharedConnector {
 
     let spec = IntegrationSpec {
         id: "conformance".into(),
-        tenant: "conformance".into(),
+        tenant: TENANT.into(),
         provider_type: t.into(),
         config,
         auth_ref: case.auth_ref.clone(),

@@ -91,18 +91,19 @@ async fn no_secret_in_logs_reports_listings_or_errors() {
 
     // Secrets: files, and a vault (wiremock speaking KV v2) for GitLab's token.
     let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("tenants/t")).unwrap();
     for (name, value) in [
         ("github-key", GITHUB_KEY),
         ("harbor", HARBOR_SECRET),
         ("oci", OCI_PASSWORD),
         ("hook", HOOK_SECRET),
-        ("vault-token", VAULT_TOKEN),
     ] {
-        std::fs::write(dir.path().join(name), value).unwrap();
+        std::fs::write(dir.path().join("tenants/t").join(name), value).unwrap();
     }
+    std::fs::write(dir.path().join("vault-token"), VAULT_TOKEN).unwrap();
     let vault = MockServer::start().await;
     Mock::given(method("GET"))
-        .and(path("/v1/secret/data/ci/gitlab"))
+        .and(path("/v1/secret/data/tenants/t/ci/gitlab"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "data": {"data": {"token": GITLAB_TOKEN}}
         })))
@@ -137,7 +138,7 @@ async fn no_secret_in_logs_reports_listings_or_errors() {
                 spec(
                     "github_app",
                     json!({"appId": 1, "installationId": 1, "apiBaseUrl": url}),
-                    "authref://file/github-key",
+                    "authref://file/tenants/t/github-key",
                 ),
             ),
             (
@@ -145,7 +146,7 @@ async fn no_secret_in_logs_reports_listings_or_errors() {
                 spec(
                     "gitlab",
                     json!({"baseUrl": url}),
-                    "authref://vault/secret/ci/gitlab#token",
+                    "authref://vault/secret/tenants/t/ci/gitlab#token",
                 ),
             ),
             (
@@ -153,7 +154,7 @@ async fn no_secret_in_logs_reports_listings_or_errors() {
                 spec(
                     "harbor",
                     json!({"baseUrl": url, "robotAccount": "robot$leak"}),
-                    "authref://file/harbor",
+                    "authref://file/tenants/t/harbor",
                 ),
             ),
             (
@@ -161,7 +162,7 @@ async fn no_secret_in_logs_reports_listings_or_errors() {
                 spec(
                     "oci_registry",
                     json!({"baseUrl": url, "username": "leak"}),
-                    "authref://file/oci",
+                    "authref://file/tenants/t/oci",
                 ),
             ),
         ];
@@ -177,7 +178,7 @@ async fn no_secret_in_logs_reports_listings_or_errors() {
                 target: "o/r".into(),
                 url: "https://ci.example.com/hook".into(),
                 events: vec![],
-                secret: Some("authref://file/hook".parse().unwrap()),
+                secret: Some("authref://file/tenants/t/hook".parse().unwrap()),
             };
             match c.setup_webhook(&hook).await {
                 Ok(h) => outputs.push(format!("{h:?}")),

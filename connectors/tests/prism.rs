@@ -38,13 +38,18 @@ async fn github_app_against_githubs_description() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("app-key"), GITHUB_KEY).unwrap();
-    std::fs::write(dir.path().join("hook-secret"), "hook-secret-value").unwrap();
+    std::fs::create_dir_all(dir.path().join("tenants/t")).unwrap();
+    std::fs::write(dir.path().join("tenants/t/app-key"), GITHUB_KEY).unwrap();
+    std::fs::write(
+        dir.path().join("tenants/t/hook-secret"),
+        "hook-secret-value",
+    )
+    .unwrap();
     let env = common::env(dir.path());
     let c = build(
         &connectors::github_app::Factory,
         json!({"appId": 1, "installationId": 42, "apiBaseUrl": url}),
-        Some("authref://file/app-key"),
+        Some("authref://file/tenants/t/app-key"),
         &env,
     );
     // JWT → installation token → GET /rate_limit (the example has 4999 of 5000 left)
@@ -65,7 +70,7 @@ async fn github_app_against_githubs_description() {
             target: "octocat/Hello-World".into(),
             url: "https://ci.example.com/hook".into(),
             events: vec!["push".into()],
-            secret: Some("authref://file/hook-secret".parse().unwrap()),
+            secret: Some("authref://file/tenants/t/hook-secret".parse().unwrap()),
         })
         .await
         .unwrap();
@@ -78,12 +83,13 @@ async fn gitlab_against_gitlabs_description() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("token"), "glpat-prism").unwrap();
+    std::fs::create_dir_all(dir.path().join("tenants/t")).unwrap();
+    std::fs::write(dir.path().join("tenants/t/token"), "glpat-prism").unwrap();
     let env = common::env(dir.path());
     let c = build(
         &connectors::gitlab::Factory,
         json!({"baseUrl": url}),
-        Some("authref://file/token"),
+        Some("authref://file/tenants/t/token"),
         &env,
     );
     // GitLab's own example token is revoked (and expired in 2020): the connector must read
@@ -120,12 +126,13 @@ async fn harbor_against_harbors_description() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("robot"), "robot-secret").unwrap();
+    std::fs::create_dir_all(dir.path().join("tenants/t")).unwrap();
+    std::fs::write(dir.path().join("tenants/t/robot"), "robot-secret").unwrap();
     let env = common::env(dir.path());
     let c = build(
         &connectors::harbor::Factory,
         json!({"baseUrl": url, "robotAccount": "robot$ci"}),
-        Some("authref://file/robot"),
+        Some("authref://file/tenants/t/robot"),
         &env,
     );
     // The description has no examples: prism's placeholder component status "string" is

@@ -94,6 +94,7 @@ async fn oci_connector_against_distribution_with_htpasswd() {
     let user = common::peer(common::REGISTRY_USER, "the registry user").unwrap();
     let password = common::peer(common::REGISTRY_PASSWORD, "the registry password").unwrap();
     let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("tenants/t")).unwrap();
     let env = common::env(dir.path());
     let registry = Registry {
         url: url.clone(),
@@ -135,9 +136,12 @@ async fn oci_connector_against_distribution_with_htpasswd() {
         anonymous.check_health().await.reason,
         Some(Reason::AuthFailed)
     );
-    std::fs::write(dir.path().join("wrong"), "wrong-password").unwrap();
+    std::fs::write(dir.path().join("tenants/t/wrong"), "wrong-password").unwrap();
     let wrong = factory
-        .build(&spec(&url, &user, 100, Some("authref://file/wrong")), &env)
+        .build(
+            &spec(&url, &user, 100, Some("authref://file/tenants/t/wrong")),
+            &env,
+        )
         .unwrap();
     let report = wrong.check_health().await;
     assert_eq!(

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use connectors::authref::AuthRef;
-use connectors::secrets::{SecretError, SecretResolver};
+use connectors::secrets::{SecretError, SecretResolver, TenantRef};
 use connectors::settings::SecretsSettings;
 use connectors::{ConnectorFactory, IntegrationSpec, Reason};
 use serde_json::json;
@@ -52,6 +52,11 @@ fn r(s: &str) -> AuthRef {
     s.parse().unwrap()
 }
 
+/// A reference of tenant `t`, whose default namespace is `secret/tenants/t/`.
+fn t(s: &str) -> TenantRef {
+    TenantRef::new("t", r(s))
+}
+
 fn resolver(addr: &str, token_file: &std::path::Path, ttl: u64) -> SecretResolver {
     SecretResolver::new(&SecretsSettings {
         vault_addr: Some(addr.to_owned()),
@@ -59,6 +64,7 @@ fn resolver(addr: &str, token_file: &std::path::Path, ttl: u64) -> SecretResolve
         cache_ttl_secs: ttl,
         ..SecretsSettings::default()
     })
+    .unwrap()
 }
 
 #[tokio::test]
@@ -81,46 +87,49 @@ async fn vault_kv2_resolution_and_its_failures() {
 
     // nested paths and #key
     bao.put_secret(
-        "ci/deep/gitlab",
+        "tenants/t/ci/deep/gitlab",
         json!({"token": "glpat-from-bao", "user": "bot"}),
     )
     .await;
-    bao.put_secret("ci/single", json!({"password": "only-field"}))
+    bao.put_secret("tenants/t/ci/single", json!({"password": "only-field"}))
         .await;
     let vault = resolver(&addr, &good, 300);
     assert_eq!(
         vault
-            .resolve(&r("authref://vault/secret/ci/deep/gitlab#token"))
+            .resolve(&t("authref://vault/secret/tenants/t/ci/deep/gitlab#token"))
             .await
             .unwrap()
+            .secret()
             .expose(),
         "glpat-from-bao"
     );
     assert_eq!(
         vault
-            .resolve(&r("authref://vault/secret/ci/deep/gitlab#user"))
+            .resolve(&t("authref://vault/secret/tenants/t/ci/deep/gitlab#user"))
             .await
             .unwrap()
+            .secret()
             .expose(),
         "bot"
     );
     assert_eq!(
         vault
-            .resolve(&r("authref://vault/secret/ci/single"))
+            .resolve(&t("authref://vault/secret/tenants/t/ci/single"))
             .await
             .unwrap()
+            .secret()
             .expose(),
         "only-field"
     );
     assert!(matches!(
         vault
-            .resolve(&r("authref://vault/secret/ci/deep/gitlab"))
+            .resolve(&t("authref://vault/secret/tenants/t/ci/deep/gitlab"))
             .await,
         Err(SecretError::Malformed { .. })
     ));
     assert!(matches!(
         vault
-            .resolve(&r("authref://vault/secret/ci/deep/gitlab#nope"))
+            .resolve(&t("authref://vault/secret/tenants/t/ci/deep/gitlab#nope"))
             .await,
         Err(SecretError::NotFound { .. })
     ));
@@ -128,14 +137,14 @@ async fn vault_kv2_resolution_and_its_failures() {
     // missing secret (404)
     assert!(matches!(
         vault
-            .resolve(&r("authref://vault/secret/ci/missing#token"))
+            .resolve(&t("authref://vault/secret/tenants/t/ci/missing#token"))
             .await,
         Err(SecretError::NotFound { .. })
     ));
 
     // bad token (403)
     let refused = resolver(&addr, &bad, 300)
-        .resolve(&r("authref://vault/secret/ci/deep/gitlab#token"))
+        .resolve(&t("authref://vault/secret/tenants/t/ci/deep/gitlab#token"))
         .await
         .unwrap_err();
     assert!(matches!(refused, SecretError::Denied { .. }), "{refused}");
@@ -143,23 +152,24 @@ async fn vault_kv2_resolution_and_its_failures() {
 
     // the cache serves until invalidated (as a provider's 401 does)
     bao.put_secret(
-        "ci/deep/gitlab",
+        "tenants/t/ci/deep/gitlab",
         json!({"token": "glpat-rotated", "user": "bot"}),
     )
     .await;
-    let reference = r("authref://vault/secret/ci/deep/gitlab#token");
+    let reference = t("authref://vault/secret/tenants/t/ci/deep/gitlab#token");
     assert_eq!(
-        vault.resolve(&reference).await.unwrap().expose(),
+        vault.resolve(&reference).await.unwrap().secret().expose(),
         "glpat-from-bao"
     );
-    vault.invalidate(&reference);
+    vault.invalidate(&reference).await;
     assert_eq!(
-        vault.resolve(&reference).await.unwrap().expose(),
+        vault.resolve(&reference).await.unwrap().secret().expose(),
         "glpat-rotated"
     );
 
     // rate limited (429, with Retry-After) through a quota on one secret's path
-    bao.put_secret("limited/app", json!({"v": "x"})).await;
+    bao.put_secret("tenants/t/limited/app", json!({"v": "x"}))
+        .await;
     let headers_on = bao
         .call(
             reqwest::Method::POST,
@@ -172,7 +182,9 @@ async fn vault_kv2_resolution_and_its_failures() {
         .call(
             reqwest::Method::POST,
             "sys/quotas/rate-limit/connectors-test",
-            Some(json!({"path": "secret/data/limited/app", "rate": 1, "interval": "60s"})),
+            Some(
+                json!({"path": "secret/data/tenants/t/limited/app", "rate": 1, "interval": "60s"}),
+            ),
         )
         .await;
     assert!(status.is_success(), "quota: {status}");
@@ -180,7 +192,7 @@ async fn vault_kv2_resolution_and_its_failures() {
     let mut limited = None;
     for _ in 0..5 {
         if let Err(e) = uncached
-            .resolve(&r("authref://vault/secret/limited/app"))
+            .resolve(&t("authref://vault/secret/tenants/t/limited/app"))
             .await
         {
             limited = Some(e);
@@ -217,7 +229,7 @@ async fn vault_kv2_resolution_and_its_failures() {
             .as_object()
             .unwrap()
             .clone(),
-        auth_ref: Some(r("authref://vault/secret/ci/missing#token")),
+        auth_ref: Some(r("authref://vault/secret/tenants/t/ci/missing#token")),
     };
     let report = connectors::gitlab::Factory
         .build(&spec, &env)
@@ -244,7 +256,7 @@ async fn vault_kv2_resolution_and_its_failures() {
     let report = connectors::gitlab::Factory
         .build(
             &IntegrationSpec {
-                auth_ref: Some(reference.clone()),
+                auth_ref: Some(reference.reference().clone()),
                 ..spec
             },
             &env,
@@ -295,7 +307,7 @@ async fn an_unreachable_vault_is_credential_unavailable() {
         0,
     );
     let e = vault
-        .resolve(&r("authref://vault/secret/x#y"))
+        .resolve(&t("authref://vault/secret/tenants/t/x#y"))
         .await
         .unwrap_err();
     assert!(matches!(e, SecretError::Unavailable { .. }), "{e}");

@@ -421,6 +421,11 @@ mod tests {
             .get_or_insert_with(|| "nats://127.0.0.1:4222".into());
         let relay = nats.relay_config().expect("valid [events.nats] settings");
         assert!(relay.is_some());
+        // The example's tenant namespaces are valid and say what their comments say.
+        let namespaces = connectors::secrets::Namespaces::new(&config.connectors.secrets)
+            .expect("valid tenant namespaces");
+        assert_eq!(namespaces.vault_folder("acme"), ["tenants", "acme"]);
+        assert!(namespaces.vault_auth("acme").is_some());
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! - [`auth`]: bearer tokens (API keys, JWTs) into principals with a tenant and scopes.
 //! - [`api`]: the poem-openapi REST API and its problem+json error mapping.
 //! - [`telemetry`] sets up logging.
+//! - [`namespaces`]: the start-up check of stored credential references against the tenants'
+//!   secret namespaces.
 //! - This file: [`start`] wires it all together (database, migrations, the catalog actor, the
 //!   health engine, the webhook relay and delivery worker, the HTTP server) and [`Running`]
 //!   stops it gracefully.
@@ -27,6 +29,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod namespaces;
 pub mod telemetry;
 
 use std::net::SocketAddr;
@@ -175,7 +178,7 @@ pub enum Error {
     #[error("invalid [plugins] settings: {0}")]
     Plugins(String),
     #[error("invalid [connectors] settings")]
-    Connectors(#[source] connectors::outbound::OutboundError),
+    Connectors(#[source] connectors::EnvError),
     #[error("starting the health engine")]
     Health(#[from] actors::health::EngineError),
     #[error("invalid [events.webhooks] settings")]
@@ -328,6 +331,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     let (catalog, catalog_handle) =
         Catalog::start(store.clone(), config.catalog.workers, Some(events)).await?;
     let env = connectors::ConnectorEnv::new(&config.connectors).map_err(Error::Connectors)?;
+    tokio::spawn(namespaces::report(store.clone(), env.secrets.clone()));
     let hub = EventHub::default();
     let health = if config.health.enabled {
         Some(

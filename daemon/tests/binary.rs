@@ -221,6 +221,7 @@ mod leak {
                 "[http]\nlisten = \"127.0.0.1:{port}\"\n[database]\nurl = \"sqlite://{}?mode=rwc\"\n\
                  [health]\ninterval_seconds = 1\nbackoff_min_seconds = 1\nbackoff_max_seconds = 1\nwriter_flush_ms = 20\n\
                  [connectors.outbound]\nallow_private_networks = [\"127.0.0.1/32\"]\n\
+                 [connectors.secrets.tenants.t]\nenv = [\"LEAK_TEST_*\"]\n\
                  [[auth.api_keys]]\nid = \"admin\"\ntenant = \"t\"\n\
                  scopes = [\"integrations:read\", \"integrations:write\", \"integrations:admin\"]\nsha256 = \"{}\"\n",
                 db.display(),

@@ -176,7 +176,8 @@ async fn poll_until(seconds: u64, what: &str, mut done: impl AsyncFnMut() -> boo
 async fn sigkill_mid_delivery_loses_no_event() {
     daemon::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("hook"), SECRET).unwrap();
+    std::fs::create_dir_all(dir.path().join("tenants/t")).unwrap();
+    std::fs::write(dir.path().join("tenants/t/hook"), SECRET).unwrap();
     let database_url = actors::db::testing::fresh_url(dir.path()).await;
     let (consumer_addr, consumer) = start_consumer().await;
 
@@ -199,7 +200,7 @@ async fn sigkill_mid_delivery_loses_no_event() {
         reqwest::Method::POST,
         "/alert-subscriptions",
         serde_json::json!({"name": "slow", "targetUrl": format!("http://{consumer_addr}/hook"),
-            "secretRef": "authref://file/hook"}),
+            "secretRef": "authref://file/tenants/t/hook"}),
     )
     .await;
     let subscription = subscription["id"].as_str().unwrap().to_owned();

@@ -11,7 +11,7 @@ async fn crud_round_trip() {
         "type": "gitlab",
         "name": "gitlab-main",
         "config": {"baseUrl": "https://gitlab.example.com"},
-        "authRefUri": "authref://vault/ci/gitlab#token",
+        "authRefUri": "authref://vault/secret/tenants/tenant-a/ci/gitlab#token",
     });
     let created = ctx.post("/api/v1/integrations", WRITER_A, &body).await;
     let integration = created.ok(201).clone();
@@ -23,7 +23,10 @@ async fn crud_round_trip() {
     assert_eq!(created.header("etag"), Some("\"1\""));
     assert_eq!(integration["status"], "unknown");
     assert_eq!(integration["tenantId"], "tenant-a");
-    assert_eq!(integration["authRefUri"], "authref://vault/ci/gitlab#token");
+    assert_eq!(
+        integration["authRefUri"],
+        "authref://vault/secret/tenants/tenant-a/ci/gitlab#token"
+    );
 
     let read = ctx
         .get(&format!("/api/v1/integrations/{id}"), READER_A)

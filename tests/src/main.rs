@@ -9,7 +9,7 @@
 //! - `context`: [`context::TestContext`], keys, and request helpers.
 //! - `authority`: a fake OAuth authority serving a JWKS, and token minting.
 //! - One module per area: `catalog`, `tenancy`, `auth`, `validation`, `openapi`, `bootstrap`,
-//!   `webhooks`.
+//!   `webhooks`, `credentials` (tenant-scoped secrets, from the attacker's side).
 
 mod auth;
 mod authority;
@@ -17,6 +17,7 @@ mod bootstrap;
 mod catalog;
 mod connectors;
 mod context;
+mod credentials;
 mod events;
 mod health;
 mod nats;

@@ -114,8 +114,14 @@ impl Receiver {
 /// integration), that lets deliveries go to 127.0.0.1, retries fast, and resolves signing
 /// secrets from files in `secrets`.
 async fn daemon(secrets: &tempfile::TempDir, dead_letter_after_seconds: u64) -> TestContext {
-    std::fs::write(secrets.path().join("hook-a"), SECRET_A).unwrap();
-    std::fs::write(secrets.path().join("hook-b"), SECRET_B).unwrap();
+    for (tenant, name, secret) in [
+        (TENANT_A, "hook-a", SECRET_A),
+        (TENANT_B, "hook-b", SECRET_B),
+    ] {
+        let folder = secrets.path().join("tenants").join(tenant);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join(name), secret).unwrap();
+    }
     let dir = secrets.path().to_owned();
     TestContext::start_with(move |c| {
         c.health.interval_seconds = 1;
@@ -158,9 +164,11 @@ async fn pause(ctx: &TestContext, key: &str, id: &str) {
     .ok(200);
 }
 
+/// Subscribes `key`'s tenant, signing with the file `secret` of its folder.
 async fn subscribe(ctx: &TestContext, key: &str, url: &str, secret: &str) -> String {
+    let tenant = if key == WRITER_B { TENANT_B } else { TENANT_A };
     let body = json!({"name": "receiver", "targetUrl": url,
-        "secretRef": format!("authref://file/{secret}")});
+        "secretRef": format!("authref://file/tenants/{tenant}/{secret}")});
     ctx.post("/api/v1/alert-subscriptions", key, &body)
         .await
         .ok(201)["id"]
@@ -237,7 +245,7 @@ async fn subscriptions_are_managed_audited_and_per_tenant() {
     let ctx = TestContext::start_with(|c| c.health.enabled = false).await;
     let body = json!({"name": "pager", "targetUrl": PUBLIC_TARGET,
         "eventTypes": ["dev.stellaops.integration.health.*"],
-        "secretRef": "authref://vault/secret/hooks#pager"});
+        "secretRef": "authref://vault/secret/tenants/tenant-a/hooks#pager"});
     let created = ctx
         .post("/api/v1/alert-subscriptions", WRITER_A, &body)
         .await;
@@ -248,7 +256,10 @@ async fn subscriptions_are_managed_audited_and_per_tenant() {
     assert_eq!(created.header("etag"), Some("\"1\""));
     assert_eq!(sub["enabled"], true);
     assert_eq!(sub["integrationIds"], json!([]));
-    assert_eq!(sub["secretRef"], "authref://vault/secret/hooks#pager");
+    assert_eq!(
+        sub["secretRef"],
+        "authref://vault/secret/tenants/tenant-a/hooks#pager"
+    );
 
     let read = ctx.get(&path, READER_A).await;
     assert_eq!(read.ok(200)["name"], "pager");
@@ -260,7 +271,7 @@ async fn subscriptions_are_managed_audited_and_per_tenant() {
 
     for n in 0..2 {
         let more = json!({"name": format!("more-{n}"), "targetUrl": PUBLIC_TARGET,
-            "secretRef": "authref://env/HOOK"});
+            "secretRef": "authref://vault/secret/tenants/tenant-a/hook"});
         ctx.post("/api/v1/alert-subscriptions", WRITER_A, &more)
             .await
             .ok(201);
@@ -285,7 +296,7 @@ async fn subscriptions_are_managed_audited_and_per_tenant() {
     assert_eq!(second["nextCursor"], Value::Null);
 
     let change = json!({"name": "pager-2", "targetUrl": PUBLIC_TARGET, "enabled": false,
-        "secretRef": "authref://vault/secret/hooks#pager"});
+        "secretRef": "authref://vault/secret/tenants/tenant-a/hooks#pager"});
     ctx.put(&path, WRITER_A, &change, &[("If-Match", "\"5\"")])
         .await
         .problem(412);
@@ -347,7 +358,7 @@ async fn bad_subscriptions_are_4xx_naming_the_field() {
     let integration = ctx.create(WRITER_A, "real", "inmemory").await;
     let ok = |patch: Value| {
         let mut body = json!({"name": "n", "targetUrl": PUBLIC_TARGET,
-            "secretRef": "authref://env/HOOK"});
+            "secretRef": "authref://vault/secret/tenants/tenant-a/hook"});
         for (k, v) in patch.as_object().unwrap() {
             body[k] = v.clone();
         }

@@ -659,7 +659,7 @@ async fn connect(
             // Fail early (and readably) when the secret cannot be resolved; the callback
             // resolves it again (from the cache) on every connection.
             secrets
-                .resolve(reference)
+                .resolve_operator(reference)
                 .await
                 .map_err(RelayError::Credentials)?;
             let secrets = secrets.clone();
@@ -671,10 +671,11 @@ async fn connect(
                 let user = user.clone();
                 async move {
                     // Spawned, so that the future handed to the client is `Sync`.
-                    let secret = tokio::spawn(async move { secrets.resolve(&reference).await })
-                        .await
-                        .map_err(|e| AuthError::new(e.to_string()))?
-                        .map_err(|e| AuthError::new(e.to_string()))?;
+                    let secret =
+                        tokio::spawn(async move { secrets.resolve_operator(&reference).await })
+                            .await
+                            .map_err(|e| AuthError::new(e.to_string()))?
+                            .map_err(|e| AuthError::new(e.to_string()))?;
                     let mut auth = Auth::new();
                     match user {
                         Some(user) => {

@@ -48,10 +48,40 @@ pub struct MonitoringChanges {
 #[derive(Debug, Clone, Default)]
 pub struct IntegrationQuery {
     pub provider_type: Option<String>,
+    /// Only integrations whose health status is this (`healthy`, `unhealthy`, …).
+    pub status: Option<String>,
     /// Start after this id (the previous page's cursor).
     pub after: Option<Uuid>,
     /// Page size, capped at [`MAX_PAGE_SIZE`].
     pub limit: u64,
+}
+
+/// The audit action recorded when the hosts an integration's configuration points at change.
+pub const ACTION_TARGET_HOST: &str = "integration.target_host_changed";
+
+/// The hosts (`host` or `host:port`) of every absolute URL in an integration's configuration:
+/// where its credentials go.
+fn target_hosts(m: &Model) -> std::collections::BTreeSet<String> {
+    fn walk(value: &Value, hosts: &mut std::collections::BTreeSet<String>) {
+        match value {
+            Value::String(s) => {
+                if let Ok(url) = url::Url::parse(s)
+                    && let Some(host) = url.host_str()
+                {
+                    hosts.insert(match url.port() {
+                        Some(port) => format!("{host}:{port}"),
+                        None => host.to_owned(),
+                    });
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, hosts)),
+            Value::Object(fields) => fields.values().for_each(|v| walk(v, hosts)),
+            _ => {}
+        }
+    }
+    let mut hosts = std::collections::BTreeSet::new();
+    walk(&m.config_json, &mut hosts);
+    hosts
 }
 
 /// What the audit trail records of an integration: everything but secrets.
@@ -105,6 +135,9 @@ impl TenantStore {
         let mut select = self.live();
         if let Some(t) = &query.provider_type {
             select = select.filter(Column::ProviderType.eq(t.as_str()));
+        }
+        if let Some(status) = &query.status {
+            select = select.filter(Column::Status.eq(status.as_str()));
         }
         if let Some(after) = query.after {
             select = select.filter(Column::Id.gt(after));
@@ -262,6 +295,13 @@ impl TenantStore {
         };
         let details = json!({ "before": snapshot(&current), "after": after });
         audit::record(&txn, self, actor, action, Some(id), details).await?;
+        let (before, after) = (target_hosts(&current), target_hosts(&next));
+        if next.deleted_at.is_none() && before != after {
+            // Where the integration's credentials are sent changed: its own audit row, so
+            // that a review of credential destinations needs no diff of configurations.
+            let details = json!({ "before": before, "after": after });
+            audit::record(&txn, self, actor, ACTION_TARGET_HOST, Some(id), details).await?;
+        }
         txn.commit().await?;
         Ok(next)
     }

@@ -21,6 +21,7 @@ mod keys;
 pub mod maintenance;
 pub mod plugins;
 mod read;
+pub mod references;
 
 use sea_orm::{
     AccessMode, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,

@@ -124,7 +124,6 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
 
     let secrets = tempfile::tempdir()?;
-    std::fs::write(secrets.path().join("hook"), "whsec_bench")?;
     let env = connectors::ConnectorEnv::new(&connectors::Settings {
         outbound: connectors::settings::OutboundSettings {
             allow_private_networks: vec!["127.0.0.1/32".into()],
@@ -143,6 +142,9 @@ async fn main() -> anyhow::Result<()> {
     };
     for t in 0..TENANTS {
         let tenant = format!("bench-{t}");
+        let folder = secrets.path().join("tenants").join(&tenant);
+        std::fs::create_dir_all(&folder)?;
+        std::fs::write(folder.join("hook"), "whsec_bench")?;
         store
             .tenant(TenantId::new(&tenant)?)
             .subscription_create(
@@ -152,7 +154,7 @@ async fn main() -> anyhow::Result<()> {
                     target_url: format!("http://{addr}/hook"),
                     event_types: vec![],
                     integration_ids: vec![],
-                    secret_ref: "authref://file/hook".into(),
+                    secret_ref: format!("authref://file/tenants/{tenant}/hook"),
                     enabled: true,
                 },
             )

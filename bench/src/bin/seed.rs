@@ -47,7 +47,9 @@ async fn main() -> anyhow::Result<()> {
                     (
                         kind.to_owned(),
                         format!("{{\"baseUrl\": \"https://provider-{i}.example.com\"}}"),
-                        format!("'authref://vault/ci/{kind}/{i}#token'"),
+                        format!(
+                            "'authref://vault/secret/tenants/t{tenant:03}/ci/{kind}/{i}#token'"
+                        ),
                     )
                 }
             };

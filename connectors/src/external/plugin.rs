@@ -35,7 +35,7 @@ pub trait CredentialSource: Send + Sync + 'static {
     async fn credential(&self, spec: &IntegrationSpec) -> Result<Option<Credential>, String>;
 
     /// The plugin reported `auth_failed`: forget any cached copy (it may have been rotated).
-    fn invalidate(&self, spec: &IntegrationSpec) {
+    async fn invalidate(&self, spec: &IntegrationSpec) {
         let _ = spec;
     }
 }
@@ -54,16 +54,34 @@ impl CredentialSource for NoCredentials {
 #[async_trait::async_trait]
 impl CredentialSource for SecretResolver {
     async fn credential(&self, spec: &IntegrationSpec) -> Result<Option<Credential>, String> {
-        let Some(auth_ref) = &spec.auth_ref else {
+        let Some(credential) = spec.credential() else {
             return Ok(None);
         };
-        let secret = self.resolve(auth_ref).await.map_err(|e| e.to_string())?;
-        Ok(Some(Credential::new(secret.expose())))
+        let resolved = self.resolve(&credential).await.map_err(|e| e.to_string())?;
+        // The plugin sends the credential where its configuration points: a bound secret goes
+        // only to a plugin whose `baseUrl` (or `url`) is one of the secret's hosts.
+        if resolved.binding().is_bound() {
+            let target = ["baseUrl", "url"]
+                .iter()
+                .find_map(|k| spec.config.get(*k)?.as_str())
+                .and_then(|u| url::Url::parse(u).ok())
+                .ok_or_else(|| {
+                    format!(
+                        "{credential}: the secret is bound to {} and the configuration names \
+                         no baseUrl to check",
+                        resolved.binding().describe()
+                    )
+                })?;
+            resolved
+                .check_url(&credential, &target)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(Some(Credential::new(resolved.secret().expose())))
     }
 
-    fn invalidate(&self, spec: &IntegrationSpec) {
-        if let Some(auth_ref) = &spec.auth_ref {
-            SecretResolver::invalidate(self, auth_ref);
+    async fn invalidate(&self, spec: &IntegrationSpec) {
+        if let Some(credential) = spec.credential() {
+            SecretResolver::invalidate(self, &credential).await;
         }
     }
 }
@@ -354,7 +372,7 @@ impl ExternalConnector {
         };
         let report = self.check_health_with(method, credential.as_ref()).await;
         if report.reason == Some(Reason::AuthFailed) {
-            self.credentials.invalidate(&self.spec);
+            self.credentials.invalidate(&self.spec).await;
         }
         report
     }

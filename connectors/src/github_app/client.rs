@@ -7,10 +7,10 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use super::config::Config;
-use crate::authref::AuthRef;
 use crate::connector::{ConnectorEnv, Error};
 use crate::outbound;
 use crate::secrets::Secret;
+use crate::secrets::TenantRef;
 
 /// GitHub's REST API version header value.
 const API_VERSION: &str = "2022-11-28";
@@ -115,18 +115,18 @@ pub(crate) struct GitHubClient {
     pub(crate) config: Config,
     /// The API root without a trailing slash.
     pub(crate) base: String,
-    auth_ref: Option<AuthRef>,
+    credential: Option<TenantRef>,
     pub(crate) env: ConnectorEnv,
     /// The installation token; the lock is held across a refresh, so only one is in flight.
     token: tokio::sync::Mutex<Option<InstallationToken>>,
 }
 
 impl GitHubClient {
-    pub(crate) fn new(config: Config, auth_ref: Option<AuthRef>, env: ConnectorEnv) -> Self {
+    pub(crate) fn new(config: Config, credential: Option<TenantRef>, env: ConnectorEnv) -> Self {
         Self {
             base: config.api_base_url.trim_end_matches('/').to_owned(),
             config,
-            auth_ref,
+            credential,
             env,
             token: tokio::sync::Mutex::new(None),
         }
@@ -168,19 +168,19 @@ impl GitHubClient {
             self.base, self.config.installation_id
         );
         let issuer = self.config.issuer();
-        let auth_ref = self.auth_ref.as_ref().ok_or(Error::NoCredentials(
+        let credential = self.credential.as_ref().ok_or(Error::NoCredentials(
             "a GitHub App integration needs an authRef to the App's private key",
         ))?;
         let response = self
             .env
-            .send_with_secret(auth_ref, |key| {
+            .send_with_secret(credential, |key| {
                 let jwt = app_jwt(&issuer, key, Utc::now())?;
                 Ok(self.request(Method::POST, &url)?.bearer_auth(jwt))
             })
             .await;
         if matches!(response, Err(Error::BadCredential(_))) {
             // A key that does not parse may be fixed in the store: read it again next time.
-            self.env.secrets.invalidate(auth_ref);
+            self.env.secrets.invalidate(credential).await;
         }
         let response = response?;
         let status = response.status();

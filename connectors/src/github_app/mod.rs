@@ -29,6 +29,7 @@ use crate::connector::{
 };
 use crate::health::{HealthReport, Reason};
 use crate::registry::{Capability, schema_of};
+use crate::secrets::TenantRef;
 
 pub struct Factory;
 
@@ -60,7 +61,8 @@ impl crate::ConnectorFactory for Factory {
     fn build(&self, spec: &IntegrationSpec, env: &ConnectorEnv) -> Result<SharedConnector, Error> {
         let config = Config::from_map(&spec.config)?;
         Ok(Arc::new(GitHubAppConnector {
-            client: GitHubClient::new(config, spec.auth_ref.clone(), env.clone()),
+            client: GitHubClient::new(config, spec.credential(), env.clone()),
+            tenant: spec.tenant.clone(),
         }))
     }
 }
@@ -70,6 +72,8 @@ impl crate::ConnectorFactory for Factory {
 /// The built connector of one installation.
 pub struct GitHubAppConnector {
     client: GitHubClient,
+    /// Whose namespace a webhook's signing secret must be in.
+    tenant: String,
 }
 
 /// Judges the core rate-limit window.
@@ -159,7 +163,13 @@ impl Connector for GitHubAppConnector {
             "insecure_ssl": "0",
         });
         if let Some(secret_ref) = &request.secret {
-            let secret = self.client.env.secrets.resolve(secret_ref).await?;
+            // The signing secret is the integration's tenant's, and it is sent to GitHub: it
+            // must be in the tenant's namespace and allowed to go to the API's host.
+            let secret_ref = TenantRef::new(self.tenant.as_str(), secret_ref.clone());
+            let resolved = self.client.env.secrets.resolve(&secret_ref).await?;
+            let api = url::Url::parse(&self.client.base)
+                .map_err(|_| Error::BadResponse("the API base URL does not parse".into()))?;
+            let secret = resolved.for_url(&secret_ref, &api)?;
             config["secret"] = Value::String(secret.expose().to_owned());
         }
         let events = if request.events.is_empty() {

@@ -23,9 +23,9 @@ struct Fixture {
 async fn fixture() -> Fixture {
     crate::testing::install_crypto();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("github")).unwrap();
-    std::fs::write(dir.path().join("github/app-key"), KEY).unwrap();
-    std::fs::write(dir.path().join("github/hook"), HOOK_SECRET).unwrap();
+    std::fs::create_dir_all(dir.path().join("tenants/t/github")).unwrap();
+    std::fs::write(dir.path().join("tenants/t/github/app-key"), KEY).unwrap();
+    std::fs::write(dir.path().join("tenants/t/github/hook"), HOOK_SECRET).unwrap();
     let env = loopback_env(dir.path());
     Fixture {
         server: MockServer::start().await,
@@ -39,7 +39,7 @@ fn config(server: &MockServer) -> Value {
 }
 
 fn key_ref() -> Option<crate::authref::AuthRef> {
-    Some("authref://file/github/app-key".parse().unwrap())
+    Some("authref://file/tenants/t/github/app-key".parse().unwrap())
 }
 
 fn build(f: &Fixture, config: Value) -> SharedConnector {
@@ -254,8 +254,8 @@ async fn low_and_exhausted_quota() {
 async fn a_slow_provider_times_out() {
     crate::testing::install_crypto();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("github")).unwrap();
-    std::fs::write(dir.path().join("github/app-key"), KEY).unwrap();
+    std::fs::create_dir_all(dir.path().join("tenants/t/github")).unwrap();
+    std::fs::write(dir.path().join("tenants/t/github/app-key"), KEY).unwrap();
     let mut settings = crate::testing::loopback_settings();
     settings.outbound.request_timeout_ms = 300;
     settings.secrets.secrets_dir = Some(dir.path().to_owned());
@@ -286,7 +286,7 @@ async fn missing_credentials_are_credential_unavailable() {
     };
     let report = Factory.build(&spec, &f.env).unwrap().check_health().await;
     assert_eq!(report.reason, Some(Reason::CredentialUnavailable));
-    spec.auth_ref = Some("authref://file/github/none".parse().unwrap());
+    spec.auth_ref = Some("authref://file/tenants/t/github/none".parse().unwrap());
     let report = Factory.build(&spec, &f.env).unwrap().check_health().await;
     assert_eq!(report.reason, Some(Reason::CredentialUnavailable));
 }
@@ -363,7 +363,7 @@ async fn webhook_is_created_with_the_secret_from_its_authref() {
         target: "octo/hello".into(),
         url: "https://ci.example.com/hook".into(),
         events: vec!["push".into(), "pull_request".into()],
-        secret: Some("authref://file/github/hook".parse().unwrap()),
+        secret: Some("authref://file/tenants/t/github/hook".parse().unwrap()),
     };
     let hook = c.setup_webhook(&request).await.unwrap();
     assert_eq!(hook.id, "77");

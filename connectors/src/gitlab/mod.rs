@@ -18,7 +18,6 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::authref::AuthRef;
 use crate::config::{self, ConfigError};
 use crate::connector::{
     Connector, ConnectorEnv, Error, IntegrationSpec, Resource, ResourcePage, SharedConnector,
@@ -26,6 +25,7 @@ use crate::connector::{
 use crate::health::{HealthReport, Reason};
 use crate::outbound;
 use crate::registry::{Capability, schema_of};
+use crate::secrets::TenantRef;
 
 /// Projects per page (GitLab's maximum).
 const PER_PAGE: u32 = 100;
@@ -98,7 +98,7 @@ impl crate::ConnectorFactory for Factory {
         Ok(Arc::new(GitLabConnector {
             api: format!("{}/api/v4", config.base_url.trim_end_matches('/')),
             config,
-            auth_ref: spec.auth_ref.clone(),
+            credential: spec.credential(),
             env: env.clone(),
         }))
     }
@@ -139,17 +139,17 @@ pub struct GitLabConnector {
     config: Config,
     /// `<baseUrl>/api/v4`.
     api: String,
-    auth_ref: Option<AuthRef>,
+    credential: Option<TenantRef>,
     env: ConnectorEnv,
 }
 
 impl GitLabConnector {
     async fn get(&self, url: &str) -> Result<reqwest::Response, Error> {
-        let auth_ref = self.auth_ref.as_ref().ok_or(Error::NoCredentials(
+        let credential = self.credential.as_ref().ok_or(Error::NoCredentials(
             "a GitLab integration needs an authRef to an access token",
         ))?;
         self.env
-            .send_with_secret(auth_ref, |token| {
+            .send_with_secret(credential, |token| {
                 Ok(self
                     .env
                     .outbound

@@ -1,3 +1,4 @@
+use crate::authref::AuthRef;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -19,7 +20,8 @@ struct Fixture {
 async fn fixture() -> Fixture {
     crate::testing::install_crypto();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("gitlab-token"), TOKEN).unwrap();
+    std::fs::create_dir_all(dir.path().join("tenants/t")).unwrap();
+    std::fs::write(dir.path().join("tenants/t/gitlab-token"), TOKEN).unwrap();
     let env = loopback_env(dir.path());
     Fixture {
         server: MockServer::start().await,
@@ -29,7 +31,7 @@ async fn fixture() -> Fixture {
 }
 
 fn token_ref() -> Option<AuthRef> {
-    Some("authref://file/gitlab-token".parse().unwrap())
+    Some("authref://file/tenants/t/gitlab-token".parse().unwrap())
 }
 
 fn build(f: &Fixture) -> SharedConnector {
@@ -211,8 +213,9 @@ async fn a_rotated_token_is_read_again_after_a_401() {
         .await;
     let c = build(&f);
     // cache the old token, then rotate it in the store
-    let _ = f.env.secrets.resolve(&token_ref().unwrap()).await.unwrap();
-    std::fs::write(f.dir.path().join("gitlab-token"), "glpat-rotated").unwrap();
+    let credential = crate::secrets::TenantRef::new("t", token_ref().unwrap());
+    let _ = f.env.secrets.resolve(&credential).await.unwrap();
+    std::fs::write(f.dir.path().join("tenants/t/gitlab-token"), "glpat-rotated").unwrap();
     assert_eq!(c.check_health().await, HealthReport::healthy());
 }
 

@@ -16,7 +16,6 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::authref::AuthRef;
 use crate::config::{self, ConfigError};
 use crate::connector::{
     Connector, ConnectorEnv, Error, IntegrationSpec, Resource, ResourcePage, SharedConnector,
@@ -24,6 +23,7 @@ use crate::connector::{
 use crate::health::{Health, HealthReport, Reason};
 use crate::outbound;
 use crate::registry::{Capability, schema_of};
+use crate::secrets::TenantRef;
 
 /// Items per page of a listing.
 const PAGE_SIZE: u32 = 100;
@@ -83,8 +83,8 @@ impl crate::ConnectorFactory for Factory {
 
     fn build(&self, spec: &IntegrationSpec, env: &ConnectorEnv) -> Result<SharedConnector, Error> {
         let config = Config::from_map(&spec.config)?;
-        let credentials = match (&config.robot_account, &spec.auth_ref) {
-            (Some(robot), Some(r)) => Some((robot.clone(), r.clone())),
+        let credentials = match (&config.robot_account, spec.credential()) {
+            (Some(robot), Some(r)) => Some((robot.clone(), r)),
             (None, None) => None,
             (None, Some(_)) => {
                 return Err(Error::Config(ConfigError::invalid(
@@ -141,7 +141,7 @@ pub struct HarborConnector {
     /// `<baseUrl>/api/v2.0`.
     api: String,
     /// The robot account and the reference to its secret.
-    credentials: Option<(String, AuthRef)>,
+    credentials: Option<(String, TenantRef)>,
     env: ConnectorEnv,
 }
 

@@ -1,3 +1,4 @@
+use crate::authref::AuthRef;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -20,7 +21,8 @@ struct Fixture {
 async fn fixture() -> Fixture {
     crate::testing::install_crypto();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("robot"), SECRET).unwrap();
+    std::fs::create_dir_all(dir.path().join("tenants/t")).unwrap();
+    std::fs::write(dir.path().join("tenants/t/robot"), SECRET).unwrap();
     let env = loopback_env(dir.path());
     Fixture {
         server: MockServer::start().await,
@@ -30,7 +32,7 @@ async fn fixture() -> Fixture {
 }
 
 fn secret_ref() -> Option<AuthRef> {
-    Some("authref://file/robot".parse().unwrap())
+    Some("authref://file/tenants/t/robot".parse().unwrap())
 }
 
 fn config(f: &Fixture) -> Value {

@@ -17,7 +17,6 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::authref::AuthRef;
 use crate::config::{self, ConfigError};
 use crate::connector::{
     Connector, ConnectorEnv, Error, IntegrationSpec, Resource, ResourcePage, SharedConnector,
@@ -26,6 +25,7 @@ use crate::health::HealthReport;
 use crate::outbound;
 use crate::registry::{Capability, schema_of};
 use crate::secrets::Secret;
+use crate::secrets::TenantRef;
 
 /// Largest accepted `catalogPageSize`.
 const MAX_PAGE_SIZE: u32 = 1000;
@@ -101,7 +101,7 @@ impl crate::ConnectorFactory for Factory {
             base: config.base_url.trim_end_matches('/').to_owned(),
             page_size: config.catalog_page_size,
             username: config.username,
-            auth_ref: spec.auth_ref.clone(),
+            credential: spec.credential(),
             env: env.clone(),
         }))
     }
@@ -183,7 +183,7 @@ pub struct OciConnector {
     base: String,
     page_size: u32,
     username: Option<String>,
-    auth_ref: Option<AuthRef>,
+    credential: Option<TenantRef>,
     env: ConnectorEnv,
 }
 
@@ -192,8 +192,8 @@ impl OciConnector {
         self.env.outbound.request(Method::GET, url)
     }
 
-    fn credentials(&self) -> Option<(&str, &AuthRef)> {
-        match (&self.username, &self.auth_ref) {
+    fn credentials(&self) -> Option<(&str, &TenantRef)> {
+        match (&self.username, &self.credential) {
             (Some(u), Some(r)) => Some((u.as_str(), r)),
             // A token-only registry (GHCR with a PAT) accepts any user name.
             (None, Some(r)) => Some(("token", r)),

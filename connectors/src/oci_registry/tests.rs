@@ -1,3 +1,4 @@
+use crate::authref::AuthRef;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -21,7 +22,8 @@ struct Fixture {
 async fn fixture() -> Fixture {
     crate::testing::install_crypto();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("registry"), PASSWORD).unwrap();
+    std::fs::create_dir_all(dir.path().join("tenants/t")).unwrap();
+    std::fs::write(dir.path().join("tenants/t/registry"), PASSWORD).unwrap();
     let env = loopback_env(dir.path());
     Fixture {
         server: MockServer::start().await,
@@ -31,7 +33,7 @@ async fn fixture() -> Fixture {
 }
 
 fn password_ref() -> Option<AuthRef> {
-    Some("authref://file/registry".parse().unwrap())
+    Some("authref://file/tenants/t/registry".parse().unwrap())
 }
 
 fn config(f: &Fixture) -> Value {
@@ -151,7 +153,7 @@ async fn refused_or_missing_credentials_are_auth_failed() {
     assert_eq!(report.reason, Some(Reason::AuthFailed), "{report:?}");
     // a password the registry does not take
     let f = fixture().await;
-    std::fs::write(f._dir.path().join("registry"), "wrong").unwrap();
+    std::fs::write(f._dir.path().join("tenants/t/registry"), "wrong").unwrap();
     mount_basic(&f).await;
     let report = build(&f, password_ref()).check_health().await;
     assert_eq!(report.reason, Some(Reason::AuthFailed), "{report:?}");

@@ -1,29 +1,44 @@
-//! Resolving AuthRef URIs to secrets.
+//! Resolving AuthRef URIs to secrets, each inside the namespace of the tenant that uses it.
 //!
 //! # Layout
 //! - [`Secret`]: the redacting holder every credential lives in (`Debug`/`Display` print
 //!   `[REDACTED]`; the value is reached only through [`Secret::expose`]).
-//! - [`SecretResolver`]: picks the backend, caches resolved secrets for a TTL, and forgets one
-//!   when a provider refuses it ([`SecretResolver::invalidate`], called on a 401).
-//! - [`vault`]: HashiCorp Vault / OpenBao KV v2 over HTTP; `env` and `file` backends are here.
+//! - [`TenantRef`]: a tenant's reference. It is the only way to resolve a secret for a
+//!   tenant's use, so no code path can resolve a tenant's reference with the daemon's
+//!   authority by forgetting whose it is.
+//! - [`SecretResolver`] (`resolver.rs`): checks the tenant's [`namespace`], picks the backend,
+//!   logs in to Vault with the tenant's own credentials when configured, and caches resolved
+//!   secrets per tenant and reference (merging concurrent look-ups; a provider's 401 drops
+//!   one, [`SecretResolver::invalidate`]). The operator's own references (NATS credentials,
+//!   per-tenant Vault logins) resolve through [`SecretResolver::resolve_operator`], which
+//!   tenants cannot reach.
+//! - [`Resolved`]: a secret with its [`binding::Binding`], the hosts its owner allows it to be
+//!   sent to; [`Resolved::for_url`] is the check before sending.
+//! - Backends: [`vault`] (HashiCorp Vault / OpenBao KV v2 over HTTP, AppRole login), `env`,
+//!   `file`.
 //!
 //! Every failure is a [`SecretError`] whose message names the reference and the backend's
 //! status, never the secret; [`crate::Error::Credential`] turns it into the health reason
 //! `credential_unavailable`.
 
+pub mod binding;
+mod env;
+mod file;
+pub mod namespace;
+mod resolver;
 pub mod vault;
 
-use std::collections::HashMap;
 use std::fmt;
-use std::path::{Component, Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use tokio::time::Instant;
+use url::Url;
 
-use crate::authref::{AuthRef, Backend};
-use crate::settings::SecretsSettings;
+use crate::authref::AuthRef;
+pub use binding::Binding;
+pub use namespace::{NamespaceError, Namespaces};
+pub use resolver::SecretResolver;
 
 /// A resolved credential. Cloning shares the value; `Debug` and `Display` never show it.
 #[derive(Clone)]
@@ -53,6 +68,84 @@ impl fmt::Display for Secret {
     }
 }
 
+/// A tenant's AuthRef: the reference together with the tenant whose namespace it must lie in.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TenantRef {
+    tenant: Arc<str>,
+    reference: AuthRef,
+}
+
+impl TenantRef {
+    /// `reference`, used on behalf of `tenant`.
+    pub fn new(tenant: impl Into<Arc<str>>, reference: AuthRef) -> Self {
+        Self {
+            tenant: tenant.into(),
+            reference,
+        }
+    }
+
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    pub fn reference(&self) -> &AuthRef {
+        &self.reference
+    }
+}
+
+impl fmt::Display for TenantRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.reference.fmt(f)
+    }
+}
+
+/// A resolved secret and where it may be sent.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    secret: Secret,
+    binding: Binding,
+}
+
+impl Resolved {
+    pub(crate) fn new(secret: Secret, binding: Binding) -> Self {
+        Self { secret, binding }
+    }
+
+    /// The secret, for building a request. Whoever sends that request checks its URL with
+    /// [`Resolved::for_url`] (or [`Resolved::check_url`]) first.
+    pub fn secret(&self) -> &Secret {
+        &self.secret
+    }
+
+    /// The hosts the secret's owner allows.
+    pub fn binding(&self) -> &Binding {
+        &self.binding
+    }
+
+    /// Refuses `url` unless the secret's binding allows its host.
+    ///
+    /// # Errors
+    /// [`SecretError::HostNotAllowed`].
+    pub fn check_url(&self, reference: &TenantRef, url: &Url) -> Result<(), SecretError> {
+        if self.binding.permits(url) {
+            return Ok(());
+        }
+        Err(SecretError::HostNotAllowed {
+            reference: reference.to_string(),
+            host: url.host_str().unwrap_or("(no host)").to_owned(),
+            allowed: self.binding.describe(),
+        })
+    }
+
+    /// The secret, if it may be sent to `url`.
+    ///
+    /// # Errors
+    /// [`SecretError::HostNotAllowed`].
+    pub fn for_url(&self, reference: &TenantRef, url: &Url) -> Result<&Secret, SecretError> {
+        self.check_url(reference, url).map(|()| &self.secret)
+    }
+}
+
 /// Why a secret could not be resolved. Messages name the reference and status only.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SecretError {
@@ -61,6 +154,16 @@ pub enum SecretError {
     NotConfigured {
         backend: &'static str,
         what: &'static str,
+    },
+    /// The reference is outside its tenant's namespace: nothing was read.
+    #[error("{reference}: {detail}")]
+    OutsideNamespace { reference: String, detail: String },
+    /// The secret's `allowed_hosts` does not include the destination: nothing was sent.
+    #[error("{reference}: may not be sent to {host}; its allowed_hosts are {allowed}")]
+    HostNotAllowed {
+        reference: String,
+        host: String,
+        allowed: String,
     },
     /// The backend could not be reached or answered with a server error.
     #[error("{reference}: secret store unavailable ({detail})")]
@@ -91,108 +194,6 @@ impl SecretError {
         match self {
             SecretError::RateLimited { retry_after, .. } => *retry_after,
             _ => None,
-        }
-    }
-}
-
-struct Cached {
-    secret: Secret,
-    fetched: Instant,
-}
-
-/// Resolves AuthRefs through their backends, with a TTL cache. Cheap to clone.
-#[derive(Clone)]
-pub struct SecretResolver {
-    inner: Arc<ResolverInner>,
-}
-
-struct ResolverInner {
-    settings: SecretsSettings,
-    vault: vault::VaultClient,
-    cache: Mutex<HashMap<AuthRef, Cached>>,
-}
-
-impl fmt::Debug for SecretResolver {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SecretResolver")
-            .field("settings", &self.inner.settings)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Default for SecretResolver {
-    fn default() -> Self {
-        Self::new(&SecretsSettings::default())
-    }
-}
-
-impl SecretResolver {
-    /// A resolver for these settings. Reads nothing yet: a missing Vault address or token is
-    /// reported when a vault reference is first resolved.
-    pub fn new(settings: &SecretsSettings) -> Self {
-        Self {
-            inner: Arc::new(ResolverInner {
-                settings: settings.clone(),
-                vault: vault::VaultClient::new(settings),
-                cache: Mutex::new(HashMap::new()),
-            }),
-        }
-    }
-
-    fn ttl(&self) -> Duration {
-        Duration::from_secs(self.inner.settings.cache_ttl_secs)
-    }
-
-    /// The secret behind `reference`, from the cache while it is fresh.
-    ///
-    /// # Errors
-    /// A [`SecretError`] for an unconfigured, unreachable, sealed, refusing or empty backend.
-    pub async fn resolve(&self, reference: &AuthRef) -> Result<Secret, SecretError> {
-        if let Some(hit) = self.cached(reference) {
-            return Ok(hit);
-        }
-        let resolved = match reference.backend {
-            Backend::Vault => self.inner.vault.read(reference).await,
-            Backend::Env => resolve_env(reference, |name| std::env::var(name)),
-            Backend::File => {
-                resolve_file(self.inner.settings.secrets_dir.as_deref(), reference).await
-            }
-        };
-        let secret = match resolved {
-            Ok(secret) => secret,
-            Err(error) => {
-                tracing::warn!(message = "Secret unavailable.", %reference, %error);
-                return Err(error);
-            }
-        };
-        tracing::debug!(message = "Secret resolved.", %reference);
-        if !self.ttl().is_zero() {
-            let mut cache = self.inner.cache.lock().unwrap_or_else(|e| e.into_inner());
-            cache.insert(
-                reference.clone(),
-                Cached {
-                    secret: secret.clone(),
-                    fetched: Instant::now(),
-                },
-            );
-        }
-        Ok(secret)
-    }
-
-    fn cached(&self, reference: &AuthRef) -> Option<Secret> {
-        let cache = self.inner.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache
-            .get(reference)
-            .filter(|c| c.fetched.elapsed() < self.ttl())
-            .map(|c| c.secret.clone())
-    }
-
-    /// Forgets a cached secret, so the next [`resolve`](Self::resolve) reads the backend
-    /// again: called when a provider answers 401 (the secret may have been rotated).
-    pub fn invalidate(&self, reference: &AuthRef) {
-        let mut cache = self.inner.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.remove(reference).is_some() {
-            tracing::debug!(message = "Cached secret dropped after a refusal.", %reference);
         }
     }
 }
@@ -247,84 +248,9 @@ fn from_text(reference: &AuthRef, text: String) -> Result<Secret, SecretError> {
     }
 }
 
-/// The `env` backend; `lookup` is `std::env::var` outside tests.
-fn resolve_env(
-    reference: &AuthRef,
-    lookup: impl Fn(&str) -> Result<String, std::env::VarError>,
-) -> Result<Secret, SecretError> {
-    match lookup(&reference.path) {
-        Ok(value) => from_text(reference, value),
-        Err(std::env::VarError::NotPresent) => Err(SecretError::NotFound {
-            reference: reference.to_string(),
-        }),
-        Err(std::env::VarError::NotUnicode(_)) => Err(SecretError::Malformed {
-            reference: reference.to_string(),
-            detail: "not valid UTF-8".into(),
-        }),
-    }
-}
-
-/// The file of a `file` reference, refused if it would leave the secrets folder.
-fn file_path(dir: &Path, reference: &AuthRef) -> Result<PathBuf, SecretError> {
-    let relative = Path::new(&reference.path);
-    // AuthRef parsing already refuses `..` and empty segments; this is the second lock.
-    if !relative
-        .components()
-        .all(|c| matches!(c, Component::Normal(_)))
-    {
-        return Err(SecretError::NotFound {
-            reference: reference.to_string(),
-        });
-    }
-    Ok(dir.join(relative))
-}
-
-async fn resolve_file(dir: Option<&Path>, reference: &AuthRef) -> Result<Secret, SecretError> {
-    let dir = dir.ok_or(SecretError::NotConfigured {
-        backend: "file",
-        what: "no secrets_dir",
-    })?;
-    let path = file_path(dir, reference)?;
-    // Symlinks could point outside the folder: compare canonical paths.
-    let (canonical_dir, canonical) = match (
-        tokio::fs::canonicalize(dir).await,
-        tokio::fs::canonicalize(&path).await,
-    ) {
-        (Ok(d), Ok(p)) => (d, p),
-        (Err(_), _) => {
-            return Err(SecretError::Unavailable {
-                reference: reference.to_string(),
-                detail: "the secrets folder is not readable".into(),
-            });
-        }
-        (_, Err(_)) => {
-            return Err(SecretError::NotFound {
-                reference: reference.to_string(),
-            });
-        }
-    };
-    if !canonical.starts_with(&canonical_dir) {
-        return Err(SecretError::NotFound {
-            reference: reference.to_string(),
-        });
-    }
-    let text =
-        tokio::fs::read_to_string(&canonical)
-            .await
-            .map_err(|e| SecretError::Unavailable {
-                reference: reference.to_string(),
-                detail: format!("cannot read the file: {}", e.kind()),
-            })?;
-    from_text(reference, text)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn r(s: &str) -> AuthRef {
-        s.parse().unwrap()
-    }
 
     #[test]
     fn secret_never_prints_its_value() {
@@ -336,96 +262,23 @@ mod tests {
     }
 
     #[test]
-    fn env_backend_reads_the_named_variable_and_its_key() {
-        let lookup = |name: &str| match name {
-            "GITLAB_TOKEN" => Ok("s3cret\n".to_owned()),
-            "CI_JSON" => Ok(r#"{"token":"t1","user":"u"}"#.to_owned()),
-            _ => Err(std::env::VarError::NotPresent),
-        };
-        let s = resolve_env(&r("authref://env/GITLAB_TOKEN"), lookup).unwrap();
-        assert_eq!(s.expose(), "s3cret");
-        let t = resolve_env(&r("authref://env/CI_JSON#token"), lookup).unwrap();
-        assert_eq!(t.expose(), "t1");
-        // without #key the whole value is the secret
-        let whole = resolve_env(&r("authref://env/CI_JSON"), lookup).unwrap();
-        assert!(whole.expose().starts_with('{'));
-        for (reference, missing) in [
-            ("authref://env/NOPE", true),
-            ("authref://env/CI_JSON#nokey", true),
-            ("authref://env/GITLAB_TOKEN#token", false),
-        ] {
-            let e = resolve_env(&r(reference), lookup).unwrap_err();
-            assert_eq!(
-                matches!(e, SecretError::NotFound { .. }),
-                missing,
-                "{reference}: {e}"
-            );
-            assert!(!e.to_string().contains("s3cret") && !e.to_string().contains("t1"));
-        }
-    }
-
-    #[tokio::test]
-    async fn the_env_backend_reads_the_process_environment() {
-        // PATH is set in every environment the tests run in.
-        let path = SecretResolver::default()
-            .resolve(&r("authref://env/PATH"))
-            .await
-            .unwrap();
-        assert_eq!(path.expose(), std::env::var("PATH").unwrap().trim_end());
-    }
-
-    #[tokio::test]
-    async fn file_backend_stays_inside_its_folder() {
-        let dir = tempfile::tempdir().unwrap();
-        let outside = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("ci")).unwrap();
-        std::fs::write(dir.path().join("ci/gitlab"), "glpat-abc\n").unwrap();
-        std::fs::write(outside.path().join("shadow"), "nope").unwrap();
-        #[cfg(unix)]
-        std::os::unix::fs::symlink(outside.path().join("shadow"), dir.path().join("link")).unwrap();
-        let resolver = SecretResolver::new(&SecretsSettings {
-            secrets_dir: Some(dir.path().to_owned()),
-            ..SecretsSettings::default()
-        });
-        assert_eq!(
-            resolver
-                .resolve(&r("authref://file/ci/gitlab"))
-                .await
-                .unwrap()
-                .expose(),
-            "glpat-abc"
+    fn a_bound_secret_is_handed_out_only_for_its_hosts() {
+        let reference = TenantRef::new("acme", "authref://env/ACME_X".parse().unwrap());
+        let bound = Resolved::new(
+            Secret::new("s3cr3t-value"),
+            Binding::parse("gitlab.example.com").unwrap(),
         );
-        for missing in ["authref://file/ci/none", "authref://file/link"] {
-            let e = resolver.resolve(&r(missing)).await.unwrap_err();
-            assert!(matches!(e, SecretError::NotFound { .. }), "{missing}: {e}");
-        }
-        let off = SecretResolver::default()
-            .resolve(&r("authref://file/ci/gitlab"))
-            .await
-            .unwrap_err();
-        assert!(matches!(off, SecretError::NotConfigured { .. }));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn cache_serves_until_ttl_or_invalidation() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("tok"), "one").unwrap();
-        let resolver = SecretResolver::new(&SecretsSettings {
-            secrets_dir: Some(dir.path().to_owned()),
-            cache_ttl_secs: 60,
-            ..SecretsSettings::default()
-        });
-        let reference = r("authref://file/tok");
-        assert_eq!(resolver.resolve(&reference).await.unwrap().expose(), "one");
-        std::fs::write(dir.path().join("tok"), "two").unwrap();
-        assert_eq!(resolver.resolve(&reference).await.unwrap().expose(), "one");
-        tokio::time::advance(Duration::from_secs(61)).await;
-        assert_eq!(resolver.resolve(&reference).await.unwrap().expose(), "two");
-        std::fs::write(dir.path().join("tok"), "three").unwrap();
-        resolver.invalidate(&reference);
+        let ok = Url::parse("https://gitlab.example.com/api").unwrap();
+        let evil = Url::parse("https://attacker.test/").unwrap();
         assert_eq!(
-            resolver.resolve(&reference).await.unwrap().expose(),
-            "three"
+            bound.for_url(&reference, &ok).unwrap().expose(),
+            "s3cr3t-value"
         );
+        let e = bound.for_url(&reference, &evil).unwrap_err();
+        assert!(matches!(e, SecretError::HostNotAllowed { .. }), "{e}");
+        assert!(e.to_string().contains("attacker.test"), "{e}");
+        assert!(!e.to_string().contains("s3cr3t"), "{e}");
+        let unbound = Resolved::new(Secret::new("v"), Binding::unbound());
+        assert!(unbound.for_url(&reference, &evil).is_ok());
     }
 }

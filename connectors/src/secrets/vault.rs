@@ -1,8 +1,13 @@
 //! HashiCorp Vault / OpenBao, KV version 2: `GET /v1/<mount>/data/<path>`.
 //!
 //! The first segment of an AuthRef's path is the mount (`authref://vault/secret/ci/gitlab#token`
-//! reads `secret/data/ci/gitlab` and picks `token`). The token comes from `VAULT_TOKEN` or the
-//! configured token file, and is read at every cache miss so it can be rotated under us.
+//! reads `secret/data/ci/gitlab` and picks `token`). The daemon's own token comes from
+//! `VAULT_TOKEN` or the configured token file, and is read at every cache miss so it can be
+//! rotated under us; a tenant with Vault credentials of its own is read with those instead
+//! (the resolver picks the token, [`VaultClient::login_approle`] logs in).
+//!
+//! The secret's `custom_metadata.allowed_hosts`, part of the same KV v2 answer, is its
+//! [`Binding`]: no second request.
 //!
 //! The Vault address is the operator's, so these requests bypass the providers' SSRF guard;
 //! they keep their own timeout.
@@ -12,6 +17,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
+use super::binding::{ALLOWED_HOSTS_KEY, Binding};
 use super::{Secret, SecretError};
 use crate::authref::AuthRef;
 use crate::settings::{ENV_VAULT_ADDR, ENV_VAULT_NAMESPACE, ENV_VAULT_TOKEN, SecretsSettings};
@@ -70,7 +76,8 @@ impl VaultClient {
             .filter(|n| !n.is_empty())
     }
 
-    async fn token(&self) -> Result<Secret, SecretError> {
+    /// The daemon's own token.
+    pub(crate) async fn daemon_token(&self) -> Result<Secret, SecretError> {
         if let Ok(token) = std::env::var(ENV_VAULT_TOKEN)
             && !token.is_empty()
         {
@@ -98,8 +105,112 @@ impl VaultClient {
         Ok(Secret::new(token))
     }
 
-    /// Reads one secret.
-    pub(crate) async fn read(&self, reference: &AuthRef) -> Result<Secret, SecretError> {
+    fn address(&self) -> Result<String, SecretError> {
+        self.addr()
+            .map(|a| a.trim_end_matches('/').to_owned())
+            .ok_or(SecretError::NotConfigured {
+                backend: "vault",
+                what: "no vault_addr and no VAULT_ADDR",
+            })
+    }
+
+    fn unreachable(reference: &str, e: &reqwest::Error) -> SecretError {
+        SecretError::Unavailable {
+            reference: reference.to_owned(),
+            detail: if e.is_timeout() {
+                "timed out".into()
+            } else {
+                "cannot connect".into()
+            },
+        }
+    }
+
+    /// Maps a non-200 answer to its error.
+    async fn refusal(name: String, response: reqwest::Response) -> SecretError {
+        match response.status() {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                SecretError::Denied { reference: name }
+            }
+            StatusCode::NOT_FOUND => SecretError::NotFound { reference: name },
+            StatusCode::TOO_MANY_REQUESTS => SecretError::RateLimited {
+                retry_after: crate::outbound::retry_after(response.headers()),
+                reference: name,
+            },
+            StatusCode::SERVICE_UNAVAILABLE => {
+                let body = response.text().await.unwrap_or_default();
+                if body.contains("sealed") {
+                    SecretError::Sealed { reference: name }
+                } else {
+                    SecretError::Unavailable {
+                        reference: name,
+                        detail: "HTTP 503".into(),
+                    }
+                }
+            }
+            other => SecretError::Unavailable {
+                reference: name,
+                detail: format!("HTTP {}", other.as_u16()),
+            },
+        }
+    }
+
+    /// Logs in with AppRole: the client token and how long it lives.
+    ///
+    /// # Errors
+    /// A [`SecretError`] naming `label` (the tenant's login, never the secret id).
+    pub(crate) async fn login_approle(
+        &self,
+        label: &str,
+        mount: &str,
+        role_id: &str,
+        secret_id: &Secret,
+    ) -> Result<(Secret, Duration), SecretError> {
+        let addr = self.address()?;
+        let url = format!("{addr}/v1/auth/{mount}/login");
+        let mut request = self
+            .http()?
+            .post(&url)
+            .json(&serde_json::json!({"role_id": role_id, "secret_id": secret_id.expose()}));
+        if let Some(ns) = self.namespace() {
+            request = request.header(NAMESPACE_HEADER, ns);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| Self::unreachable(label, &e))?;
+        if response.status() != StatusCode::OK {
+            return Err(Self::refusal(label.to_owned(), response).await);
+        }
+        #[derive(serde::Deserialize)]
+        struct Login {
+            auth: Option<Auth>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Auth {
+            client_token: String,
+            #[serde(default)]
+            lease_duration: u64,
+        }
+        let login: Login = response.json().await.map_err(|_| SecretError::Malformed {
+            reference: label.to_owned(),
+            detail: "not an AppRole login answer".into(),
+        })?;
+        let auth = login.auth.ok_or_else(|| SecretError::Malformed {
+            reference: label.to_owned(),
+            detail: "the login answer has no token".into(),
+        })?;
+        Ok((
+            Secret::new(auth.client_token),
+            Duration::from_secs(auth.lease_duration),
+        ))
+    }
+
+    /// Reads one secret with `token`, and its binding.
+    pub(crate) async fn read(
+        &self,
+        reference: &AuthRef,
+        token: &Secret,
+    ) -> Result<(Secret, Binding), SecretError> {
         let name = reference.to_string();
         let Some((mount, path)) = reference.path.split_once('/') else {
             return Err(SecretError::Malformed {
@@ -107,54 +218,18 @@ impl VaultClient {
                 detail: "a vault reference is <mount>/<path>".into(),
             });
         };
-        let addr = self.addr().ok_or(SecretError::NotConfigured {
-            backend: "vault",
-            what: "no vault_addr and no VAULT_ADDR",
-        })?;
-        let token = self.token().await?;
-        let url = format!("{}/v1/{mount}/data/{path}", addr.trim_end_matches('/'));
+        let addr = self.address()?;
+        let url = format!("{addr}/v1/{mount}/data/{path}");
         let mut request = self.http()?.get(&url).header(TOKEN_HEADER, token.expose());
         if let Some(ns) = self.namespace() {
             request = request.header(NAMESPACE_HEADER, ns);
         }
-        let response = request.send().await.map_err(|e| SecretError::Unavailable {
-            reference: name.clone(),
-            detail: if e.is_timeout() {
-                "timed out".into()
-            } else {
-                "cannot connect".into()
-            },
-        })?;
-        let status = response.status();
-        match status {
-            StatusCode::OK => {}
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                return Err(SecretError::Denied { reference: name });
-            }
-            StatusCode::NOT_FOUND => return Err(SecretError::NotFound { reference: name }),
-            StatusCode::TOO_MANY_REQUESTS => {
-                return Err(SecretError::RateLimited {
-                    retry_after: crate::outbound::retry_after(response.headers()),
-                    reference: name,
-                });
-            }
-            StatusCode::SERVICE_UNAVAILABLE => {
-                let body = response.text().await.unwrap_or_default();
-                return Err(if body.contains("sealed") {
-                    SecretError::Sealed { reference: name }
-                } else {
-                    SecretError::Unavailable {
-                        reference: name,
-                        detail: "HTTP 503".into(),
-                    }
-                });
-            }
-            other => {
-                return Err(SecretError::Unavailable {
-                    reference: name,
-                    detail: format!("HTTP {}", other.as_u16()),
-                });
-            }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| Self::unreachable(&name, &e))?;
+        if response.status() != StatusCode::OK {
+            return Err(Self::refusal(name, response).await);
         }
         #[derive(serde::Deserialize)]
         struct Envelope {
@@ -163,18 +238,42 @@ impl VaultClient {
         #[derive(serde::Deserialize)]
         struct Data {
             data: Option<serde_json::Map<String, serde_json::Value>>,
+            metadata: Option<Metadata>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Metadata {
+            custom_metadata: Option<serde_json::Map<String, serde_json::Value>>,
         }
         let envelope: Envelope = response.json().await.map_err(|_| SecretError::Malformed {
             reference: name.clone(),
             detail: "not a KV version 2 answer".into(),
         })?;
+        let data = envelope.data.ok_or(SecretError::NotFound {
+            reference: name.clone(),
+        })?;
+        let binding = match data
+            .metadata
+            .and_then(|m| m.custom_metadata)
+            .and_then(|mut c| c.remove(ALLOWED_HOSTS_KEY))
+        {
+            None => Binding::unbound(),
+            Some(serde_json::Value::String(list)) => {
+                Binding::parse(&list).ok_or_else(|| SecretError::Malformed {
+                    reference: name.clone(),
+                    detail: "custom_metadata.allowed_hosts does not parse".into(),
+                })?
+            }
+            Some(_) => {
+                return Err(SecretError::Malformed {
+                    reference: name,
+                    detail: "custom_metadata.allowed_hosts is not text".into(),
+                });
+            }
+        };
         // A deleted (soft-deleted) version answers 404 with metadata; a destroyed one has
         // `data: null`: both are "not found".
-        let fields = envelope
-            .data
-            .and_then(|d| d.data)
-            .ok_or(SecretError::NotFound { reference: name })?;
-        super::pick_field(reference, &fields)
+        let fields = data.data.ok_or(SecretError::NotFound { reference: name })?;
+        Ok((super::pick_field(reference, &fields)?, binding))
     }
 }
 
@@ -211,7 +310,10 @@ mod tests {
             .await;
         let vault = VaultClient::new(&settings(&server, &token_file));
         let reference: AuthRef = "authref://vault/kv/ci/app#token".parse().unwrap();
-        assert_eq!(vault.read(&reference).await.unwrap().expose(), "t-1");
+        let token = vault.daemon_token().await.unwrap();
+        let (secret, binding) = vault.read(&reference, &token).await.unwrap();
+        assert_eq!(secret.expose(), "t-1");
+        assert!(!binding.is_bound());
 
         for (response, check) in [
             (
@@ -241,7 +343,7 @@ mod tests {
                 .mount(&server)
                 .await;
             let vault = VaultClient::new(&settings(&server, &token_file));
-            let e = vault.read(&reference).await.unwrap_err();
+            let e = vault.read(&reference, &token).await.unwrap_err();
             let ok = match check {
                 "sealed" => matches!(e, SecretError::Sealed { .. }),
                 "unavailable" => matches!(e, SecretError::Unavailable { .. }),
@@ -256,13 +358,55 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn custom_metadata_allowed_hosts_is_the_binding() {
+        crate::outbound::ensure_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, "s.vault-token").unwrap();
+        let reference: AuthRef = "authref://vault/kv/ci/app#token".parse().unwrap();
+        let gitlab = url::Url::parse("https://gitlab.example.com/").unwrap();
+        let evil = url::Url::parse("https://evil.test/").unwrap();
+        for (custom, outcome) in [
+            (
+                serde_json::json!({"allowed_hosts": "gitlab.example.com"}),
+                Some(true),
+            ),
+            (serde_json::json!({"owner": "ci"}), Some(false)),
+            (serde_json::json!({"allowed_hosts": "bad/host"}), None),
+        ] {
+            let server = MockServer::start().await;
+            Mock::given(method("GET"))
+                .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                    "data": {"data": {"token": "t-1"},
+                             "metadata": {"version": 1, "custom_metadata": custom}}
+                })))
+                .mount(&server)
+                .await;
+            let vault = VaultClient::new(&settings(&server, &token_file));
+            let result = vault.read(&reference, &Secret::new("s.vault-token")).await;
+            match outcome {
+                Some(bound) => {
+                    let (_, binding) = result.unwrap();
+                    assert_eq!(binding.is_bound(), bound);
+                    assert!(binding.permits(&gitlab));
+                    assert_eq!(binding.permits(&evil), !bound);
+                }
+                None => assert!(matches!(result, Err(SecretError::Malformed { .. }))),
+            }
+        }
+    }
+
+    #[tokio::test]
     async fn a_reference_needs_a_mount_and_a_path() {
         let vault = VaultClient::new(&SecretsSettings {
             vault_addr: Some("http://127.0.0.1:9".into()),
             ..SecretsSettings::default()
         });
         let e = vault
-            .read(&"authref://vault/onlymount".parse().unwrap())
+            .read(
+                &"authref://vault/onlymount".parse().unwrap(),
+                &Secret::new("t"),
+            )
             .await
             .unwrap_err();
         assert!(matches!(e, SecretError::Malformed { .. }), "{e}");

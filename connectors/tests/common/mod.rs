@@ -48,8 +48,18 @@ pub fn peer(var: &str, what: &str) -> Option<String> {
     }
 }
 
-/// A loopback environment with the file backend reading `dir`.
+/// A loopback environment with the file backend reading `dir`; tenant `t` may name the
+/// registry password's variable (as an operator maps a variable to a tenant).
 pub fn env(dir: &Path) -> ConnectorEnv {
     connectors::testing::install_crypto();
-    connectors::testing::loopback_env(dir)
+    let mut settings = connectors::testing::loopback_settings();
+    settings.secrets.secrets_dir = Some(dir.to_owned());
+    settings.secrets.tenants.insert(
+        "t".into(),
+        connectors::settings::TenantSecretsSettings {
+            env: vec![REGISTRY_PASSWORD.into()],
+            ..Default::default()
+        },
+    );
+    ConnectorEnv::new(&settings).expect("loopback env")
 }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use actors::events::TypeFilter;
 use actors::events::webhooks::{self, target};
 use actors::store::alerts::{DeliveryQuery, SubscriptionFields, SubscriptionQuery};
-use connectors::authref::AuthRef;
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
@@ -374,16 +373,10 @@ async fn fields(
             "no such integration in this tenant",
         ));
     }
-    let secret_ref = body
-        .secret_ref
-        .parse::<AuthRef>()
-        .map_err(|e| {
-            ApiError::invalid(
-                "secretRef",
-                format!("{e}; pass a reference to the signing secret, never the secret itself"),
-            )
-        })?
-        .to_string();
+    let secret_ref =
+        validate::auth_ref(state, tenant.tenant(), "secretRef", Some(body.secret_ref))?
+            .map(|r| r.to_string())
+            .unwrap_or_default();
     Ok(SubscriptionFields {
         name,
         target_url,

@@ -83,13 +83,16 @@ impl IntegrationsApi {
         /// Only integrations of this provider type.
         #[oai(name = "type")]
         provider_type: Query<Option<String>>,
+        /// Only integrations with this health status, such as `unhealthy` (with the reason in
+        /// `statusReason`).
+        status: Query<Option<IntegrationStatus>>,
         /// Page size (1 to 200, default 50).
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<u32>>,
         /// The `nextCursor` of the previous page.
         cursor: Query<Option<String>>,
     ) -> Result<Json<IntegrationPage>, ApiError> {
-        list(&state, &auth, provider_type.0, limit.0, cursor.0).await
+        list(&state, &auth, provider_type.0, status.0, limit.0, cursor.0).await
     }
 
     /// List integrations of one type
@@ -114,7 +117,15 @@ impl IntegrationsApi {
         /// The `nextCursor` of the previous page.
         cursor: Query<Option<String>>,
     ) -> Result<Json<IntegrationPage>, ApiError> {
-        list(&state, &auth, Some(provider_type.0), limit.0, cursor.0).await
+        list(
+            &state,
+            &auth,
+            Some(provider_type.0),
+            None,
+            limit.0,
+            cursor.0,
+        )
+        .await
     }
 
     /// Get an integration
@@ -153,7 +164,13 @@ impl IntegrationsApi {
         let new = NewIntegration {
             name: validate::name(&body.name)?,
             config: validate::config(&state, &body.provider_type, body.config).await?,
-            auth_ref_uri: validate::auth_ref(body.auth_ref_uri)?,
+            auth_ref_uri: validate::auth_ref(
+                &state,
+                &principal.tenant,
+                "authRefUri",
+                body.auth_ref_uri,
+            )?
+            .map(|r| r.to_string()),
             provider_type: body.provider_type,
         };
         if verify.0 == Some(true) {
@@ -210,7 +227,13 @@ impl IntegrationsApi {
         let changes = IntegrationChanges {
             name: validate::name(&body.name)?,
             config: validate::config(&state, &current.provider_type, body.config).await?,
-            auth_ref_uri: validate::auth_ref(body.auth_ref_uri)?,
+            auth_ref_uri: validate::auth_ref(
+                &state,
+                &principal.tenant,
+                "authRefUri",
+                body.auth_ref_uri,
+            )?
+            .map(|r| r.to_string()),
             expected_version,
         };
         if verify.0 == Some(true) {
@@ -426,7 +449,7 @@ fn health_engine(state: &AppState) -> Result<&HealthEngine, ApiError> {
 fn engine_error(e: EngineError) -> ApiError {
     let detail = match e {
         EngineError::NoMonitor => {
-            "the integration's monitor is not running (it is restarting after repeated failures); retry later"
+            "the integration's monitor is not running (it is starting, or restarting after repeated failures); retry later"
         }
         _ => "the integration's monitor did not answer in time; retry later",
     };
@@ -441,6 +464,7 @@ async fn list(
     state: &AppState,
     auth: &BearerAuth,
     provider_type: Option<String>,
+    status: Option<IntegrationStatus>,
     limit: Option<u32>,
     cursor: Option<String>,
 ) -> Result<Json<IntegrationPage>, ApiError> {
@@ -451,6 +475,7 @@ async fn list(
         .tenant(principal.tenant.clone())
         .integration_list(&IntegrationQuery {
             provider_type,
+            status: status.map(|s| s.as_db().to_owned()),
             after,
             limit: page_limit(limit),
         })

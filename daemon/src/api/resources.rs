@@ -151,9 +151,12 @@ impl ResourcesApi {
         if body.target.trim().is_empty() {
             return Err(ApiError::invalid("target", "must not be empty"));
         }
-        let secret = validate::auth_ref(body.secret_auth_ref_uri)
-            .map_err(|_| ApiError::invalid("secretAuthRefUri", "not an authref:// URI"))?
-            .and_then(|s| s.parse().ok());
+        let secret = validate::auth_ref(
+            &state,
+            &principal.tenant,
+            "secretAuthRefUri",
+            body.secret_auth_ref_uri,
+        )?;
         let connector = connector(&state, principal, id.0).await?;
         let request = WebhookRequest {
             target: body.target,

@@ -27,6 +27,18 @@ pub enum IntegrationStatus {
 }
 
 impl IntegrationStatus {
+    /// The stored form.
+    pub fn as_db(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Healthy => "healthy",
+            Self::Degraded => "degraded",
+            Self::Unhealthy => "unhealthy",
+            Self::Paused => "paused",
+            Self::Error => "error",
+        }
+    }
+
     fn from_db(s: &str) -> Self {
         match s {
             "healthy" => Self::Healthy,

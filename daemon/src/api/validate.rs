@@ -2,6 +2,7 @@
 
 use connectors::authref::AuthRef;
 use connectors::config::check_common;
+use connectors::secrets::{SecretError, TenantRef};
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
@@ -35,13 +36,29 @@ pub fn name(name: &str) -> Result<String, ApiError> {
     Ok(trimmed.to_owned())
 }
 
-pub fn auth_ref(uri: Option<String>) -> Result<Option<String>, ApiError> {
-    match uri {
-        None => Ok(None),
-        Some(uri) => uri
-            .parse::<AuthRef>()
-            .map(|r| Some(r.to_string()))
-            .map_err(|e| ApiError::invalid("authRefUri", e.to_string())),
+/// Parses the AuthRef in `field` and checks that it lies in `tenant`'s secret namespace: a
+/// reference a tenant could not resolve is refused when it is written, not only when it is
+/// used. Neither message repeats the reference.
+pub fn auth_ref(
+    state: &AppState,
+    tenant: &actors::TenantId,
+    field: &str,
+    uri: Option<String>,
+) -> Result<Option<AuthRef>, ApiError> {
+    let Some(uri) = uri else {
+        return Ok(None);
+    };
+    let reference = uri.parse::<AuthRef>().map_err(|e| {
+        ApiError::invalid(
+            field,
+            format!("{e}; pass a reference to the secret, never the secret itself"),
+        )
+    })?;
+    let scoped = TenantRef::new(tenant.as_str(), reference);
+    match state.env.secrets.check(&scoped) {
+        Ok(()) => Ok(Some(scoped.reference().clone())),
+        Err(SecretError::OutsideNamespace { detail, .. }) => Err(ApiError::invalid(field, detail)),
+        Err(other) => Err(ApiError::invalid(field, other.to_string())),
     }
 }
 

@@ -290,6 +290,7 @@ pub async fn send_test(
     let result = worker::sign_and_post(
         env,
         settings.request_timeout(),
+        subscription.tenant_id.as_str(),
         &subscription.target_url,
         &subscription.secret_ref,
         event_id,

@@ -30,7 +30,9 @@ struct Fixture {
 async fn fixture(allow_loopback: bool) -> Fixture {
     connectors::outbound::ensure_crypto_provider();
     let secrets = tempfile::tempdir().unwrap();
-    std::fs::write(secrets.path().join("hook"), SECRET).unwrap();
+    let folder = secrets.path().join("tenants").join(TENANT);
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("hook"), SECRET).unwrap();
     let settings = Settings {
         outbound: OutboundSettings {
             allow_private_networks: if allow_loopback {
@@ -74,7 +76,7 @@ impl Fixture {
                     target_url: url,
                     event_types: vec![],
                     integration_ids: vec![],
-                    secret_ref: "authref://file/hook".into(),
+                    secret_ref: "authref://file/tenants/ta/hook".into(),
                     enabled: true,
                 },
             )

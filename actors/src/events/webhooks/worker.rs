@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use connectors::ConnectorEnv;
 use connectors::authref::AuthRef;
+use connectors::secrets::TenantRef;
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
 use tokio::task::{Id, JoinSet};
@@ -284,6 +285,7 @@ impl Attempt {
         let result = sign_and_post(
             &self.env,
             self.timeout,
+            &head.tenant_id,
             &head.target_url,
             &head.secret_ref,
             head.event_id,
@@ -374,26 +376,33 @@ impl Attempt {
     }
 }
 
-/// Resolves the signing secret (at use time, never stored) and POSTs the event.
+/// Resolves the signing secret (at use time, never stored) inside the subscription's
+/// tenant's namespace, checks that the secret may be used for the target's host, and POSTs
+/// the event.
 ///
 /// # Errors
-/// [`SendError`] when no HTTP answer came.
+/// [`SendError`] when no HTTP answer came, or the secret is outside the tenant's namespace or
+/// bound to other hosts (then nothing is sent).
 pub(crate) async fn sign_and_post(
     env: &ConnectorEnv,
     timeout: Duration,
+    tenant: &str,
     url: &str,
     secret_ref: &str,
     event_id: Uuid,
     event: &Value,
 ) -> Result<Answer, SendError> {
     let reference: AuthRef = secret_ref.parse().map_err(|_| SendError::BadSecretRef)?;
-    let secret = env.secrets.resolve(&reference).await?;
+    let reference = TenantRef::new(tenant, reference);
+    let resolved = env.secrets.resolve(&reference).await?;
+    let target = url::Url::parse(url).map_err(|_| SendError::BadUrl)?;
+    let secret = resolved.for_url(&reference, &target)?;
     let timestamp = Utc::now().timestamp();
     target::post(
         &env.outbound,
         timeout,
         url,
-        &secret,
+        secret,
         event_id,
         timestamp,
         body_of(event),
