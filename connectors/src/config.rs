@@ -3,6 +3,8 @@
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use crate::url_check::{self, UrlError};
+
 /// Largest accepted configuration, serialised as JSON.
 pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
 
@@ -38,6 +40,9 @@ pub enum ConfigError {
     /// The configuration is larger than [`MAX_CONFIG_BYTES`].
     #[error("config: larger than {MAX_CONFIG_BYTES} bytes")]
     TooLarge,
+    /// A URL carries userinfo, a fragment or a credential-like query parameter.
+    #[error(transparent)]
+    SecretInUrl(#[from] UrlError),
 }
 
 impl ConfigError {
@@ -46,6 +51,7 @@ impl ConfigError {
         match self {
             ConfigError::Invalid { field, .. } | ConfigError::RawSecret { field } => field,
             ConfigError::TooLarge => "config",
+            ConfigError::SecretInUrl(e) => &e.field,
         }
     }
 
@@ -57,6 +63,7 @@ impl ConfigError {
                 "raw secrets are not accepted in config; store the secret in a vault and pass an authRefUri".into()
             }
             ConfigError::TooLarge => format!("larger than {MAX_CONFIG_BYTES} bytes"),
+            ConfigError::SecretInUrl(e) => e.message(),
         }
     }
 
@@ -68,10 +75,11 @@ impl ConfigError {
     }
 }
 
-/// Checks what every provider's configuration must satisfy: size and no raw secrets.
+/// Checks what every provider's configuration must satisfy: size, no raw secrets, and no
+/// credentials in any URL it holds (see [`url_check`]).
 ///
 /// # Errors
-/// [`ConfigError::TooLarge`] or [`ConfigError::RawSecret`].
+/// [`ConfigError::TooLarge`], [`ConfigError::RawSecret`] or [`ConfigError::SecretInUrl`].
 pub fn check_common(config: &Map<String, Value>) -> Result<(), ConfigError> {
     let size = serde_json::to_vec(config)
         .map(|v| v.len())
@@ -82,6 +90,7 @@ pub fn check_common(config: &Map<String, Value>) -> Result<(), ConfigError> {
     if let Some(field) = find_raw_secret(config, "config") {
         return Err(ConfigError::RawSecret { field });
     }
+    url_check::check_json(config, "config")?;
     Ok(())
 }
 
@@ -156,30 +165,30 @@ pub fn parse<T: DeserializeOwned>(config: &Map<String, Value>) -> Result<T, Conf
         .map_err(|e| ConfigError::invalid("config", e.to_string()))
 }
 
-/// Checks that `value` is an absolute `http` or `https` URL.
+/// Checks that `value` is an absolute `http` or `https` URL without credentials (see
+/// [`url_check`]).
 ///
 /// # Errors
-/// [`ConfigError::Invalid`] naming `field`.
+/// [`ConfigError::Invalid`] or [`ConfigError::SecretInUrl`] naming `config.{field}`.
 pub fn check_http_url(field: &str, value: &str) -> Result<url::Url, ConfigError> {
+    let field = format!("config.{field}");
+    // url's parse errors are fixed phrases ("relative URL without a base"), never the input.
     let url = url::Url::parse(value)
-        .map_err(|e| ConfigError::invalid(format!("config.{field}"), format!("not a URL: {e}")))?;
+        .map_err(|e| ConfigError::invalid(field.clone(), format!("not a URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(ConfigError::invalid(
-            format!("config.{field}"),
+            field,
             "must be an http or https URL with a host",
         ));
     }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(ConfigError::RawSecret {
-            field: format!("config.{field}"),
-        });
-    }
+    url_check::check_field(&field, &url)?;
     Ok(url)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::url_check::{CredentialName, UrlProblem};
     use serde_json::json;
 
     fn obj(v: Value) -> Map<String, Value> {
@@ -246,9 +255,58 @@ mod tests {
         assert!(check_http_url("baseUrl", "https://gitlab.example.com").is_ok());
         assert!(check_http_url("baseUrl", "ftp://x").is_err());
         assert!(check_http_url("baseUrl", "not a url").is_err());
-        assert!(matches!(
-            check_http_url("baseUrl", "https://user:pw@x"),
-            Err(ConfigError::RawSecret { .. })
-        ));
+        for (url, problem) in [
+            ("https://user:pw@x", UrlProblem::Userinfo),
+            ("https://user@x", UrlProblem::Userinfo),
+            ("https://x/#f", UrlProblem::Fragment),
+            (
+                "https://x/?private_token=glpat-1",
+                UrlProblem::CredentialParameter(CredentialName::Named("private_token")),
+            ),
+        ] {
+            assert_eq!(
+                check_http_url("baseUrl", url),
+                Err(ConfigError::SecretInUrl(UrlError {
+                    field: "config.baseUrl".into(),
+                    problem
+                })),
+                "{url}"
+            );
+        }
+        assert!(check_http_url("baseUrl", "https://x/api?per_page=100").is_ok());
+    }
+
+    #[test]
+    fn urls_anywhere_in_config_must_not_carry_credentials() {
+        for (config, field) in [
+            (
+                json!({"baseUrl": "https://gitlab.example.com/?private_token=SECRETVALUE"}),
+                "config.baseUrl",
+            ),
+            (
+                json!({"apiUrl": "https://SECRETVALUE@x.example.com"}),
+                "config.apiUrl",
+            ),
+            (
+                json!({"mirror": {"url": "https://x.example.com/#SECRETVALUE"}}),
+                "config.mirror.url",
+            ),
+            (
+                json!({"urls": ["https://a", "https://b/?X-Amz-Signature=SECRETVALUE"]}),
+                "config.urls[1]",
+            ),
+        ] {
+            let err = check_common(&obj(config.clone())).unwrap_err();
+            assert!(matches!(err, ConfigError::SecretInUrl(_)), "{config}");
+            assert_eq!(err.field(), field);
+            assert!(!err.to_string().contains("SECRETVALUE"), "{err}");
+            assert!(!err.message().contains("SECRETVALUE"), "{err}");
+        }
+        assert_eq!(
+            check_common(&obj(
+                json!({"baseUrl": "https://x.example.com/?per_page=100"})
+            )),
+            Ok(())
+        );
     }
 }

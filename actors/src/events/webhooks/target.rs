@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use connectors::outbound::Outbound;
 use connectors::secrets::{Secret, SecretError};
+use connectors::url_check::{self, CredentialName, UrlProblem};
 use reqwest::StatusCode;
 use url::{Host, Url};
 use uuid::Uuid;
@@ -15,20 +16,6 @@ use super::signature;
 
 /// Longest target URL.
 pub const MAX_URL_CHARS: usize = 2048;
-
-/// Query parameter names that would carry a credential in the URL (compared lower-case,
-/// without `_` and `-`). Consumers authenticate deliveries by their signature instead.
-const SECRET_PARAMS: [&str; 9] = [
-    "token",
-    "accesstoken",
-    "secret",
-    "password",
-    "apikey",
-    "key",
-    "signature",
-    "sig",
-    "auth",
-];
 
 /// Why a target URL is refused. Messages never repeat the URL's query or credentials.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,10 +28,8 @@ pub enum TargetError {
     Scheme,
     #[error("must not carry credentials; deliveries are authenticated by their signature")]
     Credentials,
-    #[error(
-        "the query parameter `{0}` looks like a credential; deliveries are authenticated by their signature"
-    )]
-    SecretParameter(String),
+    #[error("{0} looks like a credential; deliveries are authenticated by their signature")]
+    SecretParameter(CredentialName),
     #[error("must not have a fragment")]
     Fragment,
     #[error("has no host")]
@@ -98,24 +83,14 @@ pub fn check_shape(raw: &str) -> Result<Url, TargetError> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(TargetError::Scheme);
     }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(TargetError::Credentials);
-    }
-    if url.fragment().is_some() {
-        return Err(TargetError::Fragment);
-    }
+    // The one rule for credentials in URLs, shared with integration configs.
+    url_check::check(&url).map_err(|problem| match problem {
+        UrlProblem::Userinfo => TargetError::Credentials,
+        UrlProblem::Fragment => TargetError::Fragment,
+        UrlProblem::CredentialParameter(name) => TargetError::SecretParameter(name),
+    })?;
     if url.host().is_none() {
         return Err(TargetError::NoHost);
-    }
-    for (name, _) in url.query_pairs() {
-        let folded: String = name
-            .chars()
-            .filter(|c| !matches!(c, '_' | '-'))
-            .collect::<String>()
-            .to_ascii_lowercase();
-        if SECRET_PARAMS.contains(&folded.as_str()) {
-            return Err(TargetError::SecretParameter(name.into_owned()));
-        }
     }
     Ok(url)
 }
@@ -257,11 +232,23 @@ mod tests {
             ("https://example.com/#frag", TargetError::Fragment),
             (
                 "https://example.com/hook?access_token=x",
-                TargetError::SecretParameter("access_token".into()),
+                TargetError::SecretParameter(CredentialName::Named("access_token")),
             ),
             (
                 "https://example.com/hook?API-Key=x",
-                TargetError::SecretParameter("API-Key".into()),
+                TargetError::SecretParameter(CredentialName::Named("api_key")),
+            ),
+            (
+                "https://example.com/hook?private_token=x",
+                TargetError::SecretParameter(CredentialName::Named("private_token")),
+            ),
+            (
+                "https://example.com/hook?X-Amz-Signature=x",
+                TargetError::SecretParameter(CredentialName::Named("x-amz-signature")),
+            ),
+            (
+                "https://example.com/hook?refresh_token=x",
+                TargetError::SecretParameter(CredentialName::EndsWith("token")),
             ),
         ] {
             assert_eq!(check_shape(raw), Err(expected), "{raw}");
