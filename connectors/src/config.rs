@@ -1,4 +1,7 @@
 //! Checks every provider's configuration shares, and typed parsing of provider configs.
+//!
+//! Refusals name the field and say what is wrong; they never repeat the value, which may be
+//! (or contain) a credential pasted into the wrong place.
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -159,10 +162,46 @@ pub fn redact(value: &Value) -> Value {
 /// Parses a provider's typed configuration, turning serde's message into a [`ConfigError`].
 ///
 /// # Errors
-/// [`ConfigError::Invalid`] with serde's explanation (which names the field).
+/// [`ConfigError::Invalid`] with serde's explanation, less any value it quotes (see
+/// [`describe_serde_error`]).
 pub fn parse<T: DeserializeOwned>(config: &Map<String, Value>) -> Result<T, ConfigError> {
     serde_json::from_value(Value::Object(config.clone()))
-        .map_err(|e| ConfigError::invalid("config", e.to_string()))
+        .map_err(|e| ConfigError::invalid("config", describe_serde_error(&e)))
+}
+
+/// serde's explanation of a failed parse, without the offending value: serde quotes it
+/// (``invalid type: string "glpat-…", expected u32``, ``unknown variant `…` ``), and the
+/// value may be a credential pasted into the wrong field. Field names stay, since they say
+/// where to look; the type expected stays, since it says what to write. A message of another
+/// shape (from a type's own parser) is replaced by "invalid value", as it may quote anything.
+pub fn describe_serde_error(error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    // `from_slice` adds a position; `from_value` does not.
+    let message = match message.rfind(" at line ") {
+        Some(at) if message[at..].contains(" column ") => &message[..at],
+        _ => message.as_str(),
+    };
+    let expected = |kind: &str| match message.rfind(", expected ") {
+        Some(at) => format!("{kind}; expected {}", &message[at + ", expected ".len()..]),
+        None => kind.to_owned(),
+    };
+    if ["unknown field `", "missing field `", "duplicate field `"]
+        .iter()
+        .any(|p| message.starts_with(p))
+    {
+        // These quote a key of the object, not a value.
+        message.to_owned()
+    } else if message.starts_with("invalid type: ") {
+        expected("invalid type")
+    } else if message.starts_with("invalid value: ") {
+        expected("invalid value")
+    } else if message.starts_with("unknown variant ") {
+        expected("unknown variant")
+    } else if message.starts_with("invalid length ") {
+        expected("invalid length")
+    } else {
+        "invalid value".to_owned()
+    }
 }
 
 /// Checks that `value` is an absolute `http` or `https` URL without credentials (see
@@ -308,5 +347,68 @@ mod tests {
             )),
             Ok(())
         );
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    #[allow(dead_code)]
+    struct Typed {
+        base_url: String,
+        #[serde(default)]
+        page_size: u32,
+        #[serde(default)]
+        mode: Option<Mode>,
+        #[serde(default)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+        #[serde(default)]
+        pair: Option<(u8, u8)>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Mode {
+        Fast,
+        Slow,
+    }
+
+    #[test]
+    fn parse_errors_never_repeat_the_value() {
+        for (config, expected) in [
+            (
+                json!({"baseUrl": "https://x", "pageSize": "SECRETVALUE"}),
+                "invalid type; expected u32",
+            ),
+            (
+                json!({"baseUrl": "https://x", "pageSize": -7}),
+                "invalid value; expected u32",
+            ),
+            (
+                json!({"baseUrl": "https://x", "mode": "SECRETVALUE, expected x"}),
+                "unknown variant; expected `fast` or `slow`",
+            ),
+            (
+                json!({"baseUrl": "https://x", "at": "SECRETVALUE"}),
+                "invalid value",
+            ),
+            (
+                json!({"baseUrl": "https://x", "pair": [1, 2, 3]}),
+                "invalid length; expected fewer elements in array",
+            ),
+            (
+                json!({"baseUrl": ["SECRETVALUE"]}),
+                "invalid type; expected a string",
+            ),
+            (json!({}), "missing field `baseUrl`"),
+        ] {
+            let err = parse::<Typed>(&obj(config.clone())).unwrap_err();
+            assert_eq!(err.message(), expected, "{config}");
+            assert_eq!(err.field(), "config");
+            assert!(!err.to_string().contains("SECRETVALUE"), "{err}");
+        }
+        // An unknown key is named: it is where to look, not a value.
+        let unknown = parse::<Typed>(&obj(json!({"baseUrl": "https://x", "extra": 1})))
+            .unwrap_err()
+            .message();
+        assert!(unknown.starts_with("unknown field `extra`"), "{unknown}");
     }
 }

@@ -17,7 +17,8 @@ use super::signature;
 /// Longest target URL.
 pub const MAX_URL_CHARS: usize = 2048;
 
-/// Why a target URL is refused. Messages never repeat the URL's query or credentials.
+/// Why a target URL is refused. Messages never repeat the URL or any part of it (its host,
+/// query, fragment or credentials): they reach API answers and logs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
     #[error("not a valid absolute URL")]
@@ -34,10 +35,12 @@ pub enum TargetError {
     Fragment,
     #[error("has no host")]
     NoHost,
-    #[error("{0} cannot be resolved")]
+    /// The host name did not resolve (the name is kept for logs, not shown).
+    #[error("the host name cannot be resolved")]
     Unresolvable(String),
+    /// The address the guard refused (kept for logs, not shown).
     #[error(
-        "{0} is, or resolves to, a loopback, private or link-local address; allow its network in [connectors.outbound] allow_private_networks to use it"
+        "the host is, or resolves to, a loopback, private, link-local or reserved address; allow its network in [connectors.outbound] allow_private_networks to use it"
     )]
     Refused(String),
 }
@@ -255,6 +258,32 @@ mod tests {
         }
         assert!(check_shape(&format!("https://e.com/{}", "a".repeat(MAX_URL_CHARS))).is_err());
         assert!(check_shape("https://example.com/hook?team=ops").is_ok());
+    }
+
+    #[tokio::test]
+    async fn refusals_never_repeat_the_url() {
+        let strict = Outbound::default();
+        for raw in [
+            "https://user:SECRETVALUE@example.com/",
+            "https://SECRETVALUE@example.com/",
+            "https://example.com/#frag-SECRETVALUE",
+            "https://example.com/?private_token=SECRETVALUE",
+            "https://example.com/?SECRETVALUE_token=x",
+            "http://127.0.0.1:9/SECRETVALUE",
+            "ftp://SECRETVALUE/x",
+        ] {
+            let err = check(&strict, raw).await.unwrap_err();
+            let text = err.to_string();
+            assert!(!text.contains("SECRETVALUE"), "{raw}: {text}");
+            assert!(!text.contains("example.com"), "{raw}: {text}");
+        }
+        // Host names and addresses are kept for logs, never shown.
+        for err in [
+            TargetError::Unresolvable("SECRETVALUE.example.com".into()),
+            TargetError::Refused("SECRETVALUE.example.com".into()),
+        ] {
+            assert!(!err.to_string().contains("SECRETVALUE"), "{err}");
+        }
     }
 
     #[tokio::test]
