@@ -9,7 +9,7 @@
 //! - `context`: [`context::TestContext`], keys, and request helpers.
 //! - `authority`: a fake OAuth authority serving a JWKS, and token minting.
 //! - One module per area: `catalog`, `tenancy`, `auth`, `validation`, `openapi`, `bootstrap`,
-//!   `webhooks`.
+//!   `webhooks`, `url_secrets` (no credentials in URLs, no values echoed in refusals).
 
 mod auth;
 mod authority;
@@ -23,5 +23,6 @@ mod nats;
 mod openapi;
 mod plugins;
 mod tenancy;
+mod url_secrets;
 mod validation;
 mod webhooks;
