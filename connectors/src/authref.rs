@@ -43,15 +43,21 @@ pub struct AuthRef {
     pub key: Option<String>,
 }
 
-/// Why a string is not an AuthRef URI.
+/// Why a string is not an AuthRef URI. Messages describe the problem and never repeat the
+/// input: a malformed reference may hold the very secret it should point at
+/// (`authref://user:password@vault/…`), and these messages reach API answers and logs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthRefError {
     #[error("must start with {SCHEME}")]
     Scheme,
     #[error("longer than {MAX_LEN} characters")]
     TooLong,
-    #[error("unknown backend {0:?}; expected vault, env or file")]
-    Backend(String),
+    #[error(
+        "must not carry a user name or password before the backend; credentials are resolved from the backend"
+    )]
+    Userinfo,
+    #[error("unknown backend; expected vault, env or file")]
+    Backend,
     #[error("the path after the backend is empty")]
     EmptyPath,
     #[error("the path has an empty, '.' or '..' segment, or a character outside [A-Za-z0-9._-]")]
@@ -87,7 +93,8 @@ impl FromStr for AuthRef {
             "vault" => Backend::Vault,
             "env" => Backend::Env,
             "file" => Backend::File,
-            other => return Err(AuthRefError::Backend(other.to_owned())),
+            other if other.contains('@') => return Err(AuthRefError::Userinfo),
+            _ => return Err(AuthRefError::Backend),
         };
         if path.is_empty() {
             return Err(AuthRefError::EmptyPath);
@@ -146,7 +153,9 @@ mod tests {
         for (s, e) in [
             ("vault/x", AuthRefError::Scheme),
             ("https://vault/x", AuthRefError::Scheme),
-            ("authref://s3/x", AuthRefError::Backend("s3".into())),
+            ("authref://s3/x", AuthRefError::Backend),
+            ("authref://user:pw@vault/x", AuthRefError::Userinfo),
+            ("authref://token@vault/x#k", AuthRefError::Userinfo),
             ("authref://vault", AuthRefError::EmptyPath),
             ("authref://vault/", AuthRefError::EmptyPath),
             ("authref://vault/a//b", AuthRefError::BadPath),
@@ -161,5 +170,29 @@ mod tests {
             format!("authref://vault/{}", "a".repeat(MAX_LEN)).parse::<AuthRef>(),
             Err(AuthRefError::TooLong)
         );
+    }
+
+    #[test]
+    fn refusals_never_repeat_the_input() {
+        for s in [
+            "SECRETVALUE",
+            "https://SECRETVALUE/x",
+            "authref://user:SECRETVALUE@vault/x#k",
+            "authref://SECRETVALUE@vault/x",
+            "authref://SECRETVALUE/x",
+            "authref://SECRETVALUE",
+            "authref://vault/SECRETVALUE/../x",
+            "authref://vault/x#SECRET VALUE",
+            "authref://vault/x#SECRETVALUE#",
+        ] {
+            let err = s.parse::<AuthRef>().unwrap_err();
+            let text = err.to_string();
+            assert!(!text.contains("SECRET"), "{s}: {text}");
+        }
+        // Through serde too, as a typed config would parse it.
+        let err = serde_json::from_str::<AuthRef>("\"authref://u:SECRETVALUE@vault/x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("SECRETVALUE"), "{err}");
     }
 }

@@ -1,7 +1,12 @@
 //! Checks every provider's configuration shares, and typed parsing of provider configs.
+//!
+//! Refusals name the field and say what is wrong; they never repeat the value, which may be
+//! (or contain) a credential pasted into the wrong place.
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
+
+use crate::url_check::{self, UrlError};
 
 /// Largest accepted configuration, serialised as JSON.
 pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
@@ -38,6 +43,9 @@ pub enum ConfigError {
     /// The configuration is larger than [`MAX_CONFIG_BYTES`].
     #[error("config: larger than {MAX_CONFIG_BYTES} bytes")]
     TooLarge,
+    /// A URL carries userinfo, a fragment or a credential-like query parameter.
+    #[error(transparent)]
+    SecretInUrl(#[from] UrlError),
 }
 
 impl ConfigError {
@@ -46,6 +54,7 @@ impl ConfigError {
         match self {
             ConfigError::Invalid { field, .. } | ConfigError::RawSecret { field } => field,
             ConfigError::TooLarge => "config",
+            ConfigError::SecretInUrl(e) => &e.field,
         }
     }
 
@@ -57,6 +66,7 @@ impl ConfigError {
                 "raw secrets are not accepted in config; store the secret in a vault and pass an authRefUri".into()
             }
             ConfigError::TooLarge => format!("larger than {MAX_CONFIG_BYTES} bytes"),
+            ConfigError::SecretInUrl(e) => e.message(),
         }
     }
 
@@ -68,10 +78,11 @@ impl ConfigError {
     }
 }
 
-/// Checks what every provider's configuration must satisfy: size and no raw secrets.
+/// Checks what every provider's configuration must satisfy: size, no raw secrets, and no
+/// credentials in any URL it holds (see [`url_check`]).
 ///
 /// # Errors
-/// [`ConfigError::TooLarge`] or [`ConfigError::RawSecret`].
+/// [`ConfigError::TooLarge`], [`ConfigError::RawSecret`] or [`ConfigError::SecretInUrl`].
 pub fn check_common(config: &Map<String, Value>) -> Result<(), ConfigError> {
     let size = serde_json::to_vec(config)
         .map(|v| v.len())
@@ -82,6 +93,7 @@ pub fn check_common(config: &Map<String, Value>) -> Result<(), ConfigError> {
     if let Some(field) = find_raw_secret(config, "config") {
         return Err(ConfigError::RawSecret { field });
     }
+    url_check::check_json(config, "config")?;
     Ok(())
 }
 
@@ -150,36 +162,72 @@ pub fn redact(value: &Value) -> Value {
 /// Parses a provider's typed configuration, turning serde's message into a [`ConfigError`].
 ///
 /// # Errors
-/// [`ConfigError::Invalid`] with serde's explanation (which names the field).
+/// [`ConfigError::Invalid`] with serde's explanation, less any value it quotes (see
+/// [`describe_serde_error`]).
 pub fn parse<T: DeserializeOwned>(config: &Map<String, Value>) -> Result<T, ConfigError> {
     serde_json::from_value(Value::Object(config.clone()))
-        .map_err(|e| ConfigError::invalid("config", e.to_string()))
+        .map_err(|e| ConfigError::invalid("config", describe_serde_error(&e)))
 }
 
-/// Checks that `value` is an absolute `http` or `https` URL.
+/// serde's explanation of a failed parse, without the offending value: serde quotes it
+/// (``invalid type: string "glpat-…", expected u32``, ``unknown variant `…` ``), and the
+/// value may be a credential pasted into the wrong field. Field names stay, since they say
+/// where to look; the type expected stays, since it says what to write. A message of another
+/// shape (from a type's own parser) is replaced by "invalid value", as it may quote anything.
+pub fn describe_serde_error(error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    // `from_slice` adds a position; `from_value` does not.
+    let message = match message.rfind(" at line ") {
+        Some(at) if message[at..].contains(" column ") => &message[..at],
+        _ => message.as_str(),
+    };
+    let expected = |kind: &str| match message.rfind(", expected ") {
+        Some(at) => format!("{kind}; expected {}", &message[at + ", expected ".len()..]),
+        None => kind.to_owned(),
+    };
+    if ["unknown field `", "missing field `", "duplicate field `"]
+        .iter()
+        .any(|p| message.starts_with(p))
+    {
+        // These quote a key of the object, not a value.
+        message.to_owned()
+    } else if message.starts_with("invalid type: ") {
+        expected("invalid type")
+    } else if message.starts_with("invalid value: ") {
+        expected("invalid value")
+    } else if message.starts_with("unknown variant ") {
+        expected("unknown variant")
+    } else if message.starts_with("invalid length ") {
+        expected("invalid length")
+    } else {
+        "invalid value".to_owned()
+    }
+}
+
+/// Checks that `value` is an absolute `http` or `https` URL without credentials (see
+/// [`url_check`]).
 ///
 /// # Errors
-/// [`ConfigError::Invalid`] naming `field`.
+/// [`ConfigError::Invalid`] or [`ConfigError::SecretInUrl`] naming `config.{field}`.
 pub fn check_http_url(field: &str, value: &str) -> Result<url::Url, ConfigError> {
+    let field = format!("config.{field}");
+    // url's parse errors are fixed phrases ("relative URL without a base"), never the input.
     let url = url::Url::parse(value)
-        .map_err(|e| ConfigError::invalid(format!("config.{field}"), format!("not a URL: {e}")))?;
+        .map_err(|e| ConfigError::invalid(field.clone(), format!("not a URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(ConfigError::invalid(
-            format!("config.{field}"),
+            field,
             "must be an http or https URL with a host",
         ));
     }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(ConfigError::RawSecret {
-            field: format!("config.{field}"),
-        });
-    }
+    url_check::check_field(&field, &url)?;
     Ok(url)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::url_check::{CredentialName, UrlProblem};
     use serde_json::json;
 
     fn obj(v: Value) -> Map<String, Value> {
@@ -246,9 +294,121 @@ mod tests {
         assert!(check_http_url("baseUrl", "https://gitlab.example.com").is_ok());
         assert!(check_http_url("baseUrl", "ftp://x").is_err());
         assert!(check_http_url("baseUrl", "not a url").is_err());
-        assert!(matches!(
-            check_http_url("baseUrl", "https://user:pw@x"),
-            Err(ConfigError::RawSecret { .. })
-        ));
+        for (url, problem) in [
+            ("https://user:pw@x", UrlProblem::Userinfo),
+            ("https://user@x", UrlProblem::Userinfo),
+            ("https://x/#f", UrlProblem::Fragment),
+            (
+                "https://x/?private_token=glpat-1",
+                UrlProblem::CredentialParameter(CredentialName::Named("private_token")),
+            ),
+        ] {
+            assert_eq!(
+                check_http_url("baseUrl", url),
+                Err(ConfigError::SecretInUrl(UrlError {
+                    field: "config.baseUrl".into(),
+                    problem
+                })),
+                "{url}"
+            );
+        }
+        assert!(check_http_url("baseUrl", "https://x/api?per_page=100").is_ok());
+    }
+
+    #[test]
+    fn urls_anywhere_in_config_must_not_carry_credentials() {
+        for (config, field) in [
+            (
+                json!({"baseUrl": "https://gitlab.example.com/?private_token=SECRETVALUE"}),
+                "config.baseUrl",
+            ),
+            (
+                json!({"apiUrl": "https://SECRETVALUE@x.example.com"}),
+                "config.apiUrl",
+            ),
+            (
+                json!({"mirror": {"url": "https://x.example.com/#SECRETVALUE"}}),
+                "config.mirror.url",
+            ),
+            (
+                json!({"urls": ["https://a", "https://b/?X-Amz-Signature=SECRETVALUE"]}),
+                "config.urls[1]",
+            ),
+        ] {
+            let err = check_common(&obj(config.clone())).unwrap_err();
+            assert!(matches!(err, ConfigError::SecretInUrl(_)), "{config}");
+            assert_eq!(err.field(), field);
+            assert!(!err.to_string().contains("SECRETVALUE"), "{err}");
+            assert!(!err.message().contains("SECRETVALUE"), "{err}");
+        }
+        assert_eq!(
+            check_common(&obj(
+                json!({"baseUrl": "https://x.example.com/?per_page=100"})
+            )),
+            Ok(())
+        );
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    #[allow(dead_code)]
+    struct Typed {
+        base_url: String,
+        #[serde(default)]
+        page_size: u32,
+        #[serde(default)]
+        mode: Option<Mode>,
+        #[serde(default)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+        #[serde(default)]
+        pair: Option<(u8, u8)>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Mode {
+        Fast,
+        Slow,
+    }
+
+    #[test]
+    fn parse_errors_never_repeat_the_value() {
+        for (config, expected) in [
+            (
+                json!({"baseUrl": "https://x", "pageSize": "SECRETVALUE"}),
+                "invalid type; expected u32",
+            ),
+            (
+                json!({"baseUrl": "https://x", "pageSize": -7}),
+                "invalid value; expected u32",
+            ),
+            (
+                json!({"baseUrl": "https://x", "mode": "SECRETVALUE, expected x"}),
+                "unknown variant; expected `fast` or `slow`",
+            ),
+            (
+                json!({"baseUrl": "https://x", "at": "SECRETVALUE"}),
+                "invalid value",
+            ),
+            (
+                json!({"baseUrl": "https://x", "pair": [1, 2, 3]}),
+                "invalid length; expected fewer elements in array",
+            ),
+            (
+                json!({"baseUrl": ["SECRETVALUE"]}),
+                "invalid type; expected a string",
+            ),
+            (json!({}), "missing field `baseUrl`"),
+        ] {
+            let err = parse::<Typed>(&obj(config.clone())).unwrap_err();
+            assert_eq!(err.message(), expected, "{config}");
+            assert_eq!(err.field(), "config");
+            assert!(!err.to_string().contains("SECRETVALUE"), "{err}");
+        }
+        // An unknown key is named: it is where to look, not a value.
+        let unknown = parse::<Typed>(&obj(json!({"baseUrl": "https://x", "extra": 1})))
+            .unwrap_err()
+            .message();
+        assert!(unknown.starts_with("unknown field `extra`"), "{unknown}");
     }
 }

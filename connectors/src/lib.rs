@@ -5,6 +5,8 @@
 //!   connector is one module plus one line there.
 //! - [`config`]: checks every provider's configuration shares: a JSON object, a size limit, and
 //!   no raw secrets (credentials travel as AuthRef URIs).
+//! - [`url_check`]: the one rule for every URL the daemon is given (integration configs,
+//!   webhook targets): no userinfo, no fragment, no credential-like query parameter.
 //! - [`connector`]: the [`Connector`] contract a built integration implements; [`health`]:
 //!   what a check reports.
 //! - [`authref`]: the `authref://<backend>/<path>[#key]` credential reference.
@@ -40,6 +42,7 @@ pub mod registry;
 pub mod secrets;
 pub mod settings;
 pub mod testing;
+pub mod url_check;
 
 pub use config::ConfigError;
 pub use connector::{

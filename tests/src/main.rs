@@ -9,7 +9,8 @@
 //! - `context`: [`context::TestContext`], keys, and request helpers.
 //! - `authority`: a fake OAuth authority serving a JWKS, and token minting.
 //! - One module per area: `catalog`, `tenancy`, `auth`, `validation`, `openapi`, `bootstrap`,
-//!   `webhooks`, `credentials` (tenant-scoped secrets, from the attacker's side).
+//!   `webhooks`, `credentials` (tenant-scoped secrets, from the attacker's side),
+//!   `url_secrets` (no credentials in URLs, no values echoed in refusals).
 
 mod auth;
 mod authority;
@@ -24,5 +25,6 @@ mod nats;
 mod openapi;
 mod plugins;
 mod tenancy;
+mod url_secrets;
 mod validation;
 mod webhooks;

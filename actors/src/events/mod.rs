@@ -88,9 +88,10 @@ impl EventKind {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TypeFilter(Vec<String>);
 
-/// A type filter entry that names no event type and no prefix of one.
+/// A type filter entry that names no event type and no prefix of one. The entry is kept for
+/// the caller but not shown: the message reaches API answers, which never repeat input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown event type `{0}`")]
+#[error("unknown event type")]
 pub struct UnknownEventType(pub String);
 
 impl TypeFilter {
@@ -239,5 +240,8 @@ mod tests {
         assert!(!exact.matches(EventKind::HealthChanged.type_name()));
         assert!(TypeFilter::new(["dev.stellaops.integration.nope".to_owned()]).is_err());
         assert!(TypeFilter::new(["dev.stellaops.integ*".to_owned()]).is_err());
+        let unknown = TypeFilter::new(["SECRETVALUE".to_owned()]).unwrap_err();
+        assert_eq!(unknown, UnknownEventType("SECRETVALUE".into()));
+        assert!(!unknown.to_string().contains("SECRETVALUE"));
     }
 }

@@ -65,7 +65,7 @@ fn target_hosts(m: &Model) -> std::collections::BTreeSet<String> {
     fn walk(value: &Value, hosts: &mut std::collections::BTreeSet<String>) {
         match value {
             Value::String(s) => {
-                if let Ok(url) = url::Url::parse(s)
+                if let Some(url) = connectors::url_check::as_url(s)
                     && let Some(host) = url.host_str()
                 {
                     hosts.insert(match url.port() {

@@ -285,7 +285,7 @@ impl From<AuthError> for ApiError {
 /// Turns poem-openapi's request-parsing errors into problems that name the cause.
 fn bad_request_handler(err: poem::Error) -> ApiError {
     let status = err.status();
-    let detail = err.to_string();
+    let detail = without_found_value(&err.to_string());
     let code = match status {
         StatusCode::PAYLOAD_TOO_LARGE => ERROR_CODE_PAYLOAD_TOO_LARGE,
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ERROR_CODE_UNSUPPORTED_MEDIA_TYPE,
@@ -299,6 +299,17 @@ fn bad_request_handler(err: poem::Error) -> ApiError {
         _ => StatusCode::BAD_REQUEST,
     };
     ApiError::from_problem(Problem::new(status, code, detail))
+}
+
+/// A parse error's message without the value it found: poem-openapi says
+/// `Expected input type "string", found <the JSON sent>.`, and what was sent in the wrong
+/// place may be a credential. The expected type stays; everything from `, found ` on goes (the
+/// value runs to the end of the message, so nothing after it can be kept safely).
+fn without_found_value(message: &str) -> String {
+    match message.find(", found ") {
+        Some(at) => format!("{}.", &message[..at]),
+        None => message.to_owned(),
+    }
 }
 
 /// A `poem::Error` whose response is a problem document, for extractors and middleware.
@@ -376,7 +387,7 @@ pub async fn catch_all(err: poem::Error) -> Response {
             return problem_response(body);
         }
     };
-    problem_response(Problem::new(status, code, message))
+    problem_response(Problem::new(status, code, without_found_value(&message)))
 }
 
 fn problem_response(problem: Problem) -> Response {
@@ -418,5 +429,28 @@ impl From<connectors::connector::Error> for ApiError {
                 detail,
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_errors_lose_the_value_they_found() {
+        assert_eq!(
+            without_found_value(
+                r#"parse request payload error: Expected input type "string", found ["https://u:SECRETVALUE@h/"]. (occurred while parsing "AlertSubscriptionInput")"#
+            ),
+            r#"parse request payload error: Expected input type "string"."#
+        );
+        assert_eq!(
+            without_found_value(
+                r#"failed to parse parameter `status`: Expected input type "DeliveryState", found "SECRETVALUE"."#
+            ),
+            r#"failed to parse parameter `status`: Expected input type "DeliveryState"."#
+        );
+        let unknown = "parse request payload error: failed to parse \"X\": unknown field `extra`.";
+        assert_eq!(without_found_value(unknown), unknown);
     }
 }

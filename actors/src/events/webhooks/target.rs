@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use connectors::outbound::Outbound;
 use connectors::secrets::{Secret, SecretError};
+use connectors::url_check::{self, CredentialName, UrlProblem};
 use reqwest::StatusCode;
 use url::{Host, Url};
 use uuid::Uuid;
@@ -16,21 +17,8 @@ use super::signature;
 /// Longest target URL.
 pub const MAX_URL_CHARS: usize = 2048;
 
-/// Query parameter names that would carry a credential in the URL (compared lower-case,
-/// without `_` and `-`). Consumers authenticate deliveries by their signature instead.
-const SECRET_PARAMS: [&str; 9] = [
-    "token",
-    "accesstoken",
-    "secret",
-    "password",
-    "apikey",
-    "key",
-    "signature",
-    "sig",
-    "auth",
-];
-
-/// Why a target URL is refused. Messages never repeat the URL's query or credentials.
+/// Why a target URL is refused. Messages never repeat the URL or any part of it (its host,
+/// query, fragment or credentials): they reach API answers and logs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
     #[error("not a valid absolute URL")]
@@ -41,18 +29,18 @@ pub enum TargetError {
     Scheme,
     #[error("must not carry credentials; deliveries are authenticated by their signature")]
     Credentials,
-    #[error(
-        "the query parameter `{0}` looks like a credential; deliveries are authenticated by their signature"
-    )]
-    SecretParameter(String),
+    #[error("{0} looks like a credential; deliveries are authenticated by their signature")]
+    SecretParameter(CredentialName),
     #[error("must not have a fragment")]
     Fragment,
     #[error("has no host")]
     NoHost,
-    #[error("{0} cannot be resolved")]
+    /// The host name did not resolve (the name is kept for logs, not shown).
+    #[error("the host name cannot be resolved")]
     Unresolvable(String),
+    /// The address the guard refused (kept for logs, not shown).
     #[error(
-        "{0} is, or resolves to, a loopback, private or link-local address; allow its network in [connectors.outbound] allow_private_networks to use it"
+        "the host is, or resolves to, a loopback, private, link-local or reserved address; allow its network in [connectors.outbound] allow_private_networks to use it"
     )]
     Refused(String),
 }
@@ -98,24 +86,14 @@ pub fn check_shape(raw: &str) -> Result<Url, TargetError> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(TargetError::Scheme);
     }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(TargetError::Credentials);
-    }
-    if url.fragment().is_some() {
-        return Err(TargetError::Fragment);
-    }
+    // The one rule for credentials in URLs, shared with integration configs.
+    url_check::check(&url).map_err(|problem| match problem {
+        UrlProblem::Userinfo => TargetError::Credentials,
+        UrlProblem::Fragment => TargetError::Fragment,
+        UrlProblem::CredentialParameter(name) => TargetError::SecretParameter(name),
+    })?;
     if url.host().is_none() {
         return Err(TargetError::NoHost);
-    }
-    for (name, _) in url.query_pairs() {
-        let folded: String = name
-            .chars()
-            .filter(|c| !matches!(c, '_' | '-'))
-            .collect::<String>()
-            .to_ascii_lowercase();
-        if SECRET_PARAMS.contains(&folded.as_str()) {
-            return Err(TargetError::SecretParameter(name.into_owned()));
-        }
     }
     Ok(url)
 }
@@ -257,17 +235,55 @@ mod tests {
             ("https://example.com/#frag", TargetError::Fragment),
             (
                 "https://example.com/hook?access_token=x",
-                TargetError::SecretParameter("access_token".into()),
+                TargetError::SecretParameter(CredentialName::Named("access_token")),
             ),
             (
                 "https://example.com/hook?API-Key=x",
-                TargetError::SecretParameter("API-Key".into()),
+                TargetError::SecretParameter(CredentialName::Named("api_key")),
+            ),
+            (
+                "https://example.com/hook?private_token=x",
+                TargetError::SecretParameter(CredentialName::Named("private_token")),
+            ),
+            (
+                "https://example.com/hook?X-Amz-Signature=x",
+                TargetError::SecretParameter(CredentialName::Named("x-amz-signature")),
+            ),
+            (
+                "https://example.com/hook?refresh_token=x",
+                TargetError::SecretParameter(CredentialName::EndsWith("token")),
             ),
         ] {
             assert_eq!(check_shape(raw), Err(expected), "{raw}");
         }
         assert!(check_shape(&format!("https://e.com/{}", "a".repeat(MAX_URL_CHARS))).is_err());
         assert!(check_shape("https://example.com/hook?team=ops").is_ok());
+    }
+
+    #[tokio::test]
+    async fn refusals_never_repeat_the_url() {
+        let strict = Outbound::default();
+        for raw in [
+            "https://user:SECRETVALUE@example.com/",
+            "https://SECRETVALUE@example.com/",
+            "https://example.com/#frag-SECRETVALUE",
+            "https://example.com/?private_token=SECRETVALUE",
+            "https://example.com/?SECRETVALUE_token=x",
+            "http://127.0.0.1:9/SECRETVALUE",
+            "ftp://SECRETVALUE/x",
+        ] {
+            let err = check(&strict, raw).await.unwrap_err();
+            let text = err.to_string();
+            assert!(!text.contains("SECRETVALUE"), "{raw}: {text}");
+            assert!(!text.contains("example.com"), "{raw}: {text}");
+        }
+        // Host names and addresses are kept for logs, never shown.
+        for err in [
+            TargetError::Unresolvable("SECRETVALUE.example.com".into()),
+            TargetError::Refused("SECRETVALUE.example.com".into()),
+        ] {
+            assert!(!err.to_string().contains("SECRETVALUE"), "{err}");
+        }
     }
 
     #[tokio::test]
