@@ -42,6 +42,12 @@ impl Bao {
         serde_json::from_str(&text).unwrap_or(Value::Null)
     }
 
+    async fn role_id(&self, tenant: &str) -> String {
+        let path = format!("auth/approle/role/{tenant}/role-id");
+        let role = self.call(reqwest::Method::GET, &path, None).await;
+        role["data"]["role_id"].as_str().unwrap().to_owned()
+    }
+
     async fn read_as(&self, token: &str, path: &str) -> reqwest::StatusCode {
         self.http
             .get(format!("{}/v1/{path}", self.addr))
@@ -106,13 +112,7 @@ async fn each_tenant_reads_its_own_space_with_its_own_approle() {
             Some(json!({"token_policies": ["stella-tenant"], "token_ttl": "5m"})),
         )
         .await;
-        let role = bao
-            .call(
-                reqwest::Method::GET,
-                &format!("auth/approle/role/{tenant}/role-id"),
-                None,
-            )
-            .await;
+        let role_id = bao.role_id(tenant).await;
         let secret_id = bao
             .call(
                 post.clone(),
@@ -137,7 +137,7 @@ async fn each_tenant_reads_its_own_space_with_its_own_approle() {
             TenantSecretsSettings {
                 vault_auth: Some(VaultAuth::Approle {
                     mount: "approle".into(),
-                    role_id: role["data"]["role_id"].as_str().unwrap().to_owned(),
+                    role_id,
                     secret_id: r(&format!("authref://file/operator/{tenant}-secret-id")),
                 }),
                 ..Default::default()
@@ -205,20 +205,14 @@ async fn each_tenant_reads_its_own_space_with_its_own_approle() {
         let bao = &bao;
         let secrets = secrets.path().to_owned();
         async move {
-            let role = bao
-                .call(
-                    reqwest::Method::GET,
-                    &format!("auth/approle/role/{tenant}/role-id"),
-                    None,
-                )
-                .await;
+            let role_id = bao.role_id(tenant).await;
             let secret_id =
                 std::fs::read_to_string(secrets.join(format!("operator/{tenant}-secret-id")))
                     .unwrap();
             let answer: Value = bao
                 .http
                 .post(format!("{}/v1/auth/approle/login", bao.addr))
-                .json(&json!({"role_id": role["data"]["role_id"], "secret_id": secret_id}))
+                .json(&json!({"role_id": role_id, "secret_id": secret_id}))
                 .send()
                 .await
                 .unwrap()
@@ -251,12 +245,7 @@ async fn each_tenant_reads_its_own_space_with_its_own_approle() {
         TenantSecretsSettings {
             vault_auth: Some(VaultAuth::Approle {
                 mount: "approle".into(),
-                role_id: bao
-                    .call(reqwest::Method::GET, "auth/approle/role/acme/role-id", None)
-                    .await["data"]["role_id"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned(),
+                role_id: bao.role_id("acme").await,
                 secret_id: r("authref://file/operator/acme-secret-id"),
             }),
             ..Default::default()

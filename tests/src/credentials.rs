@@ -126,9 +126,8 @@ fn openbao() -> Option<Bao> {
 }
 
 impl Bao {
-    async fn put(&self, path: &str, data: Value, custom_metadata: Option<Value>) {
-        let http = reqwest::Client::new();
-        let status = http
+    async fn put(&self, path: &str, data: Value) {
+        let status = reqwest::Client::new()
             .post(format!("{}/v1/secret/data/{path}", self.addr))
             .header("X-Vault-Token", &self.token)
             .json(&json!({"data": data}))
@@ -137,17 +136,6 @@ impl Bao {
             .unwrap()
             .status();
         assert!(status.is_success(), "writing {path}: {status}");
-        if let Some(custom) = custom_metadata {
-            let status = http
-                .post(format!("{}/v1/secret/metadata/{path}", self.addr))
-                .header("X-Vault-Token", &self.token)
-                .json(&json!({"custom_metadata": custom}))
-                .send()
-                .await
-                .unwrap()
-                .status();
-            assert!(status.is_success(), "metadata of {path}: {status}");
-        }
     }
 }
 
@@ -220,6 +208,36 @@ fn foreign_references(vault: bool) -> Vec<&'static str> {
     refs
 }
 
+/// What every test starts from: the real OpenBao (when asked for and present) holding A's
+/// secret, the secret files, and the attacker's receiver.
+struct Scene {
+    bao: Option<Bao>,
+    secrets: tempfile::TempDir,
+    receiver: Receiver,
+}
+
+impl Scene {
+    async fn new(vault: bool) -> Self {
+        daemon::install_crypto_provider();
+        let bao = if vault { openbao() } else { None };
+        let secrets = tempfile::tempdir().unwrap();
+        secret_files(secrets.path());
+        if let Some(bao) = &bao {
+            let secret = json!({"token": A_VAULT_SECRET});
+            bao.put("tenants/tenant-a/gitlab", secret).await;
+        }
+        Self {
+            bao,
+            secrets,
+            receiver: Receiver::start().await,
+        }
+    }
+
+    fn configure(&self, config: &mut Config) {
+        configure(config, self.secrets.path(), self.bao.as_ref());
+    }
+}
+
 async fn wait_until(what: &str, mut check: impl AsyncFnMut() -> bool) {
     for _ in 0..100 {
         if check().await {
@@ -234,22 +252,9 @@ async fn wait_until(what: &str, mut check: impl AsyncFnMut() -> bool) {
 
 #[tokio::test]
 async fn another_tenants_or_the_daemons_secrets_are_refused_on_every_write() {
-    daemon::install_crypto_provider();
-    let bao = openbao();
-    let secrets = tempfile::tempdir().unwrap();
-    secret_files(secrets.path());
-    if let Some(bao) = &bao {
-        bao.put(
-            "tenants/tenant-a/gitlab",
-            json!({"token": A_VAULT_SECRET}),
-            None,
-        )
-        .await;
-    }
-    let receiver = Receiver::start().await;
-    let dir = secrets.path().to_owned();
-    let bao_ref = bao.as_ref();
-    let ctx = TestContext::start_with(|c| configure(c, &dir, bao_ref)).await;
+    let scene = Scene::new(true).await;
+    let (bao, receiver) = (&scene.bao, &scene.receiver);
+    let ctx = TestContext::start_with(|c| scene.configure(c)).await;
     let target = json!({"baseUrl": receiver.url()});
 
     // B's own integration, to update and to hang webhooks on.
@@ -363,12 +368,9 @@ async fn another_tenants_or_the_daemons_secrets_are_refused_on_every_write() {
 
 #[tokio::test]
 async fn a_link_out_of_the_tenants_folder_and_a_bound_secret_send_nothing() {
-    daemon::install_crypto_provider();
-    let secrets = tempfile::tempdir().unwrap();
-    secret_files(secrets.path());
-    let receiver = Receiver::start().await;
-    let dir = secrets.path().to_owned();
-    let ctx = TestContext::start_with(|c| configure(c, &dir, None)).await;
+    let scene = Scene::new(false).await;
+    let receiver = &scene.receiver;
+    let ctx = TestContext::start_with(|c| scene.configure(c)).await;
     let target = json!({"baseUrl": receiver.url()});
 
     // The link is in B's folder, so it is accepted, but it leads to A's file.
@@ -458,22 +460,9 @@ async fn a_link_out_of_the_tenants_folder_and_a_bound_secret_send_nothing() {
 /// with the reason, and never resolves them.
 #[tokio::test]
 async fn rows_from_before_the_upgrade_keep_their_data_and_send_nothing() {
-    daemon::install_crypto_provider();
-    let bao = openbao();
-    let secrets = tempfile::tempdir().unwrap();
-    secret_files(secrets.path());
-    if let Some(bao) = &bao {
-        bao.put(
-            "tenants/tenant-a/gitlab",
-            json!({"token": A_VAULT_SECRET}),
-            None,
-        )
-        .await;
-    }
-    let receiver = Receiver::start().await;
-    let dir = secrets.path().to_owned();
-    let bao_ref = bao.as_ref();
-    let mut first = TestContext::start_with(|c| configure(c, &dir, bao_ref)).await;
+    let scene = Scene::new(true).await;
+    let (bao, receiver) = (&scene.bao, &scene.receiver);
+    let mut first = TestContext::start_with(|c| scene.configure(c)).await;
     let target = json!({"baseUrl": receiver.url()});
     let foreign = foreign_references(bao.is_some());
     let mut ids = Vec::new();
@@ -558,7 +547,7 @@ async fn rows_from_before_the_upgrade_keep_their_data_and_send_nothing() {
             config.database.max_connections = 4;
             config.auth.api_keys = crate::context::standard_keys();
             config.auth.rate_limit.per_second = 0;
-            configure(&mut config, &dir, bao_ref);
+            scene.configure(&mut config);
             config
         },
         dir_guard.expect("the first daemon's folder"),

@@ -26,7 +26,7 @@ const SECRET_URLS: [&str; 7] = [
 /// A public address literal, so that checking a subscription's target needs no DNS.
 const PUBLIC_TARGET: &str = "https://93.184.215.14/hook";
 
-const SECRET_REF: &str = "authref://vault/secret/hooks#signing";
+const SECRET_REF: &str = "authref://vault/secret/tenants/tenant-a/hooks#signing";
 
 /// An answer with its body as the exact text sent.
 struct Raw {

@@ -164,13 +164,7 @@ impl IntegrationsApi {
         let new = NewIntegration {
             name: validate::name(&body.name)?,
             config: validate::config(&state, &body.provider_type, body.config).await?,
-            auth_ref_uri: validate::auth_ref(
-                &state,
-                &principal.tenant,
-                "authRefUri",
-                body.auth_ref_uri,
-            )?
-            .map(|r| r.to_string()),
+            auth_ref_uri: validate::auth_ref_uri(&state, &principal.tenant, body.auth_ref_uri)?,
             provider_type: body.provider_type,
         };
         if verify.0 == Some(true) {
@@ -227,13 +221,7 @@ impl IntegrationsApi {
         let changes = IntegrationChanges {
             name: validate::name(&body.name)?,
             config: validate::config(&state, &current.provider_type, body.config).await?,
-            auth_ref_uri: validate::auth_ref(
-                &state,
-                &principal.tenant,
-                "authRefUri",
-                body.auth_ref_uri,
-            )?
-            .map(|r| r.to_string()),
+            auth_ref_uri: validate::auth_ref_uri(&state, &principal.tenant, body.auth_ref_uri)?,
             expected_version,
         };
         if verify.0 == Some(true) {

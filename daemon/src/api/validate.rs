@@ -36,6 +36,15 @@ pub fn name(name: &str) -> Result<String, ApiError> {
     Ok(trimmed.to_owned())
 }
 
+/// An integration's `authRefUri`, checked as [`auth_ref`] does, in its stored form.
+pub fn auth_ref_uri(
+    state: &AppState,
+    tenant: &actors::TenantId,
+    uri: Option<String>,
+) -> Result<Option<String>, ApiError> {
+    Ok(auth_ref(state, tenant, "authRefUri", uri)?.map(|r| r.to_string()))
+}
+
 /// Parses the AuthRef in `field` and checks that it lies in `tenant`'s secret namespace: a
 /// reference a tenant could not resolve is refused when it is written, not only when it is
 /// used. Neither message repeats the reference.
