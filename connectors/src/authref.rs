@@ -66,7 +66,8 @@ pub enum AuthRefError {
     BadKey,
 }
 
-fn is_safe(segment: &str) -> bool {
+/// A path segment (or `#key`) an AuthRef may hold: `[A-Za-z0-9._-]`, not empty, `.` or `..`.
+pub(crate) fn is_safe(segment: &str) -> bool {
     !segment.is_empty()
         && segment != "."
         && segment != ".."

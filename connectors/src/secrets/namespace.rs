@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::authref::{AuthRef, Backend};
+use crate::authref::{AuthRef, Backend, is_safe as is_safe_segment};
 use crate::settings::{SecretsSettings, TenantSecretsSettings, VaultAuth};
 
 /// The placeholder of the tenant id in folder templates.
@@ -160,15 +160,6 @@ impl Folder {
 enum Reach {
     Tenant(String),
     Everyone,
-}
-
-fn is_safe_segment(segment: &str) -> bool {
-    !segment.is_empty()
-        && segment != "."
-        && segment != ".."
-        && segment
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// `segments` starts with `prefix` and names something below it.
