@@ -13,9 +13,11 @@
 //!   live hub SSE streams read; the outbox itself is in [`store`].
 //! - [`registry`]: the plugin-registry actor: built-in connectors and discovered external
 //!   plugins in one shared registry.
+//! - [`backoff`]: the retry delays of monitors, the NATS relay and webhook deliveries.
 //! - [`db`]: connecting (pool settings per backend) and migrating.
 //! - [`error`]: [`CatalogError`], in domain terms; the daemon maps it to HTTP in one place.
 
+pub mod backoff;
 pub mod catalog;
 pub mod db;
 pub mod error;

@@ -47,7 +47,7 @@ use tokio::task::JoinHandle;
 
 use super::StoredEvent;
 use super::metrics;
-use crate::health::backoff::{Backoff, InvalidBackoff};
+use crate::backoff::{Backoff, InvalidBackoff};
 use crate::store::health::SystemStore;
 
 /// The relay's row in `event_cursors`.

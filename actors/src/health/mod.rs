@@ -11,7 +11,6 @@
 //! - [`writer`]: the batching result writer; [`metrics`]: OpenTelemetry instruments.
 //! - [`settings`]: the `[health]` configuration.
 
-pub mod backoff;
 pub mod engine;
 pub mod metrics;
 pub mod monitor;

@@ -19,11 +19,11 @@ use tokio::time::Instant;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::backoff::spread;
 use super::engine::EngineContext;
 use super::metrics;
 use super::policy::{Status, Tracker, Verdict};
 use super::writer::WriteOp;
+use crate::backoff::spread;
 use crate::events::alerts::{CredentialNotice, Transition};
 use crate::store::health::CheckRow;
 

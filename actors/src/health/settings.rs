@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::backoff::{Backoff, InvalidBackoff};
 use super::policy::Thresholds;
+use crate::backoff::{Backoff, InvalidBackoff};
 
 /// How integrations are checked. Every field has a default; see `examples/config.toml`.
 #[derive(Debug, Clone, Deserialize)]

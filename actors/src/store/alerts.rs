@@ -17,8 +17,7 @@ use sea_orm::{
     ActiveModelTrait,
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode, Statement,
-    TransactionOptions, TransactionTrait,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -604,23 +603,7 @@ const INSERT_CHUNK: usize = 1000;
 
 impl WebhookStore {
     async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
-        let backend = self.db.get_database_backend();
-        let options = TransactionOptions {
-            isolation_level: None,
-            access_mode: None,
-            sqlite_transaction_mode: (backend == DatabaseBackend::Sqlite)
-                .then_some(SqliteTransactionMode::Immediate),
-        };
-        let txn = self.db.begin_with_options(options).await?;
-        if backend == DatabaseBackend::Postgres {
-            txn.execute_raw(Statement::from_sql_and_values(
-                DatabaseBackend::Postgres,
-                "SELECT set_config($1, 'on', true)",
-                [migration::rls::ALL_TENANTS_SETTING.into()],
-            ))
-            .await?;
-        }
-        Ok(txn)
+        super::begin_all_tenants(&self.db, true).await
     }
 
     /// Reads up to `limit` events after `consumer`'s cursor and queues one delivery per
@@ -783,16 +766,7 @@ impl WebhookStore {
 
     /// A read-only transaction (no write lock on SQLite).
     async fn begin_read(&self) -> Result<DatabaseTransaction, DbErr> {
-        let txn = self.db.begin().await?;
-        if self.db.get_database_backend() == DatabaseBackend::Postgres {
-            txn.execute_raw(Statement::from_sql_and_values(
-                DatabaseBackend::Postgres,
-                "SELECT set_config($1, 'on', true)",
-                [migration::rls::ALL_TENANTS_SETTING.into()],
-            ))
-            .await?;
-        }
-        Ok(txn)
+        super::begin_all_tenants(&self.db, false).await
     }
 
     /// Records a batch of attempts in one transaction: one UPDATE per status code for the

@@ -8,7 +8,6 @@ use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection,
     DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
-    TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -206,16 +205,7 @@ async fn update_statuses(txn: &DatabaseTransaction, latest: &[&StatusRow]) -> Re
 
 impl SystemStore {
     pub(crate) async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
-        let txn = self.db.begin().await?;
-        if self.db.get_database_backend() == DatabaseBackend::Postgres {
-            txn.execute_raw(Statement::from_sql_and_values(
-                DatabaseBackend::Postgres,
-                "SELECT set_config($1, 'on', true)",
-                [migration::rls::ALL_TENANTS_SETTING.into()],
-            ))
-            .await?;
-        }
-        Ok(txn)
+        super::begin_all_tenants(&self.db, false).await
     }
 
     /// A page of live integrations of every tenant, by id.

@@ -58,6 +58,36 @@ impl<T, C> Page<T, C> {
     }
 }
 
+/// Opens a transaction that sees every tenant's rows: on PostgreSQL it turns the row-level
+/// security bypass on for this transaction only (`SET LOCAL` semantics). For the daemon's own
+/// duties (the health writer, relays, housekeeping), never for a request. `write` takes
+/// SQLite's write lock up front, so that two writers wait instead of failing on upgrade.
+///
+/// # Errors
+/// [`DbErr`].
+pub(crate) async fn begin_all_tenants(
+    db: &DatabaseConnection,
+    write: bool,
+) -> Result<DatabaseTransaction, DbErr> {
+    let backend = db.get_database_backend();
+    let options = TransactionOptions {
+        isolation_level: None,
+        access_mode: None,
+        sqlite_transaction_mode: (write && backend == DatabaseBackend::Sqlite)
+            .then_some(SqliteTransactionMode::Immediate),
+    };
+    let txn = db.begin_with_options(options).await?;
+    if backend == DatabaseBackend::Postgres {
+        txn.execute_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "SELECT set_config($1, 'on', true)",
+            [migration::rls::ALL_TENANTS_SETTING.into()],
+        ))
+        .await?;
+    }
+    Ok(txn)
+}
+
 /// The database, shared by every tenant.
 #[derive(Clone, Debug)]
 pub struct Store {

@@ -24,7 +24,6 @@
 //! - A consumer that is down costs one head per integration and at most
 //!   `per_subscription_concurrency` slots, so it cannot starve the other subscriptions.
 
-pub mod backoff;
 pub mod relay;
 pub mod signature;
 pub mod target;
@@ -41,8 +40,8 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use self::backoff::{FullJitter, InvalidBackoff};
 use super::hub::EventHub;
+use crate::backoff::{FullJitter, InvalidBackoff};
 use crate::store::Store;
 use crate::store::alerts::Subscription;
 
@@ -140,7 +139,8 @@ pub enum InvalidWebhookSettings {
     Zero,
     #[error("dead_letter_after_seconds must be positive")]
     ZeroDeadLetter,
-    #[error(transparent)]
+    /// The settings' names, since the shared message speaks of delays in general.
+    #[error("backoff_min_ms and backoff_max_ms: {0}")]
     Backoff(#[from] InvalidBackoff),
 }
 

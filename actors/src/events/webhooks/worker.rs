@@ -14,9 +14,9 @@ use tokio::sync::{Notify, watch};
 use tokio::task::{Id, JoinSet};
 use uuid::Uuid;
 
-use super::backoff::FullJitter;
 use super::target::{self, Answer, SendError};
 use super::{InvalidWebhookSettings, WebhookSettings, body_of};
+use crate::backoff::FullJitter;
 use crate::events::metrics;
 use crate::store::alerts::{Head, OutboxEvent, Outcome, WebhookStore};
 
