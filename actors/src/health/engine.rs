@@ -194,15 +194,8 @@ impl HealthEngine {
                 m.provider_type
             ))),
             Some(factory) => {
-                let spec = IntegrationSpec {
-                    id: m.id.to_string(),
-                    tenant: m.tenant_id.clone(),
-                    provider_type: m.provider_type.clone(),
-                    config: m.config_json.as_object().cloned().unwrap_or_default(),
-                    auth_ref: m.auth_ref_uri.as_deref().and_then(|u| u.parse().ok()),
-                };
                 factory
-                    .build(&spec, &self.inner.env)
+                    .build(&integration_spec(m), &self.inner.env)
                     .map_err(|e| Arc::from(e.to_string()))
             }
         };
