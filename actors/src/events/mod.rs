@@ -19,6 +19,7 @@ pub mod hub;
 pub mod maintenance;
 pub mod metrics;
 pub mod nats;
+pub mod sink;
 pub mod webhooks;
 
 #[cfg(test)]

@@ -47,6 +47,7 @@ use tokio::task::JoinHandle;
 
 use super::StoredEvent;
 use super::metrics;
+use super::sink::{self, OutboxSink, Progress};
 use crate::backoff::{Backoff, InvalidBackoff};
 use crate::store::health::SystemStore;
 
@@ -409,18 +410,31 @@ impl NatsRelay {
         config: RelayConfig,
         secrets: SecretResolver,
     ) -> Self {
+        tracing::info!(
+            message = "Relaying events to NATS JetStream.",
+            servers = %config.servers_for_log(),
+            stream = %config.stream,
+            subjects = %config.stream_subjects(),
+        );
         let (stop, stopped) = watch::channel(false);
+        let drive = sink::Drive {
+            latest: Some(latest),
+            poll: config.poll_interval,
+            backoff: config.backoff,
+            stop: stopped,
+        };
         let relay = Relay {
             store,
-            latest: Some(latest),
             config: Arc::new(config),
             secrets,
-            stopped,
+            js: None,
+            check_stream: false,
             cursor: None,
-            failures: 0,
         };
-        let task = tokio::spawn(relay.run());
-        Self { stop, task }
+        Self {
+            stop,
+            task: sink::spawn(relay, drive),
+        }
     }
 
     /// Stops the relay: an unfinished batch is abandoned (its events go out again on the next
@@ -431,116 +445,47 @@ impl NatsRelay {
     }
 }
 
+/// The NATS sink: publishes the outbox after its cursor to JetStream.
 struct Relay {
     store: SystemStore,
-    /// `None` once the hub is gone; the relay then only polls.
-    latest: Option<watch::Receiver<i64>>,
     config: Arc<RelayConfig>,
     secrets: SecretResolver,
-    stopped: watch::Receiver<bool>,
+    /// The connection, made at the first pass (and kept: the client reconnects by itself).
+    js: Option<jetstream::Context>,
+    /// Make sure of the stream before the next publish: after a failure the server may have
+    /// lost it (a restart without its store).
+    check_stream: bool,
     /// What the relay has published and recorded; read from the database at first use.
     cursor: Option<i64>,
-    /// Consecutive failed rounds, for the backoff.
-    failures: u32,
-}
-
-/// Runs `work` unless the relay is told to stop first; `None` means stop.
-async fn unless_stopped<T>(
-    stopped: &mut watch::Receiver<bool>,
-    work: impl Future<Output = T>,
-) -> Option<T> {
-    if *stopped.borrow() {
-        return None;
-    }
-    tokio::select! {
-        biased;
-        _ = stopped.wait_for(|s| *s) => None,
-        out = work => Some(out),
-    }
 }
 
 // === impl Relay ===
 
-impl Relay {
-    async fn run(mut self) {
-        tracing::info!(
-            message = "Relaying events to NATS JetStream.",
-            servers = %self.config.servers_for_log(),
-            stream = %self.config.stream,
-            subjects = %self.config.stream_subjects(),
-        );
-        let mut stopped = self.stopped.clone();
-        let Some(js) = self.connect_until_stopped().await else {
-            return;
-        };
-        loop {
-            let round = unless_stopped(&mut stopped, self.relay(&js)).await;
-            let error = match round {
-                None => return,
-                Some(Ok(())) => continue,
-                Some(Err(error)) => error,
-            };
-            self.failures = self.failures.saturating_add(1);
-            let delay = self.delay();
-            tracing::warn!(
-                message = "Publishing events to NATS failed; retrying.",
-                error = %error_chain(&error),
-                retry_in_ms = delay.as_millis() as u64,
-                failures = self.failures,
-            );
-            if unless_stopped(&mut stopped, tokio::time::sleep(delay))
-                .await
-                .is_none()
-            {
-                return;
-            }
-        }
+#[async_trait::async_trait]
+impl OutboxSink for Relay {
+    type Error = RelayError;
+
+    fn name(&self) -> &'static str {
+        CHANNEL
     }
 
-    fn delay(&self) -> Duration {
-        self.config
-            .backoff
-            .delay(self.failures.saturating_sub(1), rand::random::<f64>())
-    }
-
-    /// Connects (and ensures the stream), retrying with backoff; `None` when told to stop.
-    async fn connect_until_stopped(&mut self) -> Option<jetstream::Context> {
-        let mut stopped = self.stopped.clone();
-        loop {
-            let attempt = async {
+    async fn pass(&mut self) -> Result<Progress, RelayError> {
+        let js = match &self.js {
+            Some(js) => js.clone(),
+            None => {
                 let js = connect(&self.config, &self.secrets).await?;
                 ensure_stream(&js, &self.config).await?;
-                Ok::<_, RelayError>(js)
-            };
-            match unless_stopped(&mut stopped, attempt).await? {
-                Ok(js) => {
-                    self.failures = 0;
-                    return Some(js);
-                }
-                Err(error) => {
-                    self.failures = self.failures.saturating_add(1);
-                    let delay = self.delay();
-                    tracing::warn!(
-                        message = "Cannot reach NATS; retrying.",
-                        error = %error_chain(&error),
-                        retry_in_ms = delay.as_millis() as u64,
-                        failures = self.failures,
-                    );
-                    unless_stopped(&mut stopped, tokio::time::sleep(delay)).await?;
-                }
+                self.check_stream = false;
+                self.js.insert(js).clone()
             }
-        }
-    }
-
-    /// One round: after a failure, makes sure of the connection and the stream; then publishes
-    /// whatever the outbox holds after the cursor, or waits for more.
-    async fn relay(&mut self, js: &jetstream::Context) -> Result<(), RelayError> {
+        };
         if js.client().connection_state() != State::Connected {
+            self.check_stream = true;
             return Err(RelayError::Disconnected);
         }
-        if self.failures > 0 {
-            // The server may have lost the stream (a restart without its store).
-            ensure_stream(js, &self.config).await?;
+        if self.check_stream {
+            ensure_stream(&js, &self.config).await?;
+            self.check_stream = false;
         }
         let cursor = match self.cursor {
             Some(cursor) => cursor,
@@ -548,11 +493,9 @@ impl Relay {
         };
         let events = self.store.events_after(cursor, self.config.batch).await?;
         if events.is_empty() {
-            self.failures = 0;
-            self.wait().await;
-            return Ok(());
+            return Ok(Progress::Idle);
         }
-        let result = publish(js, &self.config, &events).await;
+        let result = publish(&js, &self.config, &events).await;
         let (acked, fresh) = match &result {
             Ok(done) | Err((done, _)) => *done,
         };
@@ -561,27 +504,15 @@ impl Relay {
             self.cursor = Some(seq);
             metrics::published(CHANNEL, fresh);
         }
-        result.map_err(|(_, error)| error)?;
-        self.failures = 0;
-        Ok(())
-    }
-
-    /// Until a commit is announced or the poll interval passes.
-    async fn wait(&mut self) {
-        let poll = tokio::time::sleep(self.config.poll_interval);
-        match &mut self.latest {
-            Some(latest) => {
-                tokio::select! {
-                    changed = latest.changed() => {
-                        if changed.is_err() {
-                            self.latest = None;
-                        }
-                    }
-                    _ = poll => {}
-                }
-            }
-            None => poll.await,
+        if let Err((_, error)) = result {
+            self.check_stream = true;
+            return Err(error);
         }
+        Ok(if events.len() as u64 >= self.config.batch {
+            Progress::More
+        } else {
+            Progress::Idle
+        })
     }
 }
 
@@ -735,17 +666,6 @@ async fn ensure_stream(js: &jetstream::Context, config: &RelayConfig) -> Result<
         );
     }
     Ok(())
-}
-
-/// The error and its sources, `: `-separated, for one log field.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let _ = write!(out, ": {cause}");
-        source = cause.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -193,11 +193,9 @@ impl HealthEngine {
                 "no connector is registered for type {}",
                 m.provider_type
             ))),
-            Some(factory) => {
-                factory
-                    .build(&integration_spec(m), &self.inner.env)
-                    .map_err(|e| Arc::from(e.to_string()))
-            }
+            Some(factory) => factory
+                .build(&integration_spec(m), &self.inner.env)
+                .map_err(|e| Arc::from(e.to_string())),
         };
         let interval = m
             .check_interval_seconds

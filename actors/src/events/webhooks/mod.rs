@@ -41,7 +41,8 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::hub::EventHub;
-use crate::backoff::{FullJitter, InvalidBackoff};
+use crate::backoff::{Backoff, FullJitter, InvalidBackoff};
+use crate::events::sink;
 use crate::store::Store;
 use crate::store::alerts::Subscription;
 
@@ -187,6 +188,16 @@ impl WebhookSettings {
     }
 }
 
+/// The relay's delays after database failures: from the poll interval, doubling, up to a
+/// minute (the database is shared; hammering it helps nobody).
+fn relay_backoff(poll: Duration) -> Backoff {
+    let min = poll.max(Duration::from_millis(1));
+    Backoff::try_new(min, min.max(RELAY_BACKOFF_MAX), 0.1).expect("a positive minimum")
+}
+
+/// Longest wait of the relay after repeated database failures.
+const RELAY_BACKOFF_MAX: Duration = Duration::from_secs(60);
+
 // === impl Webhooks ===
 
 /// The running relay and delivery worker.
@@ -215,16 +226,18 @@ impl Webhooks {
         }
         let (stop, stopped) = watch::channel(false);
         let wake = Arc::new(Notify::new());
-        let relay = tokio::spawn(
+        let relay = sink::spawn(
             relay::Relay {
                 store: store.webhooks(),
-                latest: hub.latest(),
                 wake: wake.clone(),
                 batch: settings.relay_batch,
+            },
+            sink::Drive {
+                latest: Some(hub.latest()),
                 poll: settings.poll_interval(),
+                backoff: relay_backoff(settings.poll_interval()),
                 stop: stopped.clone(),
-            }
-            .run(),
+            },
         );
         let worker = tokio::spawn(
             worker::Worker::new(store.webhooks(), env.clone(), settings, wake, stopped)?.run(),

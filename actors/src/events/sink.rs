@@ -1,0 +1,251 @@
+//! The outbox-sink contract: what every channel that carries events out of the outbox shares.
+//!
+//! A sink knows how to move one batch of the outbox past its own cursor ([`OutboxSink::pass`]):
+//! the webhook relay fans events out into deliveries, the NATS relay publishes them. The
+//! [`drive`] loop around it is written once: run passes back to back while there is more,
+//! otherwise wait until the hub announces a commit or the poll interval passes (a missed
+//! wake-up costs at most one interval), back off after a failure, and stop promptly when told
+//! to (an unfinished pass is abandoned; a sink's cursor moves only with what it finished, so
+//! the next start repeats at most that pass).
+//!
+//! Adding a channel (Kafka, Slack) is a type implementing [`OutboxSink`] plus one line that
+//! drives it.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::backoff::Backoff;
+
+/// What a pass achieved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// A full batch went: more may be waiting, so the next pass runs at once.
+    More,
+    /// The outbox is drained up to the last commit: wait for the next.
+    Idle,
+}
+
+/// One channel out of the outbox.
+#[async_trait::async_trait]
+pub trait OutboxSink: Send + 'static {
+    /// Why a pass failed; logged with its sources, then the pass is retried after a backoff.
+    type Error: std::error::Error + Send;
+
+    /// The channel's name, for logs (`webhooks`, `nats`).
+    fn name(&self) -> &'static str;
+
+    /// Moves the next batch of the outbox after the sink's cursor, and the cursor with it.
+    ///
+    /// # Errors
+    /// Whatever stopped the pass; the events it did not finish go out on a later pass.
+    async fn pass(&mut self) -> Result<Progress, Self::Error>;
+}
+
+/// How a sink is driven.
+#[derive(Clone, Debug)]
+pub struct Drive {
+    /// The highest committed outbox `seq`, announced by the result writer; `None` to poll only.
+    pub latest: Option<watch::Receiver<i64>>,
+    /// Longest wait between passes when no commit is announced.
+    pub poll: Duration,
+    /// Delays after consecutive failed passes.
+    pub backoff: Backoff,
+    /// `true` once the sink must stop.
+    pub stop: watch::Receiver<bool>,
+}
+
+/// Runs `work` unless told to stop first; `None` means stop.
+pub async fn unless_stopped<T>(
+    stopped: &mut watch::Receiver<bool>,
+    work: impl Future<Output = T>,
+) -> Option<T> {
+    if *stopped.borrow() {
+        return None;
+    }
+    tokio::select! {
+        biased;
+        _ = stopped.wait_for(|s| *s) => None,
+        out = work => Some(out),
+    }
+}
+
+/// Spawns the loop that drives `sink` until [`Drive::stop`] turns `true`.
+pub fn spawn<S: OutboxSink>(sink: S, drive: Drive) -> JoinHandle<()> {
+    tokio::spawn(run(sink, drive))
+}
+
+async fn run<S: OutboxSink>(mut sink: S, mut drive: Drive) {
+    let mut failures: u32 = 0;
+    let mut stopped = drive.stop.clone();
+    loop {
+        let pass = unless_stopped(&mut stopped, sink.pass()).await;
+        let wait = match pass {
+            None => return,
+            Some(Ok(Progress::More)) => {
+                failures = 0;
+                continue;
+            }
+            Some(Ok(Progress::Idle)) => {
+                failures = 0;
+                None
+            }
+            Some(Err(error)) => {
+                let delay = drive.backoff.delay(failures, rand::random::<f64>());
+                failures = failures.saturating_add(1);
+                tracing::warn!(
+                    message = "An event channel failed; retrying.",
+                    channel = sink.name(),
+                    error = %error_chain(&error),
+                    retry_in_ms = delay.as_millis() as u64,
+                    failures,
+                );
+                Some(delay)
+            }
+        };
+        let waited = match wait {
+            Some(delay) => unless_stopped(&mut stopped, tokio::time::sleep(delay)).await,
+            None => unless_stopped(&mut stopped, next_commit(&mut drive)).await,
+        };
+        if waited.is_none() {
+            return;
+        }
+    }
+}
+
+/// The error and its sources, `: `-separated, for one log field.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
+/// Until a commit is announced or the poll interval passes.
+async fn next_commit(drive: &mut Drive) {
+    let poll = tokio::time::sleep(drive.poll);
+    match &mut drive.latest {
+        Some(latest) => {
+            tokio::select! {
+                changed = latest.changed() => {
+                    if changed.is_err() {
+                        // The hub is gone: poll from now on.
+                        drive.latest = None;
+                    }
+                }
+                _ = poll => {}
+            }
+        }
+        None => poll.await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("down")]
+    struct Down;
+
+    /// A sink that plays a script of pass results and records when each pass ran.
+    struct Scripted {
+        script: VecDeque<Result<Progress, Down>>,
+        ran: Arc<Mutex<Vec<tokio::time::Instant>>>,
+    }
+
+    #[async_trait::async_trait]
+    impl OutboxSink for Scripted {
+        type Error = Down;
+
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
+
+        async fn pass(&mut self) -> Result<Progress, Self::Error> {
+            self.ran.lock().unwrap().push(tokio::time::Instant::now());
+            self.script.pop_front().unwrap_or(Ok(Progress::Idle))
+        }
+    }
+
+    fn drive(latest: Option<watch::Receiver<i64>>) -> (Drive, watch::Sender<bool>) {
+        let (stop, stopped) = watch::channel(false);
+        let backoff =
+            Backoff::try_new(Duration::from_secs(1), Duration::from_secs(8), 0.0).unwrap();
+        (
+            Drive {
+                latest,
+                poll: Duration::from_secs(10),
+                backoff,
+                stop: stopped,
+            },
+            stop,
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn more_runs_at_once_failures_back_off_idle_waits_for_a_commit_or_the_poll() {
+        let ran = Arc::new(Mutex::new(Vec::new()));
+        let (commits, latest) = watch::channel(0_i64);
+        let sink = Scripted {
+            script: VecDeque::from([
+                Ok(Progress::More),
+                Err(Down),
+                Err(Down),
+                Ok(Progress::Idle),
+                Ok(Progress::Idle),
+            ]),
+            ran: ran.clone(),
+        };
+        let (drive, stop) = drive(Some(latest));
+        let start = tokio::time::Instant::now();
+        let task = spawn(sink, drive);
+        // More → at once; two failures → 1 s then 2 s; then idle until a commit.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        commits.send(1).unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        // Idle again: the poll interval brings the next pass.
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        let at: Vec<u64> = ran
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|t| (*t - start).as_millis() as u64)
+            .collect();
+        assert_eq!(at, [0, 0, 1_000, 3_000, 5_000, 15_000]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_ends_a_pass_in_progress_and_a_wait() {
+        struct Hanging;
+        #[async_trait::async_trait]
+        impl OutboxSink for Hanging {
+            type Error = Down;
+            fn name(&self) -> &'static str {
+                "hanging"
+            }
+            async fn pass(&mut self) -> Result<Progress, Self::Error> {
+                std::future::pending().await
+            }
+        }
+        let (drive, stop) = drive(None);
+        let task = spawn(Hanging, drive);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(1), task)
+            .await
+            .expect("the driver stops")
+            .unwrap();
+    }
+}
