@@ -2,7 +2,7 @@
 //!
 //! A sink knows how to move one batch of the outbox past its own cursor ([`OutboxSink::pass`]):
 //! the webhook relay fans events out into deliveries, the NATS relay publishes them. The
-//! [`drive`] loop around it is written once: run passes back to back while there is more,
+//! [`spawn`]ed loop around it is written once: run passes back to back while there is more,
 //! otherwise wait until the hub announces a commit or the poll interval passes (a missed
 //! wake-up costs at most one interval), back off after a failure, and stop promptly when told
 //! to (an unfinished pass is abandoned; a sink's cursor moves only with what it finished, so

@@ -6,7 +6,7 @@
 //! - [`supervisor`]: shards of monitors, restarted under a restart-intensity limit.
 //! - [`monitor`]: [`monitor::IntegrationMonitor`], the per-integration actor: schedule with
 //!   jitter, timeout, thresholds, backoff, Retry-After pauses.
-//! - [`policy`]: the status state machine (pure); [`backoff`]: exponential backoff (pure).
+//! - [`policy`]: the status state machine (pure); [`crate::backoff`]: exponential backoff (pure).
 //! - [`timers`]: one timer wheel that sends every monitor its scheduled ticks.
 //! - [`writer`]: the batching result writer; [`metrics`]: OpenTelemetry instruments.
 //! - [`settings`]: the `[health]` configuration.

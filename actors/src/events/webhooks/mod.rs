@@ -10,7 +10,7 @@
 //!   different keys concurrently, and records results in batches.
 //! - [`target`]: which target URLs a subscription may have, and one signed POST.
 //! - [`signature`]: the HMAC-SHA256 signature and its headers.
-//! - [`backoff`]: exponential retry delays with full jitter.
+//! - retry delays: [`crate::backoff::FullJitter`], exponential with full jitter.
 //!
 //! # Why this shape
 //! - Fan-out and delivery are separate, each with its own durable state: the relay's cursor
