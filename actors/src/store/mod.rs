@@ -11,7 +11,6 @@
 //! actor. Maintenance windows and alert subscriptions are not catalog rows; their writes are
 //! public and, like the catalog's, carry their audit row in the same transaction.
 
-pub mod alerts;
 mod audit;
 mod bulk;
 pub mod events;
@@ -22,6 +21,7 @@ pub mod maintenance;
 pub mod plugins;
 mod read;
 pub mod references;
+pub mod webhooks;
 
 use sea_orm::{
     AccessMode, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,

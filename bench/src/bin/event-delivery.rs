@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use actors::events::hub::EventHub;
 use actors::events::webhooks::{WebhookSettings, Webhooks};
 use actors::events::{EventKind, NewEvent};
-use actors::store::alerts::SubscriptionFields;
+use actors::store::webhooks::SubscriptionFields;
 use actors::{Store, TenantId};
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};

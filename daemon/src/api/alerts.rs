@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use actors::events::TypeFilter;
 use actors::events::webhooks::{self, target};
-use actors::store::alerts::{DeliveryQuery, SubscriptionFields, SubscriptionQuery};
+use actors::store::webhooks::{DeliveryQuery, SubscriptionFields, SubscriptionQuery};
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
@@ -62,7 +62,7 @@ pub enum SubscriptionDeleted {
     NoContent,
 }
 
-fn ok(m: actors::store::alerts::Subscription) -> SubscriptionOk {
+fn ok(m: actors::store::webhooks::Subscription) -> SubscriptionOk {
     let etag = validate::etag(m.version);
     SubscriptionOk::Ok(Json(m.into()), etag)
 }

@@ -5,7 +5,7 @@
 //! - [`WebhookSettings`]: the `[events.webhooks]` section.
 //! - [`relay`]: reads the outbox after its cursor (`webhooks` in `event_cursors`) and queues one
 //!   `alert_deliveries` row per matching enabled subscription, moving the cursor in the same
-//!   transaction ([`crate::store::alerts::WebhookStore::fan_out`]).
+//!   transaction ([`crate::store::webhooks::WebhookStore::fan_out`]).
 //! - [`worker`]: attempts the oldest pending delivery of each (subscription, ordering key),
 //!   different keys concurrently, and records results in batches.
 //! - [`target`]: which target URLs a subscription may have, and one signed POST.
@@ -44,7 +44,7 @@ use super::hub::EventHub;
 use crate::backoff::{Backoff, FullJitter, InvalidBackoff};
 use crate::events::sink;
 use crate::store::Store;
-use crate::store::alerts::Subscription;
+use crate::store::webhooks::Subscription;
 
 /// The relay's name in `event_cursors`.
 pub const CURSOR: &str = "webhooks";

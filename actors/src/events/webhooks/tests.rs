@@ -13,7 +13,7 @@ use super::signature::{self, verify};
 use super::{WebhookSettings, Webhooks};
 use crate::events::hub::EventHub;
 use crate::events::{EventKind, NewEvent};
-use crate::store::alerts::{Delivery, DeliveryQuery, SubscriptionFields};
+use crate::store::webhooks::{Delivery, DeliveryQuery, SubscriptionFields};
 use crate::store::{Store, testing};
 use crate::tenant::TenantId;
 

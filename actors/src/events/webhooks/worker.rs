@@ -18,7 +18,7 @@ use super::target::{self, Answer, SendError};
 use super::{InvalidWebhookSettings, WebhookSettings, body_of};
 use crate::backoff::FullJitter;
 use crate::events::metrics;
-use crate::store::alerts::{Head, OutboxEvent, Outcome, WebhookStore};
+use crate::store::webhooks::{Head, OutboxEvent, Outcome, WebhookStore};
 
 /// Deliveries of one key go out one at a time, in queue order.
 type Key = (Uuid, Uuid);

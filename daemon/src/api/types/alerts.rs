@@ -1,6 +1,6 @@
 //! Bodies of `/api/v1/alert-subscriptions`: webhook subscriptions and their deliveries.
 
-use actors::store::alerts::{Delivery, DeliveryStatus, Subscription};
+use actors::store::webhooks::{Delivery, DeliveryStatus, Subscription};
 use chrono::{DateTime, Utc};
 use poem_openapi::{Enum, Object};
 use uuid::Uuid;

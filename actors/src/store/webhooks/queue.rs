@@ -1,0 +1,423 @@
+//! The delivery queue, across tenants: fan-out from the outbox, heads, recorded attempts.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use entity::{alert_delivery, alert_subscription, event};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
+};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::*;
+use crate::store::Store;
+use crate::store::events::{load_cursor, save_cursor};
+
+// === impl WebhookStore ===
+
+impl Store {
+    /// The webhook relay's and delivery worker's view: every tenant, for system tasks only
+    /// (never reached from a request).
+    pub fn webhooks(&self) -> WebhookStore {
+        WebhookStore {
+            db: self.db.clone(),
+        }
+    }
+}
+
+/// System-wide access for webhook delivery. On PostgreSQL its transactions set
+/// `stella.all_tenants`; on SQLite they take the write lock at once (`BEGIN IMMEDIATE`), so a
+/// relay that read the outbox is never refused its write by a newer snapshot.
+#[derive(Clone, Debug)]
+pub struct WebhookStore {
+    db: DatabaseConnection,
+}
+
+/// What one fan-out pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FanOut {
+    /// Events read from the outbox.
+    pub events: usize,
+    /// Deliveries queued for them.
+    pub deliveries: usize,
+    /// The relay's cursor after the pass.
+    pub cursor: i64,
+}
+
+/// The oldest pending delivery of one (subscription, ordering key), with what sending needs.
+#[derive(Clone, Debug)]
+pub struct Head {
+    pub id: i64,
+    pub tenant_id: String,
+    pub subscription_id: Uuid,
+    pub ordering_key: Uuid,
+    pub event_seq: i64,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub attempts: i32,
+    pub next_attempt_at: DateTime<Utc>,
+    /// Where the dead-letter clock starts: when the delivery was queued, or requeued by hand.
+    pub queued_at: DateTime<Utc>,
+    pub target_url: String,
+    pub secret_ref: String,
+}
+
+/// An event as sent: its time and its CloudEvent.
+#[derive(Clone, Debug)]
+pub struct OutboxEvent {
+    pub time: DateTime<Utc>,
+    pub payload: Value,
+}
+
+/// How one attempt ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// The target answered 2xx.
+    Delivered {
+        id: i64,
+        status_code: u16,
+        at: DateTime<Utc>,
+    },
+    /// Failed; try again at `next_attempt_at`.
+    Retry {
+        id: i64,
+        status_code: Option<u16>,
+        error: String,
+        at: DateTime<Utc>,
+        next_attempt_at: DateTime<Utc>,
+    },
+    /// Failed past the dead-letter time: given up.
+    Dead {
+        id: i64,
+        status_code: Option<u16>,
+        error: String,
+        at: DateTime<Utc>,
+    },
+}
+
+/// Longest `last_error` stored.
+const MAX_ERROR_CHARS: usize = 1000;
+
+fn clip(error: &str) -> String {
+    error.chars().take(MAX_ERROR_CHARS).collect()
+}
+
+/// SQL written with `?` placeholders, numbered `$1, $2, …` for PostgreSQL.
+fn statement(backend: DatabaseBackend, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
+    let sql = if backend == DatabaseBackend::Postgres {
+        let mut numbered = String::with_capacity(sql.len() + 8);
+        let mut n = 0;
+        for c in sql.chars() {
+            if c == '?' {
+                n += 1;
+                numbered.push_str(&format!("${n}"));
+            } else {
+                numbered.push(c);
+            }
+        }
+        numbered
+    } else {
+        sql.to_owned()
+    };
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// The oldest pending delivery of each (subscription, ordering key) whose subscription is
+/// live and enabled, at most `per_subscription` of each subscription (soonest due first), so
+/// one subscription with many stuck integrations cannot fill every slot. Portable SQL: a
+/// grouped `MIN(id)` over the queue index, and `ROW_NUMBER()` (SQLite 3.25+, PostgreSQL).
+const HEADS_SQL: &str = "\
+SELECT id, tenant_id, subscription_id, ordering_key, event_seq, event_id, event_type, attempts, \
+       next_attempt_at, created_at, requeued_at, target_url, secret_ref \
+FROM ( \
+    SELECT d.id, d.tenant_id, d.subscription_id, d.ordering_key, d.event_seq, d.event_id, \
+           d.event_type, d.attempts, d.next_attempt_at, d.created_at, d.requeued_at, \
+           s.target_url, s.secret_ref, \
+           ROW_NUMBER() OVER (PARTITION BY d.subscription_id \
+                              ORDER BY d.next_attempt_at, d.id) AS subscription_rank \
+    FROM ( \
+        SELECT MIN(id) AS head_id FROM alert_deliveries WHERE status = 'pending' \
+        GROUP BY subscription_id, ordering_key \
+    ) heads \
+    JOIN alert_deliveries d ON d.id = heads.head_id \
+    JOIN alert_subscriptions s ON s.id = d.subscription_id \
+    WHERE s.enabled AND s.deleted_at IS NULL \
+) ranked \
+WHERE subscription_rank <= ? \
+ORDER BY next_attempt_at, id \
+LIMIT ?";
+
+/// Rows per multi-row INSERT of deliveries (15 columns, well under SQLite's 32766 variables).
+const INSERT_CHUNK: usize = 1000;
+
+impl WebhookStore {
+    pub(super) async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
+        crate::store::begin_all_tenants(&self.db, true).await
+    }
+
+    /// Reads up to `limit` events after `consumer`'s cursor and queues one delivery per
+    /// matching enabled subscription of each event's tenant, moving the cursor past them in
+    /// the same transaction: a crash loses nothing and a pass never fans an event out twice
+    /// (the unique `(subscription_id, event_seq)` index guards against a second relay too).
+    ///
+    /// # Errors
+    /// [`DbErr`]; nothing is queued and the cursor does not move then.
+    pub async fn fan_out(&self, consumer: &str, limit: u64) -> Result<FanOut, DbErr> {
+        let txn = self.begin().await?;
+        let cursor = load_cursor(&txn, consumer).await?;
+        let events = event::Entity::find()
+            .filter(event::Column::Seq.gt(cursor))
+            .order_by_asc(event::Column::Seq)
+            .limit(limit.max(1))
+            .all(&txn)
+            .await?;
+        let Some(last) = events.last().map(|e| e.seq) else {
+            txn.commit().await?;
+            return Ok(FanOut {
+                cursor,
+                ..FanOut::default()
+            });
+        };
+        let tenants: HashSet<&str> = events.iter().map(|e| e.tenant_id.as_str()).collect();
+        let subscriptions = alert_subscription::Entity::find()
+            .filter(alert_subscription::Column::TenantId.is_in(tenants.iter().copied()))
+            .filter(alert_subscription::Column::DeletedAt.is_null())
+            .filter(alert_subscription::Column::Enabled.eq(true))
+            .order_by_asc(alert_subscription::Column::Id)
+            .all(&txn)
+            .await?;
+        let mut by_tenant: HashMap<&str, Vec<(Uuid, SubscriptionFilter)>> = HashMap::new();
+        for s in &subscriptions {
+            by_tenant
+                .entry(s.tenant_id.as_str())
+                .or_default()
+                .push((s.id, SubscriptionFilter::of(s)));
+        }
+        let now = Utc::now();
+        let mut rows = Vec::new();
+        for e in &events {
+            let Some(subs) = by_tenant.get(e.tenant_id.as_str()) else {
+                continue;
+            };
+            for (subscription_id, filter) in subs {
+                if filter.matches(&e.event_type, e.integration_id) {
+                    rows.push(alert_delivery::ActiveModel {
+                        id: NotSet,
+                        tenant_id: Set(e.tenant_id.clone()),
+                        subscription_id: Set(*subscription_id),
+                        event_seq: Set(e.seq),
+                        event_id: Set(e.id),
+                        event_type: Set(e.event_type.clone()),
+                        ordering_key: Set(e.integration_id.unwrap_or(Uuid::nil())),
+                        status: Set(DeliveryStatus::Pending.as_str().to_owned()),
+                        attempts: Set(0),
+                        next_attempt_at: Set(now),
+                        last_attempt_at: Set(None),
+                        last_status_code: Set(None),
+                        last_error: Set(None),
+                        created_at: Set(now),
+                        requeued_at: Set(None),
+                        delivered_at: Set(None),
+                    });
+                }
+            }
+        }
+        let deliveries = rows.len();
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let chunk: Vec<_> = rows.by_ref().take(INSERT_CHUNK).collect();
+            alert_delivery::Entity::insert_many(chunk)
+                .on_conflict_do_nothing_on([
+                    alert_delivery::Column::SubscriptionId,
+                    alert_delivery::Column::EventSeq,
+                ])
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        save_cursor(&txn, consumer, last).await?;
+        txn.commit().await?;
+        Ok(FanOut {
+            events: events.len(),
+            deliveries,
+            cursor: last,
+        })
+    }
+
+    /// Up to `limit` heads of the queue (see [`HEADS_SQL`]), soonest due first, at most
+    /// `per_subscription` of each subscription. Heads not yet due are included, so the
+    /// caller knows when to look again.
+    ///
+    /// # Errors
+    /// [`DbErr`].
+    pub async fn heads(&self, per_subscription: u64, limit: u64) -> Result<Vec<Head>, DbErr> {
+        let backend = self.db.get_database_backend();
+        let txn = self.begin_read().await?;
+        let rows = txn
+            .query_all_raw(statement(
+                backend,
+                HEADS_SQL,
+                vec![
+                    (per_subscription.max(1) as i64).into(),
+                    (limit.max(1) as i64).into(),
+                ],
+            ))
+            .await?;
+        txn.commit().await?;
+        rows.iter()
+            .map(|r| {
+                let created_at: DateTime<Utc> = r.try_get("", "created_at")?;
+                let requeued_at: Option<DateTime<Utc>> = r.try_get("", "requeued_at")?;
+                Ok(Head {
+                    id: r.try_get("", "id")?,
+                    tenant_id: r.try_get("", "tenant_id")?,
+                    subscription_id: r.try_get("", "subscription_id")?,
+                    ordering_key: r.try_get("", "ordering_key")?,
+                    event_seq: r.try_get("", "event_seq")?,
+                    event_id: r.try_get("", "event_id")?,
+                    event_type: r.try_get("", "event_type")?,
+                    attempts: r.try_get("", "attempts")?,
+                    next_attempt_at: r.try_get("", "next_attempt_at")?,
+                    queued_at: requeued_at.unwrap_or(created_at),
+                    target_url: r.try_get("", "target_url")?,
+                    secret_ref: r.try_get("", "secret_ref")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The outbox events with these sequence numbers (a pruned one is absent).
+    ///
+    /// # Errors
+    /// [`DbErr`].
+    pub async fn outbox_events(&self, seqs: &[i64]) -> Result<HashMap<i64, OutboxEvent>, DbErr> {
+        if seqs.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let txn = self.begin_read().await?;
+        let rows = event::Entity::find()
+            .filter(event::Column::Seq.is_in(seqs.iter().copied()))
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(rows
+            .into_iter()
+            .map(|e| {
+                (
+                    e.seq,
+                    OutboxEvent {
+                        time: e.time,
+                        payload: e.payload,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// A read-only transaction (no write lock on SQLite).
+    pub(super) async fn begin_read(&self) -> Result<DatabaseTransaction, DbErr> {
+        crate::store::begin_all_tenants(&self.db, false).await
+    }
+
+    /// Records a batch of attempts in one transaction: one UPDATE per status code for the
+    /// delivered ones, one per failure. A failure never touches a delivery that is no longer
+    /// pending (its subscription was deleted meanwhile).
+    ///
+    /// # Errors
+    /// [`DbErr`]; nothing is recorded then.
+    pub async fn record(&self, outcomes: &[Outcome]) -> Result<(), DbErr> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let mut delivered: HashMap<u16, (Vec<i64>, DateTime<Utc>)> = HashMap::new();
+        for o in outcomes {
+            if let Outcome::Delivered {
+                id,
+                status_code,
+                at,
+            } = o
+            {
+                let entry = delivered.entry(*status_code).or_insert((Vec::new(), *at));
+                entry.0.push(*id);
+                entry.1 = entry.1.max(*at);
+            }
+        }
+        let txn = self.begin().await?;
+        for (code, (ids, at)) in delivered {
+            alert_delivery::Entity::update_many()
+                .col_expr(
+                    alert_delivery::Column::Status,
+                    Expr::value(DeliveryStatus::Delivered.as_str()),
+                )
+                .col_expr(
+                    alert_delivery::Column::Attempts,
+                    sea_orm::sea_query::ExprTrait::add(
+                        Expr::col(alert_delivery::Column::Attempts),
+                        1,
+                    ),
+                )
+                .col_expr(alert_delivery::Column::LastAttemptAt, Expr::value(at))
+                .col_expr(
+                    alert_delivery::Column::LastStatusCode,
+                    Expr::value(i32::from(code)),
+                )
+                .col_expr(
+                    alert_delivery::Column::LastError,
+                    Expr::value(Option::<String>::None),
+                )
+                .col_expr(alert_delivery::Column::DeliveredAt, Expr::value(at))
+                .filter(alert_delivery::Column::Id.is_in(ids))
+                .exec(&txn)
+                .await?;
+        }
+        for o in outcomes {
+            let (id, status, code, error, at, next) = match o {
+                Outcome::Delivered { .. } => continue,
+                Outcome::Retry {
+                    id,
+                    status_code,
+                    error,
+                    at,
+                    next_attempt_at,
+                } => (
+                    *id,
+                    DeliveryStatus::Pending,
+                    status_code,
+                    error,
+                    at,
+                    *next_attempt_at,
+                ),
+                Outcome::Dead {
+                    id,
+                    status_code,
+                    error,
+                    at,
+                } => (*id, DeliveryStatus::Dead, status_code, error, at, *at),
+            };
+            alert_delivery::Entity::update_many()
+                .col_expr(alert_delivery::Column::Status, Expr::value(status.as_str()))
+                .col_expr(
+                    alert_delivery::Column::Attempts,
+                    sea_orm::sea_query::ExprTrait::add(
+                        Expr::col(alert_delivery::Column::Attempts),
+                        1,
+                    ),
+                )
+                .col_expr(alert_delivery::Column::LastAttemptAt, Expr::value(*at))
+                .col_expr(
+                    alert_delivery::Column::LastStatusCode,
+                    Expr::value(code.map(i32::from)),
+                )
+                .col_expr(alert_delivery::Column::LastError, Expr::value(clip(error)))
+                .col_expr(alert_delivery::Column::NextAttemptAt, Expr::value(next))
+                .filter(alert_delivery::Column::Id.eq(id))
+                .filter(alert_delivery::Column::Status.eq(DeliveryStatus::Pending.as_str()))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await
+    }
+}
