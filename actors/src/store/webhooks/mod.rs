@@ -1,6 +1,6 @@
 //! Webhook subscriptions and their deliveries.
 //!
-//! - A tenant manages its subscriptions through [`TenantStore`] (every change audited in the
+//! - A tenant manages its subscriptions through [`TenantStore`](crate::store::TenantStore) (every change audited in the
 //!   same transaction) and reads their deliveries.
 //! - The webhook relay and delivery worker use [`WebhookStore`], which sees every tenant: the
 //!   relay fans the outbox out into `alert_deliveries` rows ([`WebhookStore::fan_out`]), moving
