@@ -213,3 +213,155 @@ fn chunked(body: String) -> reqwest::Body {
         .collect();
     reqwest::Body::wrap_stream(tokio_stream::iter(chunks))
 }
+
+/// Asserts a 422 `validation_failed` naming `location`, without the offending value.
+#[track_caller]
+fn assert_nul_refused(answer: &crate::context::Answer, location: &str, case: &str) {
+    let problem = answer.problem(422);
+    assert_eq!(problem["code"], "validation_failed", "{case}: {answer:?}");
+    assert_eq!(
+        problem["errors"][0]["field"], location,
+        "{case}: {answer:?}"
+    );
+    assert!(
+        !problem.to_string().contains("\\u0000") && !problem.to_string().contains("%00"),
+        "{case}: the value was echoed: {problem}"
+    );
+}
+
+/// PostgreSQL refuses U+0000 in text; the daemon refuses it at the edge instead of failing
+/// the request with a 500 when it reaches the database.
+#[tokio::test]
+async fn nul_characters_are_422_never_5xx() {
+    let ctx = TestContext::start().await;
+    let integration = ctx.create(WRITER_A, "plain", "inmemory").await;
+    let id = integration["id"].as_str().unwrap().to_owned();
+    let now = chrono::Utc::now();
+    let window = |reason: &str| {
+        json!({"startsAt": now.to_rfc3339(),
+            "endsAt": (now + chrono::Duration::hours(1)).to_rfc3339(), "reason": reason})
+    };
+    let subscription = |name: &str, event_type: &str| {
+        json!({"name": name, "targetUrl": "https://93.184.215.14/hook",
+            "eventTypes": [event_type], "secretRef": "authref://vault/secret/hooks#pager"})
+    };
+    let bodies: Vec<(Method, String, Value)> = vec![
+        (
+            Method::POST,
+            "/api/v1/integrations".into(),
+            json!({"type": "inmemory", "name": "a\u{0}b"}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/integrations".into(),
+            json!({"type": "gitlab", "name": "a",
+                "config": {"baseUrl": "https://gitlab.example.com/\u{0}"}}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/integrations".into(),
+            json!({"type": "gitlab", "name": "a",
+                "config": {"baseUrl": "https://g", "membership\u{0}": true}}),
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/integrations/{id}"),
+            json!({"name": "b", "config": {"behaviour": "healthy", "pattern": ["h", "\u{0}"]}}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/alert-subscriptions".into(),
+            subscription("pager\u{0}", "dev.stellaops.integration.health.*"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/alert-subscriptions".into(),
+            subscription("pager", "dev.\u{0}"),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/integrations/{id}/maintenance-windows"),
+            window("upgrade\u{0}"),
+        ),
+    ];
+    for (method, path, body) in &bodies {
+        let case = format!("{method} {path} {body}");
+        let answer = ctx
+            .call(method.clone(), path, Some(WRITER_A), Some(body), &[])
+            .await;
+        assert_nul_refused(&answer, "body", &case);
+    }
+    for path in [
+        "/api/v1/integrations?type=a%00b",
+        "/api/v1/integrations?cursor=%00",
+        "/api/v1/integrations?limit=1&cursor=x%00",
+        "/api/v1/audit?integrationId=%00",
+        "/api/v1/alert-subscriptions?cursor=%00",
+    ] {
+        assert_nul_refused(&ctx.get(path, WRITER_A).await, "query", path);
+    }
+    for path in [
+        "/api/v1/integrations/%00".to_owned(),
+        "/api/v1/integrations/by-type/a%00b".to_owned(),
+        format!("/api/v1/integrations/{id}%00"),
+        "/api/v1/alert-subscriptions/%00".to_owned(),
+        format!("/api/v1/integrations/{id}/maintenance-windows/%00"),
+    ] {
+        assert_nul_refused(&ctx.get(&path, WRITER_A).await, "path", &path);
+    }
+    assert_nul_refused(
+        &ctx.delete("/api/v1/integrations/%00", WRITER_A, &[]).await,
+        "path",
+        "DELETE",
+    );
+    // The refusal comes before authentication: nothing of the request is looked at.
+    assert_nul_refused(
+        &ctx.call(Method::GET, "/api/v1/integrations/%00", None, None, &[])
+            .await,
+        "path",
+        "anonymous",
+    );
+
+    // An escaped backslash followed by `u0000` is six ordinary characters, not a NUL.
+    let escaped = ctx
+        .post(
+            "/api/v1/integrations",
+            WRITER_A,
+            &json!({"type": "inmemory", "name": "a\\u0000b"}),
+        )
+        .await;
+    assert_eq!(escaped.ok(201)["name"], "a\\u0000b");
+    let encoded = ctx.get("/api/v1/integrations?type=a%2500b", WRITER_A).await;
+    assert!(encoded.ok(200)["items"].as_array().unwrap().is_empty());
+    // A raw NUL byte is not JSON at all.
+    let raw = ctx
+        .client
+        .post(ctx.url("/api/v1/integrations"))
+        .bearer_auth(WRITER_A)
+        .header("content-type", "application/json")
+        .body(&b"{\"type\": \"inmemory\", \"name\": \"a\x00b\"}"[..])
+        .send()
+        .await
+        .unwrap();
+    crate::context::answer(raw).await.problem(400);
+
+    // Nothing with a NUL was stored, and the integration is unchanged.
+    let listed = ctx.get("/api/v1/integrations", WRITER_A).await;
+    let names: Vec<&str> = listed.ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["plain", "a\\u0000b"]);
+    let subscriptions = ctx.get("/api/v1/alert-subscriptions", WRITER_A).await;
+    assert_eq!(subscriptions.ok(200)["items"], json!([]));
+    let windows = ctx
+        .get(
+            &format!("/api/v1/integrations/{id}/maintenance-windows"),
+            WRITER_A,
+        )
+        .await;
+    assert_eq!(windows.ok(200)["items"], json!([]));
+    ctx.cleanup().await;
+}

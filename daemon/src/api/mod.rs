@@ -6,9 +6,11 @@
 //! - [`types`]: request and response bodies (never storage models).
 //! - [`error`]: every error as `application/problem+json`, mapped in one place.
 //! - [`security`]: the bearer scheme; [`validate`]: field checks.
+//! - [`edge`]: checks every request passes before routing (body size, NUL characters).
 
 pub mod alerts;
 pub mod audit;
+pub mod edge;
 pub mod error;
 pub mod events;
 pub mod integrations;
@@ -22,12 +24,10 @@ pub mod validate;
 
 use std::sync::Arc;
 
-use poem::http::StatusCode;
-use poem::{Endpoint, EndpointExt, Request, Route};
+use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{OpenApiService, Tags};
 
 use crate::AppState;
-use error::{ApiError, ERROR_CODE_PAYLOAD_TOO_LARGE, Problem};
 
 #[derive(Tags)]
 pub enum ApiTags {
@@ -93,7 +93,7 @@ pub fn routes(state: Arc<AppState>, body_limit: usize) -> impl Endpoint {
         .at("/openapi.json", spec)
         .at("/metrics", poem::get(metrics))
         .data(state)
-        .around(move |ep, req| limit_body(ep, req, body_limit))
+        .around(move |ep, req| edge::guard(ep, req, body_limit))
         .with(poem::middleware::Tracing)
         .catch_all_error(error::catch_all)
 }
@@ -105,26 +105,4 @@ fn metrics(state: poem::web::Data<&Arc<AppState>>) -> poem::Response {
     poem::Response::builder()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(crate::telemetry::render(state.metrics))
-}
-
-/// Reads the body up to `limit` bytes, whatever the `Content-Length` says, so an oversized or
-/// chunked body is refused with 413 before anything parses it.
-async fn limit_body<E: Endpoint>(
-    ep: Arc<E>,
-    mut req: Request,
-    limit: usize,
-) -> poem::Result<E::Output> {
-    let body = req.take_body();
-    if !body.is_empty() {
-        let bytes = body.into_bytes_limit(limit).await.map_err(|_| {
-            ApiError::from_problem(Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ERROR_CODE_PAYLOAD_TOO_LARGE,
-                format!("the request body is larger than {limit} bytes"),
-            ))
-            .into_poem()
-        })?;
-        req.set_body(bytes);
-    }
-    ep.call(req).await
 }
