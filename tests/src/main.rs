@@ -8,8 +8,8 @@
 //! # Layout
 //! - `context`: [`context::TestContext`], keys, and request helpers.
 //! - `authority`: a fake OAuth authority serving a JWKS, and token minting.
-//! - One module per area: `catalog`, `tenancy`, `auth`, `validation`, `openapi`, `bootstrap`,
-//!   `webhooks`.
+//! - One module per area: `catalog`, `tenancy`, `auth`, `validation`, `preconditions`,
+//!   `openapi`, `bootstrap`, `webhooks`.
 
 mod auth;
 mod authority;
@@ -22,6 +22,7 @@ mod health;
 mod nats;
 mod openapi;
 mod plugins;
+mod preconditions;
 mod tenancy;
 mod validation;
 mod webhooks;

@@ -5,7 +5,8 @@
 //!   operations, one module per resource.
 //! - [`types`]: request and response bodies (never storage models).
 //! - [`error`]: every error as `application/problem+json`, mapped in one place.
-//! - [`security`]: the bearer scheme; [`validate`]: field checks.
+//! - [`security`]: the bearer scheme; [`validate`]: field checks; [`precondition`]:
+//!   `If-Match`.
 //! - [`edge`]: checks every request passes before routing (body size, NUL characters).
 
 pub mod alerts;
@@ -16,6 +17,7 @@ pub mod events;
 pub mod integrations;
 pub mod maintenance;
 pub mod plugins;
+pub mod precondition;
 pub mod resources;
 pub mod security;
 pub mod system;
