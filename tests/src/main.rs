@@ -9,7 +9,7 @@
 //! - `context`: [`context::TestContext`], keys, and request helpers.
 //! - `authority`: a fake OAuth authority serving a JWKS, and token minting.
 //! - One module per area: `catalog`, `tenancy`, `auth`, `validation`, `preconditions`,
-//!   `openapi`, `bootstrap`, `webhooks`.
+//!   `metrics`, `openapi`, `bootstrap`, `webhooks`.
 
 mod auth;
 mod authority;
@@ -19,6 +19,7 @@ mod connectors;
 mod context;
 mod events;
 mod health;
+mod metrics;
 mod nats;
 mod openapi;
 mod plugins;

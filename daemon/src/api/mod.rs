@@ -8,6 +8,7 @@
 //! - [`security`]: the bearer scheme; [`validate`]: field checks; [`precondition`]:
 //!   `If-Match`.
 //! - [`edge`]: checks every request passes before routing (body size, NUL characters).
+//! - [`metrics`]: `/metrics`, on the main listener or one of its own, optionally behind a token.
 
 pub mod alerts;
 pub mod audit;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod events;
 pub mod integrations;
 pub mod maintenance;
+pub mod metrics;
 pub mod plugins;
 pub mod precondition;
 pub mod resources;
@@ -84,27 +86,26 @@ pub fn spec_json() -> String {
     service().spec()
 }
 
-/// Every route of the daemon.
-pub fn routes(state: Arc<AppState>, body_limit: usize) -> impl Endpoint {
+/// Every route of the main listener; `/metrics` among them unless it has a listener of its
+/// own (`None`).
+pub fn routes(
+    state: Arc<AppState>,
+    body_limit: usize,
+    metrics: Option<poem::RouteMethod>,
+) -> impl Endpoint {
     let service = service();
     let docs = service.swagger_ui();
     let spec = service.spec_endpoint();
-    Route::new()
+    let mut route = Route::new()
         .nest("/", service)
         .nest("/docs", docs)
-        .at("/openapi.json", spec)
-        .at("/metrics", poem::get(metrics))
+        .at("/openapi.json", spec);
+    if let Some(metrics) = metrics {
+        route = route.at("/metrics", metrics);
+    }
+    route
         .data(state)
         .around(move |ep, req| edge::guard(ep, req, body_limit))
         .with(poem::middleware::Tracing)
         .catch_all_error(error::catch_all)
-}
-
-/// Prometheus text exposition of the daemon's metrics (unauthenticated, like the probes;
-/// scrape it from inside the trust boundary).
-#[poem::handler]
-fn metrics(state: poem::web::Data<&Arc<AppState>>) -> poem::Response {
-    poem::Response::builder()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(crate::telemetry::render(state.metrics))
 }
