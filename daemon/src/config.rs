@@ -455,6 +455,75 @@ mod tests {
         assert!(config.telemetry.metrics_bearer_token_file.is_some());
     }
 
+    /// A configuration copied from the example must not accept a key anyone could guess.
+    #[test]
+    fn example_api_keys_are_not_guessable() {
+        use sha2::{Digest, Sha256};
+        const COMMON: &[&str] = &[
+            "123456",
+            "1234567",
+            "12345678",
+            "123456789",
+            "1234567890",
+            "654321",
+            "111111",
+            "000000",
+            "password",
+            "Password",
+            "password1",
+            "passw0rd",
+            "admin",
+            "administrator",
+            "root",
+            "secret",
+            "changeme",
+            "change-me",
+            "test",
+            "testing",
+            "example",
+            "default",
+            "qwerty",
+            "letmein",
+            "welcome",
+            "abc123",
+            "iloveyou",
+            "key",
+            "apikey",
+            "api-key",
+            "token",
+            "stella",
+            "stellaops",
+            "acme",
+            "ci-pipeline",
+        ];
+        // Every string of at most four digits, the empty one included.
+        let digits = (1..=4).flat_map(|len| {
+            (0..10u32.pow(len)).map(move |n| format!("{n:0len$}", len = len as usize))
+        });
+        let guesses: std::collections::HashSet<String> = COMMON
+            .iter()
+            .map(|s| (*s).to_owned())
+            .chain(std::iter::once(String::new()))
+            .chain(digits)
+            .map(|guess| hex::encode(Sha256::digest(guess.as_bytes())))
+            .collect();
+        assert_eq!(guesses.len(), COMMON.len() + 1 + 11_110, "distinct guesses");
+        // The digest the example once carried, of `123456`.
+        assert!(
+            guesses.contains("8d969eef6ecad3c29a3a629280e686cf0c3f5d5a86aff3ca12020c923adc6c92")
+        );
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/config.toml");
+        let config = Config::from_file(&path).expect("examples/config.toml is valid");
+        assert!(!config.auth.api_keys.is_empty());
+        for key in &config.auth.api_keys {
+            assert!(
+                !guesses.contains(&key.sha256.to_ascii_lowercase()),
+                "the example key {} is the SHA-256 of a common secret",
+                key.id
+            );
+        }
+    }
+
     #[test]
     fn defaults_run_on_a_fresh_clone() {
         let config: Config = toml::from_str("").unwrap();
