@@ -333,6 +333,28 @@ async fn nul_characters_are_422_never_5xx() {
     assert_eq!(escaped.ok(201)["name"], "a\\u0000b");
     let encoded = ctx.get("/api/v1/integrations?type=a%2500b", WRITER_A).await;
     assert!(encoded.ok(200)["items"].as_array().unwrap().is_empty());
+    // Nor can a header carry one: the HTTP parser refuses the request before the daemon
+    // sees it (which is why the edge checks need not look at headers). The same request
+    // without the NUL is well-formed: a stale If-Match makes it a 412.
+    for (header, status) in [
+        ("If-Match: \"7\"", "412"),
+        ("If-Match: \"1\u{0}\"", "400"),
+        ("X-Anything: a\u{0}b", "400"),
+    ] {
+        let body = r#"{"name": "plain"}"#;
+        let request = format!(
+            "PUT /api/v1/integrations/{id} HTTP/1.1\r\nHost: x\r\n\
+             Authorization: Bearer {WRITER_A}\r\n{header}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let status_line = raw_exchange(ctx.addr, request.as_bytes()).await;
+        assert!(
+            status_line.starts_with(&format!("HTTP/1.1 {status}")),
+            "{header:?}: {status_line}"
+        );
+    }
     // A raw NUL byte is not JSON at all.
     let raw = ctx
         .client
@@ -364,4 +386,15 @@ async fn nul_characters_are_422_never_5xx() {
         .await;
     assert_eq!(windows.ok(200)["items"], json!([]));
     ctx.cleanup().await;
+}
+
+/// Sends `request` as is and returns the status line of the answer.
+async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    answer.lines().next().unwrap_or_default().to_owned()
 }
