@@ -83,7 +83,8 @@ const fn default_stream_max_seconds() -> u64 {
     3600
 }
 
-/// Metrics and traces export. `/metrics` (Prometheus text) is always served.
+/// Metrics and traces: where `/metrics` (Prometheus text) is served and who may read it, and
+/// OTLP export.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
@@ -91,6 +92,26 @@ pub struct TelemetryConfig {
     /// exported there when set. Also `OTEL_EXPORTER_OTLP_ENDPOINT`.
     #[serde(default)]
     pub otlp_endpoint: Option<String>,
+    /// Serve `/metrics` on a listener of its own at this address (such as `127.0.0.1:9464`)
+    /// and not on the main one, so that the API can face a network the metrics should not:
+    /// their labels name every tenant. Port 0 picks a free port. By default `/metrics` is on
+    /// the main listener.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// A file holding a bearer token that `/metrics` then requires (`Authorization: Bearer
+    /// <token>`, 401 otherwise), on whichever listener serves it. Read once at start-up. By
+    /// default `/metrics` needs no token.
+    #[serde(default)]
+    pub metrics_bearer_token_file: Option<PathBuf>,
+}
+
+impl TelemetryConfig {
+    /// Whether `/metrics` is open to anyone beyond this host: served without a token on a
+    /// listener that is not on loopback (worth a warning at start-up).
+    pub fn metrics_exposed(&self, http: &HttpConfig) -> bool {
+        let listen = self.metrics_listen.unwrap_or(http.listen);
+        self.metrics_bearer_token_file.is_none() && !listen.ip().is_loopback()
+    }
 }
 
 /// The HTTP listener.
@@ -426,6 +447,86 @@ mod tests {
             .expect("valid tenant namespaces");
         assert_eq!(namespaces.vault_folder("acme"), ["tenants", "acme"]);
         assert!(namespaces.vault_auth("acme").is_some());
+        // The /metrics settings it shows commented out are valid once uncommented.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let uncommented = text
+            .replace("# metrics_listen", "metrics_listen")
+            .replace("# metrics_bearer_token_file", "metrics_bearer_token_file");
+        let config: Config = toml::from_str(&uncommented).expect("valid [telemetry] settings");
+        assert_eq!(
+            config.telemetry.metrics_listen,
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+        assert!(config.telemetry.metrics_bearer_token_file.is_some());
+    }
+
+    /// A configuration copied from the example must not accept a key anyone could guess.
+    #[test]
+    fn example_api_keys_are_not_guessable() {
+        use sha2::{Digest, Sha256};
+        const COMMON: &[&str] = &[
+            "123456",
+            "1234567",
+            "12345678",
+            "123456789",
+            "1234567890",
+            "654321",
+            "111111",
+            "000000",
+            "password",
+            "Password",
+            "password1",
+            "passw0rd",
+            "admin",
+            "administrator",
+            "root",
+            "secret",
+            "changeme",
+            "change-me",
+            "test",
+            "testing",
+            "example",
+            "default",
+            "qwerty",
+            "letmein",
+            "welcome",
+            "abc123",
+            "iloveyou",
+            "key",
+            "apikey",
+            "api-key",
+            "token",
+            "stella",
+            "stellaops",
+            "acme",
+            "ci-pipeline",
+        ];
+        // Every string of at most four digits, the empty one included.
+        let digits = (1..=4).flat_map(|len| {
+            (0..10u32.pow(len)).map(move |n| format!("{n:0len$}", len = len as usize))
+        });
+        let guesses: std::collections::HashSet<String> = COMMON
+            .iter()
+            .map(|s| (*s).to_owned())
+            .chain(std::iter::once(String::new()))
+            .chain(digits)
+            .map(|guess| hex::encode(Sha256::digest(guess.as_bytes())))
+            .collect();
+        assert_eq!(guesses.len(), COMMON.len() + 1 + 11_110, "distinct guesses");
+        // The digest the example once carried, of `123456`.
+        assert!(
+            guesses.contains("8d969eef6ecad3c29a3a629280e686cf0c3f5d5a86aff3ca12020c923adc6c92")
+        );
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/config.toml");
+        let config = Config::from_file(&path).expect("examples/config.toml is valid");
+        assert!(!config.auth.api_keys.is_empty());
+        for key in &config.auth.api_keys {
+            assert!(
+                !guesses.contains(&key.sha256.to_ascii_lowercase()),
+                "the example key {} is the SHA-256 of a common secret",
+                key.id
+            );
+        }
     }
 
     #[test]
@@ -433,6 +534,24 @@ mod tests {
         let config: Config = toml::from_str("").unwrap();
         assert!(config.database.url.starts_with("sqlite://"));
         assert!(config.http.listen.ip().is_loopback());
+    }
+
+    #[test]
+    fn open_metrics_are_noticed_beyond_loopback() {
+        let exposed = |text: &str| {
+            let config: Config = toml::from_str(text).unwrap();
+            config.telemetry.metrics_exposed(&config.http)
+        };
+        assert!(!exposed(""));
+        assert!(exposed("[http]\nlisten = \"0.0.0.0:8080\""));
+        assert!(exposed("[http]\nlisten = \"192.0.2.1:8080\""));
+        assert!(!exposed(
+            "[http]\nlisten = \"0.0.0.0:8080\"\n[telemetry]\nmetrics_listen = \"127.0.0.1:9464\""
+        ));
+        assert!(exposed("[telemetry]\nmetrics_listen = \"[::]:9464\""));
+        assert!(!exposed(
+            "[http]\nlisten = \"0.0.0.0:8080\"\n[telemetry]\nmetrics_bearer_token_file = \"/run/t\""
+        ));
     }
 
     #[test]

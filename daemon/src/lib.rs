@@ -43,7 +43,6 @@ use actors::events::{Alerting, hub::EventHub};
 use actors::health::HealthEngine;
 use actors::registry::{PluginRegistry, RegistryArgs, SharedRegistry};
 use actors::{Catalog, Store};
-use poem::Server;
 use poem::listener::{Acceptor, Listener, TcpListener};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -78,7 +77,6 @@ pub struct AppState {
     /// Turns `true` when the daemon shuts down: event streams end at once instead of holding
     /// the graceful shutdown for its whole grace period.
     pub shutting_down: tokio::sync::watch::Receiver<bool>,
-    pub metrics: &'static prometheus::Registry,
 }
 
 impl AppState {
@@ -187,6 +185,12 @@ pub enum Error {
     Nats(#[from] NatsConfigError),
     #[error("building the HTTP client")]
     HttpClient(#[source] reqwest::Error),
+    #[error("reading [telemetry] metrics_bearer_token_file {path}")]
+    MetricsToken {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("listening on {addr}")]
     Listen {
         addr: SocketAddr,
@@ -199,12 +203,12 @@ pub enum Error {
 
 /// A started daemon.
 pub struct Running {
-    local_addr: SocketAddr,
+    /// The listener of `/metrics`, when it has one of its own (`[telemetry] metrics_listen`).
+    metrics: Option<Server>,
     /// The administrator key generated at this start, if one was; the caller shows it once.
     pub generated_admin_key: Option<String>,
-    stop: oneshot::Sender<()>,
+    server: Server,
     shutdown_streams: tokio::sync::watch::Sender<bool>,
-    server: JoinHandle<Result<(), std::io::Error>>,
     catalog: Catalog,
     catalog_handle: JoinHandle<()>,
     health: Option<HealthEngine>,
@@ -219,7 +223,13 @@ pub struct Running {
 impl Running {
     /// Where the HTTP server listens (the real port when configured with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.server.addr
+    }
+
+    /// Where `/metrics` is served when it has a listener of its own (the real port when
+    /// configured with port 0); `None` when it is served at [`Running::local_addr`].
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|m| m.addr)
     }
 
     /// Stops accepting connections, lets in-flight requests finish, then stops the actors.
@@ -227,9 +237,14 @@ impl Running {
     /// # Errors
     /// When the server failed while running.
     pub async fn shutdown(self) -> Result<(), Error> {
-        let _ = self.stop.send(());
+        let metrics = self.metrics.map(Server::stop);
+        let main = self.server.stop();
         self.shutdown_streams.send_replace(true);
-        let served = self.server.await;
+        let served = main.await;
+        let metrics_served = match metrics {
+            Some(stopped) => stopped.await,
+            None => Ok(()),
+        };
         self.catalog.stop();
         let _ = self.catalog_handle.await;
         if let Some(health) = &self.health {
@@ -243,10 +258,7 @@ impl Running {
         }
         self.plugins.stop();
         let _ = self.plugins_handle.await;
-        match served {
-            Ok(result) => result.map_err(Error::Serve),
-            Err(join) => Err(Error::Serve(std::io::Error::other(join))),
-        }
+        served.and(metrics_served).map_err(Error::Serve)
     }
 
     /// Runs until `signal` completes, then shuts down gracefully.
@@ -285,6 +297,16 @@ fn pool_settings(config: &Config) -> PoolSettings {
 pub async fn start(config: Config) -> Result<Running, Error> {
     // Before any instrument exists: instruments bind to the provider installed first.
     let metrics = telemetry::metrics(&config.telemetry);
+    let metrics_token = match &config.telemetry.metrics_bearer_token_file {
+        Some(path) => Some(
+            api::metrics::MetricsToken::from_file(path).map_err(|source| Error::MetricsToken {
+                path: path.clone(),
+                source,
+            })?,
+        ),
+        None => None,
+    };
+    let metrics = api::metrics::endpoint(metrics, metrics_token);
     // Refused before anything starts; the relay itself starts next to the health engine.
     let nats_config = config.events.nats.relay_config()?;
     let db = db::connect(&config.database.url, &pool_settings(&config))
@@ -375,42 +397,35 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         webhooks: config.events.webhooks.clone(),
         stream_max: Duration::from_secs(config.events.stream_max_seconds.max(1)),
         shutting_down,
-        metrics,
     });
     spawn_housekeeping(Arc::downgrade(&state));
 
-    let acceptor = TcpListener::bind(config.http.listen)
-        .into_acceptor()
-        .await
-        .map_err(|source| Error::Listen {
-            addr: config.http.listen,
-            source,
-        })?;
-    let local_addr = acceptor
-        .local_addr()
-        .first()
-        .and_then(|a| a.as_socket_addr().copied())
-        .unwrap_or(config.http.listen);
-    let app = api::routes(state, config.http.body_limit_bytes);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        Server::new_with_acceptor(acceptor)
-            .run_with_graceful_shutdown(
-                app,
-                async move {
-                    let _ = stopped.await;
-                },
-                Some(SHUTDOWN_GRACE),
-            )
-            .await
-    });
-    tracing::info!(message = "Listening.", addr = %local_addr);
+    // Both listeners are bound before either serves, so that a refused address starts none.
+    let main_listener = Bound::bind(config.http.listen).await?;
+    let (main_metrics, metrics) = match config.telemetry.metrics_listen {
+        Some(addr) => {
+            let listener = Bound::bind(addr).await?;
+            (None, Some(listener.serve(api::metrics::routes(metrics))))
+        }
+        None => (Some(metrics), None),
+    };
+    let app = api::routes(state, config.http.body_limit_bytes, main_metrics);
+    let server = main_listener.serve(app);
+    if let Some(addr) = &metrics {
+        tracing::info!(message = "Serving /metrics on a listener of its own.", addr = %addr.addr);
+    }
+    if config.telemetry.metrics_exposed(&config.http) {
+        tracing::warn!(
+            message = "/metrics is served without a token on a listener beyond loopback; its labels name every tenant. Set [telemetry] metrics_listen to a loopback or private address, or metrics_bearer_token_file.",
+            addr = %metrics.as_ref().map_or(server.addr, |m| m.addr),
+        );
+    }
+    tracing::info!(message = "Listening.", addr = %server.addr);
     Ok(Running {
-        local_addr,
+        metrics,
         generated_admin_key,
-        stop,
-        shutdown_streams,
         server,
+        shutdown_streams,
         catalog,
         catalog_handle,
         health,
@@ -419,6 +434,71 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         plugins_handle,
         nats,
     })
+}
+
+/// One HTTP listener and the task serving it.
+struct Server {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), std::io::Error>>,
+}
+
+/// A bound listener, not yet served.
+struct Bound {
+    acceptor: poem::listener::TcpAcceptor,
+    addr: SocketAddr,
+}
+
+impl Bound {
+    async fn bind(listen: SocketAddr) -> Result<Self, Error> {
+        let acceptor = TcpListener::bind(listen)
+            .into_acceptor()
+            .await
+            .map_err(|source| Error::Listen {
+                addr: listen,
+                source,
+            })?;
+        let addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().copied())
+            .unwrap_or(listen);
+        Ok(Self { acceptor, addr })
+    }
+
+    /// Serves `app` here until stopped.
+    fn serve(self, app: impl poem::Endpoint + 'static) -> Server {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            poem::Server::new_with_acceptor(self.acceptor)
+                .run_with_graceful_shutdown(
+                    app,
+                    async move {
+                        let _ = stopped.await;
+                    },
+                    Some(SHUTDOWN_GRACE),
+                )
+                .await
+        });
+        Server {
+            addr: self.addr,
+            stop,
+            task,
+        }
+    }
+}
+
+impl Server {
+    /// Stops accepting connections; the returned future ends when in-flight requests have.
+    fn stop(self) -> impl Future<Output = Result<(), std::io::Error>> {
+        let _ = self.stop.send(());
+        async move {
+            match self.task.await {
+                Ok(result) => result,
+                Err(join) => Err(std::io::Error::other(join)),
+            }
+        }
+    }
 }
 
 /// Starts the daemon and serves until `shutdown` completes. A generated administrator key is

@@ -127,6 +127,16 @@ impl TestContext {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// The URL of `/metrics`: on its own listener when the daemon has one, else the main one.
+    pub fn metrics_url(&self) -> String {
+        let addr = self
+            .daemon
+            .as_ref()
+            .and_then(daemon::Running::metrics_addr)
+            .unwrap_or(self.addr);
+        format!("http://{addr}/metrics")
+    }
+
     /// Sends a request; `key` becomes the bearer token, `body` the JSON body.
     pub async fn call(
         &self,

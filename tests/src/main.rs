@@ -8,9 +8,9 @@
 //! # Layout
 //! - `context`: [`context::TestContext`], keys, and request helpers.
 //! - `authority`: a fake OAuth authority serving a JWKS, and token minting.
-//! - One module per area: `catalog`, `tenancy`, `auth`, `validation`, `openapi`, `bootstrap`,
-//!   `webhooks`, `credentials` (tenant-scoped secrets, from the attacker's side),
-//!   `url_secrets` (no credentials in URLs, no values echoed in refusals).
+//! - One module per area: `catalog`, `tenancy`, `auth`, `validation`, `preconditions`,
+//!   `metrics`, `openapi`, `bootstrap`, `webhooks`, `credentials` (tenant-scoped secrets, from
+//!   the attacker's side), `url_secrets` (no credentials in URLs, no values echoed in refusals).
 
 mod auth;
 mod authority;
@@ -21,9 +21,11 @@ mod context;
 mod credentials;
 mod events;
 mod health;
+mod metrics;
 mod nats;
 mod openapi;
 mod plugins;
+mod preconditions;
 mod tenancy;
 mod url_secrets;
 mod validation;

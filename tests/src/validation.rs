@@ -213,3 +213,188 @@ fn chunked(body: String) -> reqwest::Body {
         .collect();
     reqwest::Body::wrap_stream(tokio_stream::iter(chunks))
 }
+
+/// Asserts a 422 `validation_failed` naming `location`, without the offending value.
+#[track_caller]
+fn assert_nul_refused(answer: &crate::context::Answer, location: &str, case: &str) {
+    let problem = answer.problem(422);
+    assert_eq!(problem["code"], "validation_failed", "{case}: {answer:?}");
+    assert_eq!(
+        problem["errors"][0]["field"], location,
+        "{case}: {answer:?}"
+    );
+    assert!(
+        !problem.to_string().contains("\\u0000") && !problem.to_string().contains("%00"),
+        "{case}: the value was echoed: {problem}"
+    );
+}
+
+/// PostgreSQL refuses U+0000 in text; the daemon refuses it at the edge instead of failing
+/// the request with a 500 when it reaches the database.
+#[tokio::test]
+async fn nul_characters_are_422_never_5xx() {
+    let ctx = TestContext::start().await;
+    let integration = ctx.create(WRITER_A, "plain", "inmemory").await;
+    let id = integration["id"].as_str().unwrap().to_owned();
+    let now = chrono::Utc::now();
+    let window = |reason: &str| {
+        json!({"startsAt": now.to_rfc3339(),
+            "endsAt": (now + chrono::Duration::hours(1)).to_rfc3339(), "reason": reason})
+    };
+    let subscription = |name: &str, event_type: &str| {
+        json!({"name": name, "targetUrl": "https://93.184.215.14/hook",
+            "eventTypes": [event_type], "secretRef": "authref://vault/secret/tenants/tenant-a/hooks#pager"})
+    };
+    let bodies: Vec<(Method, String, Value)> = vec![
+        (
+            Method::POST,
+            "/api/v1/integrations".into(),
+            json!({"type": "inmemory", "name": "a\u{0}b"}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/integrations".into(),
+            json!({"type": "gitlab", "name": "a",
+                "config": {"baseUrl": "https://gitlab.example.com/\u{0}"}}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/integrations".into(),
+            json!({"type": "gitlab", "name": "a",
+                "config": {"baseUrl": "https://g", "membership\u{0}": true}}),
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/integrations/{id}"),
+            json!({"name": "b", "config": {"behaviour": "healthy", "pattern": ["h", "\u{0}"]}}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/alert-subscriptions".into(),
+            subscription("pager\u{0}", "dev.stellaops.integration.health.*"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/alert-subscriptions".into(),
+            subscription("pager", "dev.\u{0}"),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/integrations/{id}/maintenance-windows"),
+            window("upgrade\u{0}"),
+        ),
+    ];
+    for (method, path, body) in &bodies {
+        let case = format!("{method} {path} {body}");
+        let answer = ctx
+            .call(method.clone(), path, Some(WRITER_A), Some(body), &[])
+            .await;
+        assert_nul_refused(&answer, "body", &case);
+    }
+    for path in [
+        "/api/v1/integrations?type=a%00b",
+        "/api/v1/integrations?cursor=%00",
+        "/api/v1/integrations?limit=1&cursor=x%00",
+        "/api/v1/audit?integrationId=%00",
+        "/api/v1/alert-subscriptions?cursor=%00",
+    ] {
+        assert_nul_refused(&ctx.get(path, WRITER_A).await, "query", path);
+    }
+    for path in [
+        "/api/v1/integrations/%00".to_owned(),
+        "/api/v1/integrations/by-type/a%00b".to_owned(),
+        format!("/api/v1/integrations/{id}%00"),
+        "/api/v1/alert-subscriptions/%00".to_owned(),
+        format!("/api/v1/integrations/{id}/maintenance-windows/%00"),
+    ] {
+        assert_nul_refused(&ctx.get(&path, WRITER_A).await, "path", &path);
+    }
+    assert_nul_refused(
+        &ctx.delete("/api/v1/integrations/%00", WRITER_A, &[]).await,
+        "path",
+        "DELETE",
+    );
+    // The refusal comes before authentication: nothing of the request is looked at.
+    assert_nul_refused(
+        &ctx.call(Method::GET, "/api/v1/integrations/%00", None, None, &[])
+            .await,
+        "path",
+        "anonymous",
+    );
+
+    // An escaped backslash followed by `u0000` is six ordinary characters, not a NUL.
+    let escaped = ctx
+        .post(
+            "/api/v1/integrations",
+            WRITER_A,
+            &json!({"type": "inmemory", "name": "a\\u0000b"}),
+        )
+        .await;
+    assert_eq!(escaped.ok(201)["name"], "a\\u0000b");
+    let encoded = ctx.get("/api/v1/integrations?type=a%2500b", WRITER_A).await;
+    assert!(encoded.ok(200)["items"].as_array().unwrap().is_empty());
+    // Nor can a header carry one: the HTTP parser refuses the request before the daemon
+    // sees it (which is why the edge checks need not look at headers). The same request
+    // without the NUL is well-formed: a stale If-Match makes it a 412.
+    for (header, status) in [
+        ("If-Match: \"7\"", "412"),
+        ("If-Match: \"1\u{0}\"", "400"),
+        ("X-Anything: a\u{0}b", "400"),
+    ] {
+        let body = r#"{"name": "plain"}"#;
+        let request = format!(
+            "PUT /api/v1/integrations/{id} HTTP/1.1\r\nHost: x\r\n\
+             Authorization: Bearer {WRITER_A}\r\n{header}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let status_line = raw_exchange(ctx.addr, request.as_bytes()).await;
+        assert!(
+            status_line.starts_with(&format!("HTTP/1.1 {status}")),
+            "{header:?}: {status_line}"
+        );
+    }
+    // A raw NUL byte is not JSON at all.
+    let raw = ctx
+        .client
+        .post(ctx.url("/api/v1/integrations"))
+        .bearer_auth(WRITER_A)
+        .header("content-type", "application/json")
+        .body(&b"{\"type\": \"inmemory\", \"name\": \"a\x00b\"}"[..])
+        .send()
+        .await
+        .unwrap();
+    crate::context::answer(raw).await.problem(400);
+
+    // Nothing with a NUL was stored, and the integration is unchanged.
+    let listed = ctx.get("/api/v1/integrations", WRITER_A).await;
+    let names: Vec<&str> = listed.ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["plain", "a\\u0000b"]);
+    let subscriptions = ctx.get("/api/v1/alert-subscriptions", WRITER_A).await;
+    assert_eq!(subscriptions.ok(200)["items"], json!([]));
+    let windows = ctx
+        .get(
+            &format!("/api/v1/integrations/{id}/maintenance-windows"),
+            WRITER_A,
+        )
+        .await;
+    assert_eq!(windows.ok(200)["items"], json!([]));
+    ctx.cleanup().await;
+}
+
+/// Sends `request` as is and returns the status line of the answer.
+async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    answer.lines().next().unwrap_or_default().to_owned()
+}

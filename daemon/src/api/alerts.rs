@@ -8,12 +8,13 @@ use actors::events::TypeFilter;
 use actors::events::webhooks::{self, target};
 use actors::store::webhooks::{DeliveryQuery, SubscriptionFields, SubscriptionQuery};
 use poem::web::Data;
-use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 use uuid::Uuid;
 
 use super::error::ApiError;
+use super::precondition::IfMatch;
 use super::security::BearerAuth;
 use super::types::alerts::{
     AlertDelivery, AlertDeliveryPage, AlertSubscription, AlertSubscriptionInput,
@@ -179,13 +180,16 @@ impl AlertsApi {
         id: Path<Uuid>,
         /// The `ETag` this change was based on, or `*`.
         #[oai(name = "If-Match")]
-        if_match: Header<Option<String>>,
+        if_match: IfMatch,
         body: Json<AlertSubscriptionInput>,
     ) -> Result<SubscriptionOk, ApiError> {
         let principal = auth.require(Scope::Write)?;
-        let expected_version = validate::if_match(if_match.0.as_deref())?;
+        let precondition = validate::if_match(&if_match)?;
         let tenant = state.store.tenant(principal.tenant.clone());
-        tenant.subscription_get(id.0).await?;
+        let current = tenant.subscription_get(id.0).await?;
+        let expected_version = precondition
+            .expected_version(async { Ok(current.version) })
+            .await?;
         let fields = fields(&state, &tenant, body.0).await?;
         let updated = tenant
             .subscription_update(&principal.subject, id.0, fields, expected_version)
@@ -209,13 +213,14 @@ impl AlertsApi {
         id: Path<Uuid>,
         /// The `ETag` this delete was based on, or `*`.
         #[oai(name = "If-Match")]
-        if_match: Header<Option<String>>,
+        if_match: IfMatch,
     ) -> Result<SubscriptionDeleted, ApiError> {
         let principal = auth.require(Scope::Write)?;
-        let expected_version = validate::if_match(if_match.0.as_deref())?;
-        state
-            .store
-            .tenant(principal.tenant.clone())
+        let tenant = state.store.tenant(principal.tenant.clone());
+        let expected_version = validate::if_match(&if_match)?
+            .expected_version(async { Ok(tenant.subscription_get(id.0).await?.version) })
+            .await?;
+        tenant
             .subscription_delete(&principal.subject, id.0, expected_version)
             .await?;
         Ok(SubscriptionDeleted::NoContent)

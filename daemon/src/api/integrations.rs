@@ -7,12 +7,13 @@ use actors::store::health::HistoryQuery;
 use actors::{IntegrationChanges, IntegrationQuery, MonitoringChanges, NewIntegration};
 use poem::http::StatusCode;
 use poem::web::Data;
-use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 use uuid::Uuid;
 
 use super::error::{ApiError, ERROR_CODE_UNAVAILABLE, Problem};
+use super::precondition::IfMatch;
 use super::security::BearerAuth;
 use super::types::{
     HealthCheckResult, Integration, IntegrationCreate, IntegrationHealth, IntegrationPage,
@@ -208,15 +209,18 @@ impl IntegrationsApi {
         id: Path<Uuid>,
         /// The `ETag` this update was based on, or `*`.
         #[oai(name = "If-Match")]
-        if_match: Header<Option<String>>,
+        if_match: IfMatch,
         /// Test the new configuration against the provider first; 422 if it does not work.
         verify: Query<Option<bool>>,
         body: Json<IntegrationUpdate>,
     ) -> Result<IntegrationOk, ApiError> {
         let principal = auth.require(Scope::Write)?;
-        let expected_version = validate::if_match(if_match.0.as_deref())?;
+        let precondition = validate::if_match(&if_match)?;
         let tenant = state.store.tenant(principal.tenant.clone());
         let current = tenant.integration_get(id.0).await?;
+        let expected_version = precondition
+            .expected_version(async { Ok(current.version) })
+            .await?;
         let body = body.0;
         let changes = IntegrationChanges {
             name: validate::name(&body.name)?,
@@ -253,10 +257,12 @@ impl IntegrationsApi {
         id: Path<Uuid>,
         /// The `ETag` this delete was based on, or `*`.
         #[oai(name = "If-Match")]
-        if_match: Header<Option<String>>,
+        if_match: IfMatch,
     ) -> Result<IntegrationDeleted, ApiError> {
         let principal = auth.require(Scope::Write)?;
-        let expected_version = validate::if_match(if_match.0.as_deref())?;
+        let expected_version = validate::if_match(&if_match)?
+            .expected_version(current_version(&state, &principal.tenant, id.0))
+            .await?;
         state
             .catalog
             .delete(
@@ -394,11 +400,11 @@ impl IntegrationsApi {
         id: Path<Uuid>,
         /// The `ETag` this change was based on, or `*`.
         #[oai(name = "If-Match")]
-        if_match: Header<Option<String>>,
+        if_match: IfMatch,
         body: Json<MonitoringSettings>,
     ) -> Result<IntegrationOk, ApiError> {
         let principal = auth.require(Scope::Write)?;
-        let expected_version = validate::if_match(if_match.0.as_deref())?;
+        let precondition = validate::if_match(&if_match)?;
         if let Some(seconds) = body.0.interval_seconds
             && !(validate::MIN_INTERVAL_SECONDS..=validate::MAX_INTERVAL_SECONDS).contains(&seconds)
         {
@@ -411,6 +417,9 @@ impl IntegrationsApi {
                 ),
             ));
         }
+        let expected_version = precondition
+            .expected_version(current_version(&state, &principal.tenant, id.0))
+            .await?;
         let changes = MonitoringChanges {
             paused: Some(body.0.paused),
             interval_seconds: Some(body.0.interval_seconds),
@@ -422,6 +431,20 @@ impl IntegrationsApi {
             .await?;
         Ok(ok(updated))
     }
+}
+
+/// The current version of the tenant's integration `id`, for an `If-Match` naming several.
+async fn current_version(
+    state: &AppState,
+    tenant: &actors::TenantId,
+    id: Uuid,
+) -> Result<i64, ApiError> {
+    let current = state
+        .store
+        .tenant(tenant.clone())
+        .integration_get(id)
+        .await?;
+    Ok(current.version)
 }
 
 fn health_engine(state: &AppState) -> Result<&HealthEngine, ApiError> {

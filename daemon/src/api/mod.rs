@@ -5,15 +5,21 @@
 //!   operations, one module per resource.
 //! - [`types`]: request and response bodies (never storage models).
 //! - [`error`]: every error as `application/problem+json`, mapped in one place.
-//! - [`security`]: the bearer scheme; [`validate`]: field checks.
+//! - [`security`]: the bearer scheme; [`validate`]: field checks; [`precondition`]:
+//!   `If-Match`.
+//! - [`edge`]: checks every request passes before routing (body size, NUL characters).
+//! - [`metrics`]: `/metrics`, on the main listener or one of its own, optionally behind a token.
 
 pub mod alerts;
 pub mod audit;
+pub mod edge;
 pub mod error;
 pub mod events;
 pub mod integrations;
 pub mod maintenance;
+pub mod metrics;
 pub mod plugins;
+pub mod precondition;
 pub mod resources;
 pub mod security;
 pub mod system;
@@ -22,12 +28,10 @@ pub mod validate;
 
 use std::sync::Arc;
 
-use poem::http::StatusCode;
-use poem::{Endpoint, EndpointExt, Request, Route};
+use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{OpenApiService, Tags};
 
 use crate::AppState;
-use error::{ApiError, ERROR_CODE_PAYLOAD_TOO_LARGE, Problem};
 
 #[derive(Tags)]
 pub enum ApiTags {
@@ -82,49 +86,26 @@ pub fn spec_json() -> String {
     service().spec()
 }
 
-/// Every route of the daemon.
-pub fn routes(state: Arc<AppState>, body_limit: usize) -> impl Endpoint {
+/// Every route of the main listener; `/metrics` among them unless it has a listener of its
+/// own (`None`).
+pub fn routes(
+    state: Arc<AppState>,
+    body_limit: usize,
+    metrics: Option<poem::RouteMethod>,
+) -> impl Endpoint {
     let service = service();
     let docs = service.swagger_ui();
     let spec = service.spec_endpoint();
-    Route::new()
+    let mut route = Route::new()
         .nest("/", service)
         .nest("/docs", docs)
-        .at("/openapi.json", spec)
-        .at("/metrics", poem::get(metrics))
+        .at("/openapi.json", spec);
+    if let Some(metrics) = metrics {
+        route = route.at("/metrics", metrics);
+    }
+    route
         .data(state)
-        .around(move |ep, req| limit_body(ep, req, body_limit))
+        .around(move |ep, req| edge::guard(ep, req, body_limit))
         .with(poem::middleware::Tracing)
         .catch_all_error(error::catch_all)
-}
-
-/// Prometheus text exposition of the daemon's metrics (unauthenticated, like the probes;
-/// scrape it from inside the trust boundary).
-#[poem::handler]
-fn metrics(state: poem::web::Data<&Arc<AppState>>) -> poem::Response {
-    poem::Response::builder()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(crate::telemetry::render(state.metrics))
-}
-
-/// Reads the body up to `limit` bytes, whatever the `Content-Length` says, so an oversized or
-/// chunked body is refused with 413 before anything parses it.
-async fn limit_body<E: Endpoint>(
-    ep: Arc<E>,
-    mut req: Request,
-    limit: usize,
-) -> poem::Result<E::Output> {
-    let body = req.take_body();
-    if !body.is_empty() {
-        let bytes = body.into_bytes_limit(limit).await.map_err(|_| {
-            ApiError::from_problem(Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ERROR_CODE_PAYLOAD_TOO_LARGE,
-                format!("the request body is larger than {limit} bytes"),
-            ))
-            .into_poem()
-        })?;
-        req.set_body(bytes);
-    }
-    ep.call(req).await
 }

@@ -3,9 +3,11 @@
 use connectors::authref::AuthRef;
 use connectors::config::check_common;
 use connectors::secrets::{SecretError, TenantRef};
+use poem::http::StatusCode;
 use serde_json::{Map, Value};
 
-use super::error::ApiError;
+use super::error::{ApiError, ERROR_CODE_BAD_REQUEST, Problem};
+use super::precondition::{IfMatch, Precondition};
 use crate::AppState;
 
 /// Shortest per-integration check interval.
@@ -104,21 +106,21 @@ pub async fn config(
     Ok(config)
 }
 
-/// The version an `If-Match` header asks for: `None` for no header or `*`.
-pub fn if_match(header: Option<&str>) -> Result<Option<i64>, ApiError> {
-    let Some(header) = header.map(str::trim) else {
-        return Ok(None);
-    };
-    if header == "*" {
-        return Ok(None);
-    }
-    let tag = header.trim_start_matches("W/").trim_matches('"');
-    tag.parse::<i64>().map(Some).map_err(|_| {
-        ApiError::from_problem(super::error::Problem::new(
-            poem::http::StatusCode::PRECONDITION_FAILED,
-            super::error::ERROR_CODE_PRECONDITION_FAILED,
-            "If-Match does not name a version of this integration".to_owned(),
-        ))
+/// What an `If-Match` header asks for (see [`super::precondition`]).
+///
+/// # Errors
+/// 400 naming the header when it is neither `*` nor a list of entity tags: a garbled
+/// precondition is refused, never ignored.
+pub fn if_match(header: &IfMatch) -> Result<Precondition, ApiError> {
+    header.precondition().map_err(|malformed| {
+        ApiError::from_problem(
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                ERROR_CODE_BAD_REQUEST,
+                format!("If-Match: {malformed}"),
+            )
+            .with_field("If-Match", malformed.to_string()),
+        )
     })
 }
 
@@ -129,6 +131,8 @@ pub fn etag(version: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use poem::http::HeaderValue;
+
     use super::*;
 
     #[test]
@@ -142,11 +146,26 @@ mod tests {
 
     #[test]
     fn if_match_forms() {
-        assert_eq!(if_match(None).unwrap(), None);
-        assert_eq!(if_match(Some("*")).unwrap(), None);
-        assert_eq!(if_match(Some("\"3\"")).unwrap(), Some(3));
-        assert_eq!(if_match(Some("W/\"3\"")).unwrap(), Some(3));
-        assert!(if_match(Some("\"abc\"")).is_err());
+        let header = |v: &'static str| IfMatch::from_lines([HeaderValue::from_static(v)]);
+        assert_eq!(if_match(&IfMatch::default()).unwrap(), Precondition::Any);
+        assert_eq!(if_match(&header("*")).unwrap(), Precondition::Any);
+        assert_eq!(
+            if_match(&header("\"3\"")).unwrap(),
+            Precondition::OneOf(vec![3])
+        );
+        // Strong comparison: a weak tag is well-formed but names no version.
+        assert_eq!(
+            if_match(&header("W/\"3\"")).unwrap(),
+            Precondition::OneOf(vec![])
+        );
+        assert_eq!(
+            if_match(&header("\"abc\"")).unwrap(),
+            Precondition::OneOf(vec![])
+        );
+        let Err(ApiError::BadRequest(problem)) = if_match(&header("3; drop")) else {
+            panic!("a malformed If-Match was accepted");
+        };
+        assert_eq!(problem.0.errors.unwrap()[0].field, "If-Match");
         assert_eq!(etag(7), "\"7\"");
     }
 }
