@@ -9,8 +9,9 @@
 //!   serialised on one worker; writes of different tenants run on different workers, and reads
 //!   go straight to the pool without any mailbox.
 //! - [`health`]: the health engine: one supervised monitor actor per live integration.
-//! - [`events`]: health events as CloudEvents, noise control, maintenance windows, and the
-//!   live hub SSE streams read; the outbox itself is in [`store`].
+//! - [`events`]: health events as CloudEvents, noise control, maintenance windows, the live
+//!   hub SSE streams read, and the sinks that carry the outbox out (`events::sink`: webhooks,
+//!   NATS); the outbox itself is in [`store`].
 //! - [`registry`]: the plugin-registry actor: built-in connectors and discovered external
 //!   plugins in one shared registry.
 //! - [`backoff`]: the retry delays of monitors, the NATS relay and webhook deliveries.
