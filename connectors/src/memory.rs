@@ -3,15 +3,15 @@
 
 use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::{Map, Value};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::config::{self, ConfigError};
+use crate::config::ConfigError;
 use crate::connector::{Connector, ConnectorEnv, Error, IntegrationSpec, SharedConnector};
 use crate::health::{HealthReport, Reason};
+use crate::registry::Provider;
 
 /// What every check of an in-memory integration does.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -62,28 +62,19 @@ const MAX_LATENCY_MS: u64 = 3_600_000;
 
 pub struct Factory;
 
-impl crate::ConnectorFactory for Factory {
-    fn provider_type(&self) -> &'static str {
-        "inmemory"
-    }
+impl Provider for Factory {
+    const TYPE: &'static str = "inmemory";
+    const DISPLAY_NAME: &'static str = "In-memory (test double)";
+    type Config = Config;
 
-    fn display_name(&self) -> &'static str {
-        "In-memory (test double)"
-    }
-
-    fn config_schema(&self) -> Value {
-        crate::registry::schema_of::<Config>()
-    }
-
-    fn validate_config(&self, config: &Map<String, Value>) -> Result<(), ConfigError> {
-        let parsed: Config = config::parse(config)?;
-        if parsed.latency_ms > MAX_LATENCY_MS {
+    fn check(config: &Config) -> Result<(), ConfigError> {
+        if config.latency_ms > MAX_LATENCY_MS {
             return Err(ConfigError::invalid(
                 "config.latencyMs",
                 format!("at most {MAX_LATENCY_MS}"),
             ));
         }
-        match (&parsed.behaviour, parsed.pattern.as_deref()) {
+        match (&config.behaviour, config.pattern.as_deref()) {
             (Behaviour::Flapping, None | Some("")) => Err(ConfigError::invalid(
                 "config.pattern",
                 "required for behaviour flapping",
@@ -98,9 +89,12 @@ impl crate::ConnectorFactory for Factory {
         }
     }
 
-    fn build(&self, spec: &IntegrationSpec, _env: &ConnectorEnv) -> Result<SharedConnector, Error> {
-        self.validate_config(&spec.config)?;
-        Ok(Arc::new(MemoryConnector::new(config::parse(&spec.config)?)))
+    fn connect(
+        config: Config,
+        _spec: &IntegrationSpec,
+        _env: &ConnectorEnv,
+    ) -> Result<SharedConnector, Error> {
+        Ok(Arc::new(MemoryConnector::new(config)))
     }
 }
 
@@ -165,7 +159,8 @@ impl MemoryConnector {
 mod tests {
     use super::*;
     use crate::ConnectorFactory;
-    use serde_json::json;
+    use crate::config;
+    use serde_json::{Value, json};
 
     fn check(v: Value) -> Result<(), ConfigError> {
         Factory.validate_config(v.as_object().unwrap())

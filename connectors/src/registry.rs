@@ -87,6 +87,75 @@ pub trait ConnectorFactory: Send + Sync + 'static {
     }
 }
 
+/// A built-in provider with a typed configuration. Implementing it is all a connector's factory
+/// needs: [`ConnectorFactory`] follows, with the schema derived from [`Provider::Config`] and
+/// validation by parsing it strictly (unknown fields refused) and running [`Provider::check`].
+pub trait Provider: Send + Sync + 'static {
+    /// The provider type, as stored in `integrations.type` (e.g. `gitlab`).
+    const TYPE: &'static str;
+    /// A human-readable name for forms and listings.
+    const DISPLAY_NAME: &'static str;
+    /// What the connector can do.
+    const CAPABILITIES: &'static [Capability] = &[Capability::HealthCheck];
+
+    /// The configuration: `#[serde(deny_unknown_fields, rename_all = "camelCase")]`, a `///` on
+    /// every field (it becomes the schema's description).
+    type Config: serde::de::DeserializeOwned + schemars::JsonSchema;
+
+    /// Checks a parsed configuration beyond its shape (URLs, ranges, fields that go together).
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the offending field as `config.<field>`.
+    fn check(config: &Self::Config) -> Result<(), ConfigError> {
+        let _ = config;
+        Ok(())
+    }
+
+    /// Builds the live connector of one integration from its checked configuration.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for what only the whole integration can tell (a credential the
+    /// configuration requires, and so on).
+    fn connect(
+        config: Self::Config,
+        spec: &IntegrationSpec,
+        env: &ConnectorEnv,
+    ) -> Result<SharedConnector, Error>;
+}
+
+/// Parses and checks a provider's configuration.
+fn typed<P: Provider>(config: &Map<String, Value>) -> Result<P::Config, ConfigError> {
+    let parsed = crate::config::parse(config)?;
+    P::check(&parsed)?;
+    Ok(parsed)
+}
+
+impl<P: Provider> ConnectorFactory for P {
+    fn provider_type(&self) -> &'static str {
+        P::TYPE
+    }
+
+    fn display_name(&self) -> &'static str {
+        P::DISPLAY_NAME
+    }
+
+    fn capabilities(&self) -> &'static [Capability] {
+        P::CAPABILITIES
+    }
+
+    fn validate_config(&self, config: &Map<String, Value>) -> Result<(), ConfigError> {
+        typed::<P>(config).map(|_| ())
+    }
+
+    fn config_schema(&self) -> Value {
+        schema_of::<P::Config>()
+    }
+
+    fn build(&self, spec: &IntegrationSpec, env: &ConnectorEnv) -> Result<SharedConnector, Error> {
+        P::connect(typed::<P>(&spec.config)?, spec, env)
+    }
+}
+
 /// The JSON Schema of a typed configuration, as [`ConnectorFactory::config_schema`] returns it.
 pub fn schema_of<T: schemars::JsonSchema>() -> Value {
     schemars::schema_for!(T).to_value()

@@ -2,9 +2,6 @@
 
 use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::{Map, Value};
-
-use crate::config::{self, ConfigError};
 
 /// The public GitHub API.
 pub const DEFAULT_API_BASE_URL: &str = "https://api.github.com";
@@ -45,27 +42,5 @@ impl Config {
             (_, Some(id)) => id.to_string(),
             _ => String::new(),
         }
-    }
-
-    /// Parses and checks a configuration object.
-    ///
-    /// # Errors
-    /// [`ConfigError::Invalid`] naming the field.
-    pub fn from_map(config: &Map<String, Value>) -> Result<Self, ConfigError> {
-        let parsed: Config = config::parse(config)?;
-        if parsed.app_id.is_none() && parsed.client_id.as_deref().is_none_or(str::is_empty) {
-            return Err(ConfigError::invalid(
-                "config.appId",
-                "either appId or clientId is required",
-            ));
-        }
-        if parsed.quota_warning_percent > 100 {
-            return Err(ConfigError::invalid(
-                "config.quotaWarningPercent",
-                "at most 100",
-            ));
-        }
-        config::check_http_url("apiBaseUrl", &parsed.api_base_url)?;
-        Ok(parsed)
     }
 }

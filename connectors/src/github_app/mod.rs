@@ -18,7 +18,7 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use self::client::{GitHubClient, RateWindow};
 pub use self::config::{Config, DEFAULT_API_BASE_URL};
@@ -28,38 +28,43 @@ use crate::connector::{
     Webhook, WebhookRequest,
 };
 use crate::health::{HealthReport, Reason};
-use crate::registry::{Capability, schema_of};
+use crate::registry::{Capability, Provider};
 use crate::secrets::TenantRef;
 
 pub struct Factory;
 
-impl crate::ConnectorFactory for Factory {
-    fn provider_type(&self) -> &'static str {
-        "github_app"
+impl Provider for Factory {
+    const TYPE: &'static str = "github_app";
+    const DISPLAY_NAME: &'static str = "GitHub App";
+    const CAPABILITIES: &'static [Capability] = &[
+        Capability::HealthCheck,
+        Capability::ListResources,
+        Capability::SetupWebhook,
+    ];
+    type Config = Config;
+
+    fn check(config: &Config) -> Result<(), ConfigError> {
+        if config.app_id.is_none() && config.client_id.as_deref().is_none_or(str::is_empty) {
+            return Err(ConfigError::invalid(
+                "config.appId",
+                "either appId or clientId is required",
+            ));
+        }
+        if config.quota_warning_percent > 100 {
+            return Err(ConfigError::invalid(
+                "config.quotaWarningPercent",
+                "at most 100",
+            ));
+        }
+        crate::config::check_http_url("apiBaseUrl", &config.api_base_url)?;
+        Ok(())
     }
 
-    fn display_name(&self) -> &'static str {
-        "GitHub App"
-    }
-
-    fn capabilities(&self) -> &'static [Capability] {
-        &[
-            Capability::HealthCheck,
-            Capability::ListResources,
-            Capability::SetupWebhook,
-        ]
-    }
-
-    fn config_schema(&self) -> Value {
-        schema_of::<Config>()
-    }
-
-    fn validate_config(&self, config: &Map<String, Value>) -> Result<(), ConfigError> {
-        Config::from_map(config).map(|_| ())
-    }
-
-    fn build(&self, spec: &IntegrationSpec, env: &ConnectorEnv) -> Result<SharedConnector, Error> {
-        let config = Config::from_map(&spec.config)?;
+    fn connect(
+        config: Config,
+        spec: &IntegrationSpec,
+        env: &ConnectorEnv,
+    ) -> Result<SharedConnector, Error> {
         Ok(Arc::new(GitHubAppConnector {
             client: GitHubClient::new(config, spec.credential(), env.clone()),
             tenant: spec.tenant.clone(),

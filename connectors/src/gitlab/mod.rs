@@ -16,7 +16,7 @@ use chrono::{NaiveDate, NaiveTime};
 use reqwest::{Method, StatusCode};
 use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::config::{self, ConfigError};
 use crate::connector::{
@@ -24,7 +24,7 @@ use crate::connector::{
 };
 use crate::health::{HealthReport, Reason};
 use crate::outbound;
-use crate::registry::{Capability, schema_of};
+use crate::registry::{Capability, Provider};
 use crate::secrets::TenantRef;
 
 /// Projects per page (GitLab's maximum).
@@ -56,45 +56,31 @@ const fn default_membership() -> bool {
     true
 }
 
-impl Config {
-    fn from_map(config: &Map<String, Value>) -> Result<Self, ConfigError> {
-        let parsed: Config = config::parse(config)?;
-        config::check_http_url("baseUrl", &parsed.base_url)?;
-        if parsed.expiry_warning_days > MAX_EXPIRY_WARNING_DAYS {
+pub struct Factory;
+
+impl Provider for Factory {
+    const TYPE: &'static str = "gitlab";
+    const DISPLAY_NAME: &'static str = "GitLab";
+    const CAPABILITIES: &'static [Capability] =
+        &[Capability::HealthCheck, Capability::ListResources];
+    type Config = Config;
+
+    fn check(config: &Config) -> Result<(), ConfigError> {
+        config::check_http_url("baseUrl", &config.base_url)?;
+        if config.expiry_warning_days > MAX_EXPIRY_WARNING_DAYS {
             return Err(ConfigError::invalid(
                 "config.expiryWarningDays",
                 format!("at most {MAX_EXPIRY_WARNING_DAYS}"),
             ));
         }
-        Ok(parsed)
-    }
-}
-
-pub struct Factory;
-
-impl crate::ConnectorFactory for Factory {
-    fn provider_type(&self) -> &'static str {
-        "gitlab"
+        Ok(())
     }
 
-    fn display_name(&self) -> &'static str {
-        "GitLab"
-    }
-
-    fn capabilities(&self) -> &'static [Capability] {
-        &[Capability::HealthCheck, Capability::ListResources]
-    }
-
-    fn config_schema(&self) -> Value {
-        schema_of::<Config>()
-    }
-
-    fn validate_config(&self, config: &Map<String, Value>) -> Result<(), ConfigError> {
-        Config::from_map(config).map(|_| ())
-    }
-
-    fn build(&self, spec: &IntegrationSpec, env: &ConnectorEnv) -> Result<SharedConnector, Error> {
-        let config = Config::from_map(&spec.config)?;
+    fn connect(
+        config: Config,
+        spec: &IntegrationSpec,
+        env: &ConnectorEnv,
+    ) -> Result<SharedConnector, Error> {
         Ok(Arc::new(GitLabConnector {
             api: format!("{}/api/v4", config.base_url.trim_end_matches('/')),
             config,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use reqwest::Method;
 use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::config::{self, ConfigError};
 use crate::connector::{
@@ -22,7 +22,7 @@ use crate::connector::{
 };
 use crate::health::{Health, HealthReport, Reason};
 use crate::outbound;
-use crate::registry::{Capability, schema_of};
+use crate::registry::{Capability, Provider};
 use crate::secrets::TenantRef;
 
 /// Items per page of a listing.
@@ -42,11 +42,18 @@ pub struct Config {
     pub robot_account: Option<String>,
 }
 
-impl Config {
-    fn from_map(config: &Map<String, Value>) -> Result<Self, ConfigError> {
-        let parsed: Config = config::parse(config)?;
-        config::check_http_url("baseUrl", &parsed.base_url)?;
-        if let Some(robot) = &parsed.robot_account
+pub struct Factory;
+
+impl Provider for Factory {
+    const TYPE: &'static str = "harbor";
+    const DISPLAY_NAME: &'static str = "Harbor";
+    const CAPABILITIES: &'static [Capability] =
+        &[Capability::HealthCheck, Capability::ListResources];
+    type Config = Config;
+
+    fn check(config: &Config) -> Result<(), ConfigError> {
+        config::check_http_url("baseUrl", &config.base_url)?;
+        if let Some(robot) = &config.robot_account
             && (robot.is_empty() || robot.len() > 255 || robot.contains(':'))
         {
             return Err(ConfigError::invalid(
@@ -54,35 +61,14 @@ impl Config {
                 "must be 1 to 255 characters, without ':'",
             ));
         }
-        Ok(parsed)
-    }
-}
-
-pub struct Factory;
-
-impl crate::ConnectorFactory for Factory {
-    fn provider_type(&self) -> &'static str {
-        "harbor"
+        Ok(())
     }
 
-    fn display_name(&self) -> &'static str {
-        "Harbor"
-    }
-
-    fn capabilities(&self) -> &'static [Capability] {
-        &[Capability::HealthCheck, Capability::ListResources]
-    }
-
-    fn config_schema(&self) -> Value {
-        schema_of::<Config>()
-    }
-
-    fn validate_config(&self, config: &Map<String, Value>) -> Result<(), ConfigError> {
-        Config::from_map(config).map(|_| ())
-    }
-
-    fn build(&self, spec: &IntegrationSpec, env: &ConnectorEnv) -> Result<SharedConnector, Error> {
-        let config = Config::from_map(&spec.config)?;
+    fn connect(
+        config: Config,
+        spec: &IntegrationSpec,
+        env: &ConnectorEnv,
+    ) -> Result<SharedConnector, Error> {
         let credentials = match (&config.robot_account, spec.credential()) {
             (Some(robot), Some(r)) => Some((robot.clone(), r)),
             (None, None) => None,

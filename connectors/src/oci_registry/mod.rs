@@ -15,7 +15,6 @@ use std::sync::Arc;
 use reqwest::{Method, StatusCode};
 use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::{Map, Value};
 
 use crate::config::{self, ConfigError};
 use crate::connector::{
@@ -23,7 +22,7 @@ use crate::connector::{
 };
 use crate::health::HealthReport;
 use crate::outbound;
-use crate::registry::{Capability, schema_of};
+use crate::registry::{Capability, Provider};
 use crate::secrets::Secret;
 use crate::secrets::TenantRef;
 
@@ -50,11 +49,18 @@ const fn default_catalog_page_size() -> u32 {
     100
 }
 
-impl Config {
-    fn from_map(config: &Map<String, Value>) -> Result<Self, ConfigError> {
-        let parsed: Config = config::parse(config)?;
-        config::check_http_url("baseUrl", &parsed.base_url)?;
-        if let Some(user) = &parsed.username
+pub struct Factory;
+
+impl Provider for Factory {
+    const TYPE: &'static str = "oci_registry";
+    const DISPLAY_NAME: &'static str = "OCI registry";
+    const CAPABILITIES: &'static [Capability] =
+        &[Capability::HealthCheck, Capability::ListResources];
+    type Config = Config;
+
+    fn check(config: &Config) -> Result<(), ConfigError> {
+        config::check_http_url("baseUrl", &config.base_url)?;
+        if let Some(user) = &config.username
             && (user.is_empty() || user.len() > 255 || user.contains(':'))
         {
             return Err(ConfigError::invalid(
@@ -62,41 +68,20 @@ impl Config {
                 "must be 1 to 255 characters, without ':'",
             ));
         }
-        if !(1..=MAX_PAGE_SIZE).contains(&parsed.catalog_page_size) {
+        if !(1..=MAX_PAGE_SIZE).contains(&config.catalog_page_size) {
             return Err(ConfigError::invalid(
                 "config.catalogPageSize",
                 format!("1 to {MAX_PAGE_SIZE}"),
             ));
         }
-        Ok(parsed)
-    }
-}
-
-pub struct Factory;
-
-impl crate::ConnectorFactory for Factory {
-    fn provider_type(&self) -> &'static str {
-        "oci_registry"
+        Ok(())
     }
 
-    fn display_name(&self) -> &'static str {
-        "OCI registry"
-    }
-
-    fn capabilities(&self) -> &'static [Capability] {
-        &[Capability::HealthCheck, Capability::ListResources]
-    }
-
-    fn config_schema(&self) -> Value {
-        schema_of::<Config>()
-    }
-
-    fn validate_config(&self, config: &Map<String, Value>) -> Result<(), ConfigError> {
-        Config::from_map(config).map(|_| ())
-    }
-
-    fn build(&self, spec: &IntegrationSpec, env: &ConnectorEnv) -> Result<SharedConnector, Error> {
-        let config = Config::from_map(&spec.config)?;
+    fn connect(
+        config: Config,
+        spec: &IntegrationSpec,
+        env: &ConnectorEnv,
+    ) -> Result<SharedConnector, Error> {
         Ok(Arc::new(OciConnector {
             base: config.base_url.trim_end_matches('/').to_owned(),
             page_size: config.catalog_page_size,
