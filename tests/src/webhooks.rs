@@ -526,6 +526,14 @@ async fn a_consumer_back_from_an_outage_gets_every_event_in_order_signed_and_onl
     pause(&ctx, WRITER_A, &a2).await;
     pause(&ctx, WRITER_B, &b1).await;
     let outbox = eventually(30, "every outbox event delivered", async || {
+        // Once every integration reads `paused`, its last event (the pause) is committed:
+        // the snapshot below then holds everything the receiver can still get.
+        for (key, id) in [(READER_A, &a1), (READER_A, &a2), (WRITER_B, &b1)] {
+            let status = ctx.get(&format!("/api/v1/integrations/{id}"), key).await;
+            if status.ok(200)["status"] != "paused" {
+                return None;
+            }
+        }
         let outbox = outbox(&ctx).await;
         let accepted: std::collections::HashSet<String> = receiver
             .state
