@@ -164,7 +164,7 @@ impl Worker for CatalogWorker {
         .instrument(span)
         .await;
         if result.is_ok() {
-            crate::health::metrics::crud(action);
+            crud_committed(action);
         }
         state.announce(&result, deleted);
         // A reply port whose caller gave up is not an error of the worker.
@@ -310,6 +310,21 @@ impl Catalog {
         })
         .await
     }
+}
+
+/// `integration_crud_total{action}`: catalog changes committed (`create`, `update`,
+/// `delete`, `monitoring`). The name is the platform's; its dashboards expect it.
+fn crud_committed(action: &'static str) {
+    static CRUD: std::sync::OnceLock<opentelemetry::metrics::Counter<u64>> =
+        std::sync::OnceLock::new();
+    CRUD.get_or_init(|| {
+        // Counters get the `_total` suffix in Prometheus text.
+        opentelemetry::global::meter("stella-integrations")
+            .u64_counter("integration_crud")
+            .with_description("Catalog changes committed, by action.")
+            .build()
+    })
+    .add(1, &[opentelemetry::KeyValue::new("action", action)]);
 }
 
 #[cfg(test)]

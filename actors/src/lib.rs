@@ -9,12 +9,13 @@
 //!   serialised on one worker; writes of different tenants run on different workers, and reads
 //!   go straight to the pool without any mailbox.
 //! - [`health`]: the health engine: one supervised monitor actor per live integration.
-//! - [`events`]: health events as CloudEvents, noise control, maintenance windows, the live
-//!   hub SSE streams read, and the sinks that carry the outbox out (`events::sink`: webhooks,
-//!   NATS); the outbox itself is in [`store`].
+//! - [`events`]: health events as CloudEvents, noise control, maintenance windows and the live
+//!   hub SSE streams read; the outbox itself is in [`store`].
+//! - [`sinks`]: what carries the outbox out (webhooks, NATS), one contract and one driver.
 //! - [`registry`]: the plugin-registry actor: built-in connectors and discovered external
 //!   plugins in one shared registry.
 //! - [`backoff`]: the retry delays of monitors, the NATS relay and webhook deliveries.
+//! - [`status`]: the health status vocabulary every layer shares.
 //! - [`db`]: connecting (pool settings per backend) and migrating.
 //! - [`error`]: [`CatalogError`], in domain terms; the daemon maps it to HTTP in one place.
 
@@ -25,6 +26,8 @@ pub mod error;
 pub mod events;
 pub mod health;
 pub mod registry;
+pub mod sinks;
+pub mod status;
 pub mod store;
 pub mod tenant;
 

@@ -57,7 +57,7 @@ pub struct EventsConfig {
     pub alerts: actors::events::alerts::AlertSettings,
     /// Webhook delivery: concurrency, timeouts, retries and dead-lettering.
     #[serde(default)]
-    pub webhooks: actors::events::webhooks::WebhookSettings,
+    pub webhooks: actors::sinks::webhooks::WebhookSettings,
     /// Longest life of one `GET /api/v1/events` stream; the client reconnects with
     /// `Last-Event-ID` and loses nothing. Bounds how long a vanished client holds resources
     /// and lets load balancers rebalance.
@@ -65,7 +65,7 @@ pub struct EventsConfig {
     pub stream_max_seconds: u64,
     /// The NATS JetStream publisher; off unless `url` is set.
     #[serde(default)]
-    pub nats: actors::events::nats::NatsSettings,
+    pub nats: actors::sinks::nats::NatsSettings,
 }
 
 impl Default for EventsConfig {

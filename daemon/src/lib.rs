@@ -37,11 +37,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actors::db::{self, PoolSettings};
-use actors::events::nats::{NatsConfigError, NatsRelay};
-use actors::events::webhooks::{InvalidWebhookSettings, WebhookSettings, Webhooks};
 use actors::events::{Alerting, hub::EventHub};
 use actors::health::HealthEngine;
 use actors::registry::{PluginRegistry, RegistryArgs, SharedRegistry};
+use actors::sinks::nats::{NatsConfigError, NatsRelay};
+use actors::sinks::webhooks::{InvalidWebhookSettings, WebhookSettings, Webhooks};
 use actors::{Catalog, Store};
 use poem::listener::{Acceptor, Listener, TcpListener};
 use tokio::sync::oneshot;

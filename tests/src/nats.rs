@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actors::events::StoredEvent;
-use actors::events::nats::{self, CONTENT_TYPE, CURSOR, MSG_ID_HEADER, NatsSettings};
+use actors::sinks::nats::{self, CONTENT_TYPE, CURSOR, MSG_ID_HEADER, NatsSettings};
 use actors::store::health::SystemStore;
 use daemon::config::Config;
 use serde_json::{Value, json};

@@ -31,7 +31,7 @@ use uuid::Uuid;
 
 use super::maintenance::{MaintenanceIndex, Window};
 use super::{EventKind, NewEvent};
-use crate::health::policy::Status;
+use crate::status::Status;
 
 /// The `[events.alerts]` settings.
 #[derive(Debug, Clone, Deserialize)]

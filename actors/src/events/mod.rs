@@ -1,6 +1,6 @@
 //! Health events: what happened to an integration, as CloudEvents 1.0, written to the outbox
-//! in the same transaction as the status change they report, then handed on to SSE clients,
-//! webhook subscriptions and NATS by relays that read the outbox.
+//! in the same transaction as the status change they report, then handed on to SSE clients
+//! here, and to webhook subscriptions and NATS by the sinks in [`crate::sinks`].
 //!
 //! # Layout
 //! - [`EventKind`] and [`NewEvent`]: the event types and how one becomes a CloudEvent.
@@ -9,8 +9,6 @@
 //! - [`maintenance`]: maintenance windows and their recurrence.
 //! - [`hub`]: live fan-out of committed events to SSE streams.
 //! - [`clock`]: wall time that follows tokio's clock, so paused-clock tests drive it.
-//! - [`webhooks`]: subscriptions' relay from the outbox and the signed, ordered delivery worker.
-//! - [`nats`]: the relay from the outbox to NATS JetStream.
 //! - [`metrics`]: events written, deliveries, delivery delay, relayed events.
 
 pub mod alerts;
@@ -18,9 +16,6 @@ pub mod clock;
 pub mod hub;
 pub mod maintenance;
 pub mod metrics;
-pub mod nats;
-pub mod sink;
-pub mod webhooks;
 
 #[cfg(test)]
 mod paused_tests;

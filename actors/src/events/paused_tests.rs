@@ -16,10 +16,10 @@ use super::maintenance::Window;
 use super::{EventKind, StoredEvent};
 use crate::health::engine::EngineContext;
 use crate::health::monitor::MonitorSpec;
-use crate::health::policy::Status;
 use crate::health::settings::HealthSettings;
 use crate::health::supervisor::{MonitorSupervisor, SupervisorMsg};
 use crate::health::writer::{ResultWriter, WriteOp, WriterOptions};
+use crate::status::Status;
 use crate::store::Store;
 
 const HEALTHY: u8 = 0;

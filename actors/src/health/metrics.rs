@@ -1,4 +1,4 @@
-//! The actors' metrics (health engine and catalog changes), on the process-wide OpenTelemetry meter (exported by the
+//! The health engine's metrics, on the process-wide OpenTelemetry meter (exported by the
 //! daemon as Prometheus text at `/metrics` and over OTLP when configured).
 
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -26,7 +26,6 @@ struct Instruments {
     _writer_queued: ObservableGauge<i64>,
     write: Histogram<f64>,
     checks: Counter<u64>,
-    crud: Counter<u64>,
 }
 
 fn instruments() -> &'static Instruments {
@@ -96,11 +95,6 @@ fn instruments() -> &'static Instruments {
                 .u64_counter("integration_health_checks")
                 .with_description("Health checks completed, by provider type and result.")
                 .build(),
-            // Counters get the `_total` suffix in Prometheus text.
-            crud: meter
-                .u64_counter("integration_crud")
-                .with_description("Catalog changes committed, by action.")
-                .build(),
         }
     })
 }
@@ -164,11 +158,4 @@ pub fn writer_batch(rows: usize, took: std::time::Duration) {
 pub fn watch_writer(tx: &mpsc::Sender<WriteOp>) {
     instruments();
     *WRITER.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx.downgrade());
-}
-
-/// A catalog change was committed (`create`, `update`, `delete`, `monitoring`).
-pub fn crud(action: &'static str) {
-    instruments()
-        .crud
-        .add(1, &[KeyValue::new("action", action)]);
 }

@@ -3,43 +3,7 @@
 
 use connectors::{Health, HealthReport, Reason};
 
-/// The status of a monitored integration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Status {
-    /// Not checked yet.
-    Unknown,
-    Healthy,
-    Degraded,
-    Unhealthy,
-    /// Monitoring is paused.
-    Paused,
-    /// The monitor keeps crashing; retried after a long backoff.
-    Error,
-}
-
-impl Status {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Status::Unknown => "unknown",
-            Status::Healthy => "healthy",
-            Status::Degraded => "degraded",
-            Status::Unhealthy => "unhealthy",
-            Status::Paused => "paused",
-            Status::Error => "error",
-        }
-    }
-
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "healthy" => Status::Healthy,
-            "degraded" => Status::Degraded,
-            "unhealthy" => Status::Unhealthy,
-            "paused" => Status::Paused,
-            "error" => Status::Error,
-            _ => Status::Unknown,
-        }
-    }
-}
+pub use crate::status::Status;
 
 /// Consecutive-result thresholds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

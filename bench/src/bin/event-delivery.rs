@@ -1,5 +1,5 @@
 //! Event delivery benchmark: health events through the outbox to a webhook receiver on
-//! loopback, with the daemon's own relay and delivery worker (`actors::events::webhooks`).
+//! loopback, with the daemon's own relay and delivery worker (`actors::sinks::webhooks`).
 //!
 //! Events are appended the way the health engine's result writer appends them (a batch per
 //! transaction, then published to the hub), spread over `INTEGRATIONS` integrations of ten
@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actors::events::hub::EventHub;
-use actors::events::webhooks::{WebhookSettings, Webhooks};
 use actors::events::{EventKind, NewEvent};
+use actors::sinks::webhooks::{WebhookSettings, Webhooks};
 use actors::store::webhooks::SubscriptionFields;
 use actors::{Store, TenantId};
 use anyhow::{Context, bail};

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use actors::events::TypeFilter;
-use actors::events::webhooks::{self, target};
+use actors::sinks::webhooks::{self, target};
 use actors::store::webhooks::{DeliveryQuery, SubscriptionFields, SubscriptionQuery};
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};

@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 
 use super::CURSOR;
 use crate::events::metrics;
-use crate::events::sink::{OutboxSink, Progress};
+use crate::sinks::{OutboxSink, Progress};
 use crate::store::webhooks::WebhookStore;
 
 /// Fans events out into queued deliveries and tells the worker when it queued some.

@@ -45,9 +45,8 @@ use sea_orm::DbErr;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::StoredEvent;
-use super::metrics;
-use super::sink::{self, OutboxSink, Progress};
+use crate::events::{StoredEvent, metrics};
+use crate::sinks::{self as sink, OutboxSink, Progress};
 use crate::store::health::SystemStore;
 
 mod settings;
@@ -104,7 +103,7 @@ pub struct NatsRelay {
 
 impl NatsRelay {
     /// Starts relaying the outbox of `store` to NATS. `latest` is the hub's latest committed
-    /// sequence number ([`super::hub::EventHub::latest`]); `secrets` resolves the credential.
+    /// sequence number ([`crate::events::hub::EventHub::latest`]); `secrets` resolves the credential.
     pub fn start(
         store: SystemStore,
         latest: watch::Receiver<i64>,

@@ -40,9 +40,9 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::hub::EventHub;
 use crate::backoff::{Backoff, FullJitter, InvalidBackoff};
-use crate::events::sink;
+use crate::events::hub::EventHub;
+use crate::sinks as sink;
 use crate::store::Store;
 use crate::store::webhooks::Subscription;
 

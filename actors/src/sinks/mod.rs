@@ -10,6 +10,17 @@
 //!
 //! Adding a channel (Kafka, Slack) is a type implementing [`OutboxSink`] plus one line that
 //! drives it.
+//!
+//! # Layout
+//! - This file: the contract and its driver.
+//! - [`webhooks`]: the relay (outbox → deliveries) and the delivery worker (signed POSTs).
+//! - [`nats`]: publishing to NATS JetStream.
+//!
+//! Sinks sit above the store (they read the outbox and move their cursors through it) and
+//! above the event model in [`crate::events`]; nothing below imports them.
+
+pub mod nats;
+pub mod webhooks;
 
 use std::future::Future;
 use std::time::Duration;
