@@ -206,6 +206,29 @@ async fn tenants_never_see_each_others_events_and_filters_apply() {
         )
         .await;
     bad.problem(422);
+    // Bytes that are not text, and two ids at once, are refused too, not dropped (which would
+    // start the stream at the next event and lose the gap silently).
+    for values in [&[&b"4\xff2"[..]][..], &[b"1", b"2"]] {
+        let mut request = ctx
+            .client
+            .get(ctx.url("/api/v1/events"))
+            .bearer_auth(READER_A);
+        for value in values {
+            request = request.header(
+                "Last-Event-ID",
+                reqwest::header::HeaderValue::from_bytes(value).unwrap(),
+            );
+        }
+        // The status first: a stream opened by mistake would never end.
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 422, "{values:?}");
+        let answer = crate::context::answer(response).await;
+        assert_eq!(
+            answer.problem(422)["errors"][0]["field"],
+            "Last-Event-ID",
+            "{values:?}"
+        );
+    }
     ctx.cleanup().await;
 }
 

@@ -71,6 +71,26 @@ impl CloudEvent {
 
 pub struct EventsApi;
 
+/// The `Last-Event-ID` a reconnecting client sent, read from the raw header: a value that is
+/// not text (which the typed header parameter would silently drop, restarting the stream at
+/// the next event and losing the gap) or not one of this stream's ids is refused, never
+/// ignored.
+fn last_event_id(request: &poem::Request) -> Result<Option<i64>, ApiError> {
+    let refused = || ApiError::invalid("Last-Event-ID", "not an event id from this stream");
+    let mut lines = request.headers().get_all("last-event-id").iter();
+    let (Some(line), None) = (lines.next(), lines.next()) else {
+        return match request.headers().contains_key("last-event-id") {
+            true => Err(refused()),
+            false => Ok(None),
+        };
+    };
+    let text = std::str::from_utf8(line.as_bytes()).map_err(|_| refused())?;
+    match text.trim() {
+        "" => Ok(None),
+        id => id.parse::<i64>().map(Some).map_err(|_| refused()),
+    }
+}
+
 #[OpenApi(prefix_path = "/api/v1/events", tag = "ApiTags::Events")]
 impl EventsApi {
     /// Stream health events
@@ -81,6 +101,8 @@ impl EventsApi {
     /// either, the stream starts with the next event. A stream ends after
     /// `[events] stream_max_seconds` (an hour by default); reconnecting resumes it.
     #[oai(path = "/", method = "get", operation_id = "event_stream")]
+    // One parameter per documented input, plus the raw request for `Last-Event-ID`.
+    #[allow(clippy::too_many_arguments)]
     async fn event_stream(
         &self,
         state: Data<&Arc<AppState>>,
@@ -96,16 +118,15 @@ impl EventsApi {
         after: Query<Option<i64>>,
         /// The id of the last event received, sent by reconnecting SSE clients.
         #[oai(name = "Last-Event-ID")]
-        last_event_id: Header<Option<String>>,
+        _last_event_id: Header<Option<String>>,
+        request: &poem::Request,
     ) -> Result<EventStream<futures::stream::BoxStream<'static, CloudEvent>>, ApiError> {
         let principal = auth.require(Scope::Read)?;
         let filter =
             TypeFilter::new(types.0).map_err(|e| ApiError::invalid("type", e.to_string()))?;
-        let resume = match last_event_id.0.as_deref().map(str::trim) {
-            None | Some("") => after.0,
-            Some(id) => Some(id.parse::<i64>().map_err(|_| {
-                ApiError::invalid("Last-Event-ID", "not an event id from this stream")
-            })?),
+        let resume = match last_event_id(request)? {
+            None => after.0,
+            some => some,
         };
         if let Some(id) = integration_id.0 {
             state
