@@ -209,6 +209,23 @@ pub fn describe_serde_error(error: &serde_json::Error) -> String {
 ///
 /// # Errors
 /// [`ConfigError::Invalid`] or [`ConfigError::SecretInUrl`] naming `config.{field}`.
+/// Checks a user name sent with HTTP basic authentication: 1 to 255 characters, no `:` (which
+/// would end the user part of the credentials).
+///
+/// # Errors
+/// [`ConfigError::Invalid`] naming `config.<field>`.
+pub fn check_basic_user(field: &str, value: Option<&str>) -> Result<(), ConfigError> {
+    match value {
+        Some(user) if user.is_empty() || user.len() > 255 || user.contains(':') => {
+            Err(ConfigError::invalid(
+                format!("config.{field}"),
+                "must be 1 to 255 characters, without ':'",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 pub fn check_http_url(field: &str, value: &str) -> Result<url::Url, ConfigError> {
     let field = format!("config.{field}");
     // url's parse errors are fixed phrases ("relative URL without a base"), never the input.

@@ -53,15 +53,7 @@ impl Provider for Factory {
 
     fn check(config: &Config) -> Result<(), ConfigError> {
         config::check_http_url("baseUrl", &config.base_url)?;
-        if let Some(robot) = &config.robot_account
-            && (robot.is_empty() || robot.len() > 255 || robot.contains(':'))
-        {
-            return Err(ConfigError::invalid(
-                "config.robotAccount",
-                "must be 1 to 255 characters, without ':'",
-            ));
-        }
-        Ok(())
+        config::check_basic_user("robotAccount", config.robot_account.as_deref())
     }
 
     fn connect(

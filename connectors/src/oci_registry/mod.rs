@@ -60,14 +60,7 @@ impl Provider for Factory {
 
     fn check(config: &Config) -> Result<(), ConfigError> {
         config::check_http_url("baseUrl", &config.base_url)?;
-        if let Some(user) = &config.username
-            && (user.is_empty() || user.len() > 255 || user.contains(':'))
-        {
-            return Err(ConfigError::invalid(
-                "config.username",
-                "must be 1 to 255 characters, without ':'",
-            ));
-        }
+        config::check_basic_user("username", config.username.as_deref())?;
         if !(1..=MAX_PAGE_SIZE).contains(&config.catalog_page_size) {
             return Err(ConfigError::invalid(
                 "config.catalogPageSize",

@@ -465,8 +465,7 @@ impl Namespaces {
 }
 
 fn check_mounts(field: &str, mounts: &[String]) -> Result<(), NamespaceError> {
-    if let Some(bad) = mounts.iter().find(|m| !is_safe_segment(m)) {
-        let _ = bad;
+    if !mounts.iter().all(|m| is_safe_segment(m)) {
         return Err(NamespaceError::invalid(
             field,
             "a mount is one segment of [A-Za-z0-9._-]",
