@@ -5,9 +5,12 @@
 //! - [`store`]: the data layer. [`Store::tenant`] is the only way to reach tenant data, so a
 //!   query without a tenant cannot be written; on PostgreSQL each access also runs in a
 //!   transaction that sets the row-level-security tenant, so a missed filter still cannot leak.
-//! - [`catalog`]: the catalog actor, a ractor factory keyed by tenant. Writes of one tenant are
-//!   serialised on one worker; writes of different tenants run on different workers, and reads
-//!   go straight to the pool without any mailbox.
+//! - [`catalog`]: the catalog actor, a ractor factory keyed by tenant, the one way in for
+//!   every write to a tenant's catalog (integrations, maintenance windows, webhook
+//!   subscriptions). Writes of one tenant are serialised on one worker; writes of different
+//!   tenants run on different workers, and reads go straight to the pool without any mailbox.
+//!   Every committed change is announced once on its [`ChangeFeed`], which the health engine
+//!   and the webhook worker follow.
 //! - [`health`]: the health engine: one supervised monitor actor per live integration.
 //! - [`events`]: health events as CloudEvents, noise control, maintenance windows and the live
 //!   hub SSE streams read; the outbox itself is in [`store`].
@@ -31,7 +34,7 @@ pub mod status;
 pub mod store;
 pub mod tenant;
 
-pub use catalog::{Catalog, CatalogEvent, CatalogEvents, CatalogMsg};
+pub use catalog::{Catalog, CatalogMsg, Change, ChangeFeed};
 pub use error::CatalogError;
 pub use store::{
     AuditEntry, AuditQuery, IntegrationChanges, IntegrationQuery, MonitoringChanges,

@@ -4,7 +4,9 @@
 //! One mailbox serialises discoveries. A discovery scans the directories (blocking I/O, off the
 //! runtime), compares fingerprints with `plugin_metadata`, starts, replaces or retires
 //! [`ExternalPlugin`]s in the shared [`Registry`], records the result, and announces the
-//! provider types whose connectors changed so their monitors are rebuilt. Catalog validation
+//! provider types whose connectors changed on the catalog's change feed
+//! ([`Change::ConnectorChanged`]) so their monitors are rebuilt. It is the one writer of
+//! `plugin_metadata`, which belongs to no tenant. Catalog validation
 //! reads the same registry, so a type exists exactly when a plugin provides it.
 
 use std::collections::{BTreeMap, HashMap};
@@ -15,8 +17,8 @@ use connectors::external::{Discovery, ExternalPlugin, PluginSettings, diff, disc
 use connectors::{ConnectorFactory, Registry};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tokio::sync::mpsc::UnboundedSender;
 
+use crate::catalog::{Change, ChangeFeed};
 use crate::store::Store;
 use crate::store::plugins::PluginRow;
 
@@ -69,8 +71,8 @@ pub struct RegistryArgs {
     pub registry: SharedRegistry,
     pub dirs: Vec<PathBuf>,
     pub settings: PluginSettings,
-    /// Provider types whose connector was added, replaced or removed.
-    pub changed: Option<UnboundedSender<String>>,
+    /// Where the provider types whose connector was added, replaced or removed are announced.
+    pub changes: ChangeFeed,
 }
 
 pub struct RegistryState {
@@ -151,10 +153,10 @@ impl RegistryState {
         }
         self.args.store.plugins_upsert(&rows).await?;
         self.args.store.plugins_delete(&d.removed).await?;
-        if let Some(tx) = &self.args.changed {
-            for t in changed {
-                let _ = tx.send(t);
-            }
+        for provider_type in changed {
+            self.args
+                .changes
+                .publish(Change::ConnectorChanged { provider_type });
         }
         let report = DiscoveryReport {
             added: d.added,

@@ -42,7 +42,7 @@ use actors::health::HealthEngine;
 use actors::registry::{PluginRegistry, RegistryArgs, SharedRegistry};
 use actors::sinks::nats::{NatsConfigError, NatsRelay};
 use actors::sinks::webhooks::{InvalidWebhookSettings, WebhookSettings, Webhooks};
-use actors::{Catalog, Store};
+use actors::{Catalog, ChangeFeed, Store};
 use poem::listener::{Acceptor, Listener, TcpListener};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -340,18 +340,20 @@ pub async fn start(config: Config) -> Result<Running, Error> {
 
     let registry: SharedRegistry =
         Arc::new(std::sync::RwLock::new(connectors::Registry::with_builtins()));
-    let (changed_types, mut changed) = tokio::sync::mpsc::unbounded_channel();
+    // Every committed catalog change is announced here; the engine follows from before the
+    // first writer starts, so it misses nothing.
+    let changes = ChangeFeed::default();
+    let followed = changes.follow();
     let (plugins, plugins_handle) = PluginRegistry::start(RegistryArgs {
         store: store.clone(),
         registry: registry.clone(),
         dirs: config.plugins.dirs.clone(),
         settings: config.plugins.settings().map_err(Error::Plugins)?,
-        changed: Some(changed_types),
+        changes: changes.clone(),
     })
     .await?;
-    let (events, followed) = tokio::sync::mpsc::unbounded_channel();
     let (catalog, catalog_handle) =
-        Catalog::start(store.clone(), config.catalog.workers, Some(events)).await?;
+        Catalog::start(store.clone(), config.catalog.workers, changes.clone()).await?;
     let env = connectors::ConnectorEnv::new(&config.connectors).map_err(Error::Connectors)?;
     tokio::spawn(namespaces::report(store.clone(), env.secrets.clone()));
     let hub = EventHub::default();
@@ -376,14 +378,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     };
     let nats = nats_config
         .map(|relay| NatsRelay::start(store.system(), hub.latest(), relay, env.secrets.clone()));
-    if let Some(engine) = health.clone() {
-        tokio::spawn(async move {
-            while let Some(provider_type) = changed.recv().await {
-                engine.rebuild_type(&provider_type).await;
-            }
-        });
-    }
-    let webhooks = Webhooks::start(&store, &env, &hub, &config.events.webhooks)?;
+    let webhooks = Webhooks::start(&store, &env, &hub, &changes, &config.events.webhooks)?;
     let (shutdown_streams, shutting_down) = tokio::sync::watch::channel(false);
     let state = Arc::new(AppState {
         store,

@@ -18,7 +18,7 @@ use super::settings::{HealthSettings, InvalidSettings, Schedule};
 use super::supervisor::{MonitorSupervisor, SupervisorMsg};
 use super::timers::Timers;
 use super::writer::{ResultWriter, WriteOp, WriterOptions};
-use crate::catalog::CatalogEvent;
+use crate::catalog::Change;
 use crate::events::Alerting;
 use crate::events::alerts::MaintenanceChange;
 use crate::events::clock::Clock;
@@ -117,7 +117,7 @@ impl HealthEngine {
         settings: &HealthSettings,
         registry: SharedRegistry,
         env: ConnectorEnv,
-        events: UnboundedReceiver<CatalogEvent>,
+        changes: UnboundedReceiver<Change>,
         alerting: Alerting,
     ) -> Result<Self, EngineError> {
         let schedule = settings.schedule()?;
@@ -159,7 +159,7 @@ impl HealthEngine {
                 writer_task: std::sync::Mutex::new(Some(writer_task)),
             }),
         };
-        let follower = tokio::spawn(engine.clone().follow(store.clone(), events));
+        let follower = tokio::spawn(engine.clone().follow(store.clone(), changes));
         let maintenance = tokio::spawn(maintain(
             store,
             Duration::from_secs(u64::from(settings.retention_days) * 86_400),
@@ -223,7 +223,7 @@ impl HealthEngine {
 
     /// Rebuilds the monitors of every live integration of a provider type whose connector was
     /// added, replaced or removed (plugin discovery).
-    pub async fn rebuild_type(&self, provider_type: &str) {
+    async fn rebuild_type(&self, provider_type: &str) {
         let system = self.inner.store.system();
         let mut after = None;
         loop {
@@ -254,17 +254,37 @@ impl HealthEngine {
         let _ = self.shard(id).send_message(SupervisorMsg::Remove(id));
     }
 
-    async fn follow(self, store: Store, mut events: UnboundedReceiver<CatalogEvent>) {
+    /// Follows the catalog's change feed: the one way the engine learns of integrations,
+    /// maintenance windows and connectors changing.
+    async fn follow(self, store: Store, mut changes: UnboundedReceiver<Change>) {
         // Catalog changes made while the scan runs are applied as they come; versions and
         // tombstones keep a stale scan row from undoing them.
         let scan = tokio::spawn(self.clone().load(store));
-        while let Some(event) = events.recv().await {
-            match event {
-                CatalogEvent::Upserted(m) => self.upsert(&m),
-                CatalogEvent::Deleted { id } => {
+        while let Some(change) = changes.recv().await {
+            match change {
+                Change::IntegrationUpserted(m) => self.upsert(&m),
+                Change::IntegrationDeleted { id, .. } => {
                     self.remove(id);
                     self.inner.ctx.writer.record(WriteOp::Forget(id)).await;
                 }
+                Change::WindowCreated(window) => {
+                    self.maintenance(MaintenanceChange::Upsert(window)).await;
+                }
+                Change::WindowDeleted {
+                    integration_id,
+                    window_id,
+                    ..
+                } => {
+                    let removed = MaintenanceChange::Remove {
+                        integration_id,
+                        window_id,
+                    };
+                    self.maintenance(removed).await;
+                }
+                Change::ConnectorChanged { provider_type } => {
+                    self.rebuild_type(&provider_type).await;
+                }
+                Change::SubscriptionChanged { .. } | Change::DeliveryRequeued { .. } => {}
             }
         }
         scan.abort();
@@ -318,8 +338,8 @@ impl HealthEngine {
         }
     }
 
-    /// Tells the alert policy of a maintenance window created or deleted through the API.
-    pub async fn maintenance(&self, change: MaintenanceChange) {
+    /// Tells the alert policy of a maintenance window created or deleted.
+    async fn maintenance(&self, change: MaintenanceChange) {
         self.inner
             .ctx
             .writer

@@ -743,7 +743,9 @@ mod tests {
     #[tokio::test]
     async fn transitions_update_the_status_rows_in_one_statement_last_one_wins() {
         let store = testing::store().await;
-        let (catalog, _h) = crate::Catalog::start(store.clone(), 1, None).await.unwrap();
+        let (catalog, _h) = crate::Catalog::start(store.clone(), 1, Default::default())
+            .await
+            .unwrap();
         let t = TenantId::new("t").unwrap();
         let mut ids = Vec::new();
         for name in ["a", "b", "c"] {

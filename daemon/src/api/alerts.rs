@@ -146,8 +146,9 @@ impl AlertsApi {
         let principal = auth.require(Scope::Write)?;
         let tenant = state.store.tenant(principal.tenant.clone());
         let fields = fields(&state, &tenant, body.0).await?;
-        let created = tenant
-            .subscription_create(&principal.subject, fields)
+        let created = state
+            .catalog
+            .subscription_create(&principal.tenant, &principal.subject, fields)
             .await?;
         tracing::info!(
             message = "Alert subscription created.",
@@ -191,8 +192,15 @@ impl AlertsApi {
             .expected_version(async { Ok(current.version) })
             .await?;
         let fields = fields(&state, &tenant, body.0).await?;
-        let updated = tenant
-            .subscription_update(&principal.subject, id.0, fields, expected_version)
+        let updated = state
+            .catalog
+            .subscription_update(
+                &principal.tenant,
+                &principal.subject,
+                id.0,
+                fields,
+                expected_version,
+            )
             .await?;
         Ok(ok(updated))
     }
@@ -220,8 +228,14 @@ impl AlertsApi {
         let expected_version = validate::if_match(&if_match)?
             .expected_version(async { Ok(tenant.subscription_get(id.0).await?.version) })
             .await?;
-        tenant
-            .subscription_delete(&principal.subject, id.0, expected_version)
+        state
+            .catalog
+            .subscription_delete(
+                &principal.tenant,
+                &principal.subject,
+                id.0,
+                expected_version,
+            )
             .await?;
         Ok(SubscriptionDeleted::NoContent)
     }
@@ -290,9 +304,8 @@ impl AlertsApi {
     ) -> Result<Json<AlertDelivery>, ApiError> {
         let principal = auth.require(Scope::Write)?;
         let requeued = state
-            .store
-            .tenant(principal.tenant.clone())
-            .delivery_retry(&principal.subject, id.0, delivery_id.0)
+            .catalog
+            .delivery_retry(&principal.tenant, &principal.subject, id.0, delivery_id.0)
             .await?
             .ok_or_else(|| {
                 ApiError::not_found(format!("alert delivery {} not found", delivery_id.0))

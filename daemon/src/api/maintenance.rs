@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use actors::events::alerts::MaintenanceChange;
 use actors::events::maintenance::{InvalidWindow, Recurrence};
 use actors::store::maintenance::{NewMaintenanceWindow, window_of};
 use chrono::{DateTime, Utc};
@@ -187,15 +186,9 @@ impl MaintenanceApi {
         };
         shape.validate().map_err(|e| invalid(&e))?;
         let created = state
-            .store
-            .tenant(principal.tenant.clone())
-            .maintenance_create(&principal.subject, id.0, new)
+            .catalog
+            .window_create(&principal.tenant, &principal.subject, id.0, new)
             .await?;
-        if let Some(health) = &state.health {
-            health
-                .maintenance(MaintenanceChange::Upsert(window_of(&created)))
-                .await;
-        }
         let location = format!(
             "/api/v1/integrations/{}/maintenance-windows/{}",
             id.0, created.id
@@ -243,18 +236,9 @@ impl MaintenanceApi {
     ) -> Result<WindowDeleted, ApiError> {
         let principal = auth.require(Scope::Write)?;
         state
-            .store
-            .tenant(principal.tenant.clone())
-            .maintenance_delete(&principal.subject, id.0, window_id.0)
+            .catalog
+            .window_delete(&principal.tenant, &principal.subject, id.0, window_id.0)
             .await?;
-        if let Some(health) = &state.health {
-            health
-                .maintenance(MaintenanceChange::Remove {
-                    integration_id: id.0,
-                    window_id: window_id.0,
-                })
-                .await;
-        }
         Ok(WindowDeleted::NoContent)
     }
 }

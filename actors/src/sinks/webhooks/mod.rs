@@ -41,6 +41,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::backoff::{Backoff, FullJitter, InvalidBackoff};
+use crate::catalog::{Change, ChangeFeed};
 use crate::events::hub::EventHub;
 use crate::sinks as sink;
 use crate::store::Store;
@@ -209,8 +210,9 @@ pub struct Webhooks {
 
 impl Webhooks {
     /// Starts the relay (woken by `hub`) and the worker (sending through `env`'s guarded
-    /// outbound client and resolving signing secrets with its resolver). `None` when the
-    /// settings turn webhooks off.
+    /// outbound client and resolving signing secrets with its resolver, and woken by the
+    /// catalog's `changes` when a subscription changes or a delivery is put back in the
+    /// queue). `None` when the settings turn webhooks off.
     ///
     /// # Errors
     /// [`InvalidWebhookSettings`].
@@ -218,6 +220,7 @@ impl Webhooks {
         store: &Store,
         env: &ConnectorEnv,
         hub: &EventHub,
+        changes: &ChangeFeed,
         settings: &WebhookSettings,
     ) -> Result<Option<Self>, InvalidWebhookSettings> {
         settings.validate()?;
@@ -239,6 +242,11 @@ impl Webhooks {
                 stop: stopped.clone(),
             },
         );
+        tokio::spawn(wake_on_changes(
+            changes.follow(),
+            wake.clone(),
+            stopped.clone(),
+        ));
         let worker = tokio::spawn(
             worker::Worker::new(store.webhooks(), env.clone(), settings, wake, stopped)?.run(),
         );
@@ -255,6 +263,27 @@ impl Webhooks {
         let _ = self.stop.send(true);
         let _ = self.relay.await;
         let _ = self.worker.await;
+    }
+}
+
+/// Wakes the worker when the queue changed outside the outbox: a delivery put back, or a
+/// subscription created, replaced or deleted.
+async fn wake_on_changes(
+    mut changes: tokio::sync::mpsc::UnboundedReceiver<Change>,
+    wake: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            changed = stop.changed() => if changed.is_err() || *stop.borrow() { break },
+            change = changes.recv() => match change {
+                Some(Change::DeliveryRequeued { .. } | Change::SubscriptionChanged { .. }) => {
+                    wake.notify_one();
+                }
+                Some(_) => {}
+                None => break,
+            },
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use super::signature::{self, verify};
 use super::{WebhookSettings, Webhooks};
+use crate::catalog::ChangeFeed;
 use crate::events::hub::EventHub;
 use crate::events::{EventKind, NewEvent};
 use crate::store::webhooks::{Delivery, DeliveryQuery, SubscriptionFields};
@@ -24,6 +25,7 @@ struct Fixture {
     store: Store,
     env: connectors::ConnectorEnv,
     hub: EventHub,
+    changes: ChangeFeed,
     _secrets: tempfile::TempDir,
 }
 
@@ -51,6 +53,7 @@ async fn fixture(allow_loopback: bool) -> Fixture {
         store: testing::store().await,
         env: connectors::ConnectorEnv::new(&settings).unwrap(),
         hub: EventHub::default(),
+        changes: ChangeFeed::default(),
         _secrets: secrets,
     }
 }
@@ -183,7 +186,7 @@ async fn deliveries_are_signed_held_in_order_and_retried_until_accepted() {
         .await;
     let sub = f.subscribe("mock", format!("{}/hook", server.uri())).await;
     let x = Uuid::now_v7();
-    let running = Webhooks::start(&f.store, &f.env, &f.hub, &fast())
+    let running = Webhooks::start(&f.store, &f.env, &f.hub, &f.changes, &fast())
         .unwrap()
         .unwrap();
     let ids = f.emit(&[x, x, x]).await;
@@ -242,7 +245,7 @@ async fn a_delivery_failing_past_the_dead_letter_time_is_dead_and_the_next_goes_
         dead_letter_after_seconds: 1,
         ..fast()
     };
-    let running = Webhooks::start(&f.store, &f.env, &f.hub, &settings)
+    let running = Webhooks::start(&f.store, &f.env, &f.hub, &f.changes, &settings)
         .unwrap()
         .unwrap();
     let rows = f
@@ -273,7 +276,7 @@ async fn the_ssrf_guard_applies_at_delivery_time() {
         .await;
     // Stored directly (the API would refuse it): a target the guard does not allow.
     let sub = f.subscribe("inward", server.uri()).await;
-    let running = Webhooks::start(&f.store, &f.env, &f.hub, &fast())
+    let running = Webhooks::start(&f.store, &f.env, &f.hub, &f.changes, &fast())
         .unwrap()
         .unwrap();
     f.emit(&[Uuid::now_v7()]).await;
@@ -310,7 +313,7 @@ async fn a_hanging_consumer_does_not_starve_other_subscriptions() {
         request_timeout_ms: 20_000,
         ..fast()
     };
-    let running = Webhooks::start(&f.store, &f.env, &f.hub, &settings)
+    let running = Webhooks::start(&f.store, &f.env, &f.hub, &f.changes, &settings)
         .unwrap()
         .unwrap();
     let integrations: Vec<Uuid> = (0..8).map(|_| Uuid::now_v7()).collect();
@@ -332,4 +335,53 @@ async fn a_hanging_consumer_does_not_starve_other_subscriptions() {
         "at most per_subscription_concurrency to the stuck consumer, got {in_flight}"
     );
     running.stop().await;
+}
+
+#[tokio::test]
+async fn a_delivery_put_back_through_the_catalog_goes_out_without_waiting_for_the_poll() {
+    let f = fixture(true).await;
+    let server = MockServer::start().await;
+    let sub = f.subscribe("mock", server.uri()).await;
+    let failing = Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount_as_scoped(&server)
+        .await;
+    // The worker looks at the queue on its own only once a minute: only a wake-up can send
+    // the requeued delivery within the test's bound.
+    let settings = WebhookSettings {
+        dead_letter_after_seconds: 1,
+        poll_interval_ms: 60_000,
+        ..fast()
+    };
+    let running = Webhooks::start(&f.store, &f.env, &f.hub, &f.changes, &settings)
+        .unwrap()
+        .unwrap();
+    f.emit(&[Uuid::now_v7()]).await;
+    let rows = f
+        .until(sub, Duration::from_secs(15), |rows| {
+            rows.len() == 1 && rows[0].status == "dead"
+        })
+        .await;
+    drop(failing);
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let (catalog, _h) = crate::Catalog::start(f.store.clone(), 1, f.changes.clone())
+        .await
+        .unwrap();
+    let tenant = TenantId::new(TENANT).unwrap();
+    let requeued = catalog
+        .delivery_retry(&tenant, "operator", sub, rows[0].id)
+        .await
+        .unwrap();
+    assert!(requeued.is_some());
+    let rows = f
+        .until(sub, Duration::from_secs(10), |rows| {
+            rows[0].status == "delivered"
+        })
+        .await;
+    running.stop().await;
+    catalog.stop();
+    assert_eq!(rows[0].attempts, 1, "one attempt after the retry: {rows:?}");
 }
