@@ -8,8 +8,9 @@
 //! to (an unfinished pass is abandoned; a sink's cursor moves only with what it finished, so
 //! the next start repeats at most that pass).
 //!
-//! Adding a channel (Kafka, Slack) is a type implementing [`OutboxSink`] plus one line that
-//! drives it.
+//! Adding a channel (Kafka, Slack) is a module with a type implementing [`OutboxSink`] and a
+//! `start(&Context, settings)` that [`spawn`]s it and returns a [`Started`], plus one line in
+//! the daemon's list of sinks.
 //!
 //! # Layout
 //! - This file: the contract and its driver.
@@ -25,10 +26,62 @@ pub mod webhooks;
 use std::future::Future;
 use std::time::Duration;
 
+use connectors::ConnectorEnv;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::backoff::Backoff;
+use crate::catalog::ChangeFeed;
+use crate::events::hub::EventHub;
+use crate::store::Store;
+
+/// What every sink is started with.
+#[derive(Clone)]
+pub struct Context {
+    /// The outbox, the sink's cursor, and whatever else the sink stores.
+    pub store: Store,
+    /// Outbound HTTP through the SSRF guard, and the secret resolver.
+    pub env: ConnectorEnv,
+    /// Announces each committed outbox sequence: the sink's wake-up.
+    pub hub: EventHub,
+    /// The catalog's committed changes (subscriptions, for instance).
+    pub changes: ChangeFeed,
+}
+
+/// A running sink, as the daemon holds it until shutdown.
+#[async_trait::async_trait]
+pub trait Started: Send {
+    /// Stops the sink; what it had not finished goes out after the next start.
+    async fn stop(self: Box<Self>);
+}
+
+/// The sinks a daemon runs, stopped together at shutdown.
+#[derive(Default)]
+pub struct Sinks(Vec<Box<dyn Started>>);
+
+impl Sinks {
+    /// Keeps a started sink; `None` (a sink turned off by its settings) is skipped.
+    pub fn add(&mut self, sink: Option<impl Started + 'static>) {
+        self.0.extend(sink.map(|s| Box::new(s) as Box<dyn Started>));
+    }
+
+    /// How many sinks run.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no sink runs.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Stops every sink, in the order they were started.
+    pub async fn stop(self) {
+        for sink in self.0 {
+            sink.stop().await;
+        }
+    }
+}
 
 /// What a pass achieved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -165,10 +165,15 @@ async fn main() -> anyhow::Result<()> {
         bench.integrations.push((tenant, Uuid::now_v7()));
     }
     let settings = WebhookSettings::default();
+    let sinks = actors::sinks::Context {
+        store: store.clone(),
+        env: env.clone(),
+        hub: bench.hub.clone(),
+        changes: Default::default(),
+    };
 
     // Phase 1: steady rate, delay from event time to arrival.
-    let webhooks = Webhooks::start(&store, &env, &bench.hub, &Default::default(), &settings)?
-        .context("enabled")?;
+    let webhooks = Webhooks::start(&sinks, &settings)?.context("enabled")?;
     let tick = Duration::from_millis(50);
     let per_tick = (rate as f64 * tick.as_secs_f64()).max(1.0);
     let started = Instant::now();
@@ -220,8 +225,7 @@ async fn main() -> anyhow::Result<()> {
         left -= n;
     }
     let started = Instant::now();
-    let webhooks = Webhooks::start(&store, &env, &bench.hub, &Default::default(), &settings)?
-        .context("enabled")?;
+    let webhooks = Webhooks::start(&sinks, &settings)?.context("enabled")?;
     let deadline = started + Duration::from_secs(600);
     while receiver.received.load(Ordering::Relaxed) < before + backlog as u64
         && Instant::now() < deadline

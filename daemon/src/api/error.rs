@@ -404,6 +404,26 @@ fn problem_response(problem: Problem) -> Response {
     builder.body(body)
 }
 
+impl From<crate::verify::VerifyError> for ApiError {
+    fn from(e: crate::verify::VerifyError) -> Self {
+        use crate::verify::VerifyError as E;
+        match e {
+            E::UnknownType => ApiError::invalid("type", "unknown provider type"),
+            E::Connector(e) => e.into(),
+            E::Unreachable { reason, message } => ApiError::from_problem(
+                Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    ERROR_CODE_VERIFICATION_FAILED,
+                    format!(
+                        "the provider could not be reached with this configuration: {reason}: {message}"
+                    ),
+                )
+                .with_field("config", format!("{reason}: {message}")),
+            ),
+        }
+    }
+}
+
 impl From<connectors::connector::Error> for ApiError {
     fn from(e: connectors::connector::Error) -> Self {
         use connectors::connector::Error as E;

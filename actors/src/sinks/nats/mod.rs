@@ -102,14 +102,14 @@ pub struct NatsRelay {
 }
 
 impl NatsRelay {
-    /// Starts relaying the outbox of `store` to NATS. `latest` is the hub's latest committed
-    /// sequence number ([`crate::events::hub::EventHub::latest`]); `secrets` resolves the credential.
-    pub fn start(
-        store: SystemStore,
-        latest: watch::Receiver<i64>,
-        config: RelayConfig,
-        secrets: SecretResolver,
-    ) -> Self {
+    /// Starts relaying the outbox to NATS, woken by the hub's commits; the context's resolver
+    /// resolves the credential.
+    pub fn start(ctx: &sink::Context, config: RelayConfig) -> Self {
+        let (store, latest, secrets) = (
+            ctx.store.system(),
+            ctx.hub.latest(),
+            ctx.env.secrets.clone(),
+        );
         tracing::info!(
             message = "Relaying events to NATS JetStream.",
             servers = %config.servers_for_log(),
@@ -142,6 +142,13 @@ impl NatsRelay {
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+    }
+}
+
+#[async_trait::async_trait]
+impl sink::Started for NatsRelay {
+    async fn stop(self: Box<Self>) {
+        NatsRelay::stop(*self).await;
     }
 }
 

@@ -41,10 +41,8 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::backoff::{Backoff, FullJitter, InvalidBackoff};
-use crate::catalog::{Change, ChangeFeed};
-use crate::events::hub::EventHub;
+use crate::catalog::Change;
 use crate::sinks as sink;
-use crate::store::Store;
 use crate::store::webhooks::Subscription;
 
 /// The relay's name in `event_cursors`.
@@ -217,12 +215,15 @@ impl Webhooks {
     /// # Errors
     /// [`InvalidWebhookSettings`].
     pub fn start(
-        store: &Store,
-        env: &ConnectorEnv,
-        hub: &EventHub,
-        changes: &ChangeFeed,
+        ctx: &sink::Context,
         settings: &WebhookSettings,
     ) -> Result<Option<Self>, InvalidWebhookSettings> {
+        let sink::Context {
+            store,
+            env,
+            hub,
+            changes,
+        } = ctx;
         settings.validate()?;
         if !settings.enabled {
             return Ok(None);
@@ -263,6 +264,13 @@ impl Webhooks {
         let _ = self.stop.send(true);
         let _ = self.relay.await;
         let _ = self.worker.await;
+    }
+}
+
+#[async_trait::async_trait]
+impl sink::Started for Webhooks {
+    async fn stop(self: Box<Self>) {
+        Webhooks::stop(*self).await;
     }
 }
 

@@ -69,6 +69,15 @@ fn fast() -> WebhookSettings {
 }
 
 impl Fixture {
+    fn sinks(&self) -> crate::sinks::Context {
+        crate::sinks::Context {
+            store: self.store.clone(),
+            env: self.env.clone(),
+            hub: self.hub.clone(),
+            changes: self.changes.clone(),
+        }
+    }
+
     async fn subscribe(&self, name: &str, url: String) -> Uuid {
         self.store
             .tenant(TenantId::new(TENANT).unwrap())
@@ -186,9 +195,7 @@ async fn deliveries_are_signed_held_in_order_and_retried_until_accepted() {
         .await;
     let sub = f.subscribe("mock", format!("{}/hook", server.uri())).await;
     let x = Uuid::now_v7();
-    let running = Webhooks::start(&f.store, &f.env, &f.hub, &f.changes, &fast())
-        .unwrap()
-        .unwrap();
+    let running = Webhooks::start(&f.sinks(), &fast()).unwrap().unwrap();
     let ids = f.emit(&[x, x, x]).await;
     let rows = f
         .until(sub, Duration::from_secs(15), all("delivered"))
@@ -245,9 +252,7 @@ async fn a_delivery_failing_past_the_dead_letter_time_is_dead_and_the_next_goes_
         dead_letter_after_seconds: 1,
         ..fast()
     };
-    let running = Webhooks::start(&f.store, &f.env, &f.hub, &f.changes, &settings)
-        .unwrap()
-        .unwrap();
+    let running = Webhooks::start(&f.sinks(), &settings).unwrap().unwrap();
     let rows = f
         .until(sub, Duration::from_secs(15), |rows| {
             rows.len() == 2 && rows[1].status == "delivered"
@@ -276,9 +281,7 @@ async fn the_ssrf_guard_applies_at_delivery_time() {
         .await;
     // Stored directly (the API would refuse it): a target the guard does not allow.
     let sub = f.subscribe("inward", server.uri()).await;
-    let running = Webhooks::start(&f.store, &f.env, &f.hub, &f.changes, &fast())
-        .unwrap()
-        .unwrap();
+    let running = Webhooks::start(&f.sinks(), &fast()).unwrap().unwrap();
     f.emit(&[Uuid::now_v7()]).await;
     let rows = f
         .until(sub, Duration::from_secs(10), |rows| {
@@ -313,9 +316,7 @@ async fn a_hanging_consumer_does_not_starve_other_subscriptions() {
         request_timeout_ms: 20_000,
         ..fast()
     };
-    let running = Webhooks::start(&f.store, &f.env, &f.hub, &f.changes, &settings)
-        .unwrap()
-        .unwrap();
+    let running = Webhooks::start(&f.sinks(), &settings).unwrap().unwrap();
     let integrations: Vec<Uuid> = (0..8).map(|_| Uuid::now_v7()).collect();
     f.emit(&integrations).await;
     f.emit(&integrations).await;
@@ -353,9 +354,7 @@ async fn a_delivery_put_back_through_the_catalog_goes_out_without_waiting_for_th
         poll_interval_ms: 60_000,
         ..fast()
     };
-    let running = Webhooks::start(&f.store, &f.env, &f.hub, &f.changes, &settings)
-        .unwrap()
-        .unwrap();
+    let running = Webhooks::start(&f.sinks(), &settings).unwrap().unwrap();
     f.emit(&[Uuid::now_v7()]).await;
     let rows = f
         .until(sub, Duration::from_secs(15), |rows| {

@@ -1,0 +1,63 @@
+//! [`AppState`]: what every request handler shares.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actors::events::hub::EventHub;
+use actors::health::HealthEngine;
+use actors::registry::{PluginRegistry, SharedRegistry};
+use actors::sinks::webhooks::WebhookSettings;
+use actors::{Catalog, Store};
+
+use crate::auth;
+
+/// Shared by every request handler.
+pub struct AppState {
+    pub store: Store,
+    pub catalog: Catalog,
+    /// Built-in and discovered connectors, shared with the health engine.
+    pub registry: SharedRegistry,
+    pub plugins: PluginRegistry,
+    pub auth: auth::Authenticator,
+    /// Shared by every connector built outside the health engine (resources, webhooks,
+    /// verification before save).
+    pub env: connectors::ConnectorEnv,
+    /// `None` when `[health] enabled = false`.
+    pub health: Option<HealthEngine>,
+    /// Committed health events, live (the outbox holds them all).
+    pub events: EventHub,
+    /// `[events.webhooks]`, for test deliveries made from the API.
+    pub webhooks: WebhookSettings,
+    /// Longest life of one event stream.
+    pub stream_max: Duration,
+    /// Turns `true` when the daemon shuts down: event streams end at once instead of holding
+    /// the graceful shutdown for its whole grace period.
+    pub shutting_down: tokio::sync::watch::Receiver<bool>,
+}
+
+impl AppState {
+    /// The connector of a provider type, if one is registered now.
+    pub fn factory(&self, provider_type: &str) -> Option<Arc<dyn connectors::ConnectorFactory>> {
+        self.registry
+            .read()
+            .expect("registry lock")
+            .get(provider_type)
+            .cloned()
+    }
+
+    /// Builds the live connector of a catalog row.
+    ///
+    /// # Errors
+    /// The connector's error (unknown type, configuration, unsupported).
+    pub fn connector_for(
+        &self,
+        m: &entity::integration::Model,
+    ) -> Result<connectors::SharedConnector, connectors::connector::Error> {
+        let factory =
+            self.factory(&m.provider_type)
+                .ok_or(connectors::connector::Error::Unsupported(
+                    "no connector is registered for this type",
+                ))?;
+        factory.build(&actors::health::engine::integration_spec(m), &self.env)
+    }
+}

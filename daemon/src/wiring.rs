@@ -1,0 +1,282 @@
+//! Start-up: the database and its migrations, the API keys, the plugin registry, the catalog
+//! actor and its change feed, the health engine, the event sinks and the HTTP listeners, in
+//! that order; then [`run`] serves until the shutdown signal.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actors::db::{self, PoolSettings};
+use actors::events::{Alerting, hub::EventHub};
+use actors::health::HealthEngine;
+use actors::registry::{PluginRegistry, RegistryArgs, SharedRegistry};
+use actors::sinks::nats::{NatsConfigError, NatsRelay};
+use actors::sinks::webhooks::{InvalidWebhookSettings, Webhooks};
+use actors::sinks::{self, Sinks};
+use actors::{Catalog, ChangeFeed, Store};
+
+use crate::config::Config;
+use crate::server::{Bound, Running};
+use crate::{AppState, BOOTSTRAP_TENANT, api, auth, namespaces, telemetry};
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("connecting to the database")]
+    Connect(#[source] sea_orm::DbErr),
+    #[error("migrating the database")]
+    Migrate(#[source] sea_orm::DbErr),
+    #[error("reading or storing API keys")]
+    Keys(#[source] sea_orm::DbErr),
+    #[error("invalid API key configuration")]
+    KeyConfig(#[from] auth::api_key::KeyConfigError),
+    #[error("starting the catalog actor")]
+    Actor(#[from] ractor::SpawnErr),
+    #[error("invalid [plugins] settings: {0}")]
+    Plugins(String),
+    #[error("invalid [connectors] settings")]
+    Connectors(#[source] connectors::EnvError),
+    #[error("starting the health engine")]
+    Health(#[from] actors::health::EngineError),
+    #[error("invalid [events.webhooks] settings")]
+    Webhooks(#[from] InvalidWebhookSettings),
+    #[error("invalid [events.nats] settings")]
+    Nats(#[from] NatsConfigError),
+    #[error("building the HTTP client")]
+    HttpClient(#[source] reqwest::Error),
+    #[error("reading [telemetry] metrics_bearer_token_file {path}")]
+    MetricsToken {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("listening on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("serving HTTP")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Connects to the database and applies pending migrations.
+///
+/// # Errors
+/// [`Error::Connect`] or [`Error::Migrate`].
+pub async fn migrate(config: &Config) -> Result<(), Error> {
+    let db = db::connect(&config.database.url, &pool_settings(config))
+        .await
+        .map_err(Error::Connect)?;
+    db::migrate(&db).await.map_err(Error::Migrate)
+}
+
+fn pool_settings(config: &Config) -> PoolSettings {
+    PoolSettings {
+        max_connections: config.database.max_connections,
+        ..PoolSettings::default()
+    }
+}
+
+/// Starts the daemon: database, migrations, actors, and the HTTP server.
+///
+/// # Errors
+/// See [`Error`].
+pub async fn start(config: Config) -> Result<Running, Error> {
+    // Before any instrument exists: instruments bind to the provider installed first.
+    let metrics = telemetry::metrics(&config.telemetry);
+    let metrics_token = match &config.telemetry.metrics_bearer_token_file {
+        Some(path) => Some(
+            api::metrics::MetricsToken::from_file(path).map_err(|source| Error::MetricsToken {
+                path: path.clone(),
+                source,
+            })?,
+        ),
+        None => None,
+    };
+    let metrics = api::metrics::endpoint(metrics, metrics_token);
+    // Refused before anything starts; the relay itself starts next to the health engine.
+    let nats_config = config.events.nats.relay_config()?;
+    let db = db::connect(&config.database.url, &pool_settings(&config))
+        .await
+        .map_err(Error::Connect)?;
+    db::migrate(&db).await.map_err(Error::Migrate)?;
+    if db::role_bypasses_rls(&db).await.unwrap_or(false) {
+        tracing::warn!(
+            message = "The database role is a superuser or has BYPASSRLS: row-level security does not apply. Connect as an unprivileged role in production."
+        );
+    }
+    let store = Store::new(db);
+
+    let http = reqwest::Client::builder()
+        .user_agent(concat!("stella-integrations/", env!("CARGO_PKG_VERSION")))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(Error::HttpClient)?;
+    let generated_admin_key = bootstrap_admin_key(&config, &store).await?;
+    let stored = store
+        .api_keys()
+        .await
+        .map_err(Error::Keys)?
+        .into_iter()
+        .map(|k| {
+            let scopes: Vec<String> = serde_json::from_value(k.scopes).unwrap_or_default();
+            auth::api_key::StoredKey::from_parts(&k.id, &k.tenant_id, &scopes, &k.key_sha256)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let authenticator = auth::Authenticator::new(&config.auth, stored, http)?;
+
+    let registry: SharedRegistry =
+        Arc::new(std::sync::RwLock::new(connectors::Registry::with_builtins()));
+    // Every committed catalog change is announced here; the engine follows from before the
+    // first writer starts, so it misses nothing.
+    let changes = ChangeFeed::default();
+    let followed = changes.follow();
+    let (plugins, plugins_handle) = PluginRegistry::start(RegistryArgs {
+        store: store.clone(),
+        registry: registry.clone(),
+        dirs: config.plugins.dirs.clone(),
+        settings: config.plugins.settings().map_err(Error::Plugins)?,
+        changes: changes.clone(),
+    })
+    .await?;
+    let (catalog, catalog_handle) =
+        Catalog::start(store.clone(), config.catalog.workers, changes.clone()).await?;
+    let env = connectors::ConnectorEnv::new(&config.connectors).map_err(Error::Connectors)?;
+    tokio::spawn(namespaces::report(store.clone(), env.secrets.clone()));
+    let hub = EventHub::default();
+    let health = if config.health.enabled {
+        Some(
+            HealthEngine::start(
+                store.clone(),
+                &config.health,
+                registry.clone(),
+                env.clone(),
+                followed,
+                Alerting {
+                    settings: config.events.alerts.clone(),
+                    hub: hub.clone(),
+                    clock: Default::default(),
+                },
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    // The event sinks, each one line; a sink turned off by its settings is `None`.
+    let sink_context = sinks::Context {
+        store: store.clone(),
+        env: env.clone(),
+        hub: hub.clone(),
+        changes: changes.clone(),
+    };
+    let mut sinks = Sinks::default();
+    sinks.add(Webhooks::start(&sink_context, &config.events.webhooks)?);
+    sinks.add(nats_config.map(|relay| NatsRelay::start(&sink_context, relay)));
+    let (shutdown_streams, shutting_down) = tokio::sync::watch::channel(false);
+    let state = Arc::new(AppState {
+        store,
+        catalog: catalog.clone(),
+        registry,
+        plugins: plugins.clone(),
+        auth: authenticator,
+        env,
+        health: health.clone(),
+        events: hub,
+        webhooks: config.events.webhooks.clone(),
+        stream_max: Duration::from_secs(config.events.stream_max_seconds.max(1)),
+        shutting_down,
+    });
+    spawn_housekeeping(Arc::downgrade(&state));
+
+    // Both listeners are bound before either serves, so that a refused address starts none.
+    let main_listener = Bound::bind(config.http.listen).await?;
+    let (main_metrics, metrics) = match config.telemetry.metrics_listen {
+        Some(addr) => {
+            let listener = Bound::bind(addr).await?;
+            (None, Some(listener.serve(api::metrics::routes(metrics))))
+        }
+        None => (Some(metrics), None),
+    };
+    let app = api::routes(state, config.http.body_limit_bytes, main_metrics);
+    let server = main_listener.serve(app);
+    if let Some(addr) = &metrics {
+        tracing::info!(message = "Serving /metrics on a listener of its own.", addr = %addr.addr);
+    }
+    if config.telemetry.metrics_exposed(&config.http) {
+        tracing::warn!(
+            message = "/metrics is served without a token on a listener beyond loopback; its labels name every tenant. Set [telemetry] metrics_listen to a loopback or private address, or metrics_bearer_token_file.",
+            addr = %metrics.as_ref().map_or(server.addr, |m| m.addr),
+        );
+    }
+    tracing::info!(message = "Listening.", addr = %server.addr);
+    Ok(Running {
+        metrics,
+        generated_admin_key,
+        server,
+        shutdown_streams,
+        catalog,
+        catalog_handle,
+        health,
+        sinks,
+        plugins,
+        plugins_handle,
+    })
+}
+
+/// Starts the daemon and serves until `shutdown` completes. A generated administrator key is
+/// printed once to standard error (never to the log).
+///
+/// # Errors
+/// See [`start`].
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    let running = start(config).await?;
+    if let Some(key) = &running.generated_admin_key {
+        eprintln!(
+            "\nNo API keys were configured, so an administrator key was generated for tenant \
+             `{BOOTSTRAP_TENANT}`.\nIt is shown only this once; only its hash is stored:\n\n    {key}\n"
+        );
+    }
+    running.serve_until(shutdown).await
+}
+
+/// With no API key configured or stored and no JWT authority, generates an administrator key
+/// for the `default` tenant and stores its digest.
+async fn bootstrap_admin_key(config: &Config, store: &Store) -> Result<Option<String>, Error> {
+    if !config.auth.api_keys.is_empty() || config.auth.jwt.is_some() {
+        return Ok(None);
+    }
+    if !store.api_keys().await.map_err(Error::Keys)?.is_empty() {
+        return Ok(None);
+    }
+    let key = auth::api_key::generate();
+    store
+        .api_key_insert(entity::api_key::Model {
+            id: "bootstrap-admin".into(),
+            tenant_id: BOOTSTRAP_TENANT.into(),
+            key_sha256: hex::encode(auth::api_key::digest(&key)),
+            scopes: serde_json::json!(auth::api_key::all_scopes()),
+            created_at: chrono::Utc::now(),
+        })
+        .await
+        .map_err(Error::Keys)?;
+    tracing::info!(
+        message = "Generated the bootstrap administrator key.",
+        tenant_id = BOOTSTRAP_TENANT
+    );
+    Ok(Some(key))
+}
+
+fn spawn_housekeeping(state: std::sync::Weak<AppState>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            match state.upgrade() {
+                Some(state) => state.auth.housekeeping(),
+                None => break,
+            }
+        }
+    });
+}
