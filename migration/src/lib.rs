@@ -20,6 +20,7 @@ mod m20261128_000006_enable_row_level_security;
 mod m20261128_000007_create_health_monitoring;
 mod m20261128_000008_add_plugin_fingerprint;
 mod m20261128_000009_create_events;
+mod m20261206_000010_rename_alert_to_webhook;
 pub mod rls;
 
 pub struct Migrator;
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000007_create_health_monitoring::Migration),
             Box::new(m20261128_000008_add_plugin_fingerprint::Migration),
             Box::new(m20261128_000009_create_events::Migration),
+            Box::new(m20261206_000010_rename_alert_to_webhook::Migration),
         ]
     }
 }

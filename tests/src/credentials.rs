@@ -1,5 +1,5 @@
 //! Tenant-scoped credentials, from the attacker's side: tenant B points integrations, webhooks
-//! and alert subscriptions at a server it controls (a loopback receiver) and names tenant A's
+//! and webhook subscriptions at a server it controls (a loopback receiver) and names tenant A's
 //! secrets, or the daemon's own, in every backend. Nothing of A's or the daemon's may reach
 //! the receiver, by any path: create, update, `?verify=true`, an on-demand check, a scheduled
 //! check, a resources listing, a provider webhook, a subscription's signing secret, and rows
@@ -307,10 +307,10 @@ async fn another_tenants_or_the_daemons_secrets_are_refused_on_every_write() {
         .await
         .problem(422);
         ctx.post(
-            "/api/v1/alert-subscriptions",
+            "/api/v1/webhook-subscriptions",
             WRITER_B,
             &json!({"name": format!("steal-{i}"), "targetUrl": "https://93.184.215.14/hook",
-                    "secretRef": reference}),
+                    "secretAuthRefUri": reference}),
         )
         .await
         .problem(422);
@@ -481,10 +481,10 @@ async fn rows_from_before_the_upgrade_keep_their_data_and_send_nothing() {
     }
     let subscription = first
         .post(
-            "/api/v1/alert-subscriptions",
+            "/api/v1/webhook-subscriptions",
             WRITER_B,
             &json!({"name": "old", "targetUrl": format!("{}/hook", receiver.url()),
-                    "secretRef": "authref://file/tenants/tenant-b/gitlab"}),
+                    "secretAuthRefUri": "authref://file/tenants/tenant-b/gitlab"}),
         )
         .await
         .ok(201)["id"]
@@ -527,8 +527,8 @@ async fn rows_from_before_the_upgrade_keep_their_data_and_send_nothing() {
     }
     let done = txn
         .execute_raw(update(
-            "alert_subscriptions",
-            "secret_ref",
+            "webhook_subscriptions",
+            "secret_auth_ref_uri",
             &subscription,
             "authref://file/tenants/tenant-a/gitlab",
         ))
@@ -622,7 +622,7 @@ async fn rows_from_before_the_upgrade_keep_their_data_and_send_nothing() {
     wait_until("a delivery to the old subscription fails", async || {
         let page = ctx
             .get(
-                &format!("/api/v1/alert-subscriptions/{subscription}/deliveries"),
+                &format!("/api/v1/webhook-subscriptions/{subscription}/deliveries"),
                 WRITER_B,
             )
             .await;

@@ -1,4 +1,4 @@
-//! `If-Match` on changes to integrations and alert subscriptions (RFC 9110 §13.1.1): a list
+//! `If-Match` on changes to integrations and webhook subscriptions (RFC 9110 §13.1.1): a list
 //! of entity tags matches when any tag matches the current version by strong comparison; a
 //! malformed header is a 400 and one that matches nothing a 412; neither is ever ignored.
 
@@ -163,19 +163,19 @@ async fn integrations_honour_if_match() {
 }
 
 #[tokio::test]
-async fn alert_subscriptions_honour_if_match() {
+async fn webhook_subscriptions_honour_if_match() {
     let ctx = TestContext::start().await;
     let subscription = json!({"name": "pager", "targetUrl": "https://93.184.215.14/hook",
-        "secretRef": "authref://vault/secret/tenants/tenant-a/hooks#pager"});
+        "secretAuthRefUri": "authref://vault/secret/tenants/tenant-a/hooks#pager"});
     let created = ctx
-        .post("/api/v1/alert-subscriptions", WRITER_A, &subscription)
+        .post("/api/v1/webhook-subscriptions", WRITER_A, &subscription)
         .await;
     let path = format!(
-        "/api/v1/alert-subscriptions/{}",
+        "/api/v1/webhook-subscriptions/{}",
         created.ok(201)["id"].as_str().unwrap()
     );
     let change = json!({"name": "pager-2", "targetUrl": "https://93.184.215.14/hook",
-        "enabled": false, "secretRef": "authref://vault/secret/tenants/tenant-a/hooks#pager"});
+        "enabled": false, "secretAuthRefUri": "authref://vault/secret/tenants/tenant-a/hooks#pager"});
     if_match_is_never_ignored(&ctx, &path, &change).await;
     ctx.cleanup().await;
 }

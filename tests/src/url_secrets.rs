@@ -1,6 +1,6 @@
 //! Secrets are never accepted in URLs, and refusals never repeat what was refused.
 //!
-//! Every URL the daemon is given (an integration's config, an alert subscription's target, a
+//! Every URL the daemon is given (an integration's config, a webhook subscription's target, a
 //! provider webhook's target) is refused with 422 when it carries userinfo, a fragment or a
 //! credential-like query parameter, and the whole answer is checked for the secret's text.
 
@@ -206,10 +206,10 @@ async fn auth_refs_carrying_credentials_are_refused_without_echo() {
         raw(&ctx, Method::POST, "/api/v1/integrations", &body)
             .await
             .invalid("authRefUri", reference);
-        let body = json!({"name": "s", "targetUrl": PUBLIC_TARGET, "secretRef": reference});
-        raw(&ctx, Method::POST, "/api/v1/alert-subscriptions", &body)
+        let body = json!({"name": "s", "targetUrl": PUBLIC_TARGET, "secretAuthRefUri": reference});
+        raw(&ctx, Method::POST, "/api/v1/webhook-subscriptions", &body)
             .await
-            .invalid("secretRef", reference);
+            .invalid("secretAuthRefUri", reference);
     }
     let id = gitlab(&ctx, "g").await;
     let body = json!({"target": "a/b", "url": "https://hooks.example.com/in",
@@ -226,22 +226,22 @@ async fn auth_refs_carrying_credentials_are_refused_without_echo() {
 }
 
 #[tokio::test]
-async fn alert_subscription_targets_with_secrets_are_refused() {
+async fn webhook_subscription_targets_with_secrets_are_refused() {
     let ctx = start().await;
     for url in SECRET_URLS {
-        let body = json!({"name": "s", "targetUrl": url, "secretRef": SECRET_REF});
-        raw(&ctx, Method::POST, "/api/v1/alert-subscriptions", &body)
+        let body = json!({"name": "s", "targetUrl": url, "secretAuthRefUri": SECRET_REF});
+        raw(&ctx, Method::POST, "/api/v1/webhook-subscriptions", &body)
             .await
             .invalid("targetUrl", url);
     }
-    let body = json!({"name": "s", "targetUrl": PUBLIC_TARGET, "secretRef": SECRET_REF});
+    let body = json!({"name": "s", "targetUrl": PUBLIC_TARGET, "secretAuthRefUri": SECRET_REF});
     let created = ctx
-        .post("/api/v1/alert-subscriptions", WRITER_A, &body)
+        .post("/api/v1/webhook-subscriptions", WRITER_A, &body)
         .await;
     let id = created.ok(201)["id"].as_str().unwrap().to_owned();
-    let path = format!("/api/v1/alert-subscriptions/{id}");
+    let path = format!("/api/v1/webhook-subscriptions/{id}");
     for url in SECRET_URLS {
-        let body = json!({"name": "s", "targetUrl": url, "secretRef": SECRET_REF});
+        let body = json!({"name": "s", "targetUrl": url, "secretAuthRefUri": SECRET_REF});
         raw(&ctx, Method::PUT, &path, &body)
             .await
             .invalid("targetUrl", url);
@@ -279,9 +279,9 @@ async fn harmless_queries_are_still_accepted() {
     ctx.put(&path, WRITER_A, &body, &[]).await.ok(200);
 
     let target = format!("{PUBLIC_TARGET}?per_page=100");
-    let body = json!({"name": "s", "targetUrl": target, "secretRef": SECRET_REF});
+    let body = json!({"name": "s", "targetUrl": target, "secretAuthRefUri": SECRET_REF});
     let sub = ctx
-        .post("/api/v1/alert-subscriptions", WRITER_A, &body)
+        .post("/api/v1/webhook-subscriptions", WRITER_A, &body)
         .await;
     assert_eq!(sub.ok(201)["targetUrl"], target);
 
@@ -306,13 +306,13 @@ async fn values_of_the_wrong_type_or_unknown_are_not_echoed() {
     // Wrong JSON types are 400s; the value found is not repeated.
     for (path, body) in [
         (
-            "/api/v1/alert-subscriptions".to_owned(),
+            "/api/v1/webhook-subscriptions".to_owned(),
             json!({"name": "s", "targetUrl": ["https://u:SECRETVALUE@h.example.com/"],
-                "secretRef": SECRET_REF}),
+                "secretAuthRefUri": SECRET_REF}),
         ),
         (
-            "/api/v1/alert-subscriptions".to_owned(),
-            json!({"name": "s", "targetUrl": PUBLIC_TARGET, "secretRef": {"v": SECRET}}),
+            "/api/v1/webhook-subscriptions".to_owned(),
+            json!({"name": "s", "targetUrl": PUBLIC_TARGET, "secretAuthRefUri": {"v": SECRET}}),
         ),
         (
             format!("/api/v1/integrations/{id}/maintenance-windows"),
@@ -344,9 +344,9 @@ async fn values_of_the_wrong_type_or_unknown_are_not_echoed() {
         .await
         .invalid("config", "behaviour");
     // Unknown event types are named by position, not repeated.
-    let body = json!({"name": "s", "targetUrl": PUBLIC_TARGET, "secretRef": SECRET_REF,
+    let body = json!({"name": "s", "targetUrl": PUBLIC_TARGET, "secretAuthRefUri": SECRET_REF,
         "eventTypes": [SECRET]});
-    raw(&ctx, Method::POST, "/api/v1/alert-subscriptions", &body)
+    raw(&ctx, Method::POST, "/api/v1/webhook-subscriptions", &body)
         .await
         .invalid("eventTypes[0]", "eventTypes");
     ctx.cleanup().await;

@@ -243,7 +243,7 @@ async fn nul_characters_are_422_never_5xx() {
     };
     let subscription = |name: &str, event_type: &str| {
         json!({"name": name, "targetUrl": "https://93.184.215.14/hook",
-            "eventTypes": [event_type], "secretRef": "authref://vault/secret/tenants/tenant-a/hooks#pager"})
+            "eventTypes": [event_type], "secretAuthRefUri": "authref://vault/secret/tenants/tenant-a/hooks#pager"})
     };
     let bodies: Vec<(Method, String, Value)> = vec![
         (
@@ -270,12 +270,12 @@ async fn nul_characters_are_422_never_5xx() {
         ),
         (
             Method::POST,
-            "/api/v1/alert-subscriptions".into(),
+            "/api/v1/webhook-subscriptions".into(),
             subscription("pager\u{0}", "dev.stellaops.integration.health.*"),
         ),
         (
             Method::POST,
-            "/api/v1/alert-subscriptions".into(),
+            "/api/v1/webhook-subscriptions".into(),
             subscription("pager", "dev.\u{0}"),
         ),
         (
@@ -296,7 +296,7 @@ async fn nul_characters_are_422_never_5xx() {
         "/api/v1/integrations?cursor=%00",
         "/api/v1/integrations?limit=1&cursor=x%00",
         "/api/v1/audit?integrationId=%00",
-        "/api/v1/alert-subscriptions?cursor=%00",
+        "/api/v1/webhook-subscriptions?cursor=%00",
     ] {
         assert_nul_refused(&ctx.get(path, WRITER_A).await, "query", path);
     }
@@ -304,7 +304,7 @@ async fn nul_characters_are_422_never_5xx() {
         "/api/v1/integrations/%00".to_owned(),
         "/api/v1/integrations/by-type/a%00b".to_owned(),
         format!("/api/v1/integrations/{id}%00"),
-        "/api/v1/alert-subscriptions/%00".to_owned(),
+        "/api/v1/webhook-subscriptions/%00".to_owned(),
         format!("/api/v1/integrations/{id}/maintenance-windows/%00"),
     ] {
         assert_nul_refused(&ctx.get(&path, WRITER_A).await, "path", &path);
@@ -376,7 +376,7 @@ async fn nul_characters_are_422_never_5xx() {
         .map(|i| i["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["plain", "a\\u0000b"]);
-    let subscriptions = ctx.get("/api/v1/alert-subscriptions", WRITER_A).await;
+    let subscriptions = ctx.get("/api/v1/webhook-subscriptions", WRITER_A).await;
     assert_eq!(subscriptions.ok(200)["items"], json!([]));
     let windows = ctx
         .get(

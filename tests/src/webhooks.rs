@@ -168,8 +168,8 @@ async fn pause(ctx: &TestContext, key: &str, id: &str) {
 async fn subscribe(ctx: &TestContext, key: &str, url: &str, secret: &str) -> String {
     let tenant = if key == WRITER_B { TENANT_B } else { TENANT_A };
     let body = json!({"name": "receiver", "targetUrl": url,
-        "secretRef": format!("authref://file/tenants/{tenant}/{secret}")});
-    ctx.post("/api/v1/alert-subscriptions", key, &body)
+        "secretAuthRefUri": format!("authref://file/tenants/{tenant}/{secret}")});
+    ctx.post("/api/v1/webhook-subscriptions", key, &body)
         .await
         .ok(201)["id"]
         .as_str()
@@ -178,7 +178,7 @@ async fn subscribe(ctx: &TestContext, key: &str, url: &str, secret: &str) -> Str
 }
 
 async fn deliveries(ctx: &TestContext, key: &str, sub: &str, query: &str) -> Vec<Value> {
-    let path = format!("/api/v1/alert-subscriptions/{sub}/deliveries?limit=200{query}");
+    let path = format!("/api/v1/webhook-subscriptions/{sub}/deliveries?limit=200{query}");
     ctx.get(&path, key).await.ok(200)["items"]
         .as_array()
         .unwrap()
@@ -245,39 +245,39 @@ async fn subscriptions_are_managed_audited_and_per_tenant() {
     let ctx = TestContext::start_with(|c| c.health.enabled = false).await;
     let body = json!({"name": "pager", "targetUrl": PUBLIC_TARGET,
         "eventTypes": ["dev.stellaops.integration.health.*"],
-        "secretRef": "authref://vault/secret/tenants/tenant-a/hooks#pager"});
+        "secretAuthRefUri": "authref://vault/secret/tenants/tenant-a/hooks#pager"});
     let created = ctx
-        .post("/api/v1/alert-subscriptions", WRITER_A, &body)
+        .post("/api/v1/webhook-subscriptions", WRITER_A, &body)
         .await;
     let sub = created.ok(201).clone();
     let id = sub["id"].as_str().unwrap();
-    let path = format!("/api/v1/alert-subscriptions/{id}");
+    let path = format!("/api/v1/webhook-subscriptions/{id}");
     assert_eq!(created.header("location"), Some(path.as_str()));
     assert_eq!(created.header("etag"), Some("\"1\""));
     assert_eq!(sub["enabled"], true);
     assert_eq!(sub["integrationIds"], json!([]));
     assert_eq!(
-        sub["secretRef"],
+        sub["secretAuthRefUri"],
         "authref://vault/secret/tenants/tenant-a/hooks#pager"
     );
 
     let read = ctx.get(&path, READER_A).await;
     assert_eq!(read.ok(200)["name"], "pager");
     assert_eq!(read.header("etag"), Some("\"1\""));
-    ctx.post("/api/v1/alert-subscriptions", READER_A, &body)
+    ctx.post("/api/v1/webhook-subscriptions", READER_A, &body)
         .await
         .problem(403);
     ctx.delete(&path, READER_A, &[]).await.problem(403);
 
     for n in 0..2 {
         let more = json!({"name": format!("more-{n}"), "targetUrl": PUBLIC_TARGET,
-            "secretRef": "authref://vault/secret/tenants/tenant-a/hook"});
-        ctx.post("/api/v1/alert-subscriptions", WRITER_A, &more)
+            "secretAuthRefUri": "authref://vault/secret/tenants/tenant-a/hook"});
+        ctx.post("/api/v1/webhook-subscriptions", WRITER_A, &more)
             .await
             .ok(201);
     }
     let first = ctx
-        .get("/api/v1/alert-subscriptions?limit=2", READER_A)
+        .get("/api/v1/webhook-subscriptions?limit=2", READER_A)
         .await
         .ok(200)
         .clone();
@@ -286,7 +286,7 @@ async fn subscriptions_are_managed_audited_and_per_tenant() {
     let cursor = first["nextCursor"].as_str().unwrap();
     let second = ctx
         .get(
-            &format!("/api/v1/alert-subscriptions?limit=2&cursor={cursor}"),
+            &format!("/api/v1/webhook-subscriptions?limit=2&cursor={cursor}"),
             READER_A,
         )
         .await
@@ -296,7 +296,7 @@ async fn subscriptions_are_managed_audited_and_per_tenant() {
     assert_eq!(second["nextCursor"], Value::Null);
 
     let change = json!({"name": "pager-2", "targetUrl": PUBLIC_TARGET, "enabled": false,
-        "secretRef": "authref://vault/secret/tenants/tenant-a/hooks#pager"});
+        "secretAuthRefUri": "authref://vault/secret/tenants/tenant-a/hooks#pager"});
     ctx.put(&path, WRITER_A, &change, &[("If-Match", "\"5\"")])
         .await
         .problem(412);
@@ -318,7 +318,7 @@ async fn subscriptions_are_managed_audited_and_per_tenant() {
     ctx.post(&format!("{path}/test"), WRITER_B, &json!({}))
         .await
         .problem(404);
-    let theirs = ctx.get("/api/v1/alert-subscriptions", WRITER_B).await;
+    let theirs = ctx.get("/api/v1/webhook-subscriptions", WRITER_B).await;
     assert_eq!(theirs.ok(200)["items"], json!([]));
 
     ctx.delete(&path, WRITER_A, &[("If-Match", "\"1\"")])
@@ -341,14 +341,64 @@ async fn subscriptions_are_managed_audited_and_per_tenant() {
     assert_eq!(
         actions,
         [
-            "alert_subscription.delete",
-            "alert_subscription.update",
-            "alert_subscription.create",
-            "alert_subscription.create",
-            "alert_subscription.create",
+            "webhook_subscription.delete",
+            "webhook_subscription.update",
+            "webhook_subscription.create",
+            "webhook_subscription.create",
+            "webhook_subscription.create",
         ]
     );
     assert_eq!(audit["items"][0]["details"]["before"]["name"], "pager-2");
+    ctx.cleanup().await;
+}
+
+/// Clients written against the first name of the resource keep working: the old path, the
+/// old field name in and out, the old `Location`, and a deprecation notice on every answer.
+#[tokio::test]
+async fn the_deprecated_alert_subscriptions_path_still_works_under_its_old_names() {
+    const OLD: &str = "/api/v1/alert-subscriptions";
+    let ctx = TestContext::start_with(|c| c.health.enabled = false).await;
+    let secret = "authref://vault/secret/tenants/tenant-a/hooks#pager";
+    let body = json!({"name": "legacy", "targetUrl": PUBLIC_TARGET, "secretRef": secret});
+    let created = ctx.post(OLD, WRITER_A, &body).await;
+    let sub = created.ok(201).clone();
+    let id = sub["id"].as_str().unwrap();
+    let path = format!("{OLD}/{id}");
+    assert_eq!(sub["secretRef"], secret);
+    assert!(sub.get("secretAuthRefUri").is_none(), "{sub}");
+    assert_eq!(created.header("location"), Some(path.as_str()));
+    assert_eq!(created.header("deprecation"), Some("@1796515200"));
+    assert_eq!(
+        created.header("link"),
+        Some("</api/v1/webhook-subscriptions>; rel=\"successor-version\"")
+    );
+
+    // The same subscription under both names.
+    let new = ctx
+        .get(&format!("/api/v1/webhook-subscriptions/{id}"), READER_A)
+        .await;
+    assert_eq!(new.ok(200)["secretAuthRefUri"], secret);
+    assert!(new.header("deprecation").is_none());
+    let listed = ctx.get(&format!("{OLD}?limit=1"), READER_A).await;
+    assert_eq!(listed.ok(200)["items"][0]["secretRef"], secret);
+
+    let change = json!({"name": "legacy-2", "targetUrl": PUBLIC_TARGET, "secretRef": secret});
+    let updated = ctx
+        .put(&path, WRITER_A, &change, &[("If-Match", "\"1\"")])
+        .await;
+    assert_eq!(updated.ok(200)["name"], "legacy-2");
+    assert_eq!(updated.body["secretRef"], secret);
+    // Errors are the operations' own, naming the field as the current API does.
+    let bad = json!({"name": "x", "targetUrl": PUBLIC_TARGET, "secretRef": "whsec_plain"});
+    let refused = ctx.post(OLD, WRITER_A, &bad).await;
+    assert_eq!(
+        refused.problem(422)["errors"][0]["field"],
+        "secretAuthRefUri"
+    );
+    // Another tenant finds nothing under the old name either.
+    ctx.get(&path, WRITER_B).await.problem(404);
+    assert_eq!(ctx.delete(&path, WRITER_A, &[]).await.status, 204);
+    ctx.get(&path, READER_A).await.problem(404);
     ctx.cleanup().await;
 }
 
@@ -358,7 +408,7 @@ async fn bad_subscriptions_are_4xx_naming_the_field() {
     let integration = ctx.create(WRITER_A, "real", "inmemory").await;
     let ok = |patch: Value| {
         let mut body = json!({"name": "n", "targetUrl": PUBLIC_TARGET,
-            "secretRef": "authref://vault/secret/tenants/tenant-a/hook"});
+            "secretAuthRefUri": "authref://vault/secret/tenants/tenant-a/hook"});
         for (k, v) in patch.as_object().unwrap() {
             body[k] = v.clone();
         }
@@ -410,14 +460,17 @@ async fn bad_subscriptions_are_4xx_naming_the_field() {
             "integrationIds[1]",
         ),
         (
-            ok(json!({"secretRef": "whsec_plaintext-secret"})),
-            "secretRef",
+            ok(json!({"secretAuthRefUri": "whsec_plaintext-secret"})),
+            "secretAuthRefUri",
         ),
-        (ok(json!({"secretRef": "authref://s3/bucket"})), "secretRef"),
+        (
+            ok(json!({"secretAuthRefUri": "authref://s3/bucket"})),
+            "secretAuthRefUri",
+        ),
     ];
     for (body, field) in cases {
         let answer = ctx
-            .post("/api/v1/alert-subscriptions", WRITER_A, &body)
+            .post("/api/v1/webhook-subscriptions", WRITER_A, &body)
             .await;
         let problem = answer.problem(422);
         let fields: Vec<&str> = problem["errors"]
@@ -434,7 +487,7 @@ async fn bad_subscriptions_are_4xx_naming_the_field() {
     }
     let refused = ctx
         .post(
-            "/api/v1/alert-subscriptions",
+            "/api/v1/webhook-subscriptions",
             WRITER_A,
             &ok(json!({"targetUrl": "http://127.0.0.1:9/hook"})),
         )
@@ -449,7 +502,7 @@ async fn bad_subscriptions_are_4xx_naming_the_field() {
     for field in ["secret", "signingSecret"] {
         let answer = ctx
             .post(
-                "/api/v1/alert-subscriptions",
+                "/api/v1/webhook-subscriptions",
                 WRITER_A,
                 &ok(json!({ field: "whsec_raw-value" })),
             )
@@ -461,25 +514,25 @@ async fn bad_subscriptions_are_4xx_naming_the_field() {
         );
         assert!(!answer.body.to_string().contains("whsec_raw-value"));
     }
-    ctx.get("/api/v1/alert-subscriptions?cursor=forged", READER_A)
+    ctx.get("/api/v1/webhook-subscriptions?cursor=forged", READER_A)
         .await
         .problem(400);
     let body = ok(json!({}));
     let id = ctx
-        .post("/api/v1/alert-subscriptions", WRITER_A, &body)
+        .post("/api/v1/webhook-subscriptions", WRITER_A, &body)
         .await
         .ok(201)["id"]
         .as_str()
         .unwrap()
         .to_owned();
     ctx.get(
-        &format!("/api/v1/alert-subscriptions/{id}/deliveries?status=lost"),
+        &format!("/api/v1/webhook-subscriptions/{id}/deliveries?status=lost"),
         READER_A,
     )
     .await
     .problem(400);
     ctx.post(
-        &format!("/api/v1/alert-subscriptions/{id}/deliveries/12345/retry"),
+        &format!("/api/v1/webhook-subscriptions/{id}/deliveries/12345/retry"),
         WRITER_A,
         &json!({}),
     )
@@ -645,7 +698,7 @@ async fn deliveries_dead_letter_after_the_configured_time_and_can_be_retried() {
     receiver.answer(204);
     let test = ctx
         .post(
-            &format!("/api/v1/alert-subscriptions/{sub}/test"),
+            &format!("/api/v1/webhook-subscriptions/{sub}/test"),
             WRITER_A,
             &json!({}),
         )
@@ -667,7 +720,7 @@ async fn deliveries_dead_letter_after_the_configured_time_and_can_be_retried() {
     ));
 
     let retry = format!(
-        "/api/v1/alert-subscriptions/{sub}/deliveries/{}/retry",
+        "/api/v1/webhook-subscriptions/{sub}/deliveries/{}/retry",
         first["id"]
     );
     ctx.post(&retry, READER_A, &json!({})).await.problem(403);
@@ -687,7 +740,7 @@ async fn deliveries_dead_letter_after_the_configured_time_and_can_be_retried() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|e| e["action"] == "alert_subscription.delivery_retry")
+            .any(|e| e["action"] == "webhook_subscription.delivery_retry")
     );
     ctx.cleanup().await;
 }

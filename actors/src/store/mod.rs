@@ -8,7 +8,7 @@
 //! reads send the setting and the query as one message (`read`).
 //!
 //! Catalog mutations are `pub(crate)`: outside this crate they are reached through the catalog
-//! actor. Maintenance windows and alert subscriptions are not catalog rows; their writes are
+//! actor. Maintenance windows and webhook subscriptions are not catalog rows; their writes are
 //! public and, like the catalog's, carry their audit row in the same transaction.
 
 mod audit;

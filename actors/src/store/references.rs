@@ -2,7 +2,7 @@
 //! references outside their tenant's secret namespace (rows written before namespaces
 //! existed, or before the operator moved a tenant's folder).
 
-use entity::{alert_subscription, integration};
+use entity::{integration, webhook_subscription};
 use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
@@ -13,7 +13,7 @@ use super::health::SystemStore;
 pub enum ReferenceHolder {
     /// An integration's `authRefUri`.
     Integration,
-    /// An alert subscription's signing `secretRef`.
+    /// A webhook subscription's signing `secretAuthRefUri`.
     Subscription,
 }
 
@@ -69,19 +69,19 @@ impl SystemStore {
                     .await?
             }
             ReferenceHolder::Subscription => {
-                let mut select = alert_subscription::Entity::find()
+                let mut select = webhook_subscription::Entity::find()
                     .select_only()
                     .columns([
-                        alert_subscription::Column::Id,
-                        alert_subscription::Column::TenantId,
-                        alert_subscription::Column::SecretRef,
+                        webhook_subscription::Column::Id,
+                        webhook_subscription::Column::TenantId,
+                        webhook_subscription::Column::SecretAuthRefUri,
                     ])
-                    .filter(alert_subscription::Column::DeletedAt.is_null());
+                    .filter(webhook_subscription::Column::DeletedAt.is_null());
                 if let Some(after) = after {
-                    select = select.filter(alert_subscription::Column::Id.gt(after));
+                    select = select.filter(webhook_subscription::Column::Id.gt(after));
                 }
                 select
-                    .order_by_asc(alert_subscription::Column::Id)
+                    .order_by_asc(webhook_subscription::Column::Id)
                     .limit(limit)
                     .into_tuple::<(Uuid, String, String)>()
                     .all(&txn)

@@ -154,7 +154,7 @@ async fn main() -> anyhow::Result<()> {
                     target_url: format!("http://{addr}/hook"),
                     event_types: vec![],
                     integration_ids: vec![],
-                    secret_ref: format!("authref://file/tenants/{tenant}/hook"),
+                    secret_auth_ref_uri: format!("authref://file/tenants/{tenant}/hook"),
                     enabled: true,
                 },
             )

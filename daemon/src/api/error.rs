@@ -460,7 +460,7 @@ mod tests {
     fn parse_errors_lose_the_value_they_found() {
         assert_eq!(
             without_found_value(
-                r#"parse request payload error: Expected input type "string", found ["https://u:SECRETVALUE@h/"]. (occurred while parsing "AlertSubscriptionInput")"#
+                r#"parse request payload error: Expected input type "string", found ["https://u:SECRETVALUE@h/"]. (occurred while parsing "WebhookSubscriptionInput")"#
             ),
             r#"parse request payload error: Expected input type "string"."#
         );

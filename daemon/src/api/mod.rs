@@ -1,7 +1,7 @@
 //! The REST API: poem-openapi operations, the error mapping, and the routes around them.
 //!
 //! # Layout
-//! - [`integrations`], [`maintenance`], [`events`], [`alerts`], [`audit`], [`system`]:
+//! - [`integrations`], [`maintenance`], [`events`], [`webhooks`], [`audit`], [`system`]:
 //!   operations, one module per resource.
 //! - [`types`]: request and response bodies (never storage models).
 //! - [`error`]: every error as `application/problem+json`, mapped in one place.
@@ -9,8 +9,8 @@
 //!   `If-Match`.
 //! - [`edge`]: checks every request passes before routing (body size, NUL characters).
 //! - [`metrics`]: `/metrics`, on the main listener or one of its own, optionally behind a token.
+//! - [`renamed`]: operations still served under an earlier, deprecated name.
 
-pub mod alerts;
 pub mod audit;
 pub mod edge;
 pub mod error;
@@ -20,11 +20,13 @@ pub mod maintenance;
 pub mod metrics;
 pub mod plugins;
 pub mod precondition;
+pub mod renamed;
 pub mod resources;
 pub mod security;
 pub mod system;
 pub mod types;
 pub mod validate;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -42,7 +44,7 @@ pub enum ApiTags {
     /// Health events: a live stream of the tenant's events.
     Events,
     /// Webhook subscriptions for health events, and their deliveries.
-    Alerts,
+    Webhooks,
     /// Probes.
     System,
 }
@@ -54,7 +56,7 @@ type Apis = (
     resources::ResourcesApi,
     plugins::PluginsApi,
     audit::AuditApi,
-    alerts::AlertsApi,
+    webhooks::WebhooksApi,
     system::SystemApi,
 );
 
@@ -68,7 +70,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             resources::ResourcesApi,
             plugins::PluginsApi,
             audit::AuditApi,
-            alerts::AlertsApi,
+            webhooks::WebhooksApi,
             system::SystemApi,
         ),
         "StellaOps Integrations",
@@ -105,6 +107,7 @@ pub fn routes(
     }
     route
         .data(state)
+        .around(renamed::alias)
         .around(move |ep, req| edge::guard(ep, req, body_limit))
         .with(poem::middleware::Tracing)
         .catch_all_error(error::catch_all)

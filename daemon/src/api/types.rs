@@ -1,7 +1,7 @@
 //! Request and response types of the REST API. Storage models never appear on the wire: they
 //! are converted here, so the schema of either can change on its own.
 
-pub mod alerts;
+pub mod webhooks;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -4,7 +4,7 @@
 //! # Layout
 //! - [`WebhookSettings`]: the `[events.webhooks]` section.
 //! - [`relay`]: reads the outbox after its cursor (`webhooks` in `event_cursors`) and queues one
-//!   `alert_deliveries` row per matching enabled subscription, moving the cursor in the same
+//!   `webhook_deliveries` row per matching enabled subscription, moving the cursor in the same
 //!   transaction ([`crate::store::webhooks::WebhookStore::fan_out`]).
 //! - [`worker`]: attempts the oldest pending delivery of each (subscription, ordering key),
 //!   different keys concurrently, and records results in batches.
@@ -342,7 +342,7 @@ pub async fn send_test(
         settings.request_timeout(),
         subscription.tenant_id.as_str(),
         &subscription.target_url,
-        &subscription.secret_ref,
+        &subscription.secret_auth_ref_uri,
         event_id,
         &event,
     )

@@ -1,4 +1,4 @@
-//! The webhook relay: outbox → `alert_deliveries`, one transaction per batch of events. An
+//! The webhook relay: outbox → `webhook_deliveries`, one transaction per batch of events. An
 //! [`OutboxSink`]: the shared driver wakes it on each commit (and every poll interval in case a
 //! wake-up was missed) and backs off when the database fails.
 

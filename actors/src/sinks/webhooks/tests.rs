@@ -88,7 +88,7 @@ impl Fixture {
                     target_url: url,
                     event_types: vec![],
                     integration_ids: vec![],
-                    secret_ref: "authref://file/tenants/ta/hook".into(),
+                    secret_auth_ref_uri: "authref://file/tenants/ta/hook".into(),
                     enabled: true,
                 },
             )

@@ -287,7 +287,7 @@ impl Attempt {
             self.timeout,
             &head.tenant_id,
             &head.target_url,
-            &head.secret_ref,
+            &head.secret_auth_ref_uri,
             head.event_id,
             &event.payload,
         )
@@ -388,11 +388,13 @@ pub(crate) async fn sign_and_post(
     timeout: Duration,
     tenant: &str,
     url: &str,
-    secret_ref: &str,
+    secret_auth_ref_uri: &str,
     event_id: Uuid,
     event: &Value,
 ) -> Result<Answer, SendError> {
-    let reference: AuthRef = secret_ref.parse().map_err(|_| SendError::BadSecretRef)?;
+    let reference: AuthRef = secret_auth_ref_uri
+        .parse()
+        .map_err(|_| SendError::BadSecretRef)?;
     let reference = TenantRef::new(tenant, reference);
     let resolved = env.secrets.resolve(&reference).await?;
     let target = url::Url::parse(url).map_err(|_| SendError::BadUrl)?;

@@ -3,25 +3,25 @@
 //! - A tenant manages its subscriptions through [`TenantStore`](crate::store::TenantStore) (every change audited in the
 //!   same transaction) and reads their deliveries.
 //! - The webhook relay and delivery worker use [`WebhookStore`], which sees every tenant: the
-//!   relay fans the outbox out into `alert_deliveries` rows ([`WebhookStore::fan_out`]), moving
+//!   relay fans the outbox out into `webhook_deliveries` rows ([`WebhookStore::fan_out`]), moving
 //!   its cursor in the same transaction; the worker picks the oldest pending delivery of each
 //!   (subscription, ordering key) ([`WebhookStore::heads`]) and records attempts in batches
 //!   ([`WebhookStore::record`]).
 
 use std::collections::HashSet;
 
-use entity::{alert_delivery, alert_subscription};
+use entity::{webhook_delivery, webhook_subscription};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::events::TypeFilter;
 
-const KIND: &str = "alert subscription";
+const KIND: &str = "webhook subscription";
 
 /// A stored subscription.
-pub type Subscription = alert_subscription::Model;
+pub type Subscription = webhook_subscription::Model;
 /// A stored delivery.
-pub type Delivery = alert_delivery::Model;
+pub type Delivery = webhook_delivery::Model;
 
 /// Where a delivery stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -60,7 +60,7 @@ pub struct SubscriptionFields {
     /// Integrations whose events are delivered; empty means all of the tenant's.
     pub integration_ids: Vec<Uuid>,
     /// `authref://...` naming the signing secret.
-    pub secret_ref: String,
+    pub secret_auth_ref_uri: String,
     pub enabled: bool,
 }
 
@@ -130,7 +130,7 @@ fn details(m: &Subscription) -> Value {
         "targetUrl": m.target_url,
         "eventTypes": m.event_types,
         "integrationIds": m.integration_ids,
-        "secretRef": m.secret_ref,
+        "secretAuthRefUri": m.secret_auth_ref_uri,
         "enabled": m.enabled,
         "version": m.version,
     })

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use entity::{alert_delivery, alert_subscription, event};
+use entity::{event, webhook_delivery, webhook_subscription};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
@@ -63,7 +63,7 @@ pub struct Head {
     /// Where the dead-letter clock starts: when the delivery was queued, or requeued by hand.
     pub queued_at: DateTime<Utc>,
     pub target_url: String,
-    pub secret_ref: String,
+    pub secret_auth_ref_uri: String,
 }
 
 /// An event as sent: its time and its CloudEvent.
@@ -132,19 +132,19 @@ fn statement(backend: DatabaseBackend, sql: &str, values: Vec<sea_orm::Value>) -
 /// grouped `MIN(id)` over the queue index, and `ROW_NUMBER()` (SQLite 3.25+, PostgreSQL).
 const HEADS_SQL: &str = "\
 SELECT id, tenant_id, subscription_id, ordering_key, event_seq, event_id, event_type, attempts, \
-       next_attempt_at, created_at, requeued_at, target_url, secret_ref \
+       next_attempt_at, created_at, requeued_at, target_url, secret_auth_ref_uri \
 FROM ( \
     SELECT d.id, d.tenant_id, d.subscription_id, d.ordering_key, d.event_seq, d.event_id, \
            d.event_type, d.attempts, d.next_attempt_at, d.created_at, d.requeued_at, \
-           s.target_url, s.secret_ref, \
+           s.target_url, s.secret_auth_ref_uri, \
            ROW_NUMBER() OVER (PARTITION BY d.subscription_id \
                               ORDER BY d.next_attempt_at, d.id) AS subscription_rank \
     FROM ( \
-        SELECT MIN(id) AS head_id FROM alert_deliveries WHERE status = 'pending' \
+        SELECT MIN(id) AS head_id FROM webhook_deliveries WHERE status = 'pending' \
         GROUP BY subscription_id, ordering_key \
     ) heads \
-    JOIN alert_deliveries d ON d.id = heads.head_id \
-    JOIN alert_subscriptions s ON s.id = d.subscription_id \
+    JOIN webhook_deliveries d ON d.id = heads.head_id \
+    JOIN webhook_subscriptions s ON s.id = d.subscription_id \
     WHERE s.enabled AND s.deleted_at IS NULL \
 ) ranked \
 WHERE subscription_rank <= ? \
@@ -183,11 +183,11 @@ impl WebhookStore {
             });
         };
         let tenants: HashSet<&str> = events.iter().map(|e| e.tenant_id.as_str()).collect();
-        let subscriptions = alert_subscription::Entity::find()
-            .filter(alert_subscription::Column::TenantId.is_in(tenants.iter().copied()))
-            .filter(alert_subscription::Column::DeletedAt.is_null())
-            .filter(alert_subscription::Column::Enabled.eq(true))
-            .order_by_asc(alert_subscription::Column::Id)
+        let subscriptions = webhook_subscription::Entity::find()
+            .filter(webhook_subscription::Column::TenantId.is_in(tenants.iter().copied()))
+            .filter(webhook_subscription::Column::DeletedAt.is_null())
+            .filter(webhook_subscription::Column::Enabled.eq(true))
+            .order_by_asc(webhook_subscription::Column::Id)
             .all(&txn)
             .await?;
         let mut by_tenant: HashMap<&str, Vec<(Uuid, SubscriptionFilter)>> = HashMap::new();
@@ -205,7 +205,7 @@ impl WebhookStore {
             };
             for (subscription_id, filter) in subs {
                 if filter.matches(&e.event_type, e.integration_id) {
-                    rows.push(alert_delivery::ActiveModel {
+                    rows.push(webhook_delivery::ActiveModel {
                         id: NotSet,
                         tenant_id: Set(e.tenant_id.clone()),
                         subscription_id: Set(*subscription_id),
@@ -230,10 +230,10 @@ impl WebhookStore {
         let mut rows = rows.into_iter().peekable();
         while rows.peek().is_some() {
             let chunk: Vec<_> = rows.by_ref().take(INSERT_CHUNK).collect();
-            alert_delivery::Entity::insert_many(chunk)
+            webhook_delivery::Entity::insert_many(chunk)
                 .on_conflict_do_nothing_on([
-                    alert_delivery::Column::SubscriptionId,
-                    alert_delivery::Column::EventSeq,
+                    webhook_delivery::Column::SubscriptionId,
+                    webhook_delivery::Column::EventSeq,
                 ])
                 .exec_without_returning(&txn)
                 .await?;
@@ -283,7 +283,7 @@ impl WebhookStore {
                     next_attempt_at: r.try_get("", "next_attempt_at")?,
                     queued_at: requeued_at.unwrap_or(created_at),
                     target_url: r.try_get("", "target_url")?,
-                    secret_ref: r.try_get("", "secret_ref")?,
+                    secret_auth_ref_uri: r.try_get("", "secret_auth_ref_uri")?,
                 })
             })
             .collect()
@@ -347,29 +347,29 @@ impl WebhookStore {
         }
         let txn = self.begin().await?;
         for (code, (ids, at)) in delivered {
-            alert_delivery::Entity::update_many()
+            webhook_delivery::Entity::update_many()
                 .col_expr(
-                    alert_delivery::Column::Status,
+                    webhook_delivery::Column::Status,
                     Expr::value(DeliveryStatus::Delivered.as_str()),
                 )
                 .col_expr(
-                    alert_delivery::Column::Attempts,
+                    webhook_delivery::Column::Attempts,
                     sea_orm::sea_query::ExprTrait::add(
-                        Expr::col(alert_delivery::Column::Attempts),
+                        Expr::col(webhook_delivery::Column::Attempts),
                         1,
                     ),
                 )
-                .col_expr(alert_delivery::Column::LastAttemptAt, Expr::value(at))
+                .col_expr(webhook_delivery::Column::LastAttemptAt, Expr::value(at))
                 .col_expr(
-                    alert_delivery::Column::LastStatusCode,
+                    webhook_delivery::Column::LastStatusCode,
                     Expr::value(i32::from(code)),
                 )
                 .col_expr(
-                    alert_delivery::Column::LastError,
+                    webhook_delivery::Column::LastError,
                     Expr::value(Option::<String>::None),
                 )
-                .col_expr(alert_delivery::Column::DeliveredAt, Expr::value(at))
-                .filter(alert_delivery::Column::Id.is_in(ids))
+                .col_expr(webhook_delivery::Column::DeliveredAt, Expr::value(at))
+                .filter(webhook_delivery::Column::Id.is_in(ids))
                 .exec(&txn)
                 .await?;
         }
@@ -397,24 +397,30 @@ impl WebhookStore {
                     at,
                 } => (*id, DeliveryStatus::Dead, status_code, error, at, *at),
             };
-            alert_delivery::Entity::update_many()
-                .col_expr(alert_delivery::Column::Status, Expr::value(status.as_str()))
+            webhook_delivery::Entity::update_many()
                 .col_expr(
-                    alert_delivery::Column::Attempts,
+                    webhook_delivery::Column::Status,
+                    Expr::value(status.as_str()),
+                )
+                .col_expr(
+                    webhook_delivery::Column::Attempts,
                     sea_orm::sea_query::ExprTrait::add(
-                        Expr::col(alert_delivery::Column::Attempts),
+                        Expr::col(webhook_delivery::Column::Attempts),
                         1,
                     ),
                 )
-                .col_expr(alert_delivery::Column::LastAttemptAt, Expr::value(*at))
+                .col_expr(webhook_delivery::Column::LastAttemptAt, Expr::value(*at))
                 .col_expr(
-                    alert_delivery::Column::LastStatusCode,
+                    webhook_delivery::Column::LastStatusCode,
                     Expr::value(code.map(i32::from)),
                 )
-                .col_expr(alert_delivery::Column::LastError, Expr::value(clip(error)))
-                .col_expr(alert_delivery::Column::NextAttemptAt, Expr::value(next))
-                .filter(alert_delivery::Column::Id.eq(id))
-                .filter(alert_delivery::Column::Status.eq(DeliveryStatus::Pending.as_str()))
+                .col_expr(
+                    webhook_delivery::Column::LastError,
+                    Expr::value(clip(error)),
+                )
+                .col_expr(webhook_delivery::Column::NextAttemptAt, Expr::value(next))
+                .filter(webhook_delivery::Column::Id.eq(id))
+                .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending.as_str()))
                 .exec(&txn)
                 .await?;
         }

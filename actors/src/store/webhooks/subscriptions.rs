@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use chrono::Utc;
-use entity::{alert_delivery, alert_subscription};
+use entity::{webhook_delivery, webhook_subscription};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter,
@@ -19,10 +19,10 @@ use crate::store::{MAX_PAGE_SIZE, Page, TenantStore, audit};
 // === impl TenantStore ===
 
 impl TenantStore {
-    fn live_subscriptions(&self) -> sea_orm::Select<alert_subscription::Entity> {
-        alert_subscription::Entity::find()
-            .filter(alert_subscription::Column::TenantId.eq(self.tenant.as_str()))
-            .filter(alert_subscription::Column::DeletedAt.is_null())
+    fn live_subscriptions(&self) -> sea_orm::Select<webhook_subscription::Entity> {
+        webhook_subscription::Entity::find()
+            .filter(webhook_subscription::Column::TenantId.eq(self.tenant.as_str()))
+            .filter(webhook_subscription::Column::DeletedAt.is_null())
     }
 
     async fn live_subscription(
@@ -31,7 +31,7 @@ impl TenantStore {
         id: Uuid,
     ) -> Result<Subscription, CatalogError> {
         self.live_subscriptions()
-            .filter(alert_subscription::Column::Id.eq(id))
+            .filter(webhook_subscription::Column::Id.eq(id))
             .one(txn)
             .await?
             .ok_or(CatalogError::NotFound { kind: KIND, id })
@@ -48,14 +48,14 @@ impl TenantStore {
     ) -> Result<Subscription, CatalogError> {
         let now = Utc::now();
         let txn = self.begin(true).await?;
-        let row = alert_subscription::ActiveModel {
+        let row = webhook_subscription::ActiveModel {
             id: Set(Uuid::now_v7()),
             tenant_id: Set(self.tenant.as_str().to_owned()),
             name: Set(fields.name),
             target_url: Set(fields.target_url),
             event_types: Set(json!(fields.event_types)),
             integration_ids: Set(json!(fields.integration_ids)),
-            secret_ref: Set(fields.secret_ref),
+            secret_auth_ref_uri: Set(fields.secret_auth_ref_uri),
             enabled: Set(fields.enabled),
             version: Set(1),
             created_at: Set(now),
@@ -67,7 +67,7 @@ impl TenantStore {
             &txn,
             self,
             actor,
-            "alert_subscription.create",
+            "webhook_subscription.create",
             None,
             json!({ "after": details(&created) }),
         )
@@ -98,12 +98,12 @@ impl TenantStore {
         let limit = query.limit.clamp(1, MAX_PAGE_SIZE);
         let mut select = self.live_subscriptions();
         if let Some(after) = query.after {
-            select = select.filter(alert_subscription::Column::Id.gt(after));
+            select = select.filter(webhook_subscription::Column::Id.gt(after));
         }
         let rows = self
             .read_all(
                 select
-                    .order_by_asc(alert_subscription::Column::Id)
+                    .order_by_asc(webhook_subscription::Column::Id)
                     .limit(limit + 1),
             )
             .await?;
@@ -125,12 +125,12 @@ impl TenantStore {
         let txn = self.begin(true).await?;
         let before = self.live_subscription(&txn, id).await?;
         check_version(expected_version, before.version)?;
-        let mut row: alert_subscription::ActiveModel = before.clone().into();
+        let mut row: webhook_subscription::ActiveModel = before.clone().into();
         row.name = Set(fields.name);
         row.target_url = Set(fields.target_url);
         row.event_types = Set(json!(fields.event_types));
         row.integration_ids = Set(json!(fields.integration_ids));
-        row.secret_ref = Set(fields.secret_ref);
+        row.secret_auth_ref_uri = Set(fields.secret_auth_ref_uri);
         row.enabled = Set(fields.enabled);
         row.version = Set(before.version + 1);
         row.updated_at = Set(Utc::now());
@@ -139,7 +139,7 @@ impl TenantStore {
             &txn,
             self,
             actor,
-            "alert_subscription.update",
+            "webhook_subscription.update",
             None,
             json!({ "before": details(&before), "after": details(&after) }),
         )
@@ -164,24 +164,24 @@ impl TenantStore {
         let before = self.live_subscription(&txn, id).await?;
         check_version(expected_version, before.version)?;
         let now = Utc::now();
-        let mut row: alert_subscription::ActiveModel = before.clone().into();
+        let mut row: webhook_subscription::ActiveModel = before.clone().into();
         row.deleted_at = Set(Some(now));
         row.enabled = Set(false);
         row.version = Set(before.version + 1);
         row.updated_at = Set(now);
         row.update(&txn).await?;
-        let dropped = alert_delivery::Entity::update_many()
+        let dropped = webhook_delivery::Entity::update_many()
             .col_expr(
-                alert_delivery::Column::Status,
+                webhook_delivery::Column::Status,
                 Expr::value(DeliveryStatus::Dead.as_str()),
             )
             .col_expr(
-                alert_delivery::Column::LastError,
+                webhook_delivery::Column::LastError,
                 Expr::value("the subscription was deleted"),
             )
-            .filter(alert_delivery::Column::TenantId.eq(self.tenant.as_str()))
-            .filter(alert_delivery::Column::SubscriptionId.eq(id))
-            .filter(alert_delivery::Column::Status.eq(DeliveryStatus::Pending.as_str()))
+            .filter(webhook_delivery::Column::TenantId.eq(self.tenant.as_str()))
+            .filter(webhook_delivery::Column::SubscriptionId.eq(id))
+            .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending.as_str()))
             .exec(&txn)
             .await?
             .rows_affected;
@@ -189,7 +189,7 @@ impl TenantStore {
             &txn,
             self,
             actor,
-            "alert_subscription.delete",
+            "webhook_subscription.delete",
             None,
             json!({ "before": details(&before), "pendingDeliveriesDropped": dropped }),
         )
@@ -237,17 +237,17 @@ impl TenantStore {
         let limit = query.limit.clamp(1, MAX_PAGE_SIZE);
         let txn = self.begin(false).await?;
         self.live_subscription(&txn, subscription_id).await?;
-        let mut select = alert_delivery::Entity::find()
-            .filter(alert_delivery::Column::TenantId.eq(self.tenant.as_str()))
-            .filter(alert_delivery::Column::SubscriptionId.eq(subscription_id));
+        let mut select = webhook_delivery::Entity::find()
+            .filter(webhook_delivery::Column::TenantId.eq(self.tenant.as_str()))
+            .filter(webhook_delivery::Column::SubscriptionId.eq(subscription_id));
         if let Some(status) = query.status {
-            select = select.filter(alert_delivery::Column::Status.eq(status.as_str()));
+            select = select.filter(webhook_delivery::Column::Status.eq(status.as_str()));
         }
         if let Some(before) = query.before {
-            select = select.filter(alert_delivery::Column::Id.lt(before));
+            select = select.filter(webhook_delivery::Column::Id.lt(before));
         }
         let rows = select
-            .order_by_desc(alert_delivery::Column::Id)
+            .order_by_desc(webhook_delivery::Column::Id)
             .limit(limit + 1)
             .all(&txn)
             .await?;
@@ -272,10 +272,10 @@ impl TenantStore {
     ) -> Result<Option<Delivery>, CatalogError> {
         let txn = self.begin(true).await?;
         self.live_subscription(&txn, subscription_id).await?;
-        let found = alert_delivery::Entity::find()
-            .filter(alert_delivery::Column::TenantId.eq(self.tenant.as_str()))
-            .filter(alert_delivery::Column::SubscriptionId.eq(subscription_id))
-            .filter(alert_delivery::Column::Id.eq(delivery_id))
+        let found = webhook_delivery::Entity::find()
+            .filter(webhook_delivery::Column::TenantId.eq(self.tenant.as_str()))
+            .filter(webhook_delivery::Column::SubscriptionId.eq(subscription_id))
+            .filter(webhook_delivery::Column::Id.eq(delivery_id))
             .one(&txn)
             .await?;
         let Some(before) = found else {
@@ -291,7 +291,7 @@ impl TenantStore {
             });
         }
         let now = Utc::now();
-        let mut row: alert_delivery::ActiveModel = before.clone().into();
+        let mut row: webhook_delivery::ActiveModel = before.clone().into();
         row.status = Set(DeliveryStatus::Pending.as_str().to_owned());
         row.attempts = Set(0);
         row.next_attempt_at = Set(now);
@@ -301,7 +301,7 @@ impl TenantStore {
             &txn,
             self,
             actor,
-            "alert_subscription.delivery_retry",
+            "webhook_subscription.delivery_retry",
             None,
             json!({ "before": delivery_details(&before), "after": delivery_details(&after) }),
         )

@@ -19,7 +19,7 @@ fn fields(name: &str, types: &[&str], integrations: &[Uuid], enabled: bool) -> S
         target_url: "https://hooks.example.com/in".into(),
         event_types: types.iter().map(|t| t.to_string()).collect(),
         integration_ids: integrations.to_vec(),
-        secret_ref: "authref://env/HOOK_SECRET".into(),
+        secret_auth_ref_uri: "authref://env/HOOK_SECRET".into(),
         enabled,
     }
 }
@@ -40,8 +40,8 @@ fn event(kind: EventKind, tenant: &str, integration: Option<Uuid>) -> NewEvent {
 
 async fn deliveries(store: &Store) -> Vec<Delivery> {
     let txn = store.webhooks().begin_read().await.unwrap();
-    let rows = alert_delivery::Entity::find()
-        .order_by_asc(alert_delivery::Column::Id)
+    let rows = webhook_delivery::Entity::find()
+        .order_by_asc(webhook_delivery::Column::Id)
         .all(&txn)
         .await
         .unwrap();
@@ -134,10 +134,10 @@ async fn subscriptions_are_audited_versioned_and_per_tenant() {
     assert_eq!(
         actions,
         [
-            "alert_subscription.delete",
-            "alert_subscription.update",
-            "alert_subscription.create",
-            "alert_subscription.create",
+            "webhook_subscription.delete",
+            "webhook_subscription.update",
+            "webhook_subscription.create",
+            "webhook_subscription.create",
         ]
     );
     assert_eq!(audit.items[1].details["before"]["name"], "one");
@@ -262,7 +262,7 @@ async fn queue(
     next_attempt_at: DateTime<Utc>,
 ) -> i64 {
     let txn = store.webhooks().begin().await.unwrap();
-    let row = alert_delivery::ActiveModel {
+    let row = webhook_delivery::ActiveModel {
         id: NotSet,
         tenant_id: Set("ta".into()),
         subscription_id: Set(subscription),

@@ -1,9 +1,9 @@
-//! The `alert_subscriptions` table: a tenant's webhook targets for health events.
+//! The `webhook_subscriptions` table: a tenant's webhook targets for health events.
 
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
-#[sea_orm(table_name = "alert_subscriptions")]
+#[sea_orm(table_name = "webhook_subscriptions")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
@@ -15,7 +15,7 @@ pub struct Model {
     /// Integrations whose events are delivered (a JSON array of ids); empty means all.
     pub integration_ids: Json,
     /// `authref://...` naming the HMAC signing secret; the secret itself is never stored.
-    pub secret_ref: String,
+    pub secret_auth_ref_uri: String,
     pub enabled: bool,
     /// Optimistic-concurrency version, exposed as the ETag.
     pub version: i64,

@@ -1,4 +1,4 @@
-//! Bodies of `/api/v1/alert-subscriptions`: webhook subscriptions and their deliveries.
+//! Bodies of `/api/v1/webhook-subscriptions`: webhook subscriptions and their deliveries.
 
 use actors::store::webhooks::{Delivery, DeliveryStatus, Subscription};
 use chrono::{DateTime, Utc};
@@ -9,7 +9,7 @@ use uuid::Uuid;
 /// are signed.
 #[derive(Debug, Clone, Object)]
 #[oai(rename_all = "camelCase")]
-pub struct AlertSubscription {
+pub struct WebhookSubscription {
     pub id: Uuid,
     pub name: String,
     /// Where events are POSTed as `application/cloudevents+json`.
@@ -20,7 +20,7 @@ pub struct AlertSubscription {
     /// Integrations whose events are delivered; empty for all of the tenant's.
     pub integration_ids: Vec<Uuid>,
     /// `authref://<backend>/<path>[#key]` naming the HMAC signing secret.
-    pub secret_ref: String,
+    pub secret_auth_ref_uri: String,
     /// A disabled subscription gets no new deliveries, and its queued ones wait.
     pub enabled: bool,
     /// Increases with every change; sent as the `ETag`.
@@ -29,7 +29,7 @@ pub struct AlertSubscription {
     pub updated_at: DateTime<Utc>,
 }
 
-impl From<Subscription> for AlertSubscription {
+impl From<Subscription> for WebhookSubscription {
     fn from(m: Subscription) -> Self {
         Self {
             id: m.id,
@@ -37,7 +37,7 @@ impl From<Subscription> for AlertSubscription {
             target_url: m.target_url,
             event_types: serde_json::from_value(m.event_types).unwrap_or_default(),
             integration_ids: serde_json::from_value(m.integration_ids).unwrap_or_default(),
-            secret_ref: m.secret_ref,
+            secret_auth_ref_uri: m.secret_auth_ref_uri,
             enabled: m.enabled,
             version: m.version,
             created_at: m.created_at,
@@ -49,7 +49,7 @@ impl From<Subscription> for AlertSubscription {
 /// A subscription to create, or the full replacement of one.
 #[derive(Debug, Clone, Object)]
 #[oai(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AlertSubscriptionInput {
+pub struct WebhookSubscriptionInput {
     /// 1 to 100 characters.
     pub name: String,
     /// An `http` or `https` URL without credentials or fragment. Its host must not be, or
@@ -63,7 +63,7 @@ pub struct AlertSubscriptionInput {
     pub integration_ids: Option<Vec<Uuid>>,
     /// `authref://<backend>/<path>[#key]` naming the signing secret (never the secret
     /// itself); it is resolved at each delivery.
-    pub secret_ref: String,
+    pub secret_auth_ref_uri: String,
     /// Default true.
     pub enabled: Option<bool>,
 }
@@ -71,8 +71,8 @@ pub struct AlertSubscriptionInput {
 /// A page of subscriptions, oldest first.
 #[derive(Debug, Clone, Object)]
 #[oai(rename_all = "camelCase")]
-pub struct AlertSubscriptionPage {
-    pub items: Vec<AlertSubscription>,
+pub struct WebhookSubscriptionPage {
+    pub items: Vec<WebhookSubscription>,
     /// Pass as `cursor` to get the next page; null on the last page.
     #[oai(nullable)]
     pub next_cursor: Option<String>,
@@ -112,7 +112,7 @@ impl DeliveryState {
 /// One event's delivery to one subscription.
 #[derive(Debug, Clone, Object)]
 #[oai(rename_all = "camelCase")]
-pub struct AlertDelivery {
+pub struct WebhookDelivery {
     pub id: i64,
     /// The CloudEvents `id`, also sent as `X-Stella-Event-Id` and `Idempotency-Key`.
     pub event_id: Uuid,
@@ -140,7 +140,7 @@ pub struct AlertDelivery {
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
-impl From<Delivery> for AlertDelivery {
+impl From<Delivery> for WebhookDelivery {
     fn from(d: Delivery) -> Self {
         let status = DeliveryState::from_store(&d.status);
         Self {
@@ -163,8 +163,8 @@ impl From<Delivery> for AlertDelivery {
 /// A page of deliveries, newest first.
 #[derive(Debug, Clone, Object)]
 #[oai(rename_all = "camelCase")]
-pub struct AlertDeliveryPage {
-    pub items: Vec<AlertDelivery>,
+pub struct WebhookDeliveryPage {
+    pub items: Vec<WebhookDelivery>,
     /// Pass as `cursor` for older deliveries; null on the last page.
     #[oai(nullable)]
     pub next_cursor: Option<String>,
@@ -173,7 +173,7 @@ pub struct AlertDeliveryPage {
 /// How a test delivery went.
 #[derive(Debug, Clone, Object)]
 #[oai(rename_all = "camelCase")]
-pub struct AlertTestResult {
+pub struct WebhookTestResult {
     /// The test event's id (type `dev.stellaops.webhook.test`).
     pub event_id: Uuid,
     /// The target answered 2xx.

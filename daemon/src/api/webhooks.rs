@@ -1,4 +1,4 @@
-//! `/api/v1/alert-subscriptions`: webhook subscriptions for health events, and their
+//! `/api/v1/webhook-subscriptions`: webhook subscriptions for health events, and their
 //! deliveries.
 
 use std::collections::HashSet;
@@ -16,11 +16,11 @@ use uuid::Uuid;
 use super::error::ApiError;
 use super::precondition::IfMatch;
 use super::security::BearerAuth;
-use super::types::alerts::{
-    AlertDelivery, AlertDeliveryPage, AlertSubscription, AlertSubscriptionInput,
-    AlertSubscriptionPage, AlertTestResult, DeliveryState,
-};
 use super::types::cursor;
+use super::types::webhooks::{
+    DeliveryState, WebhookDelivery, WebhookDeliveryPage, WebhookSubscription,
+    WebhookSubscriptionInput, WebhookSubscriptionPage, WebhookTestResult,
+};
 use super::{ApiTags, validate};
 use crate::AppState;
 use crate::auth::Scope;
@@ -35,7 +35,7 @@ pub enum SubscriptionCreated {
     /// Created; events committed from now on are delivered to it.
     #[oai(status = 201)]
     Created(
-        Json<AlertSubscription>,
+        Json<WebhookSubscription>,
         /// The new subscription's URL.
         #[oai(header = "Location")]
         String,
@@ -49,7 +49,7 @@ pub enum SubscriptionCreated {
 pub enum SubscriptionOk {
     #[oai(status = 200)]
     Ok(
-        Json<AlertSubscription>,
+        Json<WebhookSubscription>,
         /// The subscription's version, for `If-Match`.
         #[oai(header = "ETag")]
         String,
@@ -72,16 +72,19 @@ fn page_limit(limit: Option<u32>) -> u64 {
     u64::from(limit.unwrap_or(super::integrations::DEFAULT_PAGE_SIZE))
 }
 
-pub struct AlertsApi;
+pub struct WebhooksApi;
 
-#[OpenApi(prefix_path = "/api/v1/alert-subscriptions", tag = "ApiTags::Alerts")]
-impl AlertsApi {
+#[OpenApi(
+    prefix_path = "/api/v1/webhook-subscriptions",
+    tag = "ApiTags::Webhooks"
+)]
+impl WebhooksApi {
     /// List webhook subscriptions
     ///
     /// The caller's tenant's subscriptions, oldest first, one page at a time: pass the
     /// `nextCursor` of a page as `cursor` to get the next.
-    #[oai(path = "/", method = "get", operation_id = "alert_subscription_list")]
-    async fn alert_subscription_list(
+    #[oai(path = "/", method = "get", operation_id = "webhook_subscription_list")]
+    async fn webhook_subscription_list(
         &self,
         state: Data<&Arc<AppState>>,
         auth: BearerAuth,
@@ -90,7 +93,7 @@ impl AlertsApi {
         limit: Query<Option<u32>>,
         /// The `nextCursor` of the previous page.
         cursor: Query<Option<String>>,
-    ) -> Result<Json<AlertSubscriptionPage>, ApiError> {
+    ) -> Result<Json<WebhookSubscriptionPage>, ApiError> {
         let principal = auth.require(Scope::Read)?;
         let after = cursor::parse(cursor.0.as_deref(), cursor::decode_uuid)?;
         let page = state
@@ -101,15 +104,19 @@ impl AlertsApi {
                 limit: page_limit(limit.0),
             })
             .await?;
-        Ok(Json(AlertSubscriptionPage {
+        Ok(Json(WebhookSubscriptionPage {
             items: page.items.into_iter().map(Into::into).collect(),
             next_cursor: page.next.map(cursor::encode_uuid),
         }))
     }
 
     /// Get a webhook subscription
-    #[oai(path = "/:id", method = "get", operation_id = "alert_subscription_get")]
-    async fn alert_subscription_get(
+    #[oai(
+        path = "/:id",
+        method = "get",
+        operation_id = "webhook_subscription_get"
+    )]
+    async fn webhook_subscription_get(
         &self,
         state: Data<&Arc<AppState>>,
         auth: BearerAuth,
@@ -128,20 +135,20 @@ impl AlertsApi {
     ///
     /// Health events of the tenant committed from now on that match the filters are POSTed
     /// to `targetUrl` as `application/cloudevents+json`, signed with the secret behind
-    /// `secretRef` (`X-Stella-Signature-256: sha256=<hex HMAC-SHA256(secret,
+    /// `secretAuthRefUri` (`X-Stella-Signature-256: sha256=<hex HMAC-SHA256(secret,
     /// "{X-Stella-Timestamp}.{body}")>`), in order per integration, at least once (the event
     /// id is the `Idempotency-Key`). The target is resolved now and refused when the SSRF
     /// guard would refuse it. Audited.
     #[oai(
         path = "/",
         method = "post",
-        operation_id = "alert_subscription_create"
+        operation_id = "webhook_subscription_create"
     )]
-    async fn alert_subscription_create(
+    async fn webhook_subscription_create(
         &self,
         state: Data<&Arc<AppState>>,
         auth: BearerAuth,
-        body: Json<AlertSubscriptionInput>,
+        body: Json<WebhookSubscriptionInput>,
     ) -> Result<SubscriptionCreated, ApiError> {
         let principal = auth.require(Scope::Write)?;
         let tenant = state.store.tenant(principal.tenant.clone());
@@ -151,11 +158,11 @@ impl AlertsApi {
             .subscription_create(&principal.tenant, &principal.subject, fields)
             .await?;
         tracing::info!(
-            message = "Alert subscription created.",
+            message = "Webhook subscription created.",
             subscription_id = %created.id,
             tenant_id = %principal.tenant,
         );
-        let location = format!("/api/v1/alert-subscriptions/{}", created.id);
+        let location = format!("/api/v1/webhook-subscriptions/{}", created.id);
         let etag = validate::etag(created.version);
         Ok(SubscriptionCreated::Created(
             Json(created.into()),
@@ -172,9 +179,9 @@ impl AlertsApi {
     #[oai(
         path = "/:id",
         method = "put",
-        operation_id = "alert_subscription_update"
+        operation_id = "webhook_subscription_update"
     )]
-    async fn alert_subscription_update(
+    async fn webhook_subscription_update(
         &self,
         state: Data<&Arc<AppState>>,
         auth: BearerAuth,
@@ -182,7 +189,7 @@ impl AlertsApi {
         /// The `ETag` this change was based on, or `*`.
         #[oai(name = "If-Match")]
         if_match: IfMatch,
-        body: Json<AlertSubscriptionInput>,
+        body: Json<WebhookSubscriptionInput>,
     ) -> Result<SubscriptionOk, ApiError> {
         let principal = auth.require(Scope::Write)?;
         let precondition = validate::if_match(&if_match)?;
@@ -212,9 +219,9 @@ impl AlertsApi {
     #[oai(
         path = "/:id",
         method = "delete",
-        operation_id = "alert_subscription_delete"
+        operation_id = "webhook_subscription_delete"
     )]
-    async fn alert_subscription_delete(
+    async fn webhook_subscription_delete(
         &self,
         state: Data<&Arc<AppState>>,
         auth: BearerAuth,
@@ -248,9 +255,9 @@ impl AlertsApi {
     #[oai(
         path = "/:id/deliveries",
         method = "get",
-        operation_id = "alert_delivery_list"
+        operation_id = "webhook_delivery_list"
     )]
-    async fn alert_delivery_list(
+    async fn webhook_delivery_list(
         &self,
         state: Data<&Arc<AppState>>,
         auth: BearerAuth,
@@ -262,7 +269,7 @@ impl AlertsApi {
         limit: Query<Option<u32>>,
         /// The `nextCursor` of the previous page.
         cursor: Query<Option<String>>,
-    ) -> Result<Json<AlertDeliveryPage>, ApiError> {
+    ) -> Result<Json<WebhookDeliveryPage>, ApiError> {
         let principal = auth.require(Scope::Read)?;
         let before = cursor::parse(cursor.0.as_deref(), cursor::decode_i64)?;
         let page = state
@@ -277,7 +284,7 @@ impl AlertsApi {
                 },
             )
             .await?;
-        Ok(Json(AlertDeliveryPage {
+        Ok(Json(WebhookDeliveryPage {
             items: page.items.into_iter().map(Into::into).collect(),
             next_cursor: page.next.map(cursor::encode_i64),
         }))
@@ -291,9 +298,9 @@ impl AlertsApi {
     #[oai(
         path = "/:id/deliveries/:deliveryId/retry",
         method = "post",
-        operation_id = "alert_delivery_retry"
+        operation_id = "webhook_delivery_retry"
     )]
-    async fn alert_delivery_retry(
+    async fn webhook_delivery_retry(
         &self,
         state: Data<&Arc<AppState>>,
         auth: BearerAuth,
@@ -301,14 +308,14 @@ impl AlertsApi {
         /// The delivery's `id`.
         #[oai(name = "deliveryId")]
         delivery_id: Path<i64>,
-    ) -> Result<Json<AlertDelivery>, ApiError> {
+    ) -> Result<Json<WebhookDelivery>, ApiError> {
         let principal = auth.require(Scope::Write)?;
         let requeued = state
             .catalog
             .delivery_retry(&principal.tenant, &principal.subject, id.0, delivery_id.0)
             .await?
             .ok_or_else(|| {
-                ApiError::not_found(format!("alert delivery {} not found", delivery_id.0))
+                ApiError::not_found(format!("webhook delivery {} not found", delivery_id.0))
             })?;
         Ok(Json(requeued.into()))
     }
@@ -320,14 +327,14 @@ impl AlertsApi {
     #[oai(
         path = "/:id/test",
         method = "post",
-        operation_id = "alert_subscription_test"
+        operation_id = "webhook_subscription_test"
     )]
-    async fn alert_subscription_test(
+    async fn webhook_subscription_test(
         &self,
         state: Data<&Arc<AppState>>,
         auth: BearerAuth,
         id: Path<Uuid>,
-    ) -> Result<Json<AlertTestResult>, ApiError> {
+    ) -> Result<Json<WebhookTestResult>, ApiError> {
         let principal = auth.require(Scope::Write)?;
         let subscription = state
             .store
@@ -335,7 +342,7 @@ impl AlertsApi {
             .subscription_get(id.0)
             .await?;
         let result = webhooks::send_test(&state.env, &state.webhooks, &subscription).await;
-        Ok(Json(AlertTestResult {
+        Ok(Json(WebhookTestResult {
             event_id: result.event_id,
             delivered: result.delivered(),
             status_code: result.status_code,
@@ -349,7 +356,7 @@ impl AlertsApi {
 async fn fields(
     state: &AppState,
     tenant: &actors::TenantStore,
-    body: AlertSubscriptionInput,
+    body: WebhookSubscriptionInput,
 ) -> Result<SubscriptionFields, ApiError> {
     let name = validate::name(&body.name)?;
     let target_url = target::check(&state.env.outbound, &body.target_url)
@@ -391,16 +398,20 @@ async fn fields(
             "no such integration in this tenant",
         ));
     }
-    let secret_ref =
-        validate::auth_ref(state, tenant.tenant(), "secretRef", Some(body.secret_ref))?
-            .map(|r| r.to_string())
-            .unwrap_or_default();
+    let secret_auth_ref_uri = validate::auth_ref(
+        state,
+        tenant.tenant(),
+        "secretAuthRefUri",
+        Some(body.secret_auth_ref_uri),
+    )?
+    .map(|r| r.to_string())
+    .unwrap_or_default();
     Ok(SubscriptionFields {
         name,
         target_url,
         event_types,
         integration_ids,
-        secret_ref,
+        secret_auth_ref_uri,
         enabled: body.enabled.unwrap_or(true),
     })
 }

@@ -1,10 +1,10 @@
-//! The `alert_deliveries` table: one row per event and matching subscription, from queued to
+//! The `webhook_deliveries` table: one row per event and matching subscription, from queued to
 //! delivered or dead-lettered.
 
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
-#[sea_orm(table_name = "alert_deliveries")]
+#[sea_orm(table_name = "webhook_deliveries")]
 pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
