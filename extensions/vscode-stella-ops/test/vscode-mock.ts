@@ -86,11 +86,35 @@ export class FakeStatusBarItem {
   }
 }
 export const created: { statusBarItems: FakeStatusBarItem[]; diagnostics: Map<string, Diagnostic[]> } = { statusBarItems: [], diagnostics: new Map() };
+/** What the code under test showed, ran and opened; `answers.warning` is the button the user "clicks" in a warning. */
+export const calls = { warnings: [] as Array<{ message: string; items: string[] }>, statusBarMessages: [] as string[], executed: [] as Array<{ command: string; args: any[] }>, opened: [] as Uri[] };
+export const answers: { warning?: string } = {};
+export function resetCalls() {
+  calls.warnings = [];
+  calls.statusBarMessages = [];
+  calls.executed = [];
+  calls.opened = [];
+  answers.warning = undefined;
+}
 export const window = {
   createStatusBarItem: (_id?: string, _a?: StatusBarAlignment, _p?: number) => {
     const i = new FakeStatusBarItem();
     created.statusBarItems.push(i);
     return i;
+  },
+  showWarningMessage: (message: string, ...items: string[]) => {
+    calls.warnings.push({ message, items });
+    return Promise.resolve(answers.warning);
+  },
+  setStatusBarMessage: (text: string, _ms?: number) => {
+    calls.statusBarMessages.push(text);
+    return { dispose: () => undefined };
+  },
+};
+export const commands = {
+  executeCommand: (command: string, ...args: any[]) => {
+    calls.executed.push({ command, args });
+    return Promise.resolve(undefined);
   },
 };
 export const languages = {
@@ -101,14 +125,29 @@ export const languages = {
   }),
 };
 export class Uri {
-  constructor(readonly path: string) {}
+  constructor(readonly path: string, readonly scheme = 'file', readonly authority = '', readonly query = '', readonly fragment = '') {}
   static file(p: string) {
     return new Uri(p);
   }
-  toString() {
-    return `file://${this.path}`;
+  static parse(s: string) {
+    const u = new URL(s);
+    return new Uri(u.pathname, u.protocol.slice(0, -1), u.host, u.search.slice(1), u.hash.slice(1));
+  }
+  with(c: { path?: string; query?: string; fragment?: string }) {
+    return new Uri(c.path ?? this.path, this.scheme, this.authority, c.query ?? this.query, c.fragment ?? this.fragment);
+  }
+  toString(_skipEncoding?: boolean) {
+    return `${this.scheme}://${this.authority}${this.path}${this.query ? `?${this.query}` : ''}${this.fragment ? `#${this.fragment}` : ''}`;
   }
 }
+/** `asExternalUri` is the host's port forward: unchanged unless a test replaces it. */
+export const env = {
+  asExternalUri: async (u: Uri) => u,
+  openExternal: async (u: Uri) => {
+    calls.opened.push(u);
+    return true;
+  },
+};
 /** Minimal TextDocument for providers. */
 export function textDocument(path: string, text: string, version = 1) {
   return { uri: Uri.file(path), version, getText: () => text, lineCount: text.split('\n').length };

@@ -1,7 +1,14 @@
 import * as vscode from 'vscode';
+import * as fs from 'fs';
+import * as path from 'path';
 import type { DataService } from '../core/service';
 import { parseStellaYaml, ParseResult } from '../core/stellaYaml';
 import { codeLenses } from '../core/viewModel';
+
+/** The stella.yaml schema packaged with the extension (copied from extensions/schema by the build). */
+export function readSchema(extensionPath: string): object {
+  return JSON.parse(fs.readFileSync(path.join(extensionPath, 'schema', 'stella.schema.json'), 'utf8'));
+}
 
 export const STELLA_SELECTOR: vscode.DocumentSelector = [{ pattern: '**/stella.yaml' }, { pattern: '**/stella.yml' }];
 
@@ -81,4 +88,26 @@ export class StellaDiagnostics implements vscode.Disposable {
   dispose() {
     this.collection.dispose();
   }
+}
+
+/** CodeLens and diagnostics for stella.yaml; diagnostics follow edits, open and closed files, and new server data. */
+export function registerStellaYaml(schema: object, service: DataService): vscode.Disposable[] {
+  const docs = new StellaDocuments(schema, service);
+  const lenses = new StellaCodeLensProvider(docs, service);
+  const diagnostics = new StellaDiagnostics(docs);
+  const refreshDiagnostics = () => vscode.workspace.textDocuments.forEach((d) => diagnostics.update(d));
+  const subs = [
+    lenses,
+    diagnostics,
+    vscode.languages.registerCodeLensProvider(STELLA_SELECTOR, lenses),
+    vscode.workspace.onDidOpenTextDocument((d) => diagnostics.update(d)),
+    vscode.workspace.onDidChangeTextDocument((e) => diagnostics.update(e.document)),
+    vscode.workspace.onDidCloseTextDocument((d) => {
+      diagnostics.clear(d);
+      docs.forget(d);
+    }),
+    service.onDidChange(() => refreshDiagnostics()),
+  ];
+  refreshDiagnostics();
+  return subs;
 }
