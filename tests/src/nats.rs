@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use actors::events::StoredEvent;
 use actors::sinks::nats::{self, CONTENT_TYPE, CURSOR, MSG_ID_HEADER, NatsSettings};
-use actors::store::health::SystemStore;
+use actors::store::SystemStore;
 use daemon::config::Config;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;

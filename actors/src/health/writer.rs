@@ -1,6 +1,6 @@
 //! The batching writer: every check result and status transition of every monitor goes
 //! through one bounded queue into one transaction per batch (on PostgreSQL one statement per
-//! table, the rows bound as arrays; see `store::bulk`).
+//! table, the rows bound as arrays; see `store::health::bulk`).
 //!
 //! A burst of 10k results is a handful of round trips, not 10k. When the database is slow the
 //! queue fills and monitors wait on `record` (back-pressure); when it is down the current batch
@@ -17,8 +17,8 @@ use crate::events::alerts::{
 };
 use crate::events::clock::Clock;
 use crate::events::hub::EventHub;
-use crate::store::Store;
-use crate::store::health::{CheckRow, StatusRow, SystemStore};
+use crate::store::health::{CheckRow, StatusRow};
+use crate::store::{Store, SystemStore};
 
 /// One thing to write, or to tell the alert policy.
 #[derive(Debug)]

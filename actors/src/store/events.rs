@@ -11,8 +11,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::TenantStore;
-use super::health::SystemStore;
+use super::{SystemStore, TenantStore};
 use crate::error::CatalogError;
 use crate::events::{NewEvent, StoredEvent, TypeFilter};
 

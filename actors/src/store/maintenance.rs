@@ -10,8 +10,7 @@ use sea_orm::{
 use serde_json::json;
 use uuid::Uuid;
 
-use super::health::SystemStore;
-use super::{TenantStore, audit};
+use super::{SystemStore, TenantStore, audit};
 use crate::error::CatalogError;
 use crate::events::maintenance::{Recurrence, Window};
 

@@ -10,9 +10,15 @@
 //! Catalog mutations are `pub(crate)`: outside this crate they are reached through the catalog
 //! actor. Maintenance windows and webhook subscriptions are not catalog rows; their writes are
 //! public and, like the catalog's, carry their audit row in the same transaction.
+//!
+//! The daemon's own duties (the health engine, the relays, start-up checks) go through
+//! [`Store::system`], a [`SystemStore`] whose transactions see every tenant. It is defined
+//! once, in `system`; each module adds the system-wide reads and writes of its own tables in
+//! an `impl SystemStore` block (results, summaries and retention in [`health`], the outbox in
+//! [`events`], windows in [`maintenance`], credential references in [`references`]). Webhook
+//! delivery has a view of its own, [`webhooks::WebhookStore`].
 
 mod audit;
-mod bulk;
 pub mod events;
 pub mod health;
 mod integrations;
@@ -21,6 +27,7 @@ pub mod maintenance;
 pub mod plugins;
 mod read;
 pub mod references;
+mod system;
 pub mod webhooks;
 
 use sea_orm::{
@@ -30,6 +37,7 @@ use sea_orm::{
 
 pub use audit::{AuditEntry, AuditQuery};
 pub use integrations::{IntegrationChanges, IntegrationQuery, MonitoringChanges, NewIntegration};
+pub use system::SystemStore;
 
 use crate::tenant::TenantId;
 

@@ -6,7 +6,7 @@ use entity::{integration, webhook_subscription};
 use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
-use super::health::SystemStore;
+use super::SystemStore;
 
 /// What holds a stored reference.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

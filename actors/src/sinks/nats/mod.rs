@@ -47,7 +47,7 @@ use tokio::task::JoinHandle;
 
 use crate::events::{StoredEvent, metrics};
 use crate::sinks::{self as sink, OutboxSink, Progress};
-use crate::store::health::SystemStore;
+use crate::store::SystemStore;
 
 mod settings;
 mod subject;

@@ -11,7 +11,7 @@
 use sea_orm::sqlx::{self, Connection, postgres::PgPool};
 use sea_orm::{DbErr, FromQueryResult, QueryResult, RuntimeErr};
 
-use super::health::{CheckRow, StatusRow};
+use super::{CheckRow, StatusRow};
 use crate::events::{NewEvent, StoredEvent};
 
 const INSERT_CHECKS: &str = "INSERT INTO health_checks \
@@ -37,7 +37,7 @@ fn db_err(e: sqlx::Error) -> DbErr {
 }
 
 /// Writes one batch in one transaction, with every tenant in scope; see
-/// [`super::health::SystemStore::write_results`]. `statuses` holds one row per integration.
+/// [`SystemStore::write_results`](crate::store::SystemStore::write_results). `statuses` holds one row per integration.
 pub(super) async fn write_results(
     pool: &PgPool,
     checks: &[CheckRow],

@@ -1,0 +1,88 @@
+//! [`SystemStore`], the daemon's view across every tenant, and its reads of the live
+//! integrations. The other system-wide duties extend it where their tables are: results,
+//! summaries and retention in [`super::health`], the outbox in [`super::events`], maintenance
+//! windows in [`super::maintenance`], credential references in [`super::references`].
+
+use entity::integration;
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+use uuid::Uuid;
+
+use super::Store;
+
+impl Store {
+    /// The health engine's view: every tenant, for system tasks only (never reached from a
+    /// request).
+    pub fn system(&self) -> SystemStore {
+        SystemStore {
+            db: self.db.clone(),
+        }
+    }
+}
+
+/// System-wide access for the health engine. On PostgreSQL its transactions set
+/// `stella.all_tenants`, the one way past the row-level-security policies.
+#[derive(Clone, Debug)]
+pub struct SystemStore {
+    pub(super) db: DatabaseConnection,
+}
+
+// === impl SystemStore ===
+
+impl SystemStore {
+    pub(crate) async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
+        super::begin_all_tenants(&self.db, false).await
+    }
+
+    /// A page of live integrations of every tenant, by id.
+    ///
+    /// # Errors
+    /// [`DbErr`].
+    pub async fn live_integrations(
+        &self,
+        after: Option<Uuid>,
+        limit: u64,
+    ) -> Result<Vec<integration::Model>, DbErr> {
+        let mut select =
+            integration::Entity::find().filter(integration::Column::DeletedAt.is_null());
+        if let Some(after) = after {
+            select = select.filter(integration::Column::Id.gt(after));
+        }
+        let txn = self.begin().await?;
+        let rows = select
+            .order_by_asc(integration::Column::Id)
+            .limit(limit)
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(rows)
+    }
+
+    /// A page of live integrations of one provider type, by id.
+    ///
+    /// # Errors
+    /// [`DbErr`].
+    pub async fn live_integrations_of_type(
+        &self,
+        provider_type: &str,
+        after: Option<Uuid>,
+        limit: u64,
+    ) -> Result<Vec<integration::Model>, DbErr> {
+        let mut select = integration::Entity::find()
+            .filter(integration::Column::DeletedAt.is_null())
+            .filter(integration::Column::ProviderType.eq(provider_type));
+        if let Some(after) = after {
+            select = select.filter(integration::Column::Id.gt(after));
+        }
+        let txn = self.begin().await?;
+        let rows = select
+            .order_by_asc(integration::Column::Id)
+            .limit(limit)
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(rows)
+    }
+}
