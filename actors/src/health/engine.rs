@@ -32,6 +32,8 @@ const LOAD_PAGE: u64 = 2000;
 const PRUNE_BATCH: u64 = 5000;
 /// Rows per page while summarising an hour.
 const SUMMARY_PAGE: u64 = 10_000;
+/// How long an on-demand check waits for a monitor that is about to start.
+const MONITOR_GRACE: Duration = Duration::from_secs(1);
 /// How often summaries and retention run.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(300);
 
@@ -338,6 +340,21 @@ impl HealthEngine {
         }
     }
 
+    /// The integration's monitor, waiting a moment for one that is about to start: the change
+    /// feed reaches the engine just after the write commits, so a check asked for right after
+    /// a create can arrive first.
+    async fn monitor_soon(&self, id: Uuid) -> Result<ActorRef<MonitorMsg>, EngineError> {
+        let deadline = tokio::time::Instant::now() + MONITOR_GRACE;
+        loop {
+            match self.monitor(id).await {
+                Err(EngineError::NoMonitor) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                found => return found,
+            }
+        }
+    }
+
     /// Tells the alert policy of a maintenance window created or deleted.
     async fn maintenance(&self, change: MaintenanceChange) {
         self.inner
@@ -352,7 +369,7 @@ impl HealthEngine {
     /// # Errors
     /// [`EngineError::NoMonitor`] or [`EngineError::Timeout`].
     pub async fn check_now(&self, id: Uuid) -> Result<CheckResult, EngineError> {
-        let monitor = self.monitor(id).await?;
+        let monitor = self.monitor_soon(id).await?;
         let wait = self.inner.ctx.schedule.timeout + Duration::from_secs(2);
         match monitor.call(MonitorMsg::CheckNow, Some(wait)).await {
             Ok(CallResult::Success(result)) => Ok(result),

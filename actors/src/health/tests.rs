@@ -478,3 +478,63 @@ async fn paused_monitors_do_not_check_until_resumed() {
     assert!(calls.lock().unwrap().len() >= 2);
     assert_eq!(resumed.status(), Status::Healthy);
 }
+
+/// The change feed reaches the engine just after a write commits; a check asked for in
+/// between waits for the monitor instead of failing.
+#[tokio::test]
+async fn a_check_asked_for_before_the_engine_hears_of_the_create_waits_for_its_monitor() {
+    use crate::catalog::{Change, ChangeFeed};
+    use crate::health::HealthEngine;
+    use crate::store::NewIntegration;
+    use crate::tenant::TenantId;
+
+    let store = testing::store().await;
+    let feed = ChangeFeed::default();
+    let registry = Arc::new(std::sync::RwLock::new(connectors::Registry::with_builtins()));
+    let env = connectors::ConnectorEnv::new(&Default::default()).unwrap();
+    let alerting = crate::events::Alerting {
+        settings: Default::default(),
+        hub: Default::default(),
+        clock: Default::default(),
+    };
+    let engine = HealthEngine::start(
+        store.clone(),
+        &HealthSettings::default(),
+        registry,
+        env,
+        feed.follow(),
+        alerting,
+    )
+    .await
+    .unwrap();
+    // Let the start-up scan of the empty catalog finish, so only the feed can tell of the row.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let created = store
+        .tenant(TenantId::new("t").unwrap())
+        .integration_create(
+            "test",
+            NewIntegration {
+                provider_type: "inmemory".into(),
+                name: "late".into(),
+                config: serde_json::json!({"behaviour": "healthy"})
+                    .as_object()
+                    .cloned()
+                    .unwrap(),
+                auth_ref_uri: None,
+            },
+        )
+        .await
+        .unwrap();
+    let announce = {
+        let feed = feed.clone();
+        let created = created.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            feed.publish(Change::IntegrationUpserted(Arc::new(created)));
+        })
+    };
+    let result = engine.check_now(created.id).await.unwrap();
+    assert_eq!(result.health, connectors::Health::Healthy);
+    announce.await.unwrap();
+    engine.stop().await;
+}
