@@ -1,14 +1,16 @@
 //! Connector plugins: the contract every provider implements, and the built-in providers.
 //!
 //! # Layout
-//! - [`registry`]: the explicit list of built-in connectors ([`registry::builtin`]). A new
-//!   connector is one module plus one line there.
+//! - [`provider`]: the contract a provider implements: [`ConnectorFactory`], or its typed
+//!   shortcut [`Provider`], and the optional [`Capability`]s.
+//! - [`registry`]: the explicit list of built-in connectors ([`registry::builtin`]) and the
+//!   registry by provider type. A new connector is one module plus one line there.
 //! - [`config`]: checks every provider's configuration shares: a JSON object, a size limit, and
 //!   no raw secrets (credentials travel as AuthRef URIs).
 //! - [`url_check`]: the one rule for every URL the daemon is given (integration configs,
 //!   webhook targets): no userinfo, no fragment, no credential-like query parameter.
 //! - [`connector`]: the [`Connector`] contract a built integration implements; [`health`]:
-//!   what a check reports.
+//!   what a check reports; [`error`]: why a connector failed, as a health reason.
 //! - [`authref`]: the `authref://<backend>/<path>[#key]` credential reference.
 //! - [`settings`]: the deployment's [`Settings`] (`[connectors]` in the daemon's config);
 //!   [`ConnectorEnv::new`] builds the shared services from them once at start-up.
@@ -30,6 +32,7 @@
 pub mod authref;
 pub mod config;
 pub mod connector;
+pub mod error;
 pub mod external;
 pub mod github_app;
 pub mod gitlab;
@@ -38,6 +41,7 @@ pub mod health;
 pub mod memory;
 pub mod oci_registry;
 pub mod outbound;
+pub mod provider;
 pub mod registry;
 pub mod secrets;
 pub mod settings;
@@ -50,5 +54,6 @@ pub use connector::{
     SharedConnector, Webhook, WebhookRequest,
 };
 pub use health::{Health, HealthReport, Reason};
-pub use registry::{Capability, ConnectorFactory, Registry};
+pub use provider::{Capability, ConnectorFactory, Provider};
+pub use registry::Registry;
 pub use settings::Settings;

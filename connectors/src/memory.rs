@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::config::ConfigError;
 use crate::connector::{Connector, ConnectorEnv, Error, IntegrationSpec, SharedConnector};
 use crate::health::{HealthReport, Reason};
-use crate::registry::Provider;
+use crate::provider::Provider;
 
 /// What every check of an in-memory integration does.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]

@@ -40,7 +40,7 @@ use reqwest::header::HeaderMap;
 use reqwest::{Response, StatusCode};
 use tokio::time::Instant;
 
-use crate::connector::Error;
+use crate::error::{Error, Refused};
 use crate::settings::OutboundSettings;
 
 /// The User-Agent of every provider request (GitHub refuses requests without one).
@@ -49,8 +49,7 @@ pub const USER_AGENT: &str = concat!("stellaops-integrations/", env!("CARGO_PKG_
 /// Longest pause honoured from a provider's `Retry-After` or reset header.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
-/// Pause used when a provider says "rate limited" without saying for how long.
-pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
+pub use crate::error::DEFAULT_RETRY_AFTER;
 
 /// Installs ring as the process's rustls provider if none is installed yet (reqwest is built
 /// with `rustls-no-provider`, and panics without one).
@@ -203,14 +202,6 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
 /// needs no lookup at all.
 struct GuardedResolver {
     guard: SsrfGuard,
-}
-
-/// A host name that resolved only to addresses the guard refuses; found in a failed
-/// request's error chain and reported as [`Error::TargetRefused`].
-#[derive(Debug, thiserror::Error)]
-#[error("{host}: no permitted address")]
-pub(crate) struct Refused {
-    pub(crate) host: String,
 }
 
 impl reqwest::dns::Resolve for GuardedResolver {

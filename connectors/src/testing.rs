@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use crate::authref::AuthRef;
 use crate::connector::{ConnectorEnv, Error, IntegrationSpec, SharedConnector, WebhookRequest};
 use crate::health::Health;
-use crate::registry::{Capability, ConnectorFactory};
+use crate::provider::{Capability, ConnectorFactory};
 
 /// The tenant of the integration a conformance run builds: its `auth_ref` must be in this
 /// tenant's namespace (`authref://file/tenants/t/…` with the default folders).

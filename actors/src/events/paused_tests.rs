@@ -14,7 +14,7 @@ use super::alerts::{AlertSettings, MaintenanceChange};
 use super::clock::Clock;
 use super::maintenance::Window;
 use super::{EventKind, StoredEvent};
-use crate::health::engine::EngineContext;
+use crate::health::monitor::EngineContext;
 use crate::health::monitor::MonitorSpec;
 use crate::health::settings::HealthSettings;
 use crate::health::supervisor::{MonitorSupervisor, SupervisorMsg};

@@ -12,16 +12,15 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::monitor::{CheckResult, MonitorMsg, MonitorSpec, MonitorStatus};
+use super::monitor::{CheckResult, EngineContext, MonitorMsg, MonitorSpec, MonitorStatus};
 use super::policy::Status;
-use super::settings::{HealthSettings, InvalidSettings, Schedule};
+use super::settings::{HealthSettings, InvalidSettings};
 use super::supervisor::{MonitorSupervisor, SupervisorMsg};
 use super::timers::Timers;
 use super::writer::{ResultWriter, WriteOp, WriterOptions};
 use crate::catalog::Change;
 use crate::events::Alerting;
 use crate::events::alerts::MaintenanceChange;
-use crate::events::clock::Clock;
 use crate::registry::SharedRegistry;
 use crate::store::Store;
 use crate::store::health::start_of_hour;
@@ -64,16 +63,6 @@ pub fn integration_spec(m: &entity::integration::Model) -> IntegrationSpec {
         config: m.config_json.as_object().cloned().unwrap_or_default(),
         auth_ref: m.auth_ref_uri.as_deref().and_then(|u| u.parse().ok()),
     }
-}
-
-/// What every monitor shares.
-pub struct EngineContext {
-    pub schedule: Schedule,
-    pub writer: ResultWriter,
-    /// Stamps check results and status changes (tokio's clock in paused-clock tests).
-    pub clock: Clock,
-    /// Sends the monitors their scheduled ticks.
-    pub timers: Timers,
 }
 
 /// Why the engine could not do what was asked.

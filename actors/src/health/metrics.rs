@@ -8,9 +8,6 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::{
     Counter, Histogram, ObservableGauge, ObservableUpDownCounter, UpDownCounter,
 };
-use tokio::sync::mpsc;
-
-use super::writer::{ResultWriter, WriteOp};
 
 struct Instruments {
     status: UpDownCounter<i64>,
@@ -77,8 +74,7 @@ fn instruments() -> &'static Instruments {
                 )
                 .with_callback(|observer| {
                     let writer = WRITER.lock().unwrap_or_else(|e| e.into_inner());
-                    let queued = writer.as_ref().and_then(mpsc::WeakSender::upgrade);
-                    let queued = queued.as_ref().map_or(0, ResultWriter::queue_depth);
+                    let queued = writer.as_ref().map_or(0, |depth| depth());
                     observer.observe(i64::try_from(queued).unwrap_or(i64::MAX), &[]);
                 })
                 .build(),
@@ -102,9 +98,10 @@ fn instruments() -> &'static Instruments {
 /// Health checks running now.
 static IN_FLIGHT: AtomicI64 = AtomicI64::new(0);
 
-/// The result writer whose queue `integration_health_writer_queued` reports: the latest
-/// started (a daemon has one). Weak, so that it does not keep the writer running.
-static WRITER: Mutex<Option<mpsc::WeakSender<WriteOp>>> = Mutex::new(None);
+/// The queue depth of the result writer that `integration_health_writer_queued` reports: the
+/// latest started (a daemon has one).
+type QueueDepth = Box<dyn Fn() -> usize + Send>;
+static WRITER: Mutex<Option<QueueDepth>> = Mutex::new(None);
 
 /// Label values share the monitor's strings: building them allocates nothing.
 fn labels(provider_type: &Arc<str>, tenant: &Arc<str>, status: &'static str) -> [KeyValue; 3] {
@@ -154,8 +151,8 @@ pub fn writer_batch(rows: usize, took: std::time::Duration) {
     i.write.record(took.as_secs_f64() * 1000.0, &[]);
 }
 
-/// Reports the queue of the writer that `tx` feeds.
-pub fn watch_writer(tx: &mpsc::Sender<WriteOp>) {
+/// Reports the result writer's queue depth, as `depth` reads it at each collection.
+pub fn watch_writer(depth: impl Fn() -> usize + Send + 'static) {
     instruments();
-    *WRITER.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx.downgrade());
+    *WRITER.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(depth));
 }

@@ -13,9 +13,8 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, Supervi
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::engine::EngineContext;
 use super::metrics;
-use super::monitor::{IntegrationMonitor, MonitorMsg, MonitorSpec};
+use super::monitor::{EngineContext, IntegrationMonitor, MonitorMsg, MonitorSpec};
 use super::policy::Status;
 use super::writer::WriteOp;
 use crate::events::alerts::Transition;

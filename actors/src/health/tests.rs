@@ -10,7 +10,7 @@ use ractor::{Actor, ActorRef};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::engine::EngineContext;
+use super::monitor::EngineContext;
 use super::monitor::{MonitorMsg, MonitorSpec};
 use super::policy::Status;
 use super::settings::HealthSettings;

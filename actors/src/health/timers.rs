@@ -3,7 +3,7 @@
 //! A monitor arms its next check here instead of spawning a sleeping task per check: an entry
 //! in a [`DelayQueue`] is a few dozen bytes where a task with its sleep is several hundred, and
 //! arming one is a channel send instead of a spawn. When an entry falls due the timer task
-//! sends the monitor `Tick(generation)`. Entries are never cancelled: a monitor that
+//! sends the monitor a [`Tick`] of the entry's generation. Entries are never cancelled: a monitor that
 //! rescheduled, paused or stopped has moved on to a newer generation (or gone), so a stale tick
 //! is ignored on arrival or dropped with the mailbox.
 //!
@@ -20,24 +20,40 @@ use tokio::sync::mpsc::{self, error::TryRecvError};
 use tokio::time::Instant;
 use tokio_util::time::DelayQueue;
 
-use super::monitor::MonitorMsg;
-
 /// How often the timer task looks for arms and due entries while any are pending.
 pub const RESOLUTION: Duration = Duration::from_millis(10);
 
-struct Arm {
+/// A scheduled check of the given generation is due; the actor's message type says how it
+/// takes one (`From<Tick>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tick(pub u32);
+
+struct Arm<M> {
     at: Instant,
-    monitor: ActorRef<MonitorMsg>,
+    monitor: ActorRef<M>,
     generation: u32,
 }
 
 /// Where monitors arm their next check. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct Timers {
-    tx: mpsc::UnboundedSender<Arm>,
+pub struct Timers<M> {
+    tx: mpsc::UnboundedSender<Arm<M>>,
 }
 
-impl Timers {
+impl<M> Clone for Timers<M> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+impl<M> std::fmt::Debug for Timers<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Timers").finish_non_exhaustive()
+    }
+}
+
+impl<M: ractor::Message + From<Tick>> Timers<M> {
     /// Starts the timer task. It ends once every `Timers` clone is dropped: the monitors are
     /// gone, so nothing left in the queue is wanted.
     pub fn spawn() -> Self {
@@ -47,7 +63,7 @@ impl Timers {
     }
 
     /// Sends `monitor` `Tick(generation)` at `at` (at most [`RESOLUTION`] later).
-    pub fn arm(&self, at: Instant, monitor: ActorRef<MonitorMsg>, generation: u32) {
+    pub fn arm(&self, at: Instant, monitor: ActorRef<M>, generation: u32) {
         // The task only ends after every sender is gone, so this cannot fail while `self` lives.
         let _ = self.tx.send(Arm {
             at,
@@ -57,8 +73,8 @@ impl Timers {
     }
 }
 
-async fn run(mut rx: mpsc::UnboundedReceiver<Arm>) {
-    let mut queue: DelayQueue<(ActorRef<MonitorMsg>, u32)> = DelayQueue::new();
+async fn run<M: ractor::Message + From<Tick>>(mut rx: mpsc::UnboundedReceiver<Arm<M>>) {
+    let mut queue: DelayQueue<(ActorRef<M>, u32)> = DelayQueue::new();
     loop {
         let next = queue.peek().map(|key| queue.deadline(&key));
         match next {
@@ -95,12 +111,12 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Arm>) {
 }
 
 /// Sends every entry that fell due its tick.
-fn fire_due(queue: &mut DelayQueue<(ActorRef<MonitorMsg>, u32)>) {
+fn fire_due<M: ractor::Message + From<Tick>>(queue: &mut DelayQueue<(ActorRef<M>, u32)>) {
     // The queue is polled on the task's own schedule, never woken by it.
     let mut cx = Context::from_waker(std::task::Waker::noop());
     while let Poll::Ready(Some(due)) = queue.poll_expired(&mut cx) {
         let (monitor, generation) = due.into_inner();
         // A stopped monitor no longer wants its tick.
-        let _ = monitor.send_message(MonitorMsg::Tick(generation));
+        let _ = monitor.send_message(M::from(Tick(generation)));
     }
 }

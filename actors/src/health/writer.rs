@@ -81,7 +81,11 @@ impl ResultWriter {
     /// `ResultWriter` clone is dropped.
     pub fn spawn(store: Store, options: WriterOptions) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(options.buffer.max(1));
-        crate::health::metrics::watch_writer(&tx);
+        // Weak, so that the metric does not keep the writer running.
+        let watched = tx.downgrade();
+        crate::health::metrics::watch_writer(move || {
+            watched.upgrade().map_or(0, |tx| Self::queue_depth(&tx))
+        });
         let task = tokio::spawn(run(store, rx, options));
         (Self { tx }, task)
     }
@@ -98,7 +102,7 @@ impl ResultWriter {
         Self::queue_depth(&self.tx)
     }
 
-    pub(super) fn queue_depth(tx: &mpsc::Sender<WriteOp>) -> usize {
+    fn queue_depth(tx: &mpsc::Sender<WriteOp>) -> usize {
         tx.max_capacity() - tx.capacity()
     }
 }

@@ -13,7 +13,7 @@ use super::protocol::{
 };
 use super::supervisor::{DEFAULT_PATH, ENV_PLUGIN_DIR, Supervisor};
 use super::{CallError, PluginSettings};
-use crate::registry::Capability;
+use crate::provider::Capability;
 
 /// The outcome of one check.
 #[derive(Debug, Clone, PartialEq, Eq)]

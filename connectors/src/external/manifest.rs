@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::config::ConfigError;
-use crate::registry::Capability;
+use crate::provider::Capability;
 
 /// Largest accepted `plugin.toml`.
 pub const MAX_MANIFEST_BYTES: u64 = 64 * 1024;

@@ -20,7 +20,7 @@ use crate::connector::{
     Connector, ConnectorEnv, Error, IntegrationSpec, ResourcePage, SharedConnector,
 };
 use crate::health::{HealthReport, Reason};
-use crate::registry::{Capability, ConnectorFactory};
+use crate::provider::{Capability, ConnectorFactory};
 use crate::secrets::SecretResolver;
 
 /// Where an external connector gets the credential of each call. The daemon's

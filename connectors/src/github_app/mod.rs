@@ -28,7 +28,7 @@ use crate::connector::{
     Webhook, WebhookRequest,
 };
 use crate::health::{HealthReport, Reason};
-use crate::registry::{Capability, Provider};
+use crate::provider::{Capability, Provider};
 use crate::secrets::TenantRef;
 
 pub struct Factory;

@@ -24,7 +24,7 @@ use crate::connector::{
 };
 use crate::health::{HealthReport, Reason};
 use crate::outbound;
-use crate::registry::{Capability, Provider};
+use crate::provider::{Capability, Provider};
 use crate::secrets::TenantRef;
 
 /// Projects per page (GitLab's maximum).

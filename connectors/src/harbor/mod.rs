@@ -22,7 +22,7 @@ use crate::connector::{
 };
 use crate::health::{Health, HealthReport, Reason};
 use crate::outbound;
-use crate::registry::{Capability, Provider};
+use crate::provider::{Capability, Provider};
 use crate::secrets::TenantRef;
 
 /// Items per page of a listing.

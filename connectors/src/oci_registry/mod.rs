@@ -22,7 +22,7 @@ use crate::connector::{
 };
 use crate::health::HealthReport;
 use crate::outbound;
-use crate::registry::{Capability, Provider};
+use crate::provider::{Capability, Provider};
 use crate::secrets::Secret;
 use crate::secrets::TenantRef;
 

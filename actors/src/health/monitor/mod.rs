@@ -8,6 +8,7 @@
 //!
 //! # Layout
 //! - here: [`IntegrationMonitor`] and its messages; `handle` only dispatches.
+//! - `context`: [`EngineContext`], what every monitor shares (schedule, writer, clock, timers).
 //! - `spec`: [`MonitorSpec`], what the monitor knows of its integration, shared with the
 //!   supervisor.
 //! - `state`: [`MonitorState`], the state machine: results, transitions, the schedule.
@@ -21,12 +22,12 @@ use connectors::{Health, Reason};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::time::Instant;
 
-use super::engine::EngineContext;
 use super::metrics;
 use super::policy::Status;
 use super::writer::WriteOp;
 
 mod check;
+mod context;
 mod spec;
 mod state;
 
@@ -34,6 +35,7 @@ mod state;
 mod tests;
 
 pub use check::Done;
+pub use context::EngineContext;
 pub use spec::MonitorSpec;
 pub use state::MonitorState;
 
@@ -57,6 +59,12 @@ pub struct MonitorStatus {
     pub last: Option<CheckResult>,
     pub next_check_at: Option<DateTime<Utc>>,
     pub check_in_flight: bool,
+}
+
+impl From<crate::health::timers::Tick> for MonitorMsg {
+    fn from(crate::health::timers::Tick(generation): crate::health::timers::Tick) -> Self {
+        MonitorMsg::Tick(generation)
+    }
 }
 
 /// What a monitor is sent: by the timer wheel, the engine, and its own check tasks.

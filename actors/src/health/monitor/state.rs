@@ -10,11 +10,11 @@ use connectors::{HealthReport, Reason};
 use ractor::{ActorProcessingErr, ActorRef};
 use tokio::time::Instant;
 
+use super::EngineContext;
 use super::check::{Done, Outcome};
 use super::{CheckResult, MonitorMsg, MonitorSpec};
 use crate::backoff::spread;
 use crate::events::alerts::{CredentialNotice, Transition};
-use crate::health::engine::EngineContext;
 use crate::health::metrics;
 use crate::health::policy::{Status, Tracker, Verdict};
 use crate::health::writer::WriteOp;

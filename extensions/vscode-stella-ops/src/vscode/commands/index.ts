@@ -1,19 +1,11 @@
 import type * as vscode from 'vscode';
-import type { Backends } from '../../core/backends';
-import type { Poller } from '../../core/poller';
-import type { DataService } from '../../core/service';
-import type { Log } from '../log';
+import type { CommandDeps } from './deps';
 import { integrationsCommands } from './integrations';
 import { promoteCommand } from './promote';
 import { refreshCommand } from './refresh';
 import { sessionCommands } from './session';
 
-export interface CommandDeps {
-  backends: Backends;
-  service: DataService;
-  poller: Poller;
-  log: Log;
-}
+export type { CommandDeps } from './deps';
 
 /** The commands contributed in package.json. */
 export function registerCommands(deps: CommandDeps): vscode.Disposable[] {

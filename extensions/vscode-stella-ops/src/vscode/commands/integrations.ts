@@ -5,7 +5,7 @@ import type { Integration } from '../../core/types';
 import type { NodeModel } from '../../core/viewModel';
 import { withAbort } from '../abort';
 import { openUrl } from '../openUrl';
-import type { CommandDeps } from './index';
+import type { CommandDeps } from './deps';
 
 /** The Integrations daemon: show its view, open its Swagger UI, run a health check on one integration. */
 export function integrationsCommands({ backends, service, log }: CommandDeps): vscode.Disposable[] {

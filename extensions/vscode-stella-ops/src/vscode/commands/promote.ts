@@ -3,7 +3,7 @@ import { ApiError } from '../../core/http';
 import { errMsg } from '../../core/service';
 import { NodeModel, PromoteArgs, versionOf } from '../../core/viewModel';
 import { withAbort } from '../abort';
-import type { CommandDeps } from './index';
+import type { CommandDeps } from './deps';
 
 /**
  * Promote Release…: from a CodeLens (release and target given), a Releases view item (target asked) or the palette

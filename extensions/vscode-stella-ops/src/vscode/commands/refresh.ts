@@ -1,5 +1,5 @@
 import * as vscode from 'vscode';
-import type { CommandDeps } from './index';
+import type { CommandDeps } from './deps';
 
 /** Refresh now; the next background refresh is then a full interval away. */
 export function refreshCommand({ service, poller }: CommandDeps): vscode.Disposable {

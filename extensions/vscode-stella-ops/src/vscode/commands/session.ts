@@ -3,7 +3,7 @@ import { ApiError } from '../../core/http';
 import { errMsg } from '../../core/service';
 import { withAbort } from '../abort';
 import { openUrl } from '../openUrl';
-import type { CommandDeps } from './index';
+import type { CommandDeps } from './deps';
 
 /** Sign in (Authority token, then the Integrations API key), set the API key, sign out. */
 export function sessionCommands({ backends, service, log }: CommandDeps): vscode.Disposable[] {
