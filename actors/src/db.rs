@@ -121,6 +121,16 @@ pub mod testing {
         if !use_postgres() {
             return format!("sqlite://{}?mode=rwc", dir.join("catalog.db").display());
         }
+        fresh_postgres_url().await
+    }
+
+    /// A URL for a fresh, empty PostgreSQL database owned by the unprivileged application
+    /// role, whichever backend the other tests use (for what only PostgreSQL does, such as
+    /// clusters).
+    ///
+    /// # Panics
+    /// When PostgreSQL cannot be reached.
+    pub async fn fresh_postgres_url() -> String {
         let admin_url =
             std::env::var(PG_ADMIN_URL_ENV).unwrap_or_else(|_| PG_ADMIN_URL_DEFAULT.into());
         let admin = Database::connect(admin_url.as_str())
@@ -152,6 +162,15 @@ pub mod testing {
 
     fn uuid_hex() -> String {
         uuid::Uuid::new_v4().simple().to_string()
+    }
+
+    /// A migrated, fresh PostgreSQL database, whichever backend the other tests use.
+    pub async fn postgres_database() -> DatabaseConnection {
+        let db = connect(&fresh_postgres_url().await, &PoolSettings::default())
+            .await
+            .expect("connect");
+        migrate(&db).await.expect("migrate");
+        db
     }
 
     /// A migrated database for unit tests.

@@ -17,6 +17,8 @@
 //! - [`sinks`]: what carries the outbox out (webhooks, NATS), one contract and one driver.
 //! - [`registry`]: the plugin-registry actor: built-in connectors and discovered external
 //!   plugins in one shared registry.
+//! - [`cluster`]: several replicas over one PostgreSQL: shards of the fleet and the leader's
+//!   duties held by lease, renewed on the database clock, fenced on every result write.
 //! - [`backoff`]: the retry delays of monitors, the NATS relay and webhook deliveries.
 //! - [`status`]: the health status vocabulary every layer shares.
 //! - [`db`]: connecting (pool settings per backend) and migrating.
@@ -24,6 +26,7 @@
 
 pub mod backoff;
 pub mod catalog;
+pub mod cluster;
 pub mod db;
 pub mod error;
 pub mod events;

@@ -46,6 +46,9 @@ pub struct Config {
     /// Health events: noise control and the delivery channels.
     #[serde(default)]
     pub events: EventsConfig,
+    /// Several replicas over one PostgreSQL database.
+    #[serde(default)]
+    pub cluster: actors::cluster::ClusterSettings,
 }
 
 /// The `[events]` section.

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use actors::Catalog;
+use actors::cluster::Membership;
 use actors::health::HealthEngine;
 use actors::registry::PluginRegistry;
 use actors::sinks::Sinks;
@@ -27,6 +28,10 @@ pub struct Running {
     pub(crate) sinks: Sinks,
     pub(crate) plugins: PluginRegistry,
     pub(crate) plugins_handle: JoinHandle<()>,
+    /// This replica's leases, in a cluster; released last, once nothing acts on them.
+    pub(crate) membership: Option<Membership>,
+    /// The SQLite single-process lock, released when the daemon stops.
+    pub(crate) _sqlite_lock: Option<std::fs::File>,
 }
 
 impl Running {
@@ -60,6 +65,9 @@ impl Running {
             health.stop().await;
         }
         self.sinks.stop().await;
+        if let Some(membership) = self.membership {
+            membership.stop().await;
+        }
         self.plugins.stop();
         let _ = self.plugins_handle.await;
         served.and(metrics_served).map_err(Error::Serve)

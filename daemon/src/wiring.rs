@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actors::cluster::{ClusterView, Membership};
 use actors::db::{self, PoolSettings};
 use actors::events::{Alerting, hub::EventHub};
 use actors::health::HealthEngine;
@@ -58,6 +59,22 @@ pub enum Error {
     },
     #[error("serving HTTP")]
     Serve(#[source] std::io::Error),
+    #[error("invalid [cluster] settings")]
+    ClusterSettings(#[from] actors::cluster::InvalidClusterSettings),
+    #[error("[cluster] enabled needs PostgreSQL: an SQLite database serves one process only")]
+    ClusterOnSqlite,
+    #[error("joining the cluster")]
+    Cluster(#[from] actors::cluster::membership::JoinError),
+    #[error(
+        "the SQLite database {path} is in use by another process (an SQLite database serves one daemon; run several replicas on PostgreSQL with [cluster] enabled)"
+    )]
+    SqliteInUse { path: std::path::PathBuf },
+    #[error("locking the SQLite database {path}")]
+    SqliteLock {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Connects to the database and applies pending migrations.
@@ -97,9 +114,18 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     let metrics = api::metrics::endpoint(metrics, metrics_token);
     // Refused before anything starts; the relay itself starts next to the health engine.
     let nats_config = config.events.nats.relay_config()?;
+    config.events.webhooks.validate()?;
+    config.cluster.validate()?;
+    let sqlite_lock = single_process_lock(&config.database.url)?;
+    if config.cluster.enabled && sqlite_lock.is_some() {
+        return Err(Error::ClusterOnSqlite);
+    }
     let db = db::connect(&config.database.url, &pool_settings(&config))
         .await
         .map_err(Error::Connect)?;
+    if config.cluster.enabled && db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+        return Err(Error::ClusterOnSqlite);
+    }
     db::migrate(&db).await.map_err(Error::Migrate)?;
     if db::role_bypasses_rls(&db).await.unwrap_or(false) {
         tracing::warn!(
@@ -144,6 +170,16 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         Catalog::start(store.clone(), config.catalog.workers, changes.clone()).await?;
     let env = connectors::ConnectorEnv::new(&config.connectors).map_err(Error::Connectors)?;
     tokio::spawn(namespaces::report(store.clone(), env.secrets.clone()));
+    let membership = if config.cluster.enabled {
+        Some(Membership::start(&store, &config.cluster, config.cluster.replica_id()).await?)
+    } else {
+        None
+    };
+    let cluster = membership.as_ref().map(|m| ClusterView {
+        replica: m.replica().clone(),
+        shards: m.shards(),
+        ownership: m.ownership(),
+    });
     let hub = EventHub::default();
     let health = if config.health.enabled {
         Some(
@@ -158,6 +194,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
                     hub: hub.clone(),
                     clock: Default::default(),
                 },
+                cluster.clone(),
             )
             .await?,
         )
@@ -171,9 +208,35 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         hub: hub.clone(),
         changes: changes.clone(),
     };
-    let mut sinks = Sinks::default();
-    sinks.add(Webhooks::start(&sink_context, &config.events.webhooks)?);
-    sinks.add(nats_config.map(|relay| NatsRelay::start(&sink_context, relay)));
+    let webhook_settings = config.events.webhooks.clone();
+    let start_sinks = move || {
+        let mut sinks = Sinks::default();
+        // Validated above, so starting cannot fail here.
+        sinks.add(
+            Webhooks::start(&sink_context, &webhook_settings)
+                .ok()
+                .flatten(),
+        );
+        sinks.add(
+            nats_config
+                .clone()
+                .map(|relay| NatsRelay::start(&sink_context, relay)),
+        );
+        sinks
+    };
+    // In a cluster the sinks are the leader's: one relay per cluster keeps each event going
+    // out once.
+    let sinks = match &cluster {
+        Some(cluster) => {
+            let mut on_leader = Sinks::default();
+            on_leader.add(Some(Sinks::while_leader(
+                cluster.ownership.clone(),
+                start_sinks,
+            )));
+            on_leader
+        }
+        None => start_sinks(),
+    };
     let (shutdown_streams, shutting_down) = tokio::sync::watch::channel(false);
     let state = Arc::new(AppState {
         store,
@@ -222,6 +285,8 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         sinks,
         plugins,
         plugins_handle,
+        membership,
+        _sqlite_lock: sqlite_lock,
     })
 }
 
@@ -279,4 +344,37 @@ fn spawn_housekeeping(state: std::sync::Weak<AppState>) {
             }
         }
     });
+}
+
+/// On SQLite, an exclusive lock on `<database>.lock` held while the daemon runs: a second
+/// process on the same file fails at once instead of sharing a database meant for one. `None`
+/// for PostgreSQL and in-memory databases.
+fn single_process_lock(url: &str) -> Result<Option<std::fs::File>, Error> {
+    let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    else {
+        return Ok(None);
+    };
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" || query.contains("mode=memory") {
+        return Ok(None);
+    }
+    let path = std::path::PathBuf::from(format!("{path}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| Error::SqliteLock {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::SqliteInUse {
+            path: path.with_extension(""),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(Error::SqliteLock { path, source }),
+    }
 }

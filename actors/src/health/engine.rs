@@ -19,6 +19,7 @@ use super::supervisor::{MonitorSupervisor, SupervisorMsg};
 use super::timers::Timers;
 use super::writer::{ResultWriter, WriteOp, WriterOptions};
 use crate::catalog::Change;
+use crate::cluster::ClusterView;
 use crate::events::Alerting;
 use crate::events::alerts::MaintenanceChange;
 use crate::registry::SharedRegistry;
@@ -93,6 +94,8 @@ struct Inner {
     env: ConnectorEnv,
     store: Store,
     default_interval: Duration,
+    /// In a cluster: which integrations this replica owns.
+    cluster: Option<ClusterView>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
     writer_task: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
@@ -110,6 +113,7 @@ impl HealthEngine {
         env: ConnectorEnv,
         changes: UnboundedReceiver<Change>,
         alerting: Alerting,
+        cluster: Option<ClusterView>,
     ) -> Result<Self, EngineError> {
         let schedule = settings.schedule()?;
         let clock = alerting.clock;
@@ -122,6 +126,7 @@ impl HealthEngine {
                 alerts: alerting.settings,
                 hub: alerting.hub,
                 clock: alerting.clock,
+                cluster: cluster.clone(),
                 ..WriterOptions::default()
             },
         );
@@ -146,22 +151,29 @@ impl HealthEngine {
                 env,
                 store: store.clone(),
                 default_interval,
+                cluster: cluster.clone(),
                 tasks: Default::default(),
                 writer_task: std::sync::Mutex::new(Some(writer_task)),
             }),
         };
         let follower = tokio::spawn(engine.clone().follow(store.clone(), changes));
-        let maintenance = tokio::spawn(maintain(
-            store,
-            Duration::from_secs(u64::from(settings.retention_days) * 86_400),
-            Duration::from_secs(u64::from(settings.summary_retention_days) * 86_400),
+        let retention = Duration::from_secs(u64::from(settings.retention_days) * 86_400);
+        let summaries = Duration::from_secs(u64::from(settings.summary_retention_days) * 86_400);
+        // Summaries and retention are the cluster's, run by its leader only.
+        let maintenance = tokio::spawn(crate::cluster::while_leader(
+            cluster.as_ref().map(|c| c.ownership.clone()),
+            move || maintain(store.clone(), retention, summaries),
         ));
+        let mut tasks = vec![follower, maintenance];
+        if let Some(cluster) = cluster {
+            tasks.push(tokio::spawn(engine.clone().follow_ownership(cluster)));
+        }
         engine
             .inner
             .tasks
             .lock()
             .expect("not poisoned")
-            .extend([follower, maintenance]);
+            .extend(tasks);
         Ok(engine)
     }
 
@@ -205,11 +217,80 @@ impl HealthEngine {
         ))
     }
 
-    /// Spawns (or reconfigures) the monitor of a catalog row.
+    /// Spawns (or reconfigures) the monitor of a catalog row; in a cluster, only when this
+    /// replica owns the integration's shard.
     pub fn upsert(&self, m: &entity::integration::Model) {
+        if let Some(cluster) = &self.inner.cluster
+            && !cluster.owns(m.id)
+        {
+            return;
+        }
         let _ = self
             .shard(m.id)
             .send_message(SupervisorMsg::Upsert(self.spec(m)));
+    }
+
+    /// Follows the shards this replica owns: stops the monitors of shards it lost, and starts
+    /// those of shards it gained (one scan of the catalog per change).
+    async fn follow_ownership(self, mut cluster: ClusterView) {
+        let mut owned: std::collections::BTreeSet<u32> = cluster
+            .ownership
+            .borrow_and_update()
+            .shards
+            .keys()
+            .copied()
+            .collect();
+        while cluster.ownership.changed().await.is_ok() {
+            let now: std::collections::BTreeSet<u32> = cluster
+                .ownership
+                .borrow_and_update()
+                .shards
+                .keys()
+                .copied()
+                .collect();
+            if now == owned {
+                continue;
+            }
+            if owned.difference(&now).next().is_some() {
+                let view = cluster.clone();
+                let keep: Arc<dyn Fn(Uuid) -> bool + Send + Sync> =
+                    Arc::new(move |id| view.owns(id));
+                for s in &self.inner.supervisors {
+                    let _ = s.send_message(SupervisorMsg::Retain(keep.clone()));
+                }
+            }
+            let gained: std::collections::BTreeSet<u32> = now.difference(&owned).copied().collect();
+            owned = now;
+            if !gained.is_empty() {
+                self.load_shards(&cluster, &gained).await;
+            }
+        }
+    }
+
+    /// Starts the monitors of the live integrations in `shards`.
+    async fn load_shards(&self, cluster: &ClusterView, shards: &std::collections::BTreeSet<u32>) {
+        let system = self.inner.store.system();
+        let mut after = None;
+        loop {
+            let page = match system.live_integrations(after, LOAD_PAGE).await {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::warn!(message = "Loading the integrations of new shards failed; retrying.", %error);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            after = page.last().map(|m| m.id);
+            for m in page
+                .iter()
+                .filter(|m| shards.contains(&crate::cluster::shard_of(m.id, cluster.shards)))
+            {
+                self.upsert(m);
+            }
+            if (page.len() as u64) < LOAD_PAGE {
+                return;
+            }
+        }
     }
 
     /// Rebuilds the monitors of every live integration of a provider type whose connector was

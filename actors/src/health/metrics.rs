@@ -23,6 +23,7 @@ struct Instruments {
     _writer_queued: ObservableGauge<i64>,
     write: Histogram<f64>,
     checks: Counter<u64>,
+    fenced: Counter<u64>,
 }
 
 fn instruments() -> &'static Instruments {
@@ -91,6 +92,12 @@ fn instruments() -> &'static Instruments {
                 .u64_counter("integration_health_checks")
                 .with_description("Health checks completed, by provider type and result.")
                 .build(),
+            fenced: meter
+                .u64_counter("integration_cluster_fenced_writes")
+                .with_description(
+                    "Results and status changes not written because this replica no longer owned their integration's shard.",
+                )
+                .build(),
         }
     })
 }
@@ -149,6 +156,11 @@ pub fn writer_batch(rows: usize, took: std::time::Duration) {
     let i = instruments();
     i.batch.record(rows as u64, &[]);
     i.write.record(took.as_secs_f64() * 1000.0, &[]);
+}
+
+/// Rows dropped because their shard is no longer this replica's.
+pub fn fenced(rows: u64) {
+    instruments().fenced.add(rows, &[]);
 }
 
 /// Reports the result writer's queue depth, as `depth` reads it at each collection.

@@ -27,6 +27,9 @@ pub enum SupervisorMsg {
     Rebuild(Arc<MonitorSpec>),
     /// The integration was deleted: stop its monitor.
     Remove(Uuid),
+    /// Keep only the monitors of integrations this replica still owns (a cluster's shards
+    /// moved): stop the others.
+    Retain(Arc<dyn Fn(Uuid) -> bool + Send + Sync>),
     /// Try again a monitor that was past its restart limit.
     Respawn(Uuid),
     /// The running monitor of an integration, if any.
@@ -55,6 +58,25 @@ pub struct SupervisorState {
 }
 
 impl SupervisorState {
+    /// Stops an integration's monitor and forgets it.
+    fn stop(&mut self, id: Uuid) {
+        if let Some(child) = self.children.remove(&id) {
+            match child.actor {
+                Some(actor) => {
+                    self.by_actor.remove(&actor.get_id());
+                    actor.stop(None);
+                }
+                // Waiting out its error backoff: only the status gauge counts it.
+                None => metrics::status(
+                    &child.spec.provider_type,
+                    &child.spec.tenant,
+                    child.spec.status().as_str(),
+                    -1,
+                ),
+            }
+        }
+    }
+
     async fn spawn(
         &mut self,
         myself: &ActorRef<SupervisorMsg>,
@@ -164,20 +186,17 @@ impl Actor for MonitorSupervisor {
                 if let Some(tombstones) = &mut state.tombstones {
                     tombstones.insert(id);
                 }
-                if let Some(child) = state.children.remove(&id) {
-                    match child.actor {
-                        Some(actor) => {
-                            state.by_actor.remove(&actor.get_id());
-                            actor.stop(None);
-                        }
-                        // Waiting out its error backoff: only the status gauge counts it.
-                        None => metrics::status(
-                            &child.spec.provider_type,
-                            &child.spec.tenant,
-                            child.spec.status().as_str(),
-                            -1,
-                        ),
-                    }
+                state.stop(id);
+            }
+            SupervisorMsg::Retain(keep) => {
+                let gone: Vec<Uuid> = state
+                    .children
+                    .keys()
+                    .filter(|id| !keep(**id))
+                    .copied()
+                    .collect();
+                for id in gone {
+                    state.stop(id);
                 }
             }
             SupervisorMsg::Respawn(id) => {

@@ -504,6 +504,7 @@ async fn a_check_asked_for_before_the_engine_hears_of_the_create_waits_for_its_m
         env,
         feed.follow(),
         alerting,
+        None,
     )
     .await
     .unwrap();

@@ -11,12 +11,14 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::cluster::ClusterView;
 use crate::events::NewEvent;
 use crate::events::alerts::{
     AlertSettings, Alerts, CredentialNotice, MaintenanceChange, Transition,
 };
 use crate::events::clock::Clock;
 use crate::events::hub::EventHub;
+use crate::store::cluster::Fence;
 use crate::store::health::{CheckRow, StatusRow};
 use crate::store::{Store, SystemStore};
 
@@ -51,6 +53,8 @@ pub struct WriterOptions {
     pub clock: Clock,
     /// How often time-driven events (reminders, end of flapping or maintenance) are looked for.
     pub tick: Duration,
+    /// In a cluster: rows are written only under the shard leases this replica holds.
+    pub cluster: Option<ClusterView>,
 }
 
 impl Default for WriterOptions {
@@ -63,6 +67,7 @@ impl Default for WriterOptions {
             hub: EventHub::default(),
             clock: Clock::System,
             tick: Duration::from_secs(1),
+            cluster: None,
         }
     }
 }
@@ -114,6 +119,8 @@ struct Batch {
     statuses: Vec<StatusRow>,
     events: Vec<NewEvent>,
     waiters: Vec<oneshot::Sender<()>>,
+    /// In a cluster: the lease each integration's rows are written under.
+    fence: Option<Fence>,
 }
 
 impl Batch {
@@ -121,7 +128,33 @@ impl Batch {
         self.checks.len() + self.statuses.len() + self.events.len()
     }
 
-    fn push(&mut self, op: WriteOp, alerts: &mut Alerts) {
+    /// Stamps an integration's rows with the lease it is owned under now; `false` when this
+    /// replica does not own it (any more), and its rows are dropped.
+    fn owned(&mut self, cluster: Option<&ClusterView>, integration: uuid::Uuid) -> bool {
+        let (Some(cluster), Some(fence)) = (cluster, self.fence.as_mut()) else {
+            return true;
+        };
+        match cluster.stamp(integration) {
+            Some(stamp) => {
+                fence.stamps.insert(integration, stamp);
+                true
+            }
+            None => {
+                crate::health::metrics::fenced(1);
+                false
+            }
+        }
+    }
+
+    fn push(&mut self, op: WriteOp, alerts: &mut Alerts, cluster: Option<&ClusterView>) {
+        let integration = match &op {
+            WriteOp::Check(row, _) => Some(row.integration_id),
+            WriteOp::Status(t) | WriteOp::PluginCrashLoop(t) => Some(t.integration_id),
+            _ => None,
+        };
+        if integration.is_some_and(|id| !self.owned(cluster, id)) {
+            return;
+        }
         match op {
             WriteOp::Check(row, credential) => {
                 self.checks.push(row);
@@ -169,7 +202,14 @@ async fn run(store: Store, mut rx: mpsc::Receiver<WriteOp>, options: WriterOptio
     let mut alerts = Alerts::new(options.alerts.clone());
     let clock = options.clock;
     let batch_size = options.batch.max(1);
-    let mut batch = Batch::default();
+    let cluster = options.cluster.as_ref();
+    let mut batch = Batch {
+        fence: cluster.map(|c| Fence {
+            replica: c.replica.clone(),
+            stamps: Default::default(),
+        }),
+        ..Batch::default()
+    };
     let mut ticker = tokio::time::interval(options.tick.max(Duration::from_millis(10)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -179,7 +219,7 @@ async fn run(store: Store, mut rx: mpsc::Receiver<WriteOp>, options: WriterOptio
             // Queued ops first: a tick must not judge state that is still in the queue.
             biased;
             op = rx.recv() => match op {
-                Some(op) => batch.push(op, &mut alerts),
+                Some(op) => batch.push(op, &mut alerts, cluster),
                 None => break,
             },
             _ = ticker.tick() => {
@@ -192,7 +232,7 @@ async fn run(store: Store, mut rx: mpsc::Receiver<WriteOp>, options: WriterOptio
         let deadline = tokio::time::Instant::now() + options.flush;
         while batch.len() < batch_size && batch.waiters.is_empty() {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(op)) => batch.push(op, &mut alerts),
+                Ok(Some(op)) => batch.push(op, &mut alerts, cluster),
                 Ok(None) | Err(_) => break,
             }
         }
@@ -211,7 +251,12 @@ async fn write(system: &SystemStore, batch: &mut Batch, hub: &EventHub) {
         let started = tokio::time::Instant::now();
         let stored = loop {
             match system
-                .write_results(&batch.checks, &batch.statuses, &batch.events)
+                .write_results_fenced(
+                    &batch.checks,
+                    &batch.statuses,
+                    &batch.events,
+                    batch.fence.as_ref(),
+                )
                 .await
             {
                 Ok(stored) => break stored,
@@ -237,6 +282,9 @@ async fn write(system: &SystemStore, batch: &mut Batch, hub: &EventHub) {
         batch.checks.clear();
         batch.statuses.clear();
         batch.events.clear();
+        if let Some(fence) = &mut batch.fence {
+            fence.stamps.clear();
+        }
     }
     for waiter in batch.waiters.drain(..) {
         let _ = waiter.send(());

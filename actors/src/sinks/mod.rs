@@ -81,6 +81,55 @@ impl Sinks {
             sink.stop().await;
         }
     }
+
+    /// In a cluster: the sinks `start` makes run on the leader only. They start when this
+    /// replica becomes the leader and stop when it is not any more; a new leader resumes from
+    /// each sink's cursor, where the old one stopped.
+    pub fn while_leader(
+        ownership: watch::Receiver<crate::cluster::Ownership>,
+        start: impl Fn() -> Sinks + Send + Sync + 'static,
+    ) -> OnLeader {
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            let mut ownership = ownership;
+            loop {
+                tokio::select! {
+                    leader = async { ownership.wait_for(crate::cluster::Ownership::is_leader).await.map(|_| ()) } => if leader.is_err() { return },
+                    _ = async { stopped.wait_for(|s| *s).await.map(|_| ()) } => return,
+                }
+                let running = start();
+                tracing::info!(
+                    message = "Event sinks started on the leader.",
+                    sinks = running.len()
+                );
+                tokio::select! {
+                    _ = async { ownership.wait_for(|o| !o.is_leader()).await.map(|_| ()) } => {
+                        tracing::info!(message = "Not the leader any more: event sinks stopped.");
+                        running.stop().await;
+                    }
+                    _ = async { stopped.wait_for(|s| *s).await.map(|_| ()) } => {
+                        running.stop().await;
+                        return;
+                    }
+                }
+            }
+        });
+        OnLeader { stop, task }
+    }
+}
+
+/// Sinks that run while this replica is the cluster's leader ([`Sinks::while_leader`]).
+pub struct OnLeader {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+#[async_trait::async_trait]
+impl Started for OnLeader {
+    async fn stop(self: Box<Self>) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
 }
 
 /// What a pass achieved.

@@ -19,6 +19,7 @@
 //! delivery has a view of its own, [`webhooks::WebhookStore`].
 
 mod audit;
+pub mod cluster;
 pub mod events;
 pub mod health;
 mod integrations;
@@ -182,5 +183,10 @@ pub(crate) mod testing {
     /// `STELLA_TEST_DATABASE=postgres` (see [`crate::db::testing`]).
     pub async fn store() -> Store {
         Store::new(crate::db::testing::database().await)
+    }
+
+    /// A migrated, fresh PostgreSQL database, whatever `STELLA_TEST_DATABASE` says.
+    pub async fn postgres_store() -> Store {
+        Store::new(crate::db::testing::postgres_database().await)
     }
 }

@@ -13,6 +13,7 @@ use sea_orm::{DbErr, FromQueryResult, QueryResult, RuntimeErr};
 
 use super::{CheckRow, StatusRow};
 use crate::events::{NewEvent, StoredEvent};
+use crate::store::cluster::{Fence, HELD_SHARDS};
 
 const INSERT_CHECKS: &str = "INSERT INTO health_checks \
      (integration_id, tenant_id, checked_at, status, reason, latency_ms, error_message) \
@@ -43,6 +44,7 @@ pub(super) async fn write_results(
     checks: &[CheckRow],
     statuses: &[&StatusRow],
     events: &[NewEvent],
+    fence: Option<&Fence>,
 ) -> Result<Vec<StoredEvent>, DbErr> {
     let mut conn = pool.acquire().await.map_err(db_err)?;
     let begin = format!(
@@ -53,6 +55,41 @@ pub(super) async fn write_results(
         .begin_with(sqlx::AssertSqlSafe(begin))
         .await
         .map_err(db_err)?;
+    // In a cluster, only rows whose shard lease is still this replica's, under the epoch the
+    // row was produced under.
+    let (checks, statuses, events): (Vec<&CheckRow>, Vec<&StatusRow>, Vec<&NewEvent>) = match fence
+    {
+        None => (
+            checks.iter().collect(),
+            statuses.to_vec(),
+            events.iter().collect(),
+        ),
+        Some(fence) => {
+            let held = Fence::held(
+                sqlx::query_as::<_, (String, i64)>(HELD_SHARDS)
+                    .bind(&*fence.replica)
+                    .fetch_all(&mut *txn)
+                    .await
+                    .map_err(db_err)?,
+            );
+            let allowed = |id: uuid::Uuid| fence.allows(id, &held);
+            (
+                checks
+                    .iter()
+                    .filter(|c| allowed(c.integration_id))
+                    .collect(),
+                statuses
+                    .iter()
+                    .filter(|s| allowed(s.integration_id))
+                    .copied()
+                    .collect(),
+                events
+                    .iter()
+                    .filter(|e| e.integration_id.is_none_or(allowed))
+                    .collect(),
+            )
+        }
+    };
     if !checks.is_empty() {
         sqlx::query(INSERT_CHECKS)
             .bind(checks.iter().map(|c| c.integration_id).collect::<Vec<_>>())
@@ -102,7 +139,7 @@ pub(super) async fn write_results(
             .bind(
                 events
                     .iter()
-                    .map(NewEvent::to_cloud_event)
+                    .map(|e| e.to_cloud_event())
                     .collect::<Vec<_>>(),
             )
             .fetch_all(&mut *txn)

@@ -11,6 +11,7 @@ use sea_orm::{
 use super::{CheckRow, StatusRow};
 use crate::events::{NewEvent, StoredEvent};
 use crate::store::SystemStore;
+use crate::store::cluster::Fence;
 
 /// Rows per statement on SQLite: results (seven parameters each), events (six) and status
 /// rows (four) stay under its limit of 32,766 bound parameters.
@@ -73,10 +74,27 @@ impl SystemStore {
         statuses: &[StatusRow],
         events: &[NewEvent],
     ) -> Result<Vec<StoredEvent>, DbErr> {
+        self.write_results_fenced(checks, statuses, events, None)
+            .await
+    }
+
+    /// [`SystemStore::write_results`], in a cluster: rows whose shard lease this replica no
+    /// longer holds under the epoch in `fence` are left out, checked in the same transaction
+    /// (PostgreSQL only; a cluster never runs on SQLite).
+    ///
+    /// # Errors
+    /// [`DbErr`].
+    pub async fn write_results_fenced(
+        &self,
+        checks: &[CheckRow],
+        statuses: &[StatusRow],
+        events: &[NewEvent],
+        fence: Option<&Fence>,
+    ) -> Result<Vec<StoredEvent>, DbErr> {
         let latest = last_per_integration(statuses);
         if self.db.get_database_backend() == DatabaseBackend::Postgres {
             let pool = self.db.get_postgres_connection_pool();
-            return super::bulk::write_results(pool, checks, &latest, events).await;
+            return super::bulk::write_results(pool, checks, &latest, events, fence).await;
         }
         let txn = self.begin().await?;
         // Chunked: one statement binds at most 32,766 parameters on SQLite, and a batch can be
