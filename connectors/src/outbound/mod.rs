@@ -1,0 +1,225 @@
+//! Outbound discipline: every request to a provider goes through one [`Outbound`].
+//!
+//! - One shared reqwest client (rustls with ring), with timeouts, a User-Agent and no
+//!   redirects (a provider API that redirects is answering something we did not ask).
+//! - An SSRF guard: a target that is, or resolves to, an address no provider lives at is
+//!   refused unless its network is listed in
+//!   [`OutboundSettings::allow_private_networks`](crate::settings::OutboundSettings). It is
+//!   checked before sending and again inside the client's resolver, so DNS rebinding between
+//!   the two gains nothing.
+//! - A per-host governor limit shared by every integration, and a per-host pause whenever a
+//!   provider answers 429 or a rate-limit header at zero: until then, calls to that host fail
+//!   fast as rate limited instead of being sent.
+//!
+//! # Layout
+//! - `mod.rs`: [`Outbound`], built once from the settings ([`OutboundError`] when they do not
+//!   hold), with the shared client ([`USER_AGENT`], [`ensure_crypto_provider`]) and
+//!   [`Outbound::send`], which ties the modules below together: guard, limit, send, pause.
+//! - `guard.rs`: the SSRF guard, [`SsrfGuard`]: the addresses no provider lives at (IPv4,
+//!   IPv6, and the IPv6 forms that carry an IPv4 address, NAT64 among them), the check of an
+//!   address literal before sending, and the guarded DNS resolver of the client.
+//! - `limits.rs`: per-host limits: the governor rate and the pauses providers asked for.
+//! - `quota.rs`: a provider's `Retry-After` and rate-limit headers read as one wait
+//!   ([`rate_limit_signal`], [`retry_after`], capped at [`MAX_RETRY_AFTER`]).
+//! - `response.rs`: a non-success status as a domain error ([`status_error`]) and a
+//!   size-capped JSON body ([`read_json`]).
+//! - `paging.rs`: the next page of a `Link` header ([`link_next`]) and the check that keeps a
+//!   page cursor under the integration's API root ([`check_cursor_url`]).
+//!
+//! Each file's tests sit at its end; those of `mod.rs` are in `tests.rs`, with the helpers
+//! every outbound test shares.
+
+mod guard;
+mod limits;
+mod paging;
+mod quota;
+mod response;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use reqwest::Response;
+
+use self::guard::GuardedResolver;
+pub use self::guard::SsrfGuard;
+use self::limits::{HostLimits, host_key};
+pub use self::paging::{check_cursor_url, link_next};
+pub use self::quota::{MAX_RETRY_AFTER, rate_limit_signal, retry_after};
+pub use self::response::{read_json, status_error};
+pub use crate::error::DEFAULT_RETRY_AFTER;
+use crate::error::Error;
+use crate::settings::OutboundSettings;
+
+/// The User-Agent of every provider request (GitHub refuses requests without one).
+pub const USER_AGENT: &str = concat!("stellaops-integrations/", env!("CARGO_PKG_VERSION"));
+
+/// Installs ring as the process's rustls provider if none is installed yet (reqwest is built
+/// with `rustls-no-provider`, and panics without one).
+pub fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race to another installer is fine: some provider is then installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+/// Why [`Outbound::new`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboundError {
+    #[error("allow_private_networks: {0:?} is not a CIDR network such as 10.0.0.0/8")]
+    BadNetwork(String),
+    #[error("per_host_requests_per_second and per_host_burst must be at least 1")]
+    ZeroRate,
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+/// The shared outbound HTTP path. Cheap to clone.
+#[derive(Clone)]
+pub struct Outbound {
+    inner: Arc<OutboundInner>,
+}
+
+struct OutboundInner {
+    settings: OutboundSettings,
+    guard: SsrfGuard,
+    client: OnceLock<Result<reqwest::Client, String>>,
+    limits: HostLimits,
+}
+
+impl fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outbound")
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Outbound {
+    /// Default settings, with the client built on first use (so `Default` cannot panic).
+    fn default() -> Self {
+        Self::lazy(&OutboundSettings::default()).expect("default outbound settings are valid")
+    }
+}
+
+impl Outbound {
+    /// Builds the outbound path and its client.
+    ///
+    /// # Errors
+    /// A network in `allow_private_networks` that is not CIDR, a zero rate, or a client that
+    /// cannot be built.
+    pub fn new(settings: &OutboundSettings) -> Result<Self, OutboundError> {
+        let outbound = Self::lazy(settings)?;
+        outbound.client().map_err(OutboundError::Client)?;
+        Ok(outbound)
+    }
+
+    fn lazy(settings: &OutboundSettings) -> Result<Self, OutboundError> {
+        let allowed = settings
+            .allow_private_networks
+            .iter()
+            .map(|s| {
+                s.parse::<IpNet>()
+                    .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| OutboundError::BadNetwork(s.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let rate = NonZeroU32::new(settings.per_host_requests_per_second)
+            .ok_or(OutboundError::ZeroRate)?;
+        let burst = NonZeroU32::new(settings.per_host_burst).ok_or(OutboundError::ZeroRate)?;
+        Ok(Self {
+            inner: Arc::new(OutboundInner {
+                settings: settings.clone(),
+                guard: SsrfGuard::new(allowed),
+                client: OnceLock::new(),
+                limits: HostLimits::new(rate, burst),
+            }),
+        })
+    }
+
+    /// The shared client.
+    ///
+    /// # Errors
+    /// The reason the client could not be built.
+    pub fn client(&self) -> Result<&reqwest::Client, String> {
+        self.inner
+            .client
+            .get_or_init(|| {
+                ensure_crypto_provider();
+                let s = &self.inner.settings;
+                reqwest::Client::builder()
+                    .user_agent(USER_AGENT)
+                    .timeout(Duration::from_millis(s.request_timeout_ms))
+                    .connect_timeout(Duration::from_millis(s.connect_timeout_ms))
+                    .redirect(reqwest::redirect::Policy::none())
+                    // Straight to the provider, never through a proxy from the environment:
+                    // the guard must see the address every connection goes to.
+                    .no_proxy()
+                    .dns_resolver(GuardedResolver {
+                        guard: self.inner.guard.clone(),
+                    })
+                    .build()
+                    .map_err(|e| e.without_url().to_string())
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// The SSRF guard in force.
+    pub fn guard(&self) -> &SsrfGuard {
+        &self.inner.guard
+    }
+
+    /// Largest response body read.
+    pub fn max_response_bytes(&self) -> u64 {
+        self.inner.settings.max_response_bytes
+    }
+
+    /// A request builder on the shared client.
+    ///
+    /// # Errors
+    /// [`Error::Network`] when the client cannot be built.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+    ) -> Result<reqwest::RequestBuilder, Error> {
+        let client = self.client().map_err(Error::Network)?;
+        Ok(client.request(method, url))
+    }
+
+    /// Checks the target, waits for the host's rate limit, sends, and turns a rate-limit
+    /// answer into [`Error::RateLimited`] (pausing the host). Other statuses are returned for
+    /// the connector to judge.
+    ///
+    /// # Errors
+    /// [`Error::TargetRefused`], [`Error::RateLimited`], [`Error::Timeout`], [`Error::Tls`],
+    /// [`Error::Network`].
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<Response, Error> {
+        let (client, request) = request.build_split();
+        let request = request.map_err(Error::from)?;
+        let url = request.url().clone();
+        let key = host_key(&url);
+        self.inner.guard.check_target(&url)?;
+        let max_wait = Duration::from_millis(self.inner.settings.max_rate_wait_ms);
+        self.inner.limits.admit(&key, max_wait).await?;
+        let response = client.execute(request).await.map_err(Error::from)?;
+        if let Some(wait) = rate_limit_signal(response.status(), response.headers()) {
+            tracing::info!(
+                message = "Provider asked to slow down; pausing calls to it.",
+                host = %key,
+                wait_secs = wait.as_secs(),
+            );
+            self.inner.limits.pause(&key, wait);
+            return Err(Error::RateLimited {
+                retry_after: Some(wait),
+            });
+        }
+        Ok(response)
+    }
+}
