@@ -12,6 +12,10 @@ use crate::connector::{ConnectorEnv, Error, IntegrationSpec, SharedConnector, We
 use crate::health::Health;
 use crate::provider::{Capability, ConnectorFactory};
 
+/// The built-in providers' shared unit-test set-up (a mock, a secrets folder, an environment).
+#[cfg(test)]
+pub(crate) mod fixture;
+
 /// The tenant of the integration a conformance run builds: its `auth_ref` must be in this
 /// tenant's namespace (`authref://file/tenants/t/…` with the default folders).
 pub const TENANT: &str = "t";
@@ -157,8 +161,21 @@ pub fn loopback_settings() -> crate::Settings {
 /// # Panics
 /// If the environment cannot be built.
 pub fn loopback_env(secrets_dir: &std::path::Path) -> ConnectorEnv {
+    loopback_env_with(secrets_dir, |_| {})
+}
+
+/// [`loopback_env`] with the settings changed by `tune` first (a shorter timeout, a tenant's
+/// secret namespace).
+///
+/// # Panics
+/// If the environment cannot be built.
+pub fn loopback_env_with(
+    secrets_dir: &std::path::Path,
+    tune: impl FnOnce(&mut crate::Settings),
+) -> ConnectorEnv {
     let mut settings = loopback_settings();
     settings.secrets.secrets_dir = Some(secrets_dir.to_owned());
+    tune(&mut settings);
     ConnectorEnv::new(&settings).expect("loopback env")
 }
 

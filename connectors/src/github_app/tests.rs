@@ -3,10 +3,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use wiremock::matchers::{body_partial_json, header, header_exists, method, path, query_param};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, ResponseTemplate};
 
 use super::*;
-use crate::testing::{Conformance, assert_conformance, loopback_env};
+use crate::testing::assert_conformance;
+use crate::testing::fixture::{self, Fixture};
 use crate::{ConnectorFactory, Health};
 
 const KEY: &str = include_str!("../../tests/fixtures/github-app-test-key.pem");
@@ -14,43 +15,14 @@ const PUBLIC_KEY: &str = include_str!("../../tests/fixtures/github-app-test-key.
 const TOKEN: &str = "ghs_testinstallationtoken0000000000000";
 const HOOK_SECRET: &str = "hook-signing-secret-42";
 
-struct Fixture {
-    server: MockServer,
-    _dir: tempfile::TempDir,
-    env: ConnectorEnv,
-}
-
 async fn fixture() -> Fixture {
-    crate::testing::install_crypto();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("tenants/t/github")).unwrap();
-    std::fs::write(dir.path().join("tenants/t/github/app-key"), KEY).unwrap();
-    std::fs::write(dir.path().join("tenants/t/github/hook"), HOOK_SECRET).unwrap();
-    let env = loopback_env(dir.path());
-    Fixture {
-        server: MockServer::start().await,
-        _dir: dir,
-        env,
-    }
+    let f = Fixture::new(&Factory, ("github/app-key", KEY), config).await;
+    f.write_secret("github/hook", HOOK_SECRET);
+    f
 }
 
-fn config(server: &MockServer) -> Value {
-    json!({"appId": 12345, "installationId": 42, "apiBaseUrl": server.uri()})
-}
-
-fn key_ref() -> Option<crate::authref::AuthRef> {
-    Some("authref://file/tenants/t/github/app-key".parse().unwrap())
-}
-
-fn build(f: &Fixture, config: Value) -> SharedConnector {
-    let spec = IntegrationSpec {
-        id: "gh".into(),
-        tenant: "t".into(),
-        provider_type: "github_app".into(),
-        config: config.as_object().unwrap().clone(),
-        auth_ref: key_ref(),
-    };
-    Factory.build(&spec, &f.env).unwrap()
+fn config(url: &str) -> Value {
+    json!({"appId": 12345, "installationId": 42, "apiBaseUrl": url})
 }
 
 fn token_body(expires_in: chrono::Duration) -> Value {
@@ -95,14 +67,9 @@ async fn conformance_against_a_healthy_installation() {
         ))
         .mount(&f.server)
         .await;
-    assert_conformance(Conformance {
-        factory: &Factory,
-        config: config(&f.server),
-        auth_ref: key_ref(),
-        env: f.env.clone(),
-        expect: Health::Healthy,
-        secrets: vec![TOKEN.into(), KEY.lines().nth(1).unwrap().into()],
-    })
+    assert_conformance(
+        f.healthy_conformance(vec![TOKEN.into(), KEY.lines().nth(1).unwrap().into()]),
+    )
     .await;
 }
 
@@ -129,7 +96,7 @@ async fn installation_token_is_cached_and_one_refresh_is_in_flight() {
     let f = fixture().await;
     mount_token(&f, chrono::Duration::hours(1), 1).await;
     mount_rate(&f, 5000, 4000).await;
-    let c = build(&f, config(&f.server));
+    let c = f.build();
     let checks = (0..5).map(|_| {
         let c = Arc::clone(&c);
         tokio::spawn(async move { c.check_health().await })
@@ -146,7 +113,7 @@ async fn a_token_about_to_expire_is_replaced() {
     // Inside the refresh margin: every use needs a new token.
     mount_token(&f, chrono::Duration::minutes(2), 2).await;
     mount_rate(&f, 5000, 4000).await;
-    let c = build(&f, config(&f.server));
+    let c = f.build();
     assert_eq!(c.check_health().await, HealthReport::healthy());
     assert_eq!(c.check_health().await, HealthReport::healthy());
 }
@@ -165,7 +132,7 @@ async fn a_revoked_token_is_refreshed_once_on_401() {
         .mount(&f.server)
         .await;
     mount_rate(&f, 5000, 4000).await;
-    let c = build(&f, config(&f.server));
+    let c = f.build();
     assert_eq!(c.check_health().await, HealthReport::healthy());
 }
 
@@ -201,7 +168,7 @@ async fn failures_map_to_typed_reasons() {
             .respond_with(response)
             .mount(&f.server)
             .await;
-        let report = build(&f, config(&f.server)).check_health().await;
+        let report = f.build().check_health().await;
         assert_eq!(report.health, Health::Unhealthy, "{report:?}");
         assert_eq!(report.reason, Some(reason), "{report:?}");
         let msg = report.message.unwrap();
@@ -228,7 +195,7 @@ async fn refused_app_credentials_are_auth_failed() {
         .expect(2)
         .mount(&f.server)
         .await;
-    let report = build(&f, config(&f.server)).check_health().await;
+    let report = f.build().check_health().await;
     assert_eq!(report.reason, Some(Reason::AuthFailed), "{report:?}");
 }
 
@@ -237,7 +204,7 @@ async fn low_and_exhausted_quota() {
     let f = fixture().await;
     mount_token(&f, chrono::Duration::hours(1), 1).await;
     mount_rate(&f, 5000, 100).await;
-    let report = build(&f, config(&f.server)).check_health().await;
+    let report = f.build().check_health().await;
     assert_eq!(
         (report.health, report.reason),
         (Health::Degraded, Some(Reason::RateLimited))
@@ -245,48 +212,34 @@ async fn low_and_exhausted_quota() {
     let f = fixture().await;
     mount_token(&f, chrono::Duration::hours(1), 1).await;
     mount_rate(&f, 5000, 0).await;
-    let report = build(&f, config(&f.server)).check_health().await;
+    let report = f.build().check_health().await;
     assert_eq!(report.reason, Some(Reason::RateLimited));
     assert!(report.retry_after.unwrap() > Duration::from_secs(500));
 }
 
 #[tokio::test]
 async fn a_slow_provider_times_out() {
-    crate::testing::install_crypto();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("tenants/t/github")).unwrap();
-    std::fs::write(dir.path().join("tenants/t/github/app-key"), KEY).unwrap();
-    let mut settings = crate::testing::loopback_settings();
-    settings.outbound.request_timeout_ms = 300;
-    settings.secrets.secrets_dir = Some(dir.path().to_owned());
-    let f = Fixture {
-        server: MockServer::start().await,
-        env: ConnectorEnv::new(&settings).unwrap(),
-        _dir: dir,
-    };
+    let f = Fixture::tuned(&Factory, ("github/app-key", KEY), config, |settings| {
+        settings.outbound.request_timeout_ms = 300;
+    })
+    .await;
     mount_token(&f, chrono::Duration::hours(1), 1).await;
     Mock::given(method("GET"))
         .and(path("/rate_limit"))
         .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3)))
         .mount(&f.server)
         .await;
-    let report = build(&f, config(&f.server)).check_health().await;
+    let report = f.build().check_health().await;
     assert_eq!(report.reason, Some(Reason::Timeout), "{report:?}");
 }
 
 #[tokio::test]
 async fn missing_credentials_are_credential_unavailable() {
     let f = fixture().await;
-    let mut spec = IntegrationSpec {
-        id: "gh".into(),
-        tenant: "t".into(),
-        provider_type: "github_app".into(),
-        config: config(&f.server).as_object().unwrap().clone(),
-        auth_ref: None,
-    };
+    let mut spec = f.spec(None);
     let report = Factory.build(&spec, &f.env).unwrap().check_health().await;
     assert_eq!(report.reason, Some(Reason::CredentialUnavailable));
-    spec.auth_ref = Some("authref://file/tenants/t/github/none".parse().unwrap());
+    spec.auth_ref = fixture::secret_ref("github/none");
     let report = Factory.build(&spec, &f.env).unwrap().check_health().await;
     assert_eq!(report.reason, Some(Reason::CredentialUnavailable));
 }
@@ -321,7 +274,7 @@ async fn repositories_follow_link_pages() {
         )
         .mount(&f.server)
         .await;
-    let c = build(&f, config(&f.server));
+    let c = f.build();
     let first = c.list_resources(None).await.unwrap();
     assert_eq!(first.resources[0].name, "o/a");
     assert_eq!(first.next_cursor.as_deref(), Some(page2.as_str()));
@@ -358,12 +311,12 @@ async fn webhook_is_created_with_the_secret_from_its_authref() {
         .expect(1)
         .mount(&f.server)
         .await;
-    let c = build(&f, config(&f.server));
+    let c = f.build();
     let request = WebhookRequest {
         target: "octo/hello".into(),
         url: "https://ci.example.com/hook".into(),
         events: vec!["push".into(), "pull_request".into()],
-        secret: Some("authref://file/tenants/t/github/hook".parse().unwrap()),
+        secret: fixture::secret_ref("github/hook"),
     };
     let hook = c.setup_webhook(&request).await.unwrap();
     assert_eq!(hook.id, "77");

@@ -1,51 +1,19 @@
-use crate::authref::AuthRef;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path, query_param};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, ResponseTemplate};
 
 use super::*;
-use crate::testing::{Conformance, assert_conformance, loopback_env};
+use crate::testing::fixture::Fixture;
+use crate::testing::{Conformance, assert_conformance};
 use crate::{ConnectorFactory, Health};
 
 const TOKEN: &str = "glpat-testtoken-0000000000";
 
-struct Fixture {
-    server: MockServer,
-    dir: tempfile::TempDir,
-    env: ConnectorEnv,
-}
-
 async fn fixture() -> Fixture {
-    crate::testing::install_crypto();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("tenants/t")).unwrap();
-    std::fs::write(dir.path().join("tenants/t/gitlab-token"), TOKEN).unwrap();
-    let env = loopback_env(dir.path());
-    Fixture {
-        server: MockServer::start().await,
-        dir,
-        env,
-    }
-}
-
-fn token_ref() -> Option<AuthRef> {
-    Some("authref://file/tenants/t/gitlab-token".parse().unwrap())
-}
-
-fn build(f: &Fixture) -> SharedConnector {
-    let spec = IntegrationSpec {
-        id: "gl".into(),
-        tenant: "t".into(),
-        provider_type: "gitlab".into(),
-        config: json!({"baseUrl": f.server.uri(), "expiryWarningDays": 14})
-            .as_object()
-            .unwrap()
-            .clone(),
-        auth_ref: token_ref(),
-    };
-    Factory.build(&spec, &f.env).unwrap()
+    let config = |url: &str| json!({"baseUrl": url, "expiryWarningDays": 14});
+    Fixture::new(&Factory, ("gitlab-token", TOKEN), config).await
 }
 
 fn token_info(expires_in_days: Option<i64>, active: bool, revoked: bool) -> Value {
@@ -79,12 +47,8 @@ async fn conformance_against_a_healthy_instance() {
         .mount(&f.server)
         .await;
     assert_conformance(Conformance {
-        factory: &Factory,
         config: json!({"baseUrl": f.server.uri(), "expiryWarningDays": 14, "membership": true}),
-        auth_ref: token_ref(),
-        env: f.env.clone(),
-        expect: Health::Healthy,
-        secrets: vec![TOKEN.into()],
+        ..f.healthy_conformance(vec![TOKEN.into()])
     })
     .await;
 }
@@ -117,7 +81,7 @@ async fn token_lifecycle_is_judged() {
     ] {
         let f = fixture().await;
         mount_self(&f, ResponseTemplate::new(200).set_body_json(info.clone())).await;
-        let report = build(&f).check_health().await;
+        let report = f.build().check_health().await;
         assert_eq!(
             (report.health, report.reason),
             (health, reason),
@@ -150,7 +114,7 @@ async fn token_kinds_without_the_self_endpoint_fall_back_to_user() {
             .expect(1)
             .mount(&f.server)
             .await;
-        assert_eq!(build(&f).check_health().await, HealthReport::healthy());
+        assert_eq!(f.build().check_health().await, HealthReport::healthy());
     }
     let f = fixture().await;
     mount_self(&f, ResponseTemplate::new(404)).await;
@@ -160,7 +124,7 @@ async fn token_kinds_without_the_self_endpoint_fall_back_to_user() {
         .mount(&f.server)
         .await;
     assert_eq!(
-        build(&f).check_health().await.reason,
+        f.build().check_health().await.reason,
         Some(Reason::Forbidden)
     );
 }
@@ -186,7 +150,7 @@ async fn failures_map_to_typed_reasons() {
     ] {
         let f = fixture().await;
         mount_self(&f, response).await;
-        let report = build(&f).check_health().await;
+        let report = f.build().check_health().await;
         assert_eq!(report.reason, Some(reason), "{report:?}");
         assert!(!format!("{report:?}").contains(TOKEN));
         if reason == Reason::RateLimited {
@@ -211,11 +175,11 @@ async fn a_rotated_token_is_read_again_after_a_401() {
         .expect(1)
         .mount(&f.server)
         .await;
-    let c = build(&f);
+    let c = f.build();
     // cache the old token, then rotate it in the store
-    let credential = crate::secrets::TenantRef::new("t", token_ref().unwrap());
+    let credential = crate::secrets::TenantRef::new("t", f.credential().unwrap());
     let _ = f.env.secrets.resolve(&credential).await.unwrap();
-    std::fs::write(f.dir.path().join("tenants/t/gitlab-token"), "glpat-rotated").unwrap();
+    f.write_secret("gitlab-token", "glpat-rotated");
     assert_eq!(c.check_health().await, HealthReport::healthy());
 }
 
@@ -248,7 +212,7 @@ async fn projects_follow_keyset_pages() {
         )
         .mount(&f.server)
         .await;
-    let c = build(&f);
+    let c = f.build();
     let first = c.list_resources(None).await.unwrap();
     let names: Vec<_> = first.resources.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["g/a", "g/b"]);

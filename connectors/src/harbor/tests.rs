@@ -1,53 +1,20 @@
-use crate::authref::AuthRef;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use wiremock::matchers::{basic_auth, method, path, query_param};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, ResponseTemplate};
 
 use super::*;
-use crate::testing::{Conformance, assert_conformance, loopback_env};
+use crate::testing::assert_conformance;
+use crate::testing::fixture::{self, Fixture};
 use crate::{ConnectorFactory, Health};
 
 const ROBOT: &str = "robot$ci";
 const SECRET: &str = "harbor-robot-secret-123";
 
-struct Fixture {
-    server: MockServer,
-    _dir: tempfile::TempDir,
-    env: ConnectorEnv,
-}
-
 async fn fixture() -> Fixture {
-    crate::testing::install_crypto();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("tenants/t")).unwrap();
-    std::fs::write(dir.path().join("tenants/t/robot"), SECRET).unwrap();
-    let env = loopback_env(dir.path());
-    Fixture {
-        server: MockServer::start().await,
-        _dir: dir,
-        env,
-    }
-}
-
-fn secret_ref() -> Option<AuthRef> {
-    Some("authref://file/tenants/t/robot".parse().unwrap())
-}
-
-fn config(f: &Fixture) -> Value {
-    json!({"baseUrl": f.server.uri(), "robotAccount": ROBOT})
-}
-
-fn build(f: &Fixture) -> SharedConnector {
-    let spec = IntegrationSpec {
-        id: "h".into(),
-        tenant: "t".into(),
-        provider_type: "harbor".into(),
-        config: config(f).as_object().unwrap().clone(),
-        auth_ref: secret_ref(),
-    };
-    Factory.build(&spec, &f.env).unwrap()
+    let config = |url: &str| json!({"baseUrl": url, "robotAccount": ROBOT});
+    Fixture::new(&Factory, ("robot", SECRET), config).await
 }
 
 fn health(components: &[(&str, &str)]) -> Value {
@@ -86,15 +53,7 @@ async fn conformance_against_a_healthy_harbor() {
             .set_body_json(health(&[("core", "healthy"), ("database", "healthy")])),
     )
     .await;
-    assert_conformance(Conformance {
-        factory: &Factory,
-        config: config(&f),
-        auth_ref: secret_ref(),
-        env: f.env.clone(),
-        expect: Health::Healthy,
-        secrets: vec![SECRET.into()],
-    })
-    .await;
+    assert_conformance(f.healthy_conformance(vec![SECRET.into()])).await;
 }
 
 #[tokio::test]
@@ -110,7 +69,7 @@ async fn unhealthy_components_degrade() {
         ])),
     )
     .await;
-    let report = build(&f).check_health().await;
+    let report = f.build().check_health().await;
     assert_eq!(report.health, Health::Degraded);
     assert_eq!(report.reason, Some(Reason::ProviderDegraded));
     assert_eq!(
@@ -146,7 +105,7 @@ async fn failures_map_to_typed_reasons() {
             ResponseTemplate::new(200).set_body_json(health(&[])),
         )
         .await;
-        let report = build(&f).check_health().await;
+        let report = f.build().check_health().await;
         assert_eq!(
             (report.health, report.reason),
             (Health::Unhealthy, Some(reason)),
@@ -163,7 +122,7 @@ async fn failures_map_to_typed_reasons() {
         .mount(&f.server)
         .await;
     assert_eq!(
-        build(&f).check_health().await.reason,
+        f.build().check_health().await.reason,
         Some(Reason::AuthFailed)
     );
 }
@@ -210,7 +169,7 @@ async fn projects_then_repositories_page_by_page() {
         )
         .mount(&f.server)
         .await;
-    let c = build(&f);
+    let c = f.build();
     let mut cursor = None;
     let mut seen = Vec::new();
     for _ in 0..10 {
@@ -235,13 +194,7 @@ async fn projects_then_repositories_page_by_page() {
 
 #[test]
 fn robot_and_authref_come_together() {
-    let spec = |config: Value, auth_ref: Option<AuthRef>| IntegrationSpec {
-        id: "h".into(),
-        tenant: "t".into(),
-        provider_type: "harbor".into(),
-        config: config.as_object().unwrap().clone(),
-        auth_ref,
-    };
+    let spec = |config, auth_ref| fixture::spec(&Factory, config, auth_ref);
     let env = ConnectorEnv::default();
     let url = "https://harbor.example.com";
     assert!(
@@ -251,7 +204,10 @@ fn robot_and_authref_come_together() {
     );
     assert!(
         Factory
-            .build(&spec(json!({"baseUrl": url}), secret_ref()), &env)
+            .build(
+                &spec(json!({"baseUrl": url}), fixture::secret_ref("robot")),
+                &env
+            )
             .is_err()
     );
     assert!(

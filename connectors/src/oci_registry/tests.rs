@@ -1,54 +1,21 @@
-use crate::authref::AuthRef;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use wiremock::matchers::{basic_auth, header, method, path, query_param};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, ResponseTemplate};
 
 use super::*;
-use crate::testing::{Conformance, assert_conformance, loopback_env};
-use crate::{ConnectorFactory, Health, Reason};
+use crate::Reason;
+use crate::testing::assert_conformance;
+use crate::testing::fixture::Fixture;
 
 const USER: &str = "ci";
 const PASSWORD: &str = "registry-password-xyz";
 const TOKEN: &str = "registry-bearer-token-abc";
 
-struct Fixture {
-    server: MockServer,
-    _dir: tempfile::TempDir,
-    env: ConnectorEnv,
-}
-
 async fn fixture() -> Fixture {
-    crate::testing::install_crypto();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("tenants/t")).unwrap();
-    std::fs::write(dir.path().join("tenants/t/registry"), PASSWORD).unwrap();
-    let env = loopback_env(dir.path());
-    Fixture {
-        server: MockServer::start().await,
-        _dir: dir,
-        env,
-    }
-}
-
-fn password_ref() -> Option<AuthRef> {
-    Some("authref://file/tenants/t/registry".parse().unwrap())
-}
-
-fn config(f: &Fixture) -> Value {
-    json!({"baseUrl": f.server.uri(), "username": USER})
-}
-
-fn build(f: &Fixture, auth_ref: Option<AuthRef>) -> SharedConnector {
-    let spec = IntegrationSpec {
-        id: "r".into(),
-        tenant: "t".into(),
-        provider_type: "oci_registry".into(),
-        config: config(f).as_object().unwrap().clone(),
-        auth_ref,
-    };
-    Factory.build(&spec, &f.env).unwrap()
+    let config = |url: &str| json!({"baseUrl": url, "username": USER});
+    Fixture::new(&Factory, ("registry", PASSWORD), config).await
 }
 
 /// A registry with basic auth, as `registry` with htpasswd is.
@@ -87,15 +54,7 @@ async fn conformance_against_a_basic_auth_registry() {
         )
         .mount(&f.server)
         .await;
-    assert_conformance(Conformance {
-        factory: &Factory,
-        config: config(&f),
-        auth_ref: password_ref(),
-        env: f.env.clone(),
-        expect: Health::Healthy,
-        secrets: vec![PASSWORD.into()],
-    })
-    .await;
+    assert_conformance(f.healthy_conformance(vec![PASSWORD.into()])).await;
 }
 
 #[tokio::test]
@@ -138,7 +97,7 @@ async fn bearer_challenge_is_followed_to_a_token() {
             .mount(&f.server)
             .await;
     }
-    let c = build(&f, password_ref());
+    let c = f.build();
     assert_eq!(c.check_health().await, HealthReport::healthy());
     let page = c.list_resources(None).await.unwrap();
     assert_eq!(page.resources[0].name, "x/y");
@@ -149,13 +108,13 @@ async fn refused_or_missing_credentials_are_auth_failed() {
     let f = fixture().await;
     mount_basic(&f).await;
     // no credentials at all
-    let report = build(&f, None).check_health().await;
+    let report = f.build_with(None).check_health().await;
     assert_eq!(report.reason, Some(Reason::AuthFailed), "{report:?}");
     // a password the registry does not take
     let f = fixture().await;
-    std::fs::write(f._dir.path().join("tenants/t/registry"), "wrong").unwrap();
+    f.write_secret("registry", "wrong");
     mount_basic(&f).await;
-    let report = build(&f, password_ref()).check_health().await;
+    let report = f.build().check_health().await;
     assert_eq!(report.reason, Some(Reason::AuthFailed), "{report:?}");
     assert!(!format!("{report:?}").contains("wrong"));
 }
@@ -183,7 +142,7 @@ async fn failures_map_to_typed_reasons() {
             .respond_with(response)
             .mount(&f.server)
             .await;
-        let report = build(&f, password_ref()).check_health().await;
+        let report = f.build().check_health().await;
         assert_eq!(report.reason, Some(reason), "{report:?}");
     }
     let f = fixture().await;
@@ -193,7 +152,7 @@ async fn failures_map_to_typed_reasons() {
         .mount(&f.server)
         .await;
     assert!(matches!(
-        build(&f, None).list_resources(None).await,
+        f.build_with(None).list_resources(None).await,
         Err(Error::BadResponse(_))
     ));
 }
@@ -218,7 +177,7 @@ async fn catalog_follows_link_pages_by_last_name() {
         )
         .mount(&f.server)
         .await;
-    let c = build(&f, None);
+    let c = f.build_with(None);
     let first = c.list_resources(None).await.unwrap();
     assert_eq!(first.next_cursor.as_deref(), Some("b"));
     let second = c

@@ -52,14 +52,13 @@ pub fn peer(var: &str, what: &str) -> Option<String> {
 /// registry password's variable (as an operator maps a variable to a tenant).
 pub fn env(dir: &Path) -> ConnectorEnv {
     connectors::testing::install_crypto();
-    let mut settings = connectors::testing::loopback_settings();
-    settings.secrets.secrets_dir = Some(dir.to_owned());
-    settings.secrets.tenants.insert(
-        "t".into(),
-        connectors::settings::TenantSecretsSettings {
-            env: vec![REGISTRY_PASSWORD.into()],
-            ..Default::default()
-        },
-    );
-    ConnectorEnv::new(&settings).expect("loopback env")
+    connectors::testing::loopback_env_with(dir, |settings| {
+        settings.secrets.tenants.insert(
+            "t".into(),
+            connectors::settings::TenantSecretsSettings {
+                env: vec![REGISTRY_PASSWORD.into()],
+                ..Default::default()
+            },
+        );
+    })
 }
