@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use actors::Catalog;
 use actors::cluster::Membership;
+use actors::cluster::bus::Bus;
 use actors::health::HealthEngine;
 use actors::registry::PluginRegistry;
 use actors::sinks::Sinks;
@@ -30,6 +31,8 @@ pub struct Running {
     pub(crate) plugins_handle: JoinHandle<()>,
     /// This replica's leases, in a cluster; released last, once nothing acts on them.
     pub(crate) membership: Option<Membership>,
+    /// What the replicas tell each other, and the signal that stops it.
+    pub(crate) bus: Option<(tokio::sync::watch::Sender<bool>, Bus)>,
     /// The SQLite single-process lock, released when the daemon stops.
     pub(crate) _sqlite_lock: Option<std::fs::File>,
 }
@@ -65,6 +68,10 @@ impl Running {
             health.stop().await;
         }
         self.sinks.stop().await;
+        if let Some((stop, bus)) = self.bus {
+            let _ = stop.send(true);
+            bus.join().await;
+        }
         if let Some(membership) = self.membership {
             membership.stop().await;
         }

@@ -30,6 +30,8 @@ pub struct AppState {
     pub webhooks: WebhookSettings,
     /// Longest life of one event stream.
     pub stream_max: Duration,
+    /// In a cluster: what this replica owns, and how to reach the others.
+    pub cluster: Option<crate::api::cluster::ClusterState>,
     /// Turns `true` when the daemon shuts down: event streams end at once instead of holding
     /// the graceful shutdown for its whole grace period.
     pub shutting_down: tokio::sync::watch::Receiver<bool>,

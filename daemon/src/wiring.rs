@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actors::cluster::bus::Bus;
 use actors::cluster::{ClusterView, Membership};
 use actors::db::{self, PoolSettings};
 use actors::events::{Alerting, hub::EventHub};
@@ -139,6 +140,19 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(Error::HttpClient)?;
+    // Calls to the other replicas of a cluster (their advertised URLs, set by the operator).
+    let peer_client = reqwest::Client::builder()
+        .user_agent(concat!("stella-integrations/", env!("CARGO_PKG_VERSION")))
+        .timeout(
+            config
+                .health
+                .schedule()
+                .map_or(Duration::from_secs(30), |s| {
+                    s.timeout + Duration::from_secs(5)
+                }),
+        )
+        .build()
+        .map_err(Error::HttpClient)?;
     let generated_admin_key = bootstrap_admin_key(&config, &store).await?;
     let stored = store
         .api_keys()
@@ -181,6 +195,29 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         ownership: m.ownership(),
     });
     let hub = EventHub::default();
+    // In a cluster the outbox is appended by every replica: the hub here is fed in sequence
+    // order by the bus's outbox follower, which the local writer only wakes.
+    let local_commits = if cluster.is_some() {
+        EventHub::default()
+    } else {
+        hub.clone()
+    };
+    let (stop_bus, bus_stopped) = tokio::sync::watch::channel(false);
+    let bus = match &cluster {
+        Some(cluster) => Some(
+            Bus::start(
+                store.clone(),
+                cluster.replica.clone(),
+                &changes,
+                hub.clone(),
+                local_commits.latest(),
+                bus_stopped,
+            )
+            .await
+            .map_err(|e| Error::Cluster(e.into()))?,
+        ),
+        None => None,
+    };
     let health = if config.health.enabled {
         Some(
             HealthEngine::start(
@@ -191,7 +228,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
                 followed,
                 Alerting {
                     settings: config.events.alerts.clone(),
-                    hub: hub.clone(),
+                    hub: local_commits.clone(),
                     clock: Default::default(),
                 },
                 cluster.clone(),
@@ -249,6 +286,11 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         events: hub,
         webhooks: config.events.webhooks.clone(),
         stream_max: Duration::from_secs(config.events.stream_max_seconds.max(1)),
+        cluster: cluster.map(|view| api::cluster::ClusterState {
+            view,
+            lease_ttl: config.cluster.lease_ttl(),
+            client: peer_client.clone(),
+        }),
         shutting_down,
     });
     spawn_housekeeping(Arc::downgrade(&state));
@@ -286,6 +328,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         plugins,
         plugins_handle,
         membership,
+        bus: bus.map(|bus| (stop_bus, bus)),
         _sqlite_lock: sqlite_lock,
     })
 }

@@ -36,10 +36,29 @@ impl MigrationTrait for Migration {
                     .col(timestamp_with_time_zone_null(ClusterLeases::ExpiresAt))
                     .to_owned(),
             )
+            .await?;
+        // Replicas reconcile their monitors with the catalog changes of the last minutes.
+        manager
+            .create_index(
+                Index::create()
+                    .if_not_exists()
+                    .name("ix_integrations_updated_at")
+                    .table(Integrations::Table)
+                    .col(Integrations::UpdatedAt)
+                    .to_owned(),
+            )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_index(
+                Index::drop()
+                    .name("ix_integrations_updated_at")
+                    .table(Integrations::Table)
+                    .to_owned(),
+            )
+            .await?;
         manager
             .drop_table(Table::drop().table(ClusterLeases::Table).to_owned())
             .await?;
@@ -65,4 +84,10 @@ enum ClusterLeases {
     Holder,
     Epoch,
     ExpiresAt,
+}
+
+#[derive(DeriveIden)]
+enum Integrations {
+    Table,
+    UpdatedAt,
 }

@@ -51,6 +51,8 @@ pub enum Change {
 #[derive(Clone, Default, Debug)]
 pub struct ChangeFeed {
     followers: Arc<Mutex<Vec<UnboundedSender<Change>>>>,
+    /// In a cluster: where changes made here go to be told to the other replicas.
+    outgoing: Arc<Mutex<Option<UnboundedSender<Change>>>>,
 }
 
 impl ChangeFeed {
@@ -61,12 +63,28 @@ impl ChangeFeed {
         rx
     }
 
-    /// Announces a committed change to every follower; followers that have gone are dropped.
+    /// Announces a change committed here to every follower (and, in a cluster, to the other
+    /// replicas); followers that have gone are dropped.
     pub fn publish(&self, change: Change) {
+        if let Some(outgoing) = &*self.outgoing.lock().expect("not poisoned") {
+            let _ = outgoing.send(change.clone());
+        }
+        self.publish_remote(change);
+    }
+
+    /// Announces a change another replica committed: to the followers here only.
+    pub fn publish_remote(&self, change: Change) {
         self.followers
             .lock()
             .expect("not poisoned")
             .retain(|follower| follower.send(change.clone()).is_ok());
+    }
+
+    /// The changes made here from now on, to be told to the other replicas (one taker).
+    pub fn outgoing(&self) -> UnboundedReceiver<Change> {
+        let (tx, rx) = unbounded_channel();
+        *self.outgoing.lock().expect("not poisoned") = Some(tx);
+        rx
     }
 
     /// How many followers are listening (for tests and start-up checks).

@@ -17,7 +17,10 @@
 //! # Layout
 //! - [`settings`]: the `[cluster]` section.
 //! - [`membership`]: the lease loop and the [`Ownership`] it publishes.
+//! - [`bus`]: what the replicas tell each other (catalog changes, outbox growth) over
+//!   `LISTEN`/`NOTIFY`, with a periodic reconciliation.
 
+pub mod bus;
 pub mod membership;
 pub mod settings;
 
@@ -106,6 +109,14 @@ impl ClusterView {
     /// Whether this replica owns the integration now.
     pub fn owns(&self, integration: Uuid) -> bool {
         self.stamp(integration).is_some()
+    }
+
+    /// Whether the leases are renewed in time (a replica that cannot renew is not ready).
+    pub fn renewing(&self) -> bool {
+        self.ownership
+            .borrow()
+            .valid_until
+            .is_some_and(|until| until > Instant::now())
     }
 }
 

@@ -205,16 +205,19 @@ impl HealthEngine {
             .and_then(|s| u64::try_from(s).ok())
             .filter(|s| *s > 0)
             .map_or(self.inner.default_interval, Duration::from_secs);
-        Arc::new(MonitorSpec::new(
-            m.id,
-            Arc::from(m.tenant_id.as_str()),
-            Arc::from(m.provider_type.as_str()),
-            m.version,
-            interval,
-            m.monitoring_paused,
-            connector,
-            Status::parse(&m.status),
-        ))
+        Arc::new(
+            MonitorSpec::new(
+                m.id,
+                Arc::from(m.tenant_id.as_str()),
+                Arc::from(m.provider_type.as_str()),
+                m.version,
+                interval,
+                m.monitoring_paused,
+                connector,
+                Status::parse(&m.status),
+            )
+            .with_last_check(m.last_checked_at),
+        )
     }
 
     /// Spawns (or reconfigures) the monitor of a catalog row; in a cluster, only when this

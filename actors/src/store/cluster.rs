@@ -60,6 +60,28 @@ pub struct ClusterStore {
 }
 
 impl Store {
+    /// The PostgreSQL pool, for what sea-orm does not offer (`LISTEN`).
+    ///
+    /// # Panics
+    /// On SQLite: a cluster runs on PostgreSQL only.
+    pub fn postgres_pool(&self) -> &sea_orm::sqlx::PgPool {
+        self.db.get_postgres_connection_pool()
+    }
+
+    /// Sends `payload` on the PostgreSQL notification `channel`.
+    ///
+    /// # Errors
+    /// [`DbErr`].
+    pub async fn notify(&self, channel: &str, payload: &str) -> Result<(), DbErr> {
+        self.db
+            .execute_raw(ClusterStore::statement(
+                "SELECT pg_notify($1, $2)",
+                [channel.into(), payload.into()],
+            ))
+            .await?;
+        Ok(())
+    }
+
     /// The cluster's leases and heartbeats.
     pub fn cluster(&self) -> ClusterStore {
         ClusterStore {
@@ -236,6 +258,25 @@ impl ClusterStore {
             ))
             .await?;
         Ok(())
+    }
+
+    /// Where the replica that holds a shard's lease now can be reached.
+    ///
+    /// # Errors
+    /// [`DbErr`].
+    pub async fn owner_url(&self, shard: u32) -> Result<Option<String>, DbErr> {
+        #[derive(FromQueryResult)]
+        struct Owner {
+            advertise_url: Option<String>,
+        }
+        let owner = Owner::find_by_statement(Self::statement(
+            "SELECT r.advertise_url FROM cluster_leases l JOIN cluster_replicas r ON r.id = l.holder \
+             WHERE l.name = $1 AND l.expires_at > now()",
+            [shard_lease(shard).into()],
+        ))
+        .one(&self.db)
+        .await?;
+        Ok(owner.and_then(|o| o.advertise_url))
     }
 
     /// Every lease, for the cluster's status.

@@ -164,6 +164,17 @@ impl TenantStore {
 }
 
 impl SystemStore {
+    /// One maintenance window of any tenant.
+    ///
+    /// # Errors
+    /// [`DbErr`].
+    pub async fn maintenance_window(&self, id: Uuid) -> Result<Option<Window>, DbErr> {
+        let txn = self.begin().await?;
+        let row = Entity::find_by_id(id).one(&txn).await?;
+        txn.commit().await?;
+        Ok(row.as_ref().map(window_of))
+    }
+
     /// Every maintenance window that can still be active at or after `now`.
     ///
     /// # Errors

@@ -36,6 +36,52 @@ impl SystemStore {
         super::begin_all_tenants(&self.db, false).await
     }
 
+    /// An integration of any tenant, deleted or not.
+    ///
+    /// # Errors
+    /// [`DbErr`].
+    pub async fn integration_any(&self, id: Uuid) -> Result<Option<integration::Model>, DbErr> {
+        let txn = self.begin().await?;
+        let row = integration::Entity::find_by_id(id).one(&txn).await?;
+        txn.commit().await?;
+        Ok(row)
+    }
+
+    /// Integrations of every tenant changed through the catalog at or after `since` (deleted
+    /// ones too), oldest change first.
+    ///
+    /// # Errors
+    /// [`DbErr`].
+    pub async fn integrations_changed_since(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+        limit: u64,
+    ) -> Result<Vec<integration::Model>, DbErr> {
+        let txn = self.begin().await?;
+        let rows = integration::Entity::find()
+            .filter(integration::Column::UpdatedAt.gte(since))
+            .order_by_asc(integration::Column::UpdatedAt)
+            .limit(limit)
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(rows)
+    }
+
+    /// The last outbox sequence number committed (0 for an empty outbox).
+    ///
+    /// # Errors
+    /// [`DbErr`].
+    pub async fn last_seq(&self) -> Result<i64, DbErr> {
+        let txn = self.begin().await?;
+        let last = entity::event::Entity::find()
+            .order_by_desc(entity::event::Column::Seq)
+            .one(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(last.map_or(0, |e| e.seq))
+    }
+
     /// A page of live integrations of every tenant, by id.
     ///
     /// # Errors

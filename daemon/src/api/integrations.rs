@@ -288,6 +288,7 @@ impl IntegrationsApi {
     async fn integration_health_check(
         &self,
         state: Data<&Arc<AppState>>,
+        req: &poem::Request,
         auth: BearerAuth,
         id: Path<Uuid>,
     ) -> Result<Json<HealthCheckResult>, ApiError> {
@@ -298,6 +299,10 @@ impl IntegrationsApi {
             .integration_get(id.0)
             .await?;
         let engine = health_engine(&state)?;
+        // In a cluster, the replica that owns the integration runs the check.
+        if let Some(result) = super::cluster::check_on_owner(&state, req, id.0).await? {
+            return Ok(Json(result));
+        }
         let result = engine.check_now(id.0).await.map_err(engine_error)?;
         Ok(Json(result.into()))
     }

@@ -1,8 +1,8 @@
 //! The REST API: poem-openapi operations, the error mapping, and the routes around them.
 //!
 //! # Layout
-//! - [`integrations`], [`maintenance`], [`events`], [`webhooks`], [`audit`], [`system`]:
-//!   operations, one module per resource.
+//! - [`integrations`], [`maintenance`], [`events`], [`webhooks`], [`audit`], [`cluster`],
+//!   [`system`]: operations, one module per resource.
 //! - [`types`]: request and response bodies (never storage models).
 //! - [`error`]: every error as `application/problem+json`, mapped in one place.
 //! - [`security`]: the bearer scheme; [`validate`]: field checks; [`precondition`]:
@@ -12,6 +12,7 @@
 //! - [`renamed`]: operations still served under an earlier, deprecated name.
 
 pub mod audit;
+pub mod cluster;
 pub mod edge;
 pub mod error;
 pub mod events;
@@ -57,6 +58,7 @@ type Apis = (
     plugins::PluginsApi,
     audit::AuditApi,
     webhooks::WebhooksApi,
+    cluster::ClusterApi,
     system::SystemApi,
 );
 
@@ -71,6 +73,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             plugins::PluginsApi,
             audit::AuditApi,
             webhooks::WebhooksApi,
+            cluster::ClusterApi,
             system::SystemApi,
         ),
         "StellaOps Integrations",

@@ -28,7 +28,8 @@ impl SystemApi {
 
     /// Readiness
     ///
-    /// 200 when the database answers and every migration is applied; 503 otherwise.
+    /// 200 when the database answers and every migration is applied (and, in a cluster, this
+    /// replica renews its leases in time); 503 otherwise.
     #[oai(path = "/readyz", method = "get", operation_id = "system_ready")]
     async fn system_ready(
         &self,
@@ -41,6 +42,11 @@ impl SystemApi {
                 detail.to_owned(),
             ))
         };
+        if state.cluster.as_ref().is_some_and(|c| !c.view.renewing()) {
+            return Err(unavailable(
+                "this replica cannot renew its cluster leases (the database is unreachable or slow)",
+            ));
+        }
         match state.store.is_migrated().await {
             Ok(true) => Ok(Json(ProbeStatus {
                 status: "ok".into(),

@@ -114,8 +114,10 @@ impl Actor for IntegrationMonitor {
             if state.tracker.status == Status::Paused {
                 state.set_status(Status::Unknown, None).await;
             }
-            // The first check anywhere in one interval: a fleet started at once spreads out.
-            let first = state.spec.interval.mul_f64(rand::random::<f64>());
+            // In the integration's phase, or anywhere in one interval when it has none.
+            let first = state
+                .spec
+                .first_check_in(state.ctx.clock.now(), rand::random::<f64>());
             state.schedule(&myself, first);
         }
         Ok(state)

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use connectors::SharedConnector;
 use uuid::Uuid;
 
@@ -24,6 +25,9 @@ pub struct MonitorSpec {
     pub connector: Result<SharedConnector, Arc<str>>,
     /// The latest status, kept here so a restarted monitor continues from it.
     status: AtomicU8,
+    /// When the integration was last checked (Unix milliseconds, 0 for never), so a monitor
+    /// started elsewhere (a takeover, a restart) keeps the integration's phase.
+    last_checked_ms: i64,
 }
 
 const STATUSES: [Status; 6] = [
@@ -56,9 +60,37 @@ impl MonitorSpec {
             paused,
             connector,
             status: AtomicU8::new(0),
+            last_checked_ms: 0,
         };
         spec.set_status(status);
         spec
+    }
+
+    /// The spec of an integration last checked at `at`.
+    #[must_use]
+    pub fn with_last_check(mut self, at: Option<DateTime<Utc>>) -> Self {
+        self.last_checked_ms = at.map_or(0, |at| at.timestamp_millis().max(1));
+        self
+    }
+
+    /// How long from `now` the monitor's first check is due: one interval after the last
+    /// check when that is still ahead (the integration keeps its phase, so a takeover or a
+    /// restart causes no burst); otherwise anywhere in one interval, so a fleet that starts at
+    /// once, or that is overdue, spreads out. `draw` is uniform in `[0, 1)`.
+    pub fn first_check_in(&self, now: DateTime<Utc>, draw: f64) -> Duration {
+        let spread = self.interval.mul_f64(draw);
+        if self.last_checked_ms == 0 {
+            return spread;
+        }
+        let interval_ms = i64::try_from(self.interval.as_millis()).unwrap_or(i64::MAX);
+        let due_in_ms = self
+            .last_checked_ms
+            .saturating_add(interval_ms)
+            .saturating_sub(now.timestamp_millis());
+        match u64::try_from(due_in_ms) {
+            Ok(ms) if ms > 0 => Duration::from_millis(ms).min(self.interval),
+            _ => spread,
+        }
     }
 
     pub fn status(&self) -> Status {
@@ -68,5 +100,46 @@ impl MonitorSpec {
     pub fn set_status(&self, status: Status) {
         let i = STATUSES.iter().position(|s| *s == status).unwrap_or(0);
         self.status.store(i as u8, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(last: Option<DateTime<Utc>>) -> MonitorSpec {
+        MonitorSpec::new(
+            Uuid::nil(),
+            Arc::from("t"),
+            Arc::from("inmemory"),
+            1,
+            Duration::from_secs(300),
+            false,
+            Err(Arc::from("none")),
+            Status::Unknown,
+        )
+        .with_last_check(last)
+    }
+
+    #[test]
+    fn a_known_phase_is_kept_and_an_unknown_or_overdue_one_spreads() {
+        let now = Utc::now();
+        let checked = now - chrono::Duration::seconds(100);
+        // Due 200 s from now, whatever the draw.
+        for draw in [0.0, 0.5, 0.99] {
+            assert_eq!(
+                spec(Some(checked)).first_check_in(now, draw),
+                Duration::from_secs(200)
+            );
+        }
+        assert_eq!(
+            spec(None).first_check_in(now, 0.5),
+            Duration::from_secs(150)
+        );
+        let overdue = now - chrono::Duration::seconds(900);
+        assert_eq!(
+            spec(Some(overdue)).first_check_in(now, 0.1),
+            Duration::from_secs(30)
+        );
     }
 }

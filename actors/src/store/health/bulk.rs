@@ -33,6 +33,13 @@ const INSERT_EVENTS: &str = "INSERT INTO events \
      ON CONFLICT (id) DO NOTHING \
      RETURNING seq, id, tenant_id, integration_id, event_type, time, payload";
 
+/// The transaction-level advisory lock that serialises appends to the outbox in a cluster.
+const LOCK_OUTBOX: &str = "SELECT pg_advisory_xact_lock($1)";
+/// Its key: "STELLAOB" in ASCII.
+const OUTBOX_LOCK: i64 = 0x5354_454C_4C41_4F42;
+/// Tells every replica the outbox grew (the payload is the last sequence number).
+const NOTIFY_OUTBOX: &str = "SELECT pg_notify('stella_outbox', $1)";
+
 fn db_err(e: sqlx::Error) -> DbErr {
     DbErr::Query(RuntimeErr::SqlxError(e.into()))
 }
@@ -125,6 +132,15 @@ pub(super) async fn write_results(
     }
     let mut stored = Vec::with_capacity(events.len());
     if !events.is_empty() {
+        if fence.is_some() {
+            // Several replicas append: one at a time, so that sequence order is commit order
+            // and a reader that has seen `seq` has seen everything before it.
+            sqlx::query(LOCK_OUTBOX)
+                .bind(OUTBOX_LOCK)
+                .execute(&mut *txn)
+                .await
+                .map_err(db_err)?;
+        }
         let rows = sqlx::query(INSERT_EVENTS)
             .bind(events.iter().map(|e| e.id).collect::<Vec<_>>())
             .bind(events.iter().map(|e| &*e.tenant).collect::<Vec<_>>())
@@ -149,6 +165,14 @@ pub(super) async fn write_results(
             stored.push(StoredEvent::from_query_result(&QueryResult::from(row), "")?);
         }
         stored.sort_by_key(|e| e.seq);
+        if let (Some(_), Some(last)) = (fence, stored.last()) {
+            // Delivered at commit: every replica's outbox follower wakes.
+            sqlx::query(NOTIFY_OUTBOX)
+                .bind(last.seq.to_string())
+                .execute(&mut *txn)
+                .await
+                .map_err(db_err)?;
+        }
     }
     txn.commit().await.map_err(db_err)?;
     Ok(stored)

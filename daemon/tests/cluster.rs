@@ -1,0 +1,405 @@
+//! Several real daemons (processes of the binary) over one PostgreSQL database with
+//! `[cluster] enabled`: the fleet is shared, a killed replica's integrations are taken over
+//! within the lease period, a paused one stops acting on its leases, a joining one takes a
+//! share, and any replica serves the whole API. Always on PostgreSQL: a cluster never runs on
+//! SQLite.
+
+use std::collections::{BTreeSet, HashMap};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_stella-integrations");
+const KEY: &str = "stk_cluster-test-admin-key";
+const SHARDS: u32 = 12;
+const TTL: u64 = 3;
+const RENEW: u64 = 1;
+const INTERVAL: u64 = 2;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One replica: its process and where it listens.
+struct Replica {
+    name: String,
+    port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Replica {
+    fn start(name: &str, database: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let digest = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(KEY.as_bytes()))
+        };
+        let config = format!(
+            r#"
+[http]
+listen = "127.0.0.1:{port}"
+[database]
+url = "{database}"
+[auth.rate_limit]
+per_second = 0
+[[auth.api_keys]]
+id = "admin"
+tenant = "acme"
+scopes = ["integrations:admin"]
+sha256 = "{digest}"
+[health]
+interval_seconds = {INTERVAL}
+timeout_seconds = 1
+writer_flush_ms = 20
+[events.webhooks]
+enabled = false
+[cluster]
+enabled = true
+replica_id = "{name}"
+advertise_url = "http://127.0.0.1:{port}"
+shards = {SHARDS}
+lease_ttl_seconds = {TTL}
+renew_seconds = {RENEW}
+"#
+        );
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, config).unwrap();
+        let child = Command::new(BIN)
+            .arg("--config")
+            .arg(&path)
+            .env_remove("DATABASE_URL")
+            .env_remove("STELLA_HTTP_LISTEN")
+            .env("STELLA_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(std::env::temp_dir().join(format!("cluster-{name}.log")))
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap();
+        Self {
+            name: name.into(),
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn get(client: &reqwest::Client, url: String) -> (u16, Value) {
+    match client.get(url).bearer_auth(KEY).send().await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (status, r.json().await.unwrap_or(Value::Null))
+        }
+        Err(_) => (0, Value::Null),
+    }
+}
+
+/// Polls `probe` every 100 ms until it returns `Some`, for at most `seconds`.
+async fn eventually<T>(seconds: u64, what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "not within {seconds} s: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn ready(client: &reqwest::Client, r: &Replica) {
+    eventually(60, &format!("{} ready", r.name), async || {
+        (get(client, r.url("/readyz")).await.0 == 200).then_some(())
+    })
+    .await;
+}
+
+/// The live replicas and their shard counts, as `r` reports the cluster.
+async fn shares(client: &reqwest::Client, r: &Replica) -> Option<(HashMap<String, u64>, String)> {
+    let (status, body) = get(client, r.url("/api/v1/cluster")).await;
+    if status != 200 {
+        return None;
+    }
+    let mut owned = HashMap::new();
+    let mut leader = String::new();
+    for replica in body["replicas"].as_array()? {
+        let id = replica["id"].as_str()?.to_owned();
+        if replica["leader"] == true {
+            leader = id.clone();
+        }
+        owned.insert(id, replica["shardsOwned"].as_u64()?);
+    }
+    Some((owned, leader))
+}
+
+/// When each integration was last checked (its newest stored result), read through `r`.
+async fn last_checks(client: &reqwest::Client, r: &Replica) -> HashMap<String, String> {
+    let (_, body) = get(client, r.url("/api/v1/integrations?limit=200")).await;
+    let ids: Vec<String> = body["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| Some(i["id"].as_str()?.to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut checks = HashMap::new();
+    for id in ids {
+        let (_, health) = get(
+            client,
+            r.url(&format!("/api/v1/integrations/{id}/health?limit=1")),
+        )
+        .await;
+        if let Some(at) = health["history"][0]["checkedAt"].as_str() {
+            checks.insert(id, at.to_owned());
+        } else if std::env::var_os("CLUSTER_TEST_DEBUG").is_some() {
+            eprintln!("{id}: {health}");
+        }
+    }
+    checks
+}
+
+/// Waits until every integration's last check is later than it was in `before`.
+async fn all_checked_again(
+    client: &reqwest::Client,
+    r: &Replica,
+    before: &HashMap<String, String>,
+    seconds: u64,
+    what: &str,
+) {
+    eventually(seconds, what, async || {
+        let now = last_checks(client, r).await;
+        let time = |s: &str| chrono::DateTime::parse_from_rfc3339(s).ok();
+        before
+            .iter()
+            .all(|(id, at)| now.get(id).is_some_and(|later| time(later) > time(at)))
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_share_the_fleet_take_over_from_the_dead_and_make_room_for_the_new() {
+    daemon::install_crypto_provider();
+    let database = actors::db::testing::fresh_postgres_url().await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let r1 = Replica::start("r1", &database);
+    ready(&client, &r1).await;
+    let r2 = Replica::start("r2", &database);
+    let r3 = Replica::start("r3", &database);
+    ready(&client, &r2).await;
+    ready(&client, &r3).await;
+
+    // The shards spread over the three, one leader among them.
+    let (owned, leader) = eventually(30, "an even share of the shards", async || {
+        let (owned, leader) = shares(&client, &r1).await?;
+        (owned.len() == 3 && owned.values().all(|&n| n == 4) && !leader.is_empty())
+            .then_some((owned, leader))
+    })
+    .await;
+    assert_eq!(owned.values().sum::<u64>(), u64::from(SHARDS));
+    assert!(["r1", "r2", "r3"].contains(&leader.as_str()));
+
+    // Written through one replica, checked by whichever owns each integration.
+    let mut ids = BTreeSet::new();
+    for (i, r) in [&r1, &r2, &r3].iter().cycle().take(24).enumerate() {
+        let created = client
+            .post(r.url("/api/v1/integrations"))
+            .bearer_auth(KEY)
+            .json(&json!({"type": "inmemory", "name": format!("i{i}"), "config": {"behaviour": "healthy"}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201);
+        let body: Value = created.json().await.unwrap();
+        ids.insert(body["id"].as_str().unwrap().to_owned());
+    }
+    eventually(15, "every integration checked", async || {
+        let checks = last_checks(&client, &r2).await;
+        (ids.iter().all(|id| checks.contains_key(id))).then_some(())
+    })
+    .await;
+
+    // An on-demand check through any replica is run by the owner and answered.
+    for r in [&r1, &r2, &r3] {
+        let id = ids.iter().next().unwrap();
+        let answer = client
+            .post(r.url(&format!("/api/v1/integrations/{id}/health-check")))
+            .bearer_auth(KEY)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "check-now through {}", r.name);
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body["status"], "healthy");
+    }
+
+    // Killed: its shards are taken over and its integrations checked again within the lease
+    // period, a renewal and an interval.
+    let mut r2 = r2;
+    r2.child.kill().unwrap();
+    r2.child.wait().unwrap();
+    let killed_at = Instant::now();
+    let after_kill = last_checks(&client, &r1).await;
+    all_checked_again(
+        &client,
+        &r1,
+        &after_kill,
+        TTL + RENEW + INTERVAL + 10,
+        "every integration checked after a replica was killed",
+    )
+    .await;
+    let (owned, _) = eventually(20, "the dead replica's shards taken over", async || {
+        let (owned, leader) = shares(&client, &r1).await?;
+        (owned.len() == 2 && owned.values().sum::<u64>() == u64::from(SHARDS))
+            .then_some((owned, leader))
+    })
+    .await;
+    assert!(!owned.contains_key("r2"));
+    let takeover = killed_at.elapsed();
+
+    // Paused past its lease: the others take its shards; resumed, it sees it lost them and
+    // the cluster settles with every shard owned once.
+    r3.signal("STOP");
+    eventually(
+        TTL + RENEW + 20,
+        "the paused replica's shards taken over",
+        async || {
+            let (owned, _) = shares(&client, &r1).await?;
+            (owned.get("r1") == Some(&u64::from(SHARDS))).then_some(())
+        },
+    )
+    .await;
+    r3.signal("CONT");
+    eventually(30, "the resumed replica back with a share", async || {
+        let (owned, _) = shares(&client, &r1).await?;
+        (owned.len() == 2
+            && owned.values().sum::<u64>() == u64::from(SHARDS)
+            && owned.values().all(|&n| n == u64::from(SHARDS / 2)))
+        .then_some(())
+    })
+    .await;
+
+    // A fourth replica joins and takes a share without restarting the others; nothing goes
+    // unchecked meanwhile.
+    let r4 = Replica::start("r4", &database);
+    ready(&client, &r4).await;
+    let before_join = last_checks(&client, &r1).await;
+    eventually(30, "the newcomer's share", async || {
+        let (owned, _) = shares(&client, &r4).await?;
+        (owned.len() == 3
+            && owned.values().sum::<u64>() == u64::from(SHARDS)
+            && owned.values().all(|&n| n == u64::from(SHARDS / 3)))
+        .then_some(())
+    })
+    .await;
+    all_checked_again(
+        &client,
+        &r4,
+        &before_join,
+        2 * INTERVAL + 10,
+        "every integration checked while the shares moved",
+    )
+    .await;
+
+    // The newcomer serves the catalog like the others.
+    let gone = ids.iter().next().unwrap().clone();
+    let deleted = client
+        .delete(r4.url(&format!("/api/v1/integrations/{gone}")))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    let (status, _) = get(&client, r1.url(&format!("/api/v1/integrations/{gone}"))).await;
+    assert_eq!(status, 404);
+    eprintln!("takeover after SIGKILL: {takeover:?}");
+    drop((r1, r3, r4));
+}
+
+#[test]
+fn a_cluster_on_sqlite_is_refused_and_a_second_process_on_one_sqlite_file_fails_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("one.db").display());
+    let cluster_on_sqlite = Command::new(BIN)
+        .env("DATABASE_URL", &url)
+        .env("STELLA_HTTP_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env(
+            "STELLA_CONFIG",
+            write_config(&dir, "[cluster]\nenabled = true\n"),
+        )
+        .output()
+        .unwrap();
+    assert!(!cluster_on_sqlite.status.success());
+    let err = String::from_utf8_lossy(&cluster_on_sqlite.stderr);
+    assert!(err.contains("needs PostgreSQL"), "{err}");
+
+    let mut first = Command::new(BIN)
+        .env("DATABASE_URL", &url)
+        .env("STELLA_HTTP_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env_remove("STELLA_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = dir.path().join("one.db.lock");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !lock.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the first daemon never locked the file"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let second = Command::new(BIN)
+        .env("DATABASE_URL", &url)
+        .env("STELLA_HTTP_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env_remove("STELLA_CONFIG")
+        .output()
+        .unwrap();
+    let _ = first.kill();
+    let _ = first.wait();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("in use by another process"), "{err}");
+}
+
+fn write_config(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
