@@ -68,6 +68,38 @@ impl SystemStore {
         Ok(rows)
     }
 
+    /// When each of `ids` was last checked, looking back to `since` (a monitor started
+    /// elsewhere keeps the integration's phase).
+    ///
+    /// # Errors
+    /// [`DbErr`].
+    pub async fn last_checks(
+        &self,
+        ids: &[Uuid],
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<std::collections::HashMap<Uuid, chrono::DateTime<chrono::Utc>>, DbErr> {
+        if ids.is_empty() {
+            return Ok(Default::default());
+        }
+        let txn = self.begin().await?;
+        let rows: Vec<(Uuid, Option<chrono::DateTime<chrono::Utc>>)> =
+            entity::health_check::Entity::find()
+                .select_only()
+                .column(entity::health_check::Column::IntegrationId)
+                .column_as(entity::health_check::Column::CheckedAt.max(), "last")
+                .filter(entity::health_check::Column::IntegrationId.is_in(ids.iter().copied()))
+                .filter(entity::health_check::Column::CheckedAt.gte(since))
+                .group_by(entity::health_check::Column::IntegrationId)
+                .into_tuple()
+                .all(&txn)
+                .await?;
+        txn.commit().await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, last)| Some((id, last?)))
+            .collect())
+    }
+
     /// The last outbox sequence number committed (0 for an empty outbox).
     ///
     /// # Errors
@@ -130,5 +162,42 @@ impl SystemStore {
             .await?;
         txn.commit().await?;
         Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, Utc};
+    use uuid::Uuid;
+
+    use crate::store::health::CheckRow;
+    use crate::store::testing;
+
+    fn row(id: Uuid, ago: i64) -> CheckRow {
+        CheckRow {
+            integration_id: id,
+            tenant_id: "t".into(),
+            checked_at: Utc::now() - Duration::seconds(ago),
+            status: "healthy",
+            reason: None,
+            latency_ms: 1,
+            error_message: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_last_check_of_each_integration_within_the_look_back() {
+        let store = testing::store().await;
+        let system = store.system();
+        let (a, b, old) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let rows = [row(a, 50), row(a, 10), row(b, 30), row(old, 500)];
+        system.write_results(&rows, &[], &[]).await.unwrap();
+        let last = system
+            .last_checks(&[a, b, old], Utc::now() - Duration::seconds(100))
+            .await
+            .unwrap();
+        assert_eq!(last.len(), 2, "{last:?}");
+        assert_eq!(last[&a].timestamp(), rows[1].checked_at.timestamp());
+        assert_eq!(last[&b].timestamp(), rows[2].checked_at.timestamp());
     }
 }

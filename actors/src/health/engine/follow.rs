@@ -88,13 +88,25 @@ impl HealthEngine {
                 }
             };
             after = page.last().map(|m| m.id);
-            for m in page
-                .iter()
+            let full = page.len() as u64 == LOAD_PAGE;
+            let gained: Vec<_> = page
+                .into_iter()
                 .filter(|m| shards.contains(&crate::cluster::shard_of(m.id, cluster.shards)))
-            {
-                self.upsert(m);
+                .collect();
+            // The row keeps the time of the last status change; the history has the last
+            // check, so the integration keeps its phase under its new owner.
+            let ids: Vec<Uuid> = gained.iter().map(|m| m.id).collect();
+            let since = Utc::now()
+                - chrono::Duration::from_std(self.inner.default_interval * 2)
+                    .unwrap_or(chrono::Duration::hours(1));
+            let last = system.last_checks(&ids, since).await.unwrap_or_default();
+            for mut m in gained {
+                if let Some(at) = last.get(&m.id) {
+                    m.last_checked_at = m.last_checked_at.max(Some(*at));
+                }
+                self.upsert(&m);
             }
-            if (page.len() as u64) < LOAD_PAGE {
+            if !full {
                 return;
             }
         }
