@@ -9,7 +9,7 @@
 //!   secret namespaces.
 //! - [`state`]: [`AppState`], what every request handler shares.
 //! - [`verify`]: the connection test before a save (`?verify=true`).
-//! - [`wiring`]: [`start`] wires it all together (database, migrations, the plugin registry,
+//! - [`wiring`]: [`check`] validates a configuration as start-up does; [`start`] wires it all together (database, migrations, the plugin registry,
 //!   the catalog actor and its change feed, the health engine, the list of event sinks, the
 //!   HTTP listeners); [`run`] serves until the shutdown signal.
 //! - [`server`]: [`Running`], the listeners, and the order of a graceful shutdown.
@@ -43,7 +43,7 @@ use std::time::Duration;
 
 pub use server::Running;
 pub use state::AppState;
-pub use wiring::{Error, migrate, run, start};
+pub use wiring::{Checked, Error, check, migrate, run, start};
 
 /// How long in-flight requests get to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);

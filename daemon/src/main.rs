@@ -39,6 +39,10 @@ enum Command {
     },
     /// Read a key from standard input and print its SHA-256, for `[[auth.api_keys]]`.
     HashKey,
+    /// Validate the configuration (file and environment) as start-up does, without starting
+    /// anything or touching the database, and print the effective settings with every secret
+    /// redacted. Exits non-zero, with the reason, when the configuration is invalid.
+    CheckConfig,
 }
 
 #[tokio::main]
@@ -67,6 +71,18 @@ async fn main() -> anyhow::Result<()> {
             eprintln!(
                 "\n# Add to the configuration (the key above is not stored anywhere):\n\
                  [[auth.api_keys]]\nid = {id:?}\ntenant = {tenant:?}\nscopes = {scopes:?}\nsha256 = {digest:?}"
+            );
+            return Ok(());
+        }
+        Command::CheckConfig => {
+            let config =
+                Config::load(args.config.as_deref()).context("loading the configuration")?;
+            daemon::check(&config).context("checking the configuration")?;
+            print!(
+                "{}",
+                config
+                    .redacted_toml()
+                    .context("printing the configuration")?
             );
             return Ok(());
         }
