@@ -207,7 +207,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
             auth::api_key::StoredKey::from_parts(&k.id, &k.tenant_id, &scopes, &k.key_sha256)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let authenticator = auth::Authenticator::new(&config.auth, stored, http)?;
+    let authenticator = Arc::new(auth::Authenticator::new(&config.auth, stored, http)?);
 
     let registry: SharedRegistry =
         Arc::new(std::sync::RwLock::new(connectors::Registry::with_builtins()));
@@ -322,7 +322,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         catalog: catalog.clone(),
         registry,
         plugins: plugins.clone(),
-        auth: authenticator,
+        auth: authenticator.clone(),
         env,
         health: health.clone(),
         events: hub,
@@ -372,6 +372,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         membership,
         bus: bus.map(|bus| (stop_bus, bus)),
         _sqlite_lock: sqlite_lock,
+        reloader: crate::reload::Reloader::new(authenticator, config),
     })
 }
 
@@ -381,6 +382,23 @@ pub async fn start(config: Config) -> Result<Running, Error> {
 /// # Errors
 /// See [`start`].
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    run_reloading(config, shutdown, futures::stream::pending(), || {
+        unreachable!("no reload is asked for")
+    })
+    .await
+}
+
+/// [`run`], applying `load()` (the configuration read again) each time `reloads` yields: the
+/// binary's `SIGHUP`. See [`crate::reload`].
+///
+/// # Errors
+/// See [`start`].
+pub async fn run_reloading(
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+    reloads: impl futures::Stream<Item = ()>,
+    load: impl Fn() -> Result<Config, crate::config::ConfigError>,
+) -> Result<(), Error> {
     let running = start(config).await?;
     if let Some(key) = &running.generated_admin_key {
         eprintln!(
@@ -388,7 +406,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
              `{BOOTSTRAP_TENANT}`.\nIt is shown only this once; only its hash is stored:\n\n    {key}\n"
         );
     }
-    running.serve_until(shutdown).await
+    running.serve_reloading(shutdown, reloads, load).await
 }
 
 /// With no API key configured or stored and no JWT authority, generates an administrator key
