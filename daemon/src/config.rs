@@ -1,10 +1,21 @@
 //! Configuration: one TOML file plus environment overrides, with defaults that run on a fresh
 //! clone (embedded SQLite in the working directory, loopback listener).
+//!
+//! # Environment overrides
+//! Every key can be set from the environment as `STELLA__<SECTION>__<KEY>` ([`ENV_PREFIX`],
+//! segments separated by [`ENV_SEPARATOR`], matched case-insensitively and lower-cased), so
+//! `STELLA__HEALTH__INTERVAL_SECONDS=60` sets `[health] interval_seconds`. The value is read
+//! as a TOML value (numbers, booleans, arrays and inline tables work) and as a plain string
+//! when it is not one, or when the key wants a string. The overrides are laid over the file
+//! before it is deserialised, so `deny_unknown_fields` refuses a misspelt variable as it
+//! refuses a misspelt key, and the error names the variable (never its value: values may be
+//! secrets). The older variables (`DATABASE_URL`, `STELLA_HTTP_LISTEN`, `STELLA_LOG`,
+//! `STELLA_LOG_FORMAT`, `OTEL_EXPORTER_OTLP_ENDPOINT`) remain as shortcuts, applied last.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Path of the configuration file, when `--config` is not given.
 pub const ENV_CONFIG: &str = "STELLA_CONFIG";
@@ -18,9 +29,13 @@ pub const ENV_LOG_FORMAT: &str = "STELLA_LOG_FORMAT";
 pub const ENV_LOG_FILTER: &str = "STELLA_LOG";
 /// Overrides `telemetry.otlp_endpoint` (the standard OpenTelemetry variable).
 pub const ENV_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+/// Prefix of the general convention: `STELLA__<SECTION>__<KEY>` overrides any key.
+pub const ENV_PREFIX: &str = "STELLA__";
+/// Separates the segments of a key's path in a variable name.
+pub const ENV_SEPARATOR: &str = "__";
 
 /// The daemon's whole configuration.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -52,7 +67,7 @@ pub struct Config {
 }
 
 /// The `[events]` section.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventsConfig {
     /// Reminders, flap detection and credential-expiry warnings.
@@ -88,7 +103,7 @@ const fn default_stream_max_seconds() -> u64 {
 
 /// Metrics and traces: where `/metrics` (Prometheus text) is served and who may read it, and
 /// OTLP export.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
     /// OTLP/HTTP collector base URL (such as `http://127.0.0.1:4318`); metrics and traces are
@@ -118,7 +133,7 @@ impl TelemetryConfig {
 }
 
 /// The HTTP listener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// Address to listen on; port 0 picks a free port.
@@ -152,7 +167,7 @@ impl Default for HttpConfig {
 }
 
 /// The catalog database.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `sqlite://path?mode=rwc` (embedded, the default) or `postgres://user@host/db`.
@@ -181,7 +196,7 @@ impl Default for DatabaseConfig {
 }
 
 /// Authentication: API keys, JWTs from an OAuth authority, and per-token rate limits.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     /// API keys, each bound to one tenant. Only their SHA-256 is configured.
@@ -195,7 +210,7 @@ pub struct AuthConfig {
 }
 
 /// One configured API key.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyConfig {
     /// A name for the key; it is the audit actor (`apikey:<id>`).
@@ -208,7 +223,7 @@ pub struct ApiKeyConfig {
 }
 
 /// Verification of JWTs from an OAuth authority.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtConfig {
     /// Expected `iss`.
@@ -248,7 +263,7 @@ const fn default_leeway() -> u64 {
 }
 
 /// Requests per token.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
     /// Sustained requests per second per token; 0 disables rate limiting.
@@ -277,7 +292,7 @@ impl Default for RateLimitConfig {
 }
 
 /// The catalog actor.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogConfig {
     /// Workers of the catalog factory; writes of one tenant always use the same worker.
@@ -298,7 +313,7 @@ impl Default for CatalogConfig {
 }
 
 /// Logging.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     /// `text` for people, `json` for log pipelines.
@@ -309,7 +324,7 @@ pub struct LogConfig {
     pub filter: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
@@ -350,6 +365,13 @@ pub enum ConfigError {
     },
     #[error("{name}: {message}")]
     Env { name: &'static str, message: String },
+    /// A `STELLA__…` variable that does not fit the configuration. The message never holds
+    /// the variable's value.
+    #[error("environment variable {name}: {message}")]
+    Override { name: String, message: String },
+    /// Several `STELLA__…` variables that do not fit together.
+    #[error("environment variables {names}: {message}")]
+    Overrides { names: String, message: String },
 }
 
 impl Config {
@@ -358,11 +380,11 @@ impl Config {
     /// # Errors
     /// When the file cannot be read or is not a valid configuration.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        Self::parse(path, &read(path)?)
+    }
+
+    fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|source| ConfigError::Parse {
             path: path.to_owned(),
             source: Box::new(source),
         })
@@ -371,14 +393,45 @@ impl Config {
     /// Loads the file (if any) and applies environment overrides.
     ///
     /// # Errors
-    /// See [`Config::from_file`]; also an override that does not parse.
+    /// See [`Config::load_from`].
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        let from_env = std::env::var_os(ENV_CONFIG).map(PathBuf::from);
-        let mut config = match path.map(Path::to_path_buf).or(from_env) {
-            Some(path) => Self::from_file(&path)?,
-            None => Self::default(),
+        Self::load_from(path, &environment()?)
+    }
+
+    /// Loads the file (`path`, or the one `STELLA_CONFIG` names, if any), lays the `STELLA__…`
+    /// variables of `vars` over it, deserialises the result, then applies the shortcuts.
+    ///
+    /// # Errors
+    /// See [`Config::from_file`]; also an override that does not parse or names no key.
+    pub fn load_from(path: Option<&Path>, vars: &[(String, String)]) -> Result<Self, ConfigError> {
+        let get = |name: &str| {
+            vars.iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, value)| value.clone())
         };
-        config.apply_env(|name| std::env::var(name).ok())?;
+        let path = path
+            .map(Path::to_path_buf)
+            .or_else(|| get(ENV_CONFIG).map(PathBuf::from));
+        let overrides = overrides(vars)?;
+        let (mut config, table) = match &path {
+            Some(path) => {
+                // Deserialised straight from the text first, so that an error in the file
+                // points at its line.
+                let text = read(path)?;
+                let config = Self::parse(path, &text)?;
+                let table =
+                    toml::from_str::<toml::Table>(&text).map_err(|source| ConfigError::Parse {
+                        path: path.clone(),
+                        source: Box::new(source),
+                    })?;
+                (config, table)
+            }
+            None => (Self::default(), toml::Table::new()),
+        };
+        if !overrides.is_empty() {
+            config = apply_overrides(table, &overrides)?;
+        }
+        config.apply_env(get)?;
         Ok(config)
     }
 
@@ -419,6 +472,238 @@ impl Config {
         }
         Ok(())
     }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Stands in for a redacted value.
+pub const REDACTED: &str = "<redacted>";
+
+impl Config {
+    /// The effective settings as TOML, with every secret replaced: the password of any URL
+    /// (the database's, NATS's) by `REDACTED`, and by [`REDACTED`] any value of a key named
+    /// `token`, `*_token`, `credentials`, or holding `password` or `secret`, unless it is an
+    /// AuthRef (a reference, not a secret). API key digests stay: they are not secrets.
+    ///
+    /// # Errors
+    /// When the settings cannot be written as TOML (not expected).
+    pub fn redacted_toml(&self) -> Result<String, toml::ser::Error> {
+        let mut value = toml::Value::try_from(self)?;
+        redact(None, &mut value);
+        toml::to_string_pretty(&value)
+    }
+}
+
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key == "token"
+        || key.ends_with("_token")
+        || key == "credentials"
+        || key.contains("password")
+        || key.contains("secret")
+}
+
+fn redact(key: Option<&str>, value: &mut toml::Value) {
+    match value {
+        toml::Value::Table(table) => {
+            for (key, value) in table.iter_mut() {
+                redact(Some(key), value);
+            }
+        }
+        toml::Value::Array(items) => {
+            for item in items {
+                redact(key, item);
+            }
+        }
+        toml::Value::String(text) => {
+            let is_reference = text.parse::<connectors::authref::AuthRef>().is_ok();
+            if key.is_some_and(is_secret_key) && !is_reference {
+                *text = REDACTED.to_owned();
+            } else {
+                // Comma-separated, for a list of NATS servers.
+                let parts: Vec<String> = text.split(',').map(redact_url_password).collect();
+                *text = parts.join(",");
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `text` with the password of its URL (if it is one with a password) redacted.
+fn redact_url_password(text: &str) -> String {
+    match url::Url::parse(text.trim()) {
+        Ok(mut url) if url.password().is_some() => {
+            // Written as is in a URL (`<` and `>` would be percent-encoded).
+            let _ = url.set_password(Some("REDACTED"));
+            url.to_string()
+        }
+        _ => text.to_owned(),
+    }
+}
+
+/// The process environment as name/value pairs. Variables that are not Unicode are skipped,
+/// except a `STELLA__…` one, which is refused.
+fn environment() -> Result<Vec<(String, String)>, ConfigError> {
+    let mut vars = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        let Ok(name) = name.into_string() else {
+            continue;
+        };
+        match value.into_string() {
+            Ok(value) => vars.push((name, value)),
+            Err(_) if is_override(&name) => {
+                return Err(ConfigError::Override {
+                    name,
+                    message: "the value is not valid UTF-8".into(),
+                });
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(vars)
+}
+
+fn is_override(name: &str) -> bool {
+    name.get(..ENV_PREFIX.len())
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(ENV_PREFIX))
+}
+
+/// One `STELLA__…` variable: the key's path and the value as TOML.
+struct Override {
+    name: String,
+    path: Vec<String>,
+    /// The value as written, for a key that wants a string.
+    raw: String,
+    /// The value read as a TOML value, or the raw string when it is not one.
+    value: toml::Value,
+}
+
+/// The `STELLA__…` variables of `vars`, sorted by name so that a whole section comes before
+/// the keys inside it.
+fn overrides(vars: &[(String, String)]) -> Result<Vec<Override>, ConfigError> {
+    let mut overrides = Vec::new();
+    for (name, raw) in vars.iter().filter(|(name, _)| is_override(name)) {
+        let path: Vec<String> = name[ENV_PREFIX.len()..]
+            .split(ENV_SEPARATOR)
+            .map(str::to_ascii_lowercase)
+            .collect();
+        if path.iter().any(String::is_empty) {
+            return Err(ConfigError::Override {
+                name: name.clone(),
+                message: format!(
+                    "expected {ENV_PREFIX}<SECTION>{ENV_SEPARATOR}<KEY>, with no empty segment"
+                ),
+            });
+        }
+        overrides.push(Override {
+            name: name.clone(),
+            path,
+            raw: raw.clone(),
+            value: toml_value(raw),
+        });
+    }
+    overrides.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(overrides)
+}
+
+/// `raw` as a TOML value (`60`, `true`, `["a", "b"]`, `{ a = 1 }`), or as a string.
+fn toml_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .filter(|table| table.len() == 1)
+        .and_then(|mut table| table.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+/// Lays the overrides over `base` and deserialises the result. A value read as a number, a
+/// boolean or an array is tried again as a string when the key wants one (a replica id of
+/// `12`). On failure, the variable to blame is the one without which the rest deserialises.
+fn apply_overrides(base: toml::Table, overrides: &[Override]) -> Result<Config, ConfigError> {
+    let merged = |values: &[toml::Value], skip: Option<usize>| {
+        let mut table = base.clone();
+        for (i, o) in overrides.iter().enumerate() {
+            if Some(i) != skip {
+                set(&mut table, o, values[i].clone())?;
+            }
+        }
+        Ok::<_, ConfigError>(table)
+    };
+    let mut values: Vec<toml::Value> = overrides.iter().map(|o| o.value.clone()).collect();
+    let mut first_errors: Vec<Option<String>> = vec![None; overrides.len()];
+    loop {
+        let error = match toml::Value::Table(merged(&values, None)?).try_into::<Config>() {
+            Ok(config) => return Ok(config),
+            Err(error) => redact_quoted(error.message()),
+        };
+        let culprit = (0..overrides.len()).find(|&i| {
+            merged(&values, Some(i))
+                .is_ok_and(|table| toml::Value::Table(table).try_into::<Config>().is_ok())
+        });
+        match culprit {
+            Some(i) if !values[i].is_str() => {
+                first_errors[i] = Some(error);
+                values[i] = toml::Value::String(overrides[i].raw.clone());
+            }
+            Some(i) => {
+                return Err(ConfigError::Override {
+                    name: overrides[i].name.clone(),
+                    message: first_errors[i].take().unwrap_or(error),
+                });
+            }
+            None => {
+                let names: Vec<&str> = overrides.iter().map(|o| o.name.as_str()).collect();
+                return Err(ConfigError::Overrides {
+                    names: names.join(", "),
+                    message: error,
+                });
+            }
+        }
+    }
+}
+
+/// Sets the key `o` names in `table`, creating the tables on its way.
+fn set(table: &mut toml::Table, o: &Override, value: toml::Value) -> Result<(), ConfigError> {
+    let (last, sections) = o.path.split_last().expect("a path has a segment");
+    let mut table = table;
+    for (depth, section) in sections.iter().enumerate() {
+        let entry = table
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = entry.as_table_mut().ok_or_else(|| ConfigError::Override {
+            name: o.name.clone(),
+            message: format!("`{}` is not a section", o.path[..=depth].join(".")),
+        })?;
+    }
+    table.insert(last.clone(), value);
+    Ok(())
+}
+
+/// `message` with every double-quoted part (how serde quotes a string value it refuses)
+/// replaced, so that a secret given to the wrong key is not echoed. Names of keys stay: serde
+/// quotes those with backticks.
+fn redact_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '"' {
+            out.push_str("…\"");
+            let mut escaped = false;
+            for c in chars.by_ref() {
+                match c {
+                    '\\' if !escaped => escaped = true,
+                    '"' if !escaped => break,
+                    _ => escaped = false,
+                }
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -577,5 +862,205 @@ mod tests {
         assert_eq!(config.http.listen.port(), 0);
         assert_eq!(config.log.format, LogFormat::Json);
         assert!(config.apply_env(|_| Some("nonsense".into())).is_err());
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::load_from(None, &vars(pairs))
+    }
+
+    #[test]
+    fn every_key_is_overridable_by_the_convention() {
+        let config = load(&[
+            ("STELLA__HEALTH__INTERVAL_SECONDS", "60"),
+            ("STELLA__HEALTH__JITTER", "0.25"),
+            ("STELLA__CLUSTER__ENABLED", "true"),
+            ("STELLA__CLUSTER__REPLICA_ID", "12"),
+            (
+                "STELLA__CONNECTORS__OUTBOUND__ALLOW_PRIVATE_NETWORKS",
+                r#"["10.0.0.0/8", "192.168.0.0/16"]"#,
+            ),
+            ("stella__log__filter", "debug,sqlx=warn"),
+            ("Stella__Database__Url", "postgres://u:pw@db/x?sslmode=require"),
+            (
+                "STELLA__AUTH__API_KEYS",
+                r#"[{ id = "ci", tenant = "acme", scopes = ["integrations:read"], sha256 = "00" }]"#,
+            ),
+            // The keys of one section, given one by one.
+            ("STELLA__AUTH__JWT__ISSUER", "https://authority.example.com"),
+            ("STELLA__AUTH__JWT__AUDIENCES", r#"["stella"]"#),
+            ("STELLA__AUTH__JWT__JWKS_URL", "https://authority.example.com/jwks"),
+            ("UNRELATED", "x"),
+        ])
+        .unwrap();
+        assert_eq!(config.health.interval_seconds, 60);
+        assert!((config.health.jitter - 0.25).abs() < f64::EPSILON);
+        assert!(config.cluster.enabled);
+        assert_eq!(config.cluster.replica_id.as_deref(), Some("12"));
+        assert_eq!(
+            config.connectors.outbound.allow_private_networks,
+            ["10.0.0.0/8", "192.168.0.0/16"]
+        );
+        assert_eq!(config.log.filter, "debug,sqlx=warn");
+        assert_eq!(config.database.url, "postgres://u:pw@db/x?sslmode=require");
+        assert_eq!(config.auth.api_keys[0].tenant, "acme");
+        let jwt = config.auth.jwt.unwrap();
+        assert_eq!(jwt.audiences, ["stella"]);
+        assert_eq!(jwt.leeway_seconds, 30, "defaults still apply");
+    }
+
+    #[test]
+    fn the_convention_overrides_the_file_key_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            "[health]\ninterval_seconds = 100\ntimeout_seconds = 7\n",
+        )
+        .unwrap();
+        let config = Config::load_from(
+            None,
+            &vars(&[
+                (ENV_CONFIG, path.to_str().unwrap()),
+                ("STELLA__HEALTH__INTERVAL_SECONDS", "60"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.health.interval_seconds, 60);
+        assert_eq!(config.health.timeout_seconds, 7);
+        // An error in the file itself still points at the file.
+        std::fs::write(&path, "[health]\nintervall = 1\n").unwrap();
+        let error = Config::load_from(Some(&path), &[]).unwrap_err();
+        assert!(matches!(error, ConfigError::Parse { .. }), "{error}");
+    }
+
+    #[test]
+    fn a_misspelt_variable_is_refused_by_name() {
+        let error = load(&[
+            ("STELLA__HEALTH__INTERVAL_SECONDS", "60"),
+            ("STELLA__HEALTH__INTERVAL_SECONDZ", "60"),
+        ])
+        .unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.contains("STELLA__HEALTH__INTERVAL_SECONDZ") && text.contains("interval_secondz"),
+            "{text}"
+        );
+        assert!(!text.contains("STELLA__HEALTH__INTERVAL_SECONDS"), "{text}");
+        let error = load(&[("STELLA__NOPE", "1")]).unwrap_err();
+        assert!(error.to_string().contains("STELLA__NOPE"), "{error}");
+        let error = load(&[("STELLA__HEALTH__", "1")]).unwrap_err();
+        assert!(error.to_string().contains("empty segment"), "{error}");
+        let error = load(&[
+            ("STELLA__HEALTH", "1"),
+            ("STELLA__HEALTH__INTERVAL_SECONDS", "60"),
+        ])
+        .unwrap_err();
+        assert!(error.to_string().contains("not a section"), "{error}");
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_refused_without_being_echoed() {
+        let error = load(&[("STELLA__HEALTH__INTERVAL_SECONDS", "hunter2-secret")]).unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("STELLA__HEALTH__INTERVAL_SECONDS"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(!format!("{error:?}").contains("hunter2"));
+        let error = load(&[("STELLA__CLUSTER__ENABLED", "yes")]).unwrap_err();
+        assert!(
+            error.to_string().contains("STELLA__CLUSTER__ENABLED"),
+            "{error}"
+        );
+        let error = load(&[("STELLA__HTTP__LISTEN", "\"p@ss\"word\"")]).unwrap_err();
+        assert!(!error.to_string().contains("p@ss"), "{error}");
+        assert_eq!(
+            redact_quoted(r#"invalid type: string "a\"b", expected `u64`"#),
+            r#"invalid type: string "…", expected `u64`"#
+        );
+    }
+
+    #[test]
+    fn the_five_shortcuts_still_work_and_win() {
+        let config = load(&[
+            (ENV_DATABASE_URL, "postgres://u@127.0.0.1/db"),
+            ("STELLA__DATABASE__URL", "postgres://other@127.0.0.1/db"),
+            (ENV_HTTP_LISTEN, "127.0.0.1:0"),
+            (ENV_LOG_FORMAT, "json"),
+            (ENV_LOG_FILTER, "warn"),
+            (ENV_OTLP_ENDPOINT, "http://127.0.0.1:4318"),
+        ])
+        .unwrap();
+        assert_eq!(config.database.url, "postgres://u@127.0.0.1/db");
+        assert_eq!(config.http.listen.port(), 0);
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert_eq!(config.log.filter, "warn");
+        assert_eq!(
+            config.telemetry.otlp_endpoint.as_deref(),
+            Some("http://127.0.0.1:4318")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[catalog]\nworkers = 3\n").unwrap();
+        let config = load(&[(ENV_CONFIG, path.to_str().unwrap())]).unwrap();
+        assert_eq!(config.catalog.workers, 3);
+        assert!(load(&[(ENV_LOG_FORMAT, "yaml")]).is_err());
+    }
+
+    #[test]
+    fn the_effective_settings_print_without_secrets() {
+        let mut config = load(&[
+            ("DATABASE_URL", "postgres://app:s3cr3t-pw@db:5432/x"),
+            (
+                "STELLA__EVENTS__NATS__URL",
+                "nats://a:4222,tls://u:natspw@b:4222",
+            ),
+            (
+                "STELLA__EVENTS__NATS__CREDENTIALS",
+                "authref://vault/nats/hub#token",
+            ),
+        ])
+        .unwrap();
+        config.auth.api_keys.push(ApiKeyConfig {
+            id: "ci".into(),
+            tenant: "acme".into(),
+            scopes: vec!["integrations:read".into()],
+            sha256: "ab".repeat(32),
+        });
+        config.connectors.secrets.tenants.insert(
+            "acme".into(),
+            connectors::settings::TenantSecretsSettings {
+                vault_auth: Some(connectors::settings::VaultAuth::Approle {
+                    mount: "approle".into(),
+                    role_id: "r".into(),
+                    secret_id: "authref://file/operator/acme".parse().unwrap(),
+                }),
+                ..Default::default()
+            },
+        );
+        let text = config.redacted_toml().unwrap();
+        assert!(
+            !text.contains("s3cr3t-pw") && !text.contains("natspw"),
+            "{text}"
+        );
+        assert!(text.contains("postgres://app:REDACTED@db:5432/x"), "{text}");
+        assert!(text.contains("authref://vault/nats/hub#token"), "{text}");
+        assert!(text.contains("authref://file/operator/acme"), "{text}");
+        assert!(text.contains(&"ab".repeat(32)), "digests stay: {text}");
+        // What is printed is a configuration that loads.
+        let _: Config = toml::from_str(&text).unwrap();
+        // A literal where a reference belongs is redacted.
+        let mut value = toml::Value::try_from(&config).unwrap();
+        value["events"]["nats"]
+            .as_table_mut()
+            .unwrap()
+            .insert("credentials".into(), "plain-nats-token".into());
+        redact(None, &mut value);
+        assert!(!value.to_string().contains("plain-nats-token"));
     }
 }

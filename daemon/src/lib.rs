@@ -9,10 +9,12 @@
 //!   secret namespaces.
 //! - [`state`]: [`AppState`], what every request handler shares.
 //! - [`verify`]: the connection test before a save (`?verify=true`).
-//! - [`wiring`]: [`start`] wires it all together (database, migrations, the plugin registry,
+//! - [`wiring`]: [`check`] validates a configuration as start-up does; [`start`] wires it all together (database, migrations, the plugin registry,
 //!   the catalog actor and its change feed, the health engine, the list of event sinks, the
 //!   HTTP listeners); [`run`] serves until the shutdown signal.
 //! - [`server`]: [`Running`], the listeners, and the order of a graceful shutdown.
+//! - [`reload`]: `SIGHUP` re-reads the configuration and swaps in the API keys, the JWT
+//!   settings and the log filter.
 //!
 //! The binary (`main.rs`) only parses arguments, loads the configuration and calls [`run`];
 //! tests call [`start`] on port 0 and talk HTTP to it like any client.
@@ -33,6 +35,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod namespaces;
+pub mod reload;
 pub mod server;
 pub mod state;
 pub mod telemetry;
@@ -43,7 +46,7 @@ use std::time::Duration;
 
 pub use server::Running;
 pub use state::AppState;
-pub use wiring::{Error, migrate, run, start};
+pub use wiring::{Checked, Error, check, migrate, run, run_reloading, start};
 
 /// How long in-flight requests get to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use daemon::config::Config;
+#[cfg(unix)]
+use futures::StreamExt as _;
 
 /// The StellaOps Integrations hub: integration catalog and connector health daemon.
 #[derive(Parser)]
@@ -39,6 +41,10 @@ enum Command {
     },
     /// Read a key from standard input and print its SHA-256, for `[[auth.api_keys]]`.
     HashKey,
+    /// Validate the configuration (file and environment) as start-up does, without starting
+    /// anything or touching the database, and print the effective settings with every secret
+    /// redacted. Exits non-zero, with the reason, when the configuration is invalid.
+    CheckConfig,
 }
 
 #[tokio::main]
@@ -70,17 +76,57 @@ async fn main() -> anyhow::Result<()> {
             );
             return Ok(());
         }
+        Command::CheckConfig => {
+            let config =
+                Config::load(args.config.as_deref()).context("loading the configuration")?;
+            daemon::check(&config).context("checking the configuration")?;
+            print!(
+                "{}",
+                config
+                    .redacted_toml()
+                    .context("printing the configuration")?
+            );
+            return Ok(());
+        }
         Command::Serve | Command::Migrate => {}
     }
     let config = Config::load(args.config.as_deref()).context("loading the configuration")?;
     daemon::telemetry::init(&config.log, &config.telemetry);
     match command {
         Command::Migrate => daemon::migrate(&config).await.context("migrating")?,
-        _ => daemon::run(config, shutdown_signal())
+        _ => {
+            let path = args.config.clone();
+            daemon::run_reloading(config, shutdown_signal(), hangups(), move || {
+                Config::load(path.as_deref())
+            })
             .await
-            .context("running the daemon")?,
+            .context("running the daemon")?;
+        }
     }
     Ok(())
+}
+
+/// Yields on every SIGHUP: reload the configuration. Never yields where there is none.
+fn hangups() -> impl futures::Stream<Item = ()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(signals) => {
+                futures::stream::unfold(
+                    signals,
+                    |mut s| async move { s.recv().await.map(|()| ((), s)) },
+                )
+                .left_stream()
+            }
+            Err(error) => {
+                tracing::warn!(message = "SIGHUP cannot be handled; reloading is off.", %error);
+                futures::stream::pending().right_stream()
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    futures::stream::pending()
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -35,6 +35,8 @@ pub struct Running {
     pub(crate) bus: Option<(tokio::sync::watch::Sender<bool>, Bus)>,
     /// The SQLite single-process lock, released when the daemon stops.
     pub(crate) _sqlite_lock: Option<std::fs::File>,
+    /// Applies a configuration read again (on `SIGHUP`).
+    pub(crate) reloader: crate::reload::Reloader,
 }
 
 impl Running {
@@ -47,6 +49,12 @@ impl Running {
     /// configured with port 0); `None` when it is served at [`Running::local_addr`].
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics.as_ref().map(|m| m.addr)
+    }
+
+    /// Applies what can change without a restart of a configuration read again (the API
+    /// keys, the JWT settings, the log filter), or refuses it; see [`crate::reload`].
+    pub fn reload(&self, loaded: Result<crate::config::Config, crate::config::ConfigError>) {
+        self.reloader.reload(loaded);
     }
 
     /// Stops accepting connections, lets in-flight requests finish, then stops the actors.
@@ -85,7 +93,35 @@ impl Running {
     /// # Errors
     /// See [`Running::shutdown`].
     pub async fn serve_until(self, signal: impl Future<Output = ()>) -> Result<(), Error> {
-        signal.await;
+        self.serve_reloading(signal, futures::stream::pending(), || {
+            unreachable!("no reload is asked for")
+        })
+        .await
+    }
+
+    /// Runs until `signal` completes, applying `load()` each time `reloads` yields (on
+    /// `SIGHUP`, in the binary), then shuts down gracefully.
+    ///
+    /// # Errors
+    /// See [`Running::shutdown`].
+    pub async fn serve_reloading(
+        self,
+        signal: impl Future<Output = ()>,
+        reloads: impl futures::Stream<Item = ()>,
+        load: impl Fn() -> Result<crate::config::Config, crate::config::ConfigError>,
+    ) -> Result<(), Error> {
+        use futures::StreamExt as _;
+        tokio::pin!(signal);
+        tokio::pin!(reloads);
+        loop {
+            tokio::select! {
+                () = &mut signal => break,
+                Some(()) = reloads.next() => {
+                    tracing::info!(message = "Reloading the configuration.");
+                    self.reload(load());
+                }
+            }
+        }
         tracing::info!(message = "Shutting down.");
         self.shutdown().await
     }

@@ -18,7 +18,8 @@ pub struct AppState {
     /// Built-in and discovered connectors, shared with the health engine.
     pub registry: SharedRegistry,
     pub plugins: PluginRegistry,
-    pub auth: auth::Authenticator,
+    /// Shared with [`crate::Running`], which reloads its keys on `SIGHUP`.
+    pub auth: Arc<auth::Authenticator>,
     /// Shared by every connector built outside the health engine (resources, webhooks,
     /// verification before save).
     pub env: connectors::ConnectorEnv,

@@ -14,19 +14,23 @@ use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use prometheus::{Encoder, TextEncoder};
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Registry, reload};
 
 use crate::config::{LogConfig, LogFormat, TelemetryConfig};
 
 /// How often metrics are pushed over OTLP.
 const OTLP_METRICS_EVERY: Duration = Duration::from_secs(30);
 
+/// Changes the log filter of the installed subscriber, for [`set_filter`].
+static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
+
 /// Installs the global subscriber (logs, and traces over OTLP when configured). Later calls do
 /// nothing.
 pub fn init(log: &LogConfig, telemetry: &TelemetryConfig) {
     let filter = EnvFilter::try_new(&log.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(filter);
     let otel = telemetry.otlp_endpoint.as_deref().and_then(|endpoint| {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
@@ -43,10 +47,43 @@ pub fn init(log: &LogConfig, telemetry: &TelemetryConfig) {
     });
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let _ = match log.format {
+    let installed = match log.format {
         LogFormat::Json => registry.with(fmt.json().flatten_event(true)).try_init(),
         LogFormat::Text => registry.with(fmt).try_init(),
     };
+    if installed.is_ok() {
+        let _ = FILTER.set(handle);
+    }
+}
+
+/// Why the log filter was not changed.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    #[error("invalid [log] filter")]
+    Invalid(#[from] tracing_subscriber::filter::ParseError),
+    #[error("changing the log filter")]
+    Reload(#[from] reload::Error),
+}
+
+/// Whether `directive` is a valid log filter.
+///
+/// # Errors
+/// [`FilterError::Invalid`].
+pub fn check_filter(directive: &str) -> Result<(), FilterError> {
+    EnvFilter::try_new(directive)?;
+    Ok(())
+}
+
+/// Replaces the log filter of the subscriber [`init`] installed (nothing without one).
+///
+/// # Errors
+/// A directive that does not parse; then the filter stays.
+pub fn set_filter(directive: &str) -> Result<(), FilterError> {
+    let filter = EnvFilter::try_new(directive)?;
+    if let Some(handle) = FILTER.get() {
+        handle.reload(filter)?;
+    }
+    Ok(())
 }
 
 /// The process-wide metrics registry behind `/metrics`. The first call installs the meter

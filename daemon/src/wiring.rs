@@ -96,13 +96,21 @@ fn pool_settings(config: &Config) -> PoolSettings {
     }
 }
 
-/// Starts the daemon: database, migrations, actors, and the HTTP server.
+/// What [`check`] built while validating, for [`start`] to use.
+pub struct Checked {
+    metrics_token: Option<api::metrics::MetricsToken>,
+    nats: Option<actors::sinks::nats::RelayConfig>,
+    plugins: connectors::external::PluginSettings,
+    env: connectors::ConnectorEnv,
+}
+
+/// Validates `config` as start-up does, without starting anything or touching the database:
+/// every section's settings, the configured API keys, the tenants' secret namespaces, the
+/// metrics token file (read), and that a cluster runs on PostgreSQL.
 ///
 /// # Errors
-/// See [`Error`].
-pub async fn start(config: Config) -> Result<Running, Error> {
-    // Before any instrument exists: instruments bind to the provider installed first.
-    let metrics = telemetry::metrics(&config.telemetry);
+/// The first problem found, as [`start`] would report it.
+pub fn check(config: &Config) -> Result<Checked, Error> {
     let metrics_token = match &config.telemetry.metrics_bearer_token_file {
         Some(path) => Some(
             api::metrics::MetricsToken::from_file(path).map_err(|source| Error::MetricsToken {
@@ -112,11 +120,46 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         ),
         None => None,
     };
-    let metrics = api::metrics::endpoint(metrics, metrics_token);
-    // Refused before anything starts; the relay itself starts next to the health engine.
-    let nats_config = config.events.nats.relay_config()?;
+    let nats = config.events.nats.relay_config()?;
     config.events.webhooks.validate()?;
     config.cluster.validate()?;
+    if config.cluster.enabled && config.database.url.starts_with("sqlite:") {
+        return Err(Error::ClusterOnSqlite);
+    }
+    if config.health.enabled {
+        config
+            .health
+            .schedule()
+            .map_err(|e| Error::Health(e.into()))?;
+    }
+    for key in &config.auth.api_keys {
+        auth::api_key::StoredKey::try_from(key)?;
+    }
+    let plugins = config.plugins.settings().map_err(Error::Plugins)?;
+    let env = connectors::ConnectorEnv::new(&config.connectors).map_err(Error::Connectors)?;
+    Ok(Checked {
+        metrics_token,
+        nats,
+        plugins,
+        env,
+    })
+}
+
+/// Starts the daemon: database, migrations, actors, and the HTTP server.
+///
+/// # Errors
+/// See [`Error`].
+pub async fn start(config: Config) -> Result<Running, Error> {
+    // Refused before anything starts (what `check-config` checks too).
+    let Checked {
+        metrics_token,
+        nats: nats_config,
+        plugins: plugin_settings,
+        env,
+    } = check(&config)?;
+    // Before any instrument exists: instruments bind to the provider installed first.
+    let metrics = telemetry::metrics(&config.telemetry);
+    let metrics = api::metrics::endpoint(metrics, metrics_token);
     let sqlite_lock = single_process_lock(&config.database.url)?;
     if config.cluster.enabled && sqlite_lock.is_some() {
         return Err(Error::ClusterOnSqlite);
@@ -164,7 +207,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
             auth::api_key::StoredKey::from_parts(&k.id, &k.tenant_id, &scopes, &k.key_sha256)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let authenticator = auth::Authenticator::new(&config.auth, stored, http)?;
+    let authenticator = Arc::new(auth::Authenticator::new(&config.auth, stored, http)?);
 
     let registry: SharedRegistry =
         Arc::new(std::sync::RwLock::new(connectors::Registry::with_builtins()));
@@ -176,13 +219,12 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         store: store.clone(),
         registry: registry.clone(),
         dirs: config.plugins.dirs.clone(),
-        settings: config.plugins.settings().map_err(Error::Plugins)?,
+        settings: plugin_settings,
         changes: changes.clone(),
     })
     .await?;
     let (catalog, catalog_handle) =
         Catalog::start(store.clone(), config.catalog.workers, changes.clone()).await?;
-    let env = connectors::ConnectorEnv::new(&config.connectors).map_err(Error::Connectors)?;
     tokio::spawn(namespaces::report(store.clone(), env.secrets.clone()));
     let membership = if config.cluster.enabled {
         Some(Membership::start(&store, &config.cluster, config.cluster.replica_id()).await?)
@@ -280,7 +322,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         catalog: catalog.clone(),
         registry,
         plugins: plugins.clone(),
-        auth: authenticator,
+        auth: authenticator.clone(),
         env,
         health: health.clone(),
         events: hub,
@@ -330,6 +372,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         membership,
         bus: bus.map(|bus| (stop_bus, bus)),
         _sqlite_lock: sqlite_lock,
+        reloader: crate::reload::Reloader::new(authenticator, config),
     })
 }
 
@@ -339,6 +382,23 @@ pub async fn start(config: Config) -> Result<Running, Error> {
 /// # Errors
 /// See [`start`].
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    run_reloading(config, shutdown, futures::stream::pending(), || {
+        unreachable!("no reload is asked for")
+    })
+    .await
+}
+
+/// [`run`], applying `load()` (the configuration read again) each time `reloads` yields: the
+/// binary's `SIGHUP`. See [`crate::reload`].
+///
+/// # Errors
+/// See [`start`].
+pub async fn run_reloading(
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+    reloads: impl futures::Stream<Item = ()>,
+    load: impl Fn() -> Result<Config, crate::config::ConfigError>,
+) -> Result<(), Error> {
     let running = start(config).await?;
     if let Some(key) = &running.generated_admin_key {
         eprintln!(
@@ -346,7 +406,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
              `{BOOTSTRAP_TENANT}`.\nIt is shown only this once; only its hash is stored:\n\n    {key}\n"
         );
     }
-    running.serve_until(shutdown).await
+    running.serve_reloading(shutdown, reloads, load).await
 }
 
 /// With no API key configured or stored and no JWT authority, generates an administrator key

@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::policy::Thresholds;
 use crate::backoff::{Backoff, InvalidBackoff};
 
 /// How integrations are checked. Every field has a default; see `examples/config.toml`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthSettings {
     /// Run the health engine at all (tests of the catalog alone turn it off).

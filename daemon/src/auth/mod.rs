@@ -11,6 +11,7 @@ pub mod jwt;
 pub mod rate_limit;
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actors::TenantId;
@@ -95,10 +96,47 @@ pub enum AuthError {
 }
 
 /// Turns bearer tokens into principals.
+///
+/// The configured keys and the JWT verifier can be replaced while the daemon runs
+/// ([`Authenticator::reload`], on `SIGHUP`): they sit behind one `Arc` that a request clones
+/// when it starts, so a request in flight finishes with the keys it began with.
 pub struct Authenticator {
+    keys: std::sync::RwLock<Arc<Keys>>,
+    /// The keys stored in the database (the generated administrator key), kept across reloads.
+    stored: Vec<api_key::StoredKey>,
+    http: reqwest::Client,
+    /// Not reloaded: changing the rate limit needs a restart.
+    limiter: Option<rate_limit::Limiter>,
+}
+
+/// What a reload replaces.
+struct Keys {
     api_keys: HashMap<[u8; 32], Principal>,
     jwt: Option<jwt::JwtVerifier>,
-    limiter: Option<rate_limit::Limiter>,
+}
+
+impl Keys {
+    fn new(
+        config: &AuthConfig,
+        stored: &[api_key::StoredKey],
+        http: &reqwest::Client,
+    ) -> Result<Self, api_key::KeyConfigError> {
+        let mut api_keys = HashMap::new();
+        for key in config.api_keys.iter().map(api_key::StoredKey::try_from) {
+            let key = key?;
+            api_keys.insert(key.sha256, key.principal);
+        }
+        for key in stored {
+            api_keys.insert(key.sha256, key.principal.clone());
+        }
+        Ok(Self {
+            api_keys,
+            jwt: config
+                .jwt
+                .clone()
+                .map(|c| jwt::JwtVerifier::new(c, http.clone())),
+        })
+    }
 }
 
 impl Authenticator {
@@ -111,24 +149,34 @@ impl Authenticator {
         stored_keys: Vec<api_key::StoredKey>,
         http: reqwest::Client,
     ) -> Result<Self, api_key::KeyConfigError> {
-        let mut api_keys = HashMap::new();
-        for key in config.api_keys.iter().map(api_key::StoredKey::try_from) {
-            let key = key?;
-            api_keys.insert(key.sha256, key.principal);
-        }
-        for key in stored_keys {
-            api_keys.insert(key.sha256, key.principal);
-        }
+        let keys = Keys::new(config, &stored_keys, &http)?;
         Ok(Self {
-            api_keys,
-            jwt: config.jwt.clone().map(|c| jwt::JwtVerifier::new(c, http)),
+            keys: std::sync::RwLock::new(Arc::new(keys)),
+            stored: stored_keys,
+            http,
             limiter: rate_limit::Limiter::new(&config.rate_limit),
         })
     }
 
+    /// Replaces the configured API keys and the JWT settings with those of `config` (the
+    /// keys stored in the database stay; the rate limit does not change). Requests already
+    /// authenticating finish with the old ones.
+    ///
+    /// # Errors
+    /// A configured key with a bad hash, tenant or scope; then nothing changes.
+    pub fn reload(&self, config: &AuthConfig) -> Result<(), api_key::KeyConfigError> {
+        let keys = Arc::new(Keys::new(config, &self.stored, &self.http)?);
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
+        Ok(())
+    }
+
+    fn keys(&self) -> Arc<Keys> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Whether any API key is known.
     pub fn has_api_keys(&self) -> bool {
-        !self.api_keys.is_empty()
+        !self.keys().api_keys.is_empty()
     }
 
     /// Authenticates a bearer token and charges the caller's rate limit.
@@ -136,9 +184,10 @@ impl Authenticator {
     /// # Errors
     /// An [`AuthError`] saying why, without echoing the token.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
-        let principal = match (&self.jwt, jwt::looks_like_jwt(token)) {
+        let keys = self.keys();
+        let principal = match (&keys.jwt, jwt::looks_like_jwt(token)) {
             (Some(verifier), true) => verifier.verify(token).await?,
-            _ => self
+            _ => keys
                 .api_keys
                 .get(&api_key::digest(token))
                 .cloned()

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_nats::ServerAddr;
 use connectors::authref::{AuthRef, AuthRefError};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::subject::{is_plain_token, subject};
 use crate::backoff::{Backoff, InvalidBackoff};
@@ -16,7 +16,7 @@ const MAX_BATCH: u64 = 10_000;
 /// Jitter of every retry delay (±20 %).
 const BACKOFF_JITTER: f64 = 0.2;
 /// The `[events.nats]` settings. The publisher is off unless `url` is set.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NatsSettings {
     /// The server, such as `nats://127.0.0.1:4222` or `tls://nats.example.com:4222`; several,

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
 use connectors::ConnectorEnv;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -52,7 +52,7 @@ pub const CURSOR: &str = "webhooks";
 pub const TEST_EVENT_TYPE: &str = "dev.stellaops.webhook.test";
 
 /// The `[events.webhooks]` settings. Every field has a default; see `examples/config.toml`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookSettings {
     /// Run the relay and the delivery worker (deliveries stay queued while off).
