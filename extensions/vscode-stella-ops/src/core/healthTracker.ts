@@ -39,6 +39,13 @@ export interface HealthEntry {
   touched: number;
 }
 
+export interface HealthCheckLike {
+  status: string;
+  reason?: string | null;
+  message?: string | null;
+  checkedAt?: string | null;
+}
+
 export type HealthNotification =
   | { kind: 'integration'; integrationId: string; name: string; type: string | null; status: string; previousStatus: string; reason: string | null; message: string | null }
   | { kind: 'incident'; incidentId: string; integrationIds: string[]; names: string[]; title: string | null; reason: string | null };
@@ -250,7 +257,7 @@ export class HealthTracker {
   }
 
   /** A health check's result for one integration (e.g. "Run health check"), as fresh as a list entry. */
-  applyCheck(id: string, r: { status: string; reason?: string | null; message?: string | null; checkedAt?: string | null }): boolean {
+  applyCheck(id: string, r: HealthCheckLike): boolean {
     const e = this.entries.get(id);
     if (!e) return false;
     const at = timeMs(r.checkedAt);
