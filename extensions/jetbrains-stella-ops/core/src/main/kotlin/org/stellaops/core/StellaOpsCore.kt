@@ -113,6 +113,7 @@ class StellaOpsCore(
     private val releases = CachedResource.list("releases", cache, Release::toJson, Release::from) { c -> orchestrator.releases(settings.project, c) }
     private val environments = CachedResource.list("environments", cache, Environment::toJson, Environment::from) { c -> orchestrator.environments(c) }
     private val deployments = CachedResource.list("promotions", cache, Promotion::toJson, Promotion::from) { c -> orchestrator.promotions(cancellation = c) }
+    @Volatile private var referenced: List<String> = settings.referencedIntegrations
     /** The live model of integration status, fed by lists and by the event stream. */
     val tracker = HealthTracker(followSettings())
     private val integrations = integrationsClient?.let { ic ->
@@ -203,7 +204,13 @@ class StellaOpsCore(
         eventStream?.stop()
     }
 
-    private fun followSettings() = FollowSettings(settings.follow, settings.notificationsMuted, settings.pinned, settings.referencedIntegrations)
+    /** The project's stella.yaml `integrations:` changed: follow those from now on (no notification for the past). */
+    fun setReferencedIntegrations(names: List<String>) {
+        referenced = names
+        tracker.setSettings(followSettings())
+    }
+
+    private fun followSettings() = FollowSettings(settings.follow, settings.notificationsMuted, settings.pinned, referenced)
 
     /** Whether the user follows this integration (notified when it goes unhealthy). */
     fun isFollowed(i: Integration): Boolean = tracker.isFollowed(i.id, i.name)

@@ -102,7 +102,7 @@ class CoreLiveTest {
     }
 
     @Test
-    fun `a hub without the event stream (404) is polled instead, and a change found by a poll notifies once`() {
+    fun `a hub without the event stream (404) is polled instead, and a change found by a poll notifies once when followed`() {
         val id = UUID.randomUUID().toString()
         val item = { status: String, at: String -> """{"id":"$id","tenantId":"acme","type":"inmemory","name":"old-hub","config":{},"status":"$status","statusReason":null,"lastCheckedAt":"$at","version":1,"createdAt":"2026-01-01T00:00:00Z","updatedAt":"2026-01-01T00:00:00Z"}""" }
         val list = java.util.concurrent.atomic.AtomicReference(item("healthy", "2026-01-01T00:00:00Z"))
@@ -110,15 +110,23 @@ class CoreLiveTest {
         hub.route("/api/v1/events") { reply(404, """{"title":"Not Found","status":404}""", "Content-Type" to "application/problem+json") }
         hub.route("/api/v1/integrations") { reply(200, """{"items":[${list.get()}],"nextCursor":null}""") }
         val notices = CopyOnWriteArrayList<HealthNotification>()
-        val core = core(hub.uri, notices, FollowMode.ALL, key = "any")
+        val core = core(hub.uri, notices, FollowMode.REFERENCED, key = "any")
         core.start()
         waitUntil("polling") { core.state.live.mode == LiveMode.POLLING }
         assertTrue(core.state.live.detail!!.contains("no event stream"), core.state.live.toString())
         assertEquals(HealthStatus.HEALTHY, core.refresh().await().integrations!!.value.single().status)
         list.set(item("unhealthy", "2026-01-01T00:01:00Z"))
-        core.refresh().await(); core.refresh().await()
+        core.refresh().await()
         assertEquals(HealthStatus.UNHEALTHY, core.statusOf(id))
-        assertEquals(1, notices.size)
+        assertEquals(0, notices.size, "not followed: stella.yaml does not name it")
+        // stella.yaml now names it: the next status change into unhealthy notifies, once.
+        core.setReferencedIntegrations(listOf("old-hub"))
+        list.set(item("healthy", "2026-01-01T00:02:00Z"))
+        core.refresh().await()
+        list.set(item("unhealthy", "2026-01-01T00:03:00Z"))
+        core.refresh().await(); core.refresh().await()
+        assertEquals(1, notices.size, "$notices")
+        assertTrue(core.isFollowed(core.state.integrations!!.value.single()))
         assertEquals(1, hub.seen.count { it.path == "/api/v1/events" }, "the stream is not retried before unsupportedRetryMs")
     }
 }
