@@ -101,6 +101,15 @@ listen = "127.0.0.1:$DAEMON_PORT"
 [database]
 url = "sqlite://$WORK/daemon/db.sqlite?mode=rwc"
 
+# One failed check makes an integration unhealthy and one good check healthy again, so the event stream tests
+# change a status with one on-demand check; reminders every second give the de-duplication test real ones.
+[health]
+unhealthy_after = 1
+healthy_after = 1
+
+[events.alerts]
+reminder_interval_seconds = 1
+
 [[auth.api_keys]]
 id = "jetbrains-ci"
 tenant = "acme"

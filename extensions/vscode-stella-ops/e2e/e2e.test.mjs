@@ -1,5 +1,7 @@
 // End-to-end: the packaged .vsix in a real code-server, driven by playwright-core with Debian's chromium,
 // against the fake Orchestrator/Authority (extensions/contracts/fake-server) and the real Integrations daemon.
+// The extension reaches the daemon through a recording proxy (loopback) that the test can also use to cut it
+// off: it shows which Last-Event-ID the extension resumes with and which events reach it.
 //
 // Env: CODE_SERVER_BIN (code-server executable), STELLA_VSIX (the .vsix), STELLA_DAEMON_BIN (daemon binary),
 //      CHROMIUM_BIN (default /usr/bin/chromium), E2E_ARTIFACTS (screenshots dir, default e2e/artifacts).
@@ -9,6 +11,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -92,6 +95,138 @@ async function daemonApi(p, init = {}) {
   return r.json();
 }
 
+/**
+ * A pass-through proxy to the daemon that records, for every GET /api/v1/events, the Last-Event-ID sent, the
+ * answer, whether it is still open and the events it carried; and the times of integration list reads.
+ * `block = true` answers every request with 503 (the network gap of a test).
+ */
+async function startProxy(targetPort) {
+  const st = { block: false, streams: [], listReads: [] };
+  const sockets = new Set();
+  const server = http.createServer((req, res) => {
+    const isEvents = req.url.startsWith('/api/v1/events');
+    if (req.method === 'GET' && /^\/api\/v1\/integrations(\?|$)/.test(req.url)) st.listReads.push(Date.now());
+    if (st.block) {
+      res.writeHead(503, { 'Content-Type': 'application/problem+json' });
+      res.end(JSON.stringify({ title: 'Service Unavailable', status: 503, detail: 'cut off by the e2e proxy' }));
+      return;
+    }
+    const rec = isEvents ? { at: Date.now(), lastEventId: req.headers['last-event-id'], status: undefined, open: true, ids: [], events: [] } : undefined;
+    if (rec) st.streams.push(rec);
+    const up = http.request({ host: '127.0.0.1', port: targetPort, method: req.method, path: req.url, headers: req.headers }, (ur) => {
+      if (rec) rec.status = ur.statusCode;
+      res.writeHead(ur.statusCode ?? 502, ur.headers);
+      res.flushHeaders(); // an event stream's headers must not wait for its first event
+      let buf = '';
+      ur.on('data', (chunk) => {
+        if (rec) {
+          buf += chunk.toString('utf8');
+          for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
+            const block = buf.slice(0, i);
+            buf = buf.slice(i + 2);
+            const id = /^id: ?(.*)$/m.exec(block)?.[1];
+            const data = /^data: ?(.*)$/m.exec(block)?.[1];
+            if (id === undefined || data === undefined) continue;
+            rec.ids.push(id);
+            try {
+              const ce = JSON.parse(data);
+              rec.events.push({ id, type: ce.type, integrationId: ce.data?.integrationId, status: ce.data?.status });
+            } catch {
+              rec.events.push({ id });
+            }
+          }
+        }
+        res.write(chunk);
+      });
+      ur.on('end', () => {
+        if (rec) rec.open = false;
+        res.end();
+      });
+      ur.on('error', () => {
+        if (rec) rec.open = false;
+        res.destroy();
+      });
+    });
+    up.on('error', () => {
+      if (rec) {
+        rec.open = false;
+        rec.status ??= 502;
+      }
+      if (!res.headersSent) {
+        res.writeHead(502, { 'Content-Type': 'application/problem+json' });
+        res.end(JSON.stringify({ title: 'Bad Gateway', status: 502, detail: 'daemon unreachable' }));
+      } else res.destroy();
+    });
+    req.pipe(up);
+    res.on('close', () => {
+      if (rec) rec.open = false;
+      up.destroy();
+    });
+  });
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  const port = await freePort();
+  await new Promise((r) => server.listen(port, '127.0.0.1', r));
+  return {
+    st,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    /** The event stream the extension has open now, if any. */
+    openStream: () => st.streams.filter((r) => r.open && r.status === 200).at(-1),
+    /** The highest event id delivered to the extension so far. */
+    lastDelivered: () => st.streams.flatMap((r) => r.ids).reduce((m, id) => Math.max(m, Number(id)), 0),
+    close: () =>
+      new Promise((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(r);
+      }),
+  };
+}
+
+/** The events in the daemon's log after `after`, read directly (not through the proxy) for `ms`. */
+async function daemonEventsAfter(after, ms = 1500) {
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(), ms);
+  let text = '';
+  try {
+    const r = await fetch(`${state.daemonUrl}/api/v1/events?after=${after}`, { headers: { Authorization: `Bearer ${API_KEY}` }, signal: ctl.signal });
+    const reader = r.body.getReader();
+    const dec = new TextDecoder();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      text += dec.decode(value, { stream: true });
+    }
+  } catch {
+    /* the read ends with the abort */
+  } finally {
+    clearTimeout(timer);
+  }
+  return text
+    .split('\n\n')
+    .map((b) => ({ id: /^id: ?(.*)$/m.exec(b)?.[1], data: /^data: ?(.*)$/m.exec(b)?.[1] }))
+    .filter((e) => e.id !== undefined && e.data !== undefined)
+    .map((e) => {
+      const ce = JSON.parse(e.data);
+      return { id: e.id, type: ce.type, integrationId: ce.data?.integrationId, status: ce.data?.status };
+    });
+}
+
+async function integrationByName(name) {
+  return (await daemonApi('/api/v1/integrations')).items.find((i) => i.name === name);
+}
+
+/** The status bar text the daemon's current counts give. */
+async function expectedStatusBar() {
+  const items = (await daemonApi('/api/v1/integrations')).items;
+  const healthy = items.filter((i) => i.status === 'healthy').length;
+  const failed = items.filter((i) => ['unhealthy', 'error'].includes(i.status)).length;
+  const degraded = items.filter((i) => i.status === 'degraded').length;
+  return `Stella ✓ ${healthy} ✗ ${failed}${degraded ? ` ⚠ ${degraded}` : ''}`;
+}
+
 const fakeControl = async (p, body) =>
   (await fetch(`${state.fakeUrl}/_control${p}`, { method: body === undefined ? 'GET' : 'POST', body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(3000) })).json();
 
@@ -150,7 +285,9 @@ before(async () => {
   const cfg = path.join(tmp, 'daemon.toml');
   fs.writeFileSync(
     cfg,
-    `[http]\nlisten = "127.0.0.1:${daemonPort}"\n[database]\nurl = "${db}"\n[[auth.api_keys]]\nid = "ide-e2e"\ntenant = "default"\nscopes = ["integrations:read", "integrations:write"]\nsha256 = "${sha}"\n`,
+    // One failed check makes an integration unhealthy, one good check healthy again: the test changes a status
+    // with one on-demand health check.
+    `[http]\nlisten = "127.0.0.1:${daemonPort}"\n[database]\nurl = "${db}"\n[health]\nunhealthy_after = 1\nhealthy_after = 1\n[[auth.api_keys]]\nid = "ide-e2e"\ntenant = "default"\nscopes = ["integrations:read", "integrations:write"]\nsha256 = "${sha}"\n`,
   );
   const daemonEnv = { ...process.env, STELLA_CONFIG: cfg, DATABASE_URL: db, STELLA_HTTP_LISTEN: `127.0.0.1:${daemonPort}` };
   state.daemonArgs = [DAEMON, [], { env: daemonEnv, cwd: tmp }];
@@ -160,19 +297,22 @@ before(async () => {
     ['e2e-registry', 'healthy'],
     ['e2e-gitlab', 'healthy'],
     ['e2e-broken', 'unhealthy'],
+    ['e2e-target', 'healthy'],
   ])
     await daemonApi('/api/v1/integrations', { method: 'POST', body: JSON.stringify({ type: 'inmemory', name, config: { behaviour } }) });
+  state.proxy = await startProxy(daemonPort);
 
   // Workspace with stella.yaml (the shared fixture) and settings pointing at the two backends.
   const ws = path.join(tmp, 'workspace');
   fs.mkdirSync(path.join(ws, '.vscode'), { recursive: true });
   fs.copyFileSync(path.join(REPO_EXT, 'fixtures', 'stella-yaml', 'valid-full', 'stella.yaml'), path.join(ws, 'stella.yaml'));
   // The fixture's `server:` would override the setting; point it at the fake.
-  const yaml = fs.readFileSync(path.join(ws, 'stella.yaml'), 'utf8').replace(/^server: .*$/m, `server: ${state.fakeUrl}`);
+  // The project depends on e2e-target: the extension follows it (notifications when it goes unhealthy).
+  const yaml = fs.readFileSync(path.join(ws, 'stella.yaml'), 'utf8').replace(/^server: .*$/m, `server: ${state.fakeUrl}`) + 'integrations:\n  - e2e-target\n';
   fs.writeFileSync(path.join(ws, 'stella.yaml'), yaml);
   fs.writeFileSync(
     path.join(ws, '.vscode', 'settings.json'),
-    JSON.stringify({ 'stellaops.serverUrl': state.fakeUrl, 'stellaops.integrationsUrl': state.daemonUrl, 'stellaops.auth.flow': 'device_code', 'stellaops.refreshIntervalSeconds': 5, 'stellaops.requestTimeoutMs': 2000 }, null, 2),
+    JSON.stringify({ 'stellaops.serverUrl': state.fakeUrl, 'stellaops.integrationsUrl': state.proxy.url, 'stellaops.auth.flow': 'device_code', 'stellaops.refreshIntervalSeconds': 5, 'stellaops.requestTimeoutMs': 2000 }, null, 2),
   );
   state.ws = ws;
 
@@ -230,6 +370,7 @@ after(async () => {
     log(`closing chromium: ${e.message}`);
   }
   for (const { p } of procs.reverse()) await stop(p);
+  await state.proxy?.close();
   if (state.tmp && !process.env.E2E_KEEP_TMP) fs.rmSync(state.tmp, { recursive: true, force: true });
 });
 
@@ -303,7 +444,7 @@ step('status bar shows the integrations health from the daemon; clicking it open
     500,
   );
   log(`status bar: ${expected}`);
-  assert.equal(items.length, 3);
+  assert.equal(items.length, 4);
   await statusItem(page).click();
   for (const i of items) await treeRow(page, i.name).waitFor({ timeout: 15_000 });
   const row = treeRow(page, 'e2e-broken');
@@ -315,8 +456,8 @@ step('"Open Integrations API (Swagger UI)" opens the daemon\'s /docs', async () 
   const page = state.page;
   const [tab] = await Promise.all([state.context.waitForEvent('page', { timeout: 20_000 }), runCommand(page, 'Stella Ops: Open Integrations API (Swagger UI)')]);
   // Desktop VS Code opens the daemon directly; code-server forwards loopback ports through its /proxy/<port>/.
-  const daemonPort = new URL(state.daemonUrl).port;
-  const wanted = [`${state.daemonUrl}/docs`, `${state.csUrl}/proxy/${daemonPort}/docs`];
+  // (The extension's daemon URL is the recording proxy's.)
+  const wanted = [`${state.proxy.url}/docs`, `${state.csUrl}/proxy/${state.proxy.port}/docs`];
   await waitFor(`a tab on ${wanted.join(' or ')}`, async () => wanted.some((w) => tab.url().startsWith(w)), 15_000, 250);
   log(`Swagger UI tab: ${tab.url()}`);
   await tab.locator('.swagger-ui .opblock', { hasText: '/api/v1/integrations' }).first().waitFor({ timeout: 15_000 }); // the spec loaded
@@ -378,6 +519,60 @@ step('run a health check on an integration (result or 501 shown as a notice)', a
   await screenshot(page, 'health-check');
 });
 
+step('live: an integration made unhealthy through the daemon\'s API changes the view and the status bar within 2 s, without polling, with one notification', async () => {
+  const page = state.page;
+  await waitFor('the extension\'s event stream', () => state.proxy.openStream(), 30_000);
+  // New integrations get their first scheduled check within the interval (5 min): check e2e-target now.
+  const target = await integrationByName('e2e-target');
+  if (target.status !== 'healthy') assert.equal((await daemonApi(`/api/v1/integrations/${target.id}/health-check`, { method: 'POST' })).status, 'healthy');
+  await runCommand(page, 'Stella Ops: Show Integrations');
+  await waitFor('e2e-target healthy in the view', async () => /inmemory · healthy · followed/.test((await treeRow(page, 'e2e-target').textContent()) ?? ''), 15_000);
+  const toasts = page.locator('.notifications-toasts .notification-list-item', { hasText: 'e2e-target is unhealthy' });
+  assert.equal(await toasts.count(), 0);
+
+  await daemonApi(`/api/v1/integrations/${target.id}`, { method: 'PUT', body: JSON.stringify({ name: 'e2e-target', config: { behaviour: 'unhealthy' } }) });
+  const check = await daemonApi(`/api/v1/integrations/${target.id}/health-check`, { method: 'POST' });
+  assert.equal(check.status, 'unhealthy', 'the hub decided: unhealthy');
+  const t0 = Date.now();
+  await waitFor('the view shows e2e-target unhealthy', async () => /inmemory · unhealthy/.test((await treeRow(page, 'e2e-target').textContent({ timeout: 500 })) ?? ''), 2000, 50);
+  const want = await expectedStatusBar();
+  await waitFor(`status bar "${want}"`, async () => (await statusText(page)) === want, Math.max(100, 2000 - (Date.now() - t0)), 50);
+  const elapsed = Date.now() - t0;
+  log(`view and status bar updated ${elapsed} ms after the health check answered (${want})`);
+  assert.ok(elapsed <= 2000, `took ${elapsed} ms`);
+  assert.deepEqual(state.proxy.st.listReads.filter((t) => t >= t0), [], 'no list read: the change came over the event stream');
+  const ev = state.proxy.openStream().events.find((e) => e.integrationId === target.id && e.status === 'unhealthy');
+  assert.ok(ev, 'the unhealthy event went through the stream');
+
+  await toasts.first().waitFor({ timeout: 2000 });
+  const toast = toasts.first();
+  assert.match((await toast.textContent()) ?? '', /e2e-target is unhealthy: provider_degraded/);
+  await toast.locator('.monaco-button', { hasText: 'Run health check' }).waitFor({ timeout: 2000 });
+  await toast.locator('.monaco-button', { hasText: 'Open in Swagger UI' }).waitFor({ timeout: 2000 });
+  await screenshot(page, 'live-unhealthy');
+  // One notification: none more over a few seconds (a poll interval, further checks and events).
+  let most = 0;
+  for (const end = Date.now() + 6000; Date.now() < end; await page.waitForTimeout(250)) most = Math.max(most, await toasts.count());
+  assert.equal(most, 1, `notifications about e2e-target: ${most}`);
+  // Its action runs the health check on that integration.
+  await toast.locator('.monaco-button', { hasText: 'Run health check' }).click();
+  await page.locator('.notifications-toasts .notification-list-item', { hasText: /e2e-target: unhealthy/ }).first().waitFor({ timeout: 15_000 });
+  await screenshot(page, 'live-health-check-action');
+});
+
+step('Deployments view shows the fake Orchestrator\'s deployments', async () => {
+  const page = state.page;
+  await runCommand(page, 'Focus on Deployments View');
+  const promotions = (await fakeControl('/state')).promotions;
+  assert.ok(promotions.length >= 2, 'the seeded promotion and the CodeLens one');
+  for (const p of promotions) {
+    const row = treeRow(page, `${p.releaseName} → ${p.targetEnvironmentName}`);
+    await row.waitFor({ timeout: 20_000 });
+    await waitFor(`${p.id} shows ${p.status}`, async () => ((await row.textContent()) ?? '').includes(`${p.status.replace(/_/g, ' ')} · ${p.requestedAt.slice(0, 10)}`), 15_000);
+  }
+  await screenshot(page, 'deployments');
+});
+
 step('backends down: status bar and views show offline with the last known data, one notice per backend', async () => {
   const page = state.page;
   await fakeControl('/down', { down: true, mode: 'reset' });
@@ -412,4 +607,46 @@ step('backends back: the extension reconnects by itself', async () => {
   const promoteTokens = (await (await fetch(`${state.fakeUrl}/_control/requests`)).json()).filter((r) => r.path === '/token').map((r) => r.grantType);
   assert.ok(promoteTokens.every((g) => g === 'refresh_token' || g === 'urn:ietf:params:oauth:grant-type:device_code'), promoteTokens.join(','));
   await screenshot(page, 'reconnected');
+});
+
+step('daemon restarted mid-stream: the extension resumes with Last-Event-ID, receives what it missed, the view catches up', async () => {
+  const page = state.page;
+  const before = await waitFor('a live event stream', () => state.proxy.openStream(), 60_000);
+  const position = state.proxy.lastDelivered();
+  log(`stream open (resumed from ${before.lastEventId ?? '-'}); last event delivered: ${position}`);
+  assert.ok(position > 0, 'events were delivered before');
+  const target = await integrationByName('e2e-target');
+  assert.equal(target.status, 'unhealthy');
+
+  // The daemon goes away mid-stream; while the extension is cut off, e2e-target recovers.
+  state.proxy.st.block = true;
+  await stop(state.daemon);
+  await waitFor('the stream dropped', () => !before.open, 10_000);
+  state.daemon = start('daemon-restarted-mid-stream', ...state.daemonArgs);
+  await waitFor('daemon back', () => httpOk(`${state.daemonUrl}/healthz`), 60_000);
+  await daemonApi(`/api/v1/integrations/${target.id}`, { method: 'PUT', body: JSON.stringify({ name: 'e2e-target', config: { behaviour: 'healthy' } }) });
+  assert.equal((await daemonApi(`/api/v1/integrations/${target.id}/health-check`, { method: 'POST' })).status, 'healthy');
+  const missed = await waitFor('the recovery in the daemon\'s log', async () => {
+    const evs = await daemonEventsAfter(position);
+    return evs.some((e) => e.integrationId === target.id && e.status === 'healthy') && evs;
+  }, 10_000, 500);
+  log(`events the extension missed: ${missed.map((e) => `${e.id} ${e.type.split('.').pop()} ${e.status}`).join(', ')}`);
+  await screenshot(page, 'cut-off');
+
+  const unblocked = Date.now();
+  state.proxy.st.block = false;
+  const resumed = await waitFor(
+    'the extension to resume the stream',
+    () => state.proxy.st.streams.find((r) => r.at >= unblocked && r.status === 200),
+    45_000,
+    250,
+  );
+  log(`resumed after ${Date.now() - unblocked} ms with Last-Event-ID ${resumed.lastEventId}`);
+  assert.equal(resumed.lastEventId, String(position), 'resumed from the last event it had');
+  await waitFor('the missed events delivered', () => missed.every((m) => resumed.ids.includes(m.id)), 10_000, 100);
+  assert.deepEqual(resumed.ids.slice(0, missed.length), missed.map((m) => m.id), 'exactly the missed events, in order, first');
+  await waitFor('the view shows e2e-target healthy again', async () => /inmemory · healthy/.test((await treeRow(page, 'e2e-target').textContent({ timeout: 500 })) ?? ''), 15_000, 100);
+  const want = await expectedStatusBar();
+  await waitFor(`status bar "${want}"`, async () => (await statusText(page)) === want, 15_000, 100);
+  await screenshot(page, 'resumed');
 });

@@ -1,10 +1,13 @@
 import * as vscode from 'vscode';
 import type { TokenManager } from './core/auth';
 import { Backends } from './core/backends';
+import type { FollowSettings } from './core/healthTracker';
+import { LiveHealth } from './core/liveHealth';
 import { Poller } from './core/poller';
 import { DataService } from './core/service';
 import { TokenRefreshTimer } from './core/tokenRefresh';
 import { registerCommands } from './vscode/commands';
+import { healthNoticeHandler } from './vscode/healthNotices';
 import { createLog } from './vscode/log';
 import { noticeHandler } from './vscode/notices';
 import { ProjectFile } from './vscode/projectFile';
@@ -17,6 +20,7 @@ import { registerViews } from './vscode/views';
 export interface StellaApi {
   service: DataService;
   tokens: TokenManager;
+  live: LiveHealth;
 }
 
 export async function activate(context: vscode.ExtensionContext): Promise<StellaApi> {
@@ -29,6 +33,14 @@ export async function activate(context: vscode.ExtensionContext): Promise<Stella
   const backends = new Backends({ secrets: context.secrets, settings: () => settings.current, project: () => projectFile.current, log });
   await backends.load();
 
+  // Notifications follow the settings and the project file's `integrations:`, read at each update.
+  const follow = (): FollowSettings => ({
+    follow: settings.current.follow,
+    muted: settings.current.notificationsMuted,
+    pinned: settings.current.pinned,
+    referenced: projectFile.current.integrations ?? [],
+  });
+  let live: LiveHealth | undefined;
   const service = new DataService({
     orchestrator: () => backends.orchestrator(),
     integrations: () => backends.integrations(),
@@ -38,10 +50,23 @@ export async function activate(context: vscode.ExtensionContext): Promise<Stella
     cache: context.globalState,
     notify: noticeHandler(channel, log),
     log,
+    follow,
+    onHealthNotification: healthNoticeHandler(log),
+    integrationsLive: () => live?.isLive ?? false,
   });
+  live = new LiveHealth({
+    service,
+    baseUrl: () => settings.current.integrationsUrl,
+    apiKey: () => backends.apiKey(),
+    hasApiKey: () => backends.hasApiKey,
+    timeoutMs: () => settings.current.timeoutMs,
+    log,
+  });
+  context.subscriptions.push(live, { dispose: () => service.dispose() });
+  const pinned = (i: { id: string; name: string }) => settings.current.pinned.includes(i.id) || settings.current.pinned.includes(i.name);
 
   context.subscriptions.push(trackSignedIn(backends.tokens), new TokenRefreshTimer(backends.tokens, log));
-  context.subscriptions.push(...registerViews(service), new StatusBar(service));
+  context.subscriptions.push(...registerViews(service, { followed: (i) => service.isFollowed(i), pinned }), new StatusBar(service));
   context.subscriptions.push(...registerStellaYaml(schema, service));
 
   await projectFile.load();
@@ -53,14 +78,16 @@ export async function activate(context: vscode.ExtensionContext): Promise<Stella
     settings.watch(() => {
       void service.refresh();
       poller.schedule();
+      live?.update();
     }),
   );
 
-  context.subscriptions.push(...registerCommands({ backends, service, poller, log }));
+  context.subscriptions.push(...registerCommands({ backends, service, poller, live, log }));
 
   poller.start();
+  live.update();
   log(`activated (server=${backends.serverUrl() || '-'}, integrations=${settings.current.integrationsUrl || '-'})`);
-  return { service, tokens: backends.tokens };
+  return { service, tokens: backends.tokens, live };
 }
 
 export function deactivate() {

@@ -7,7 +7,7 @@ import type { ProjectRef } from '../src/core/project';
 import { Settings, settingsFrom } from '../src/core/settings';
 import { MemorySecrets, startStubServer } from './helpers';
 
-const settings = (p: Partial<Settings> = {}): Settings => ({ serverUrl: '', authorityUrl: '', integrationsUrl: '', clientId: 'stella-ide', flow: 'ask', intervalMs: 30_000, timeoutMs: 10_000, ...p });
+const settings = (p: Partial<Settings> = {}): Settings => ({ serverUrl: '', authorityUrl: '', integrationsUrl: '', clientId: 'stella-ide', flow: 'ask', intervalMs: 30_000, timeoutMs: 10_000, notificationsMuted: false, follow: 'referenced', pinned: [], ...p });
 
 function setup(s: Settings, project: ProjectRef = {}) {
   const cur = { settings: s, project };
@@ -19,15 +19,33 @@ function setup(s: Settings, project: ProjectRef = {}) {
 test('settings: trimmed, client id and flow defaulted, interval and timeout bounded', () => {
   const from = (m: Record<string, unknown>) => settingsFrom({ get: <T>(k: string) => m[k] as T | undefined });
   assert.deepEqual(from({}), settings());
-  assert.deepEqual(from({ serverUrl: ' https://s.example ', authorityUrl: ' https://a.example', integrationsUrl: 'http://127.0.0.1:8080 ', clientId: ' ci ', 'auth.flow': 'client_credentials', refreshIntervalSeconds: 60, requestTimeoutMs: 2500 }), {
-    serverUrl: 'https://s.example',
-    authorityUrl: 'https://a.example',
-    integrationsUrl: 'http://127.0.0.1:8080',
-    clientId: 'ci',
-    flow: 'client_credentials',
-    intervalMs: 60_000,
-    timeoutMs: 2500,
-  });
+  assert.deepEqual(
+    from({
+      serverUrl: ' https://s.example ',
+      authorityUrl: ' https://a.example',
+      integrationsUrl: 'http://127.0.0.1:8080 ',
+      clientId: ' ci ',
+      'auth.flow': 'client_credentials',
+      refreshIntervalSeconds: 60,
+      requestTimeoutMs: 2500,
+      'notifications.muted': true,
+      'notifications.follow': 'pinned',
+      'integrations.pinned': [' harbor ', '', 42, 'gitlab'],
+    }),
+    {
+      serverUrl: 'https://s.example',
+      authorityUrl: 'https://a.example',
+      integrationsUrl: 'http://127.0.0.1:8080',
+      clientId: 'ci',
+      flow: 'client_credentials',
+      intervalMs: 60_000,
+      timeoutMs: 2500,
+      notificationsMuted: true,
+      follow: 'pinned',
+      pinned: ['harbor', 'gitlab'],
+    },
+  );
+  assert.equal(from({ 'notifications.follow': 'everything' }).follow, 'referenced', 'an unknown follow mode falls back to the default');
   const low = from({ clientId: '   ', refreshIntervalSeconds: 1, requestTimeoutMs: 100 });
   assert.deepEqual([low.clientId, low.intervalMs, low.timeoutMs], ['stella-ide', 5000, 500]);
 });

@@ -4,9 +4,10 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as vscode from 'vscode';
 import { DataService, Snapshot } from '../src/core/service';
-import { codeLenses, environmentNodes, integrationNodes, releaseNodes, statusBarModel } from '../src/core/viewModel';
+import { codeLenses, deploymentNodes, environmentNodes, integrationNodes, releaseNodes, statusBarModel } from '../src/core/viewModel';
 import { parseStellaYaml } from '../src/core/stellaYaml';
 import type { Environment, Integration, Release } from '../src/core/types';
+import { pinnedAfter } from '../src/vscode/commands/integrations';
 import { StatusBar } from '../src/vscode/statusBar';
 import { StellaCodeLensProvider, StellaDiagnostics, StellaDocuments } from '../src/vscode/stellaYaml';
 import { SnapshotTreeProvider } from '../src/vscode/trees';
@@ -23,6 +24,8 @@ function snap(p: Partial<Snapshot> = {}): Snapshot {
   return {
     releases: { data: releases, fetchedAt: Date.UTC(2026, 10, 28, 12), stale: false },
     environments: { data: environments, fetchedAt: Date.UTC(2026, 10, 28, 12), stale: false },
+    deployments: { data: seed.promotions, fetchedAt: Date.UTC(2026, 10, 28, 12), stale: false },
+    live: { mode: 'live' },
     integrations: { data: [integ('registry', 'unhealthy', 'auth_failed: 401'), integ('gh', 'healthy'), integ('gl', 'degraded', 'slow')], fetchedAt: Date.UTC(2026, 10, 28, 12), stale: false },
     orchestrator: 'connected',
     integrationsConn: 'connected',
@@ -180,4 +183,52 @@ test('CodeLens: no promote action when the next environment already runs that re
   assert.ok(!titles.includes('Promote v1.5.0 to stage…'));
   assert.ok(titles.includes('deployed v1.5.0 to stage'));
   assert.ok(titles.includes('Promote v1.5.0 to prod…'));
+});
+
+test('deployments tree: the Orchestrator promotions, release → environment, status icon, who and when', () => {
+  const nodes = deploymentNodes(snap());
+  assert.equal(nodes.length, 1);
+  const n = nodes[0];
+  assert.equal(n.label, 'myapp v1.4.2 → stage');
+  assert.equal(n.description, 'deployed · 2026-11-03 · dev@acme.example');
+  assert.deepEqual(n.icon, { id: 'pass', color: 'testing.iconPassed' });
+  assert.equal(n.contextValue, 'deployment-deployed');
+  assert.match(n.tooltip ?? '', /dev → stage — deployed/);
+  assert.match(n.tooltip ?? '', /Reason: Sprint 44 release/);
+  assert.match(n.tooltip ?? '', /Ticket: CHG\\-1001/);
+  const waiting = deploymentNodes(snap({ deployments: { data: [{ ...seed.promotions[0], id: 'p2', status: 'awaiting_approval', sourceEnvironmentName: null }], stale: true, fetchedAt: Date.UTC(2026, 10, 28, 11) }, orchestrator: 'offline' }));
+  assert.equal(waiting[0].label, 'Offline — showing data from 2026-11-28 11:00:00Z');
+  assert.equal(waiting[1].description, 'awaiting approval · 2026-11-03 · dev@acme.example (stale)');
+  assert.equal(waiting[1].icon?.id, 'person');
+  assert.deepEqual(deploymentNodes(snap({ deployments: { data: [], stale: false } })).map((x) => x.label), ['No deployments']);
+  assert.equal(deploymentNodes(snap({ orchestrator: 'signed-out', deployments: { stale: false } }))[0].command?.command, 'stellaops.signIn');
+});
+
+test('integrations tree: followed and pinned integrations are marked; pinned ones offer Unpin', () => {
+  const marks = { followed: (i: Integration) => i.name === 'gh', pinned: (i: Integration) => i.name === 'gl' };
+  const byName = new Map(integrationNodes(snap(), marks).map((n) => [n.label, n] as const));
+  assert.equal(byName.get('gh')?.description, 'harbor · healthy · followed');
+  assert.equal(byName.get('gh')?.contextValue, 'integration');
+  assert.equal(byName.get('gl')?.description, 'harbor · degraded: slow · pinned');
+  assert.equal(byName.get('gl')?.contextValue, 'integration-pinned');
+  assert.match(byName.get('gl')?.tooltip ?? '', /Pinned_?: notified when it goes unhealthy/);
+  assert.equal(byName.get('registry')?.description, 'harbor · unhealthy: auth_failed: 401');
+});
+
+test('status bar: how integration status arrives is in the tooltip and the accessible label', () => {
+  assert.match(statusBarModel(snap()).tooltip, /Integrations: connected \(updated .*\); live \(event stream\)/);
+  assert.match(statusBarModel(snap({ live: { mode: 'polling', detail: 'this hub has no event stream (GET /api/v1/events answered 404)' } })).tooltip, /; polling — this hub has no event stream/);
+  const f = new FakeService(snap());
+  const bar = new StatusBar(asService(f));
+  assert.equal(bar.item.accessibilityInformation!.label, 'Stella ✓ 1 ✗ 1 ⚠ 1 (connected; integrations live (event stream))');
+  f.set(snap({ live: { mode: 'polling', detail: 'x' } }));
+  assert.equal(bar.item.accessibilityInformation!.label, 'Stella ✓ 1 ✗ 1 ⚠ 1 (connected; integrations polling)');
+  bar.dispose();
+});
+
+test('pinning: the setting gains the name, unpinning removes it by name or id', () => {
+  const i = { id: 'id-gl', name: 'gl' };
+  assert.deepEqual(pinnedAfter(['registry'], i, true), ['registry', 'gl']);
+  assert.deepEqual(pinnedAfter(['registry', 'gl'], i, true), ['registry', 'gl']);
+  assert.deepEqual(pinnedAfter(['id-gl', 'registry', 'gl'], i, false), ['registry']);
 });

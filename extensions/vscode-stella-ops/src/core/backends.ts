@@ -61,6 +61,11 @@ export class Backends {
     return this.settings.integrationsUrl ? new IntegrationsClient(this.settings.integrationsUrl, async () => this.apiKeyCache, { timeoutMs: this.settings.timeoutMs, retries: 2 }) : undefined;
   }
 
+  /** The Integrations API key (from the SecretStore, loaded once). */
+  async apiKey(): Promise<string | undefined> {
+    return this.apiKeyCache;
+  }
+
   get hasApiKey(): boolean {
     return !!this.apiKeyCache;
   }

@@ -61,6 +61,11 @@ export class OrchestratorClient {
     return [...envs].sort((a, b) => a.orderIndex - b.orderIndex);
   }
 
+  /** Deployments: the promotions, newest first (GET /api/v1/promotions). */
+  async listPromotions(signal?: AbortSignal): Promise<Promotion[]> {
+    return unwrapList<Promotion>(await this.call('/api/v1/promotions', {}, signal));
+  }
+
   /** POST /api/v1/promotions with the reason in the body and in X-Stella-Reason. `token` must carry orch:operate. */
   async createPromotion(req: PromotionRequest, token: string, signal?: AbortSignal): Promise<Promotion> {
     const headers: Record<string, string> = { 'X-Stella-Reason': encodeHeader(req.reason) };

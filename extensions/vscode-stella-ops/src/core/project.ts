@@ -5,6 +5,8 @@ import { parseStellaYaml } from './stellaYaml';
 export interface ProjectRef {
   name?: string;
   server?: string;
+  /** `integrations:` of stella.yaml: names or ids the project depends on (followed for notifications). */
+  integrations?: string[];
 }
 
 /**
@@ -15,7 +17,7 @@ export async function findProject<F extends { path: string }>(files: F[], read: 
   for (const f of files.sort((a, b) => a.path.length - b.path.length)) {
     const { model } = parseStellaYaml(await read(f), schema);
     if (model.isOpenApi) continue;
-    return { file: f, project: { name: model.project, server: model.server } };
+    return { file: f, project: { name: model.project, server: model.server, integrations: model.integrations } };
   }
   return undefined;
 }

@@ -1,8 +1,12 @@
-// Fetches releases, environments and integrations; keeps last-known data (persisted) and marks it stale
-// when a backend is unreachable; one notice per transition instead of an error storm; backoff while offline.
+// Fetches releases, environments, deployments and integrations; keeps last-known data (persisted) and marks it
+// stale when a backend is unreachable; one notice per transition instead of an error storm; backoff while offline.
+// Integration status goes through the HealthTracker, fed by lists (first load, polling, resync) and by the
+// hub's event stream (applyStreamMessages); while the stream is live the list is not polled.
 import { ApiError } from './http';
 import type { IntegrationsClient, OrchestratorClient } from './clients';
-import type { Environment, Integration, Release } from './types';
+import { FollowSettings, HealthCheckLike, HealthNotification, HealthTracker, TrackerLimits } from './healthTracker';
+import type { SseMessage } from './sse';
+import type { Environment, Integration, Promotion, Release } from './types';
 
 export type Backend = 'orchestrator' | 'integrations';
 /** not-configured: no URL; signed-out: no credential; offline: unreachable; error: reachable but refused/failed. */
@@ -15,10 +19,19 @@ export interface Resource<T> {
   error?: string;
 }
 
+/** How integration status reaches the extension: the hub's event stream, or polling the list. */
+export interface LiveState {
+  mode: 'off' | 'connecting' | 'live' | 'polling';
+  /** Why it is polling (the stream's last error), or where a live stream resumed. */
+  detail?: string;
+}
+
 export interface Snapshot {
   releases: Resource<Release[]>;
   environments: Resource<Environment[]>;
+  deployments: Resource<Promotion[]>;
   integrations: Resource<Integration[]>;
+  live: LiveState;
   orchestrator: Connectivity;
   integrationsConn: Connectivity;
   orchestratorError?: string;
@@ -47,7 +60,18 @@ export interface ServiceDeps {
   now?: () => number;
   notify?: (n: Notice) => void;
   log?: (m: string) => void;
+  /** Which integrations the user follows, and whether notifications are muted (read at each update). */
+  follow?: () => FollowSettings;
+  /** An integration the user follows went unhealthy, or an incident opened. */
+  onHealthNotification?: (n: HealthNotification) => void;
+  /** True while the event stream is live: background refreshes then leave the integration list alone. */
+  integrationsLive?: () => boolean;
+  trackerLimits?: TrackerLimits;
+  /** Delay before reading the list again when the tracker asks for it (default 200 ms). */
+  resyncDelayMs?: number;
 }
+
+export const DEFAULT_FOLLOW: FollowSettings = { follow: 'referenced', muted: false, pinned: [], referenced: [] };
 
 const CACHE_KEY = 'stellaops.lastKnown.v1';
 const MAX_BACKOFF_MS = 5 * 60_000;
@@ -56,17 +80,23 @@ export class DataService {
   private snap: Snapshot;
   private listeners: Array<(s: Snapshot) => void> = [];
   private inflight?: Promise<void>;
+  private listInflight?: Promise<void>;
+  private resyncTimer?: NodeJS.Timeout;
+  private tracker: HealthTracker;
   private failures: Record<Backend, number> = { orchestrator: 0, integrations: 0 };
   private readonly now: () => number;
 
   constructor(private readonly deps: ServiceDeps) {
     this.now = deps.now ?? Date.now;
-    const cached = deps.cache?.get<{ releases?: Resource<Release[]>; environments?: Resource<Environment[]>; integrations?: Resource<Integration[]> }>(CACHE_KEY);
+    this.tracker = new HealthTracker(this.followSettings(), deps.trackerLimits);
+    const cached = deps.cache?.get<{ releases?: Resource<Release[]>; environments?: Resource<Environment[]>; deployments?: Resource<Promotion[]>; integrations?: Resource<Integration[]> }>(CACHE_KEY);
     const fromCache = <T>(r?: Resource<T>): Resource<T> => (r?.data ? { data: r.data, fetchedAt: r.fetchedAt, stale: true } : { stale: false });
     this.snap = {
       releases: fromCache(cached?.releases),
       environments: fromCache(cached?.environments),
+      deployments: fromCache(cached?.deployments),
       integrations: fromCache(cached?.integrations),
+      live: { mode: 'off' },
       orchestrator: 'not-configured',
       integrationsConn: 'not-configured',
       refreshing: false,
@@ -92,31 +122,126 @@ export class DataService {
     return Math.min(MAX_BACKOFF_MS, intervalMs * 2 ** Math.min(f, 10));
   }
 
-  /** Single flight: concurrent callers share one refresh. */
-  refresh(signal?: AbortSignal): Promise<void> {
+  /**
+   * Single flight: concurrent callers share one refresh. The integration list is read too unless the event
+   * stream is live (`integrations: true` forces it, e.g. the Refresh command).
+   */
+  refresh(signal?: AbortSignal, opts: { integrations?: boolean } = {}): Promise<void> {
     if (!this.inflight) {
-      this.inflight = this.doRefresh(signal).finally(() => {
+      const withList = opts.integrations ?? !this.deps.integrationsLive?.();
+      this.inflight = this.doRefresh(signal, withList).finally(() => {
         this.inflight = undefined;
       });
     }
     return this.inflight;
   }
 
-  private async doRefresh(signal?: AbortSignal) {
+  /** Reads the integration list alone (the stream asked for a resync, or it opened without a position). */
+  refreshIntegrationList(signal?: AbortSignal): Promise<void> {
+    if (!this.listInflight) {
+      this.listInflight = this.refreshIntegrations(signal)
+        .then(() => this.emit())
+        .finally(() => {
+          this.listInflight = undefined;
+        });
+    }
+    return this.listInflight;
+  }
+
+  private async doRefresh(signal: AbortSignal | undefined, withList: boolean) {
     this.snap = { ...this.snap, refreshing: true };
     this.emit();
-    await Promise.all([this.refreshOrchestrator(signal), this.refreshIntegrations(signal)]);
+    await Promise.all([this.refreshOrchestrator(signal), withList ? this.refreshIntegrationList(signal) : Promise.resolve()]);
     this.snap = { ...this.snap, refreshing: false };
     this.emit();
+    await this.persist();
+  }
+
+  private async persist() {
     try {
       await this.deps.cache?.update(CACHE_KEY, {
         releases: strip(this.snap.releases),
         environments: strip(this.snap.environments),
+        deployments: strip(this.snap.deployments),
         integrations: strip(this.snap.integrations),
       });
     } catch (e) {
       this.deps.log?.(`cache write failed: ${(e as Error).message}`);
     }
+  }
+
+  private followSettings(): FollowSettings {
+    return this.deps.follow?.() ?? DEFAULT_FOLLOW;
+  }
+
+  /** Whether the user follows this integration (for the views). */
+  isFollowed(i: { id: string; name: string }): boolean {
+    this.tracker.setSettings(this.followSettings());
+    return this.tracker.isFollowed(i);
+  }
+
+  /** The position to resume the event stream from (Last-Event-ID). */
+  get lastEventId(): string | undefined {
+    return this.tracker.lastEventId;
+  }
+
+  /** The hub refused the stream position: forget it (the list is read again). */
+  forgetStreamPosition() {
+    this.tracker.forgetPosition();
+    this.scheduleResync();
+  }
+
+  setLive(live: LiveState) {
+    if (live.mode === this.snap.live.mode && live.detail === this.snap.live.detail) return;
+    this.snap = { ...this.snap, live };
+    this.emit();
+  }
+
+  /** Messages from the event stream, applied in order; the views change at once. */
+  applyStreamMessages(messages: SseMessage[]) {
+    this.tracker.setSettings(this.followSettings());
+    let changed = false;
+    for (const m of messages) changed = this.tracker.applyMessage(m) || changed;
+    if (changed) {
+      this.snap = { ...this.snap, integrations: { data: this.tracker.integrations(), fetchedAt: this.now(), stale: false } };
+      this.transition('integrations', 'connected');
+      this.emit();
+    }
+    this.flushHealthNotifications();
+    if (this.tracker.needsResync) this.scheduleResync();
+  }
+
+  /** A health check's result (Run Health Check), shown at once. */
+  applyCheckResult(id: string, r: HealthCheckLike) {
+    this.tracker.setSettings(this.followSettings());
+    if (!this.tracker.applyCheck(id, r)) return;
+    this.snap = { ...this.snap, integrations: { ...this.snap.integrations, data: this.tracker.integrations() } };
+    this.emit();
+    this.flushHealthNotifications();
+  }
+
+  private flushHealthNotifications() {
+    for (const n of this.tracker.drain()) {
+      try {
+        this.deps.onHealthNotification?.(n);
+      } catch (e) {
+        this.deps.log?.(`health notification failed: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  private scheduleResync() {
+    if (this.resyncTimer) return;
+    this.resyncTimer = setTimeout(() => {
+      this.resyncTimer = undefined;
+      void this.refreshIntegrationList();
+    }, this.deps.resyncDelayMs ?? 200);
+    this.resyncTimer.unref?.();
+  }
+
+  dispose() {
+    if (this.resyncTimer) clearTimeout(this.resyncTimer);
+    this.resyncTimer = undefined;
   }
 
   private transition(backend: Backend, next: Connectivity, message?: string) {
@@ -145,10 +270,10 @@ export class DataService {
     }
     if (!client) return this.transition('orchestrator', 'not-configured');
     if (!this.deps.isSignedIn()) {
-      this.snap = { ...this.snap, releases: markStale(this.snap.releases), environments: markStale(this.snap.environments) };
+      this.snap = { ...this.snap, releases: markStale(this.snap.releases), environments: markStale(this.snap.environments), deployments: markStale(this.snap.deployments) };
       return this.transition('orchestrator', 'signed-out');
     }
-    const [rel, env] = await Promise.allSettled([client.listReleases(this.deps.project(), signal), client.listEnvironments(signal)]);
+    const [rel, env, dep] = await Promise.allSettled([client.listReleases(this.deps.project(), signal), client.listEnvironments(signal), client.listPromotions(signal)]);
     const t = this.now();
     let firstErr: unknown;
     if (rel.status === 'fulfilled') this.snap = { ...this.snap, releases: { data: rel.value, fetchedAt: t, stale: false } };
@@ -160,6 +285,11 @@ export class DataService {
     else {
       firstErr ??= env.reason;
       this.snap = { ...this.snap, environments: this.failResource(this.snap.environments, errMsg(env.reason)) };
+    }
+    if (dep.status === 'fulfilled') this.snap = { ...this.snap, deployments: { data: dep.value, fetchedAt: t, stale: false } };
+    else {
+      firstErr ??= dep.reason;
+      this.snap = { ...this.snap, deployments: this.failResource(this.snap.deployments, errMsg(dep.reason)) };
     }
     if (firstErr === undefined) return this.transition('orchestrator', 'connected');
     if (isAborted(firstErr)) return;
@@ -181,8 +311,11 @@ export class DataService {
     }
     try {
       const items = await client.listIntegrations(signal);
-      this.snap = { ...this.snap, integrations: { data: items, fetchedAt: this.now(), stale: false } };
+      this.tracker.setSettings(this.followSettings());
+      this.tracker.applyList(items);
+      this.snap = { ...this.snap, integrations: { data: this.tracker.integrations(), fetchedAt: this.now(), stale: false } };
       this.transition('integrations', 'connected');
+      this.flushHealthNotifications();
     } catch (e) {
       if (isAborted(e)) return;
       this.deps.log?.(`integrations refresh failed: ${errMsg(e)}`);
@@ -191,20 +324,15 @@ export class DataService {
     }
   }
 
-  /** Apply a single integration's new status locally after a health check (until the next refresh). */
-  patchIntegration(id: string, patch: Partial<Integration>) {
-    const items = this.snap.integrations.data;
-    if (!items) return;
-    this.snap = { ...this.snap, integrations: { ...this.snap.integrations, data: items.map((i) => (i.id === id ? { ...i, ...patch } : i)) } };
-    this.emit();
-  }
-
   /** Forget everything that came from a backend (sign-out). */
   async clear(backend: Backend) {
-    if (backend === 'orchestrator') this.snap = { ...this.snap, releases: { stale: false }, environments: { stale: false } };
-    else this.snap = { ...this.snap, integrations: { stale: false } };
+    if (backend === 'orchestrator') this.snap = { ...this.snap, releases: { stale: false }, environments: { stale: false }, deployments: { stale: false } };
+    else {
+      this.tracker = new HealthTracker(this.followSettings(), this.deps.trackerLimits);
+      this.snap = { ...this.snap, integrations: { stale: false } };
+    }
     this.emit();
-    await this.deps.cache?.update(CACHE_KEY, { releases: strip(this.snap.releases), environments: strip(this.snap.environments), integrations: strip(this.snap.integrations) });
+    await this.persist();
   }
 }
 

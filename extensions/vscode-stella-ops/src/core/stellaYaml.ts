@@ -36,6 +36,8 @@ export interface StellaModel {
   server?: string;
   environments: EnvEntry[];
   promotion?: { from?: string; to?: string; at: Located };
+  /** `integrations:`: names or ids of the hub's integrations the project depends on (the ones that are strings). */
+  integrations: string[];
   /** The document is an OpenAPI file (upstream keeps one named stella.yaml); not ours. */
   isOpenApi: boolean;
 }
@@ -120,7 +122,7 @@ export function parseStellaYaml(text: string, schema: object, ctx: ValidationCon
     const b = pos(r?.[1] ?? r?.[0] ?? 0);
     return { line: a.line, column: a.column, endLine: b.line, endColumn: Math.max(b.column, a.line === b.line ? a.column + 1 : b.column) };
   };
-  const emptyModel: StellaModel = { environments: [], isOpenApi: false };
+  const emptyModel: StellaModel = { environments: [], integrations: [], isOpenApi: false };
 
   if (doc.errors.length) {
     const e = doc.errors[0];
@@ -147,7 +149,7 @@ export function parseStellaYaml(text: string, schema: object, ctx: ValidationCon
   }
 
   // Model for CodeLens, built from whatever is well-typed.
-  const model: StellaModel = { environments: [], isOpenApi: false };
+  const model: StellaModel = { environments: [], integrations: [], isOpenApi: false };
   if (data && typeof data === 'object' && !Array.isArray(data)) {
     if (typeof data.project === 'string') {
       model.project = data.project;
@@ -155,6 +157,7 @@ export function parseStellaYaml(text: string, schema: object, ctx: ValidationCon
       model.projectAt = { line: s.line, column: s.column };
     }
     if (typeof data.server === 'string') model.server = data.server;
+    if (Array.isArray(data.integrations)) model.integrations = data.integrations.filter((x: unknown): x is string => typeof x === 'string' && x.length > 0);
     if (Array.isArray(data.environments)) {
       data.environments.forEach((e: any, i: number) => {
         if (e && typeof e === 'object' && typeof e.name === 'string') {

@@ -1,8 +1,8 @@
 // Pure view models: what the tree views, the status bar and the CodeLens show, computed from a Snapshot.
 // The VS Code adapters only translate these into TreeItem / StatusBarItem / CodeLens objects.
-import type { Connectivity, Resource, Snapshot } from './service';
+import type { Connectivity, LiveState, Resource, Snapshot } from './service';
 import type { StellaModel } from './stellaYaml';
-import type { Environment, Integration, IntegrationStatus, Release } from './types';
+import type { Environment, Integration, IntegrationStatus, Promotion, PromotionStatus, Release } from './types';
 
 export interface IconModel {
   id: string; // codicon id
@@ -122,6 +122,51 @@ export function environmentNodes(s: Snapshot): NodeModel[] {
   return out;
 }
 
+const PROMOTION_ICON: Record<PromotionStatus, IconModel> = {
+  pending: { id: 'clock' },
+  awaiting_approval: { id: 'person', color: 'list.warningForeground' },
+  approved: { id: 'check' },
+  deploying: { id: 'sync~spin', color: 'charts.blue' },
+  deployed: { id: 'pass', color: 'testing.iconPassed' },
+  rejected: { id: 'close', color: 'testing.iconFailed' },
+  cancelled: { id: 'circle-slash', color: 'disabledForeground' },
+  failed: { id: 'error', color: 'testing.iconFailed' },
+  rolled_back: { id: 'history', color: 'list.warningForeground' },
+};
+
+/** Deployments (the Orchestrator's promotions, newest first): release → environment, status, who and when. */
+export function deploymentNodes(s: Snapshot): NodeModel[] {
+  const out = stateNodes('deployments', s.orchestrator, s.deployments, s.orchestratorError, { setting: 'stellaops.serverUrl', signInLabel: 'Sign in to Stella Ops…', signIn: SIGN_IN });
+  for (const p of s.deployments.data ?? []) {
+    const from = p.sourceEnvironmentName ? `${p.sourceEnvironmentName} → ` : '';
+    out.push({
+      id: `deployment:${p.id}`,
+      label: `${p.releaseName} → ${p.targetEnvironmentName}`,
+      description: [p.status.replace(/_/g, ' '), date(p.requestedAt), p.requestedBy].filter(Boolean).join(' · ') + staleTag(s.deployments),
+      tooltip: [
+        `**${escapeMd(p.releaseName)}**: ${escapeMd(from)}${escapeMd(p.targetEnvironmentName)} — ${p.status.replace(/_/g, ' ')}`,
+        `Requested by ${escapeMd(p.requestedBy)} at ${p.requestedAt}`,
+        `Reason: ${escapeMd(p.reason)}`,
+        p.ticket ? `Ticket: ${escapeMd(p.ticket)}` : '',
+        `Promotion \`${p.id}\``,
+        s.deployments.stale ? `_Stale: last updated ${fmtTime(s.deployments.fetchedAt)}_` : '',
+      ]
+        .filter(Boolean)
+        .join('\n\n'),
+      icon: PROMOTION_ICON[p.status as PromotionStatus] ?? { id: 'circle-outline' },
+      contextValue: `deployment-${p.status}`,
+    });
+  }
+  if (!out.length) out.push({ id: 'deployments:empty', label: s.refreshing ? 'Loading…' : 'No deployments', icon: { id: s.refreshing ? 'loading~spin' : 'info' } });
+  return out;
+}
+
+/** Which integrations the user follows (notified when they go unhealthy) and has pinned. */
+export interface IntegrationMarks {
+  followed(i: Integration): boolean;
+  pinned(i: Integration): boolean;
+}
+
 export const STATUS_ICON: Record<IntegrationStatus, IconModel> = {
   healthy: { id: 'pass', color: 'testing.iconPassed' },
   degraded: { id: 'warning', color: 'list.warningForeground' },
@@ -147,17 +192,19 @@ export function integrationTooltip(i: Integration, stale?: { fetchedAt?: number 
     .join('\n\n');
 }
 
-export function integrationNodes(s: Snapshot): NodeModel[] {
+export function integrationNodes(s: Snapshot, marks?: IntegrationMarks): NodeModel[] {
   const out = stateNodes('integrations', s.integrationsConn, s.integrations, s.integrationsError, { setting: 'stellaops.integrationsUrl', signInLabel: 'Set the Integrations API key…', signIn: API_KEY });
   const items = [...(s.integrations.data ?? [])].sort((a, b) => severityRank(b.status) - severityRank(a.status) || a.name.localeCompare(b.name));
   for (const i of items) {
+    const pinned = marks?.pinned(i) ?? false;
+    const followed = pinned || (marks?.followed(i) ?? false);
     out.push({
       id: `integration:${i.id}`,
       label: i.name,
-      description: `${i.type} · ${i.status}${i.statusReason ? `: ${i.statusReason}` : ''}${staleTag(s.integrations)}`,
-      tooltip: integrationTooltip(i, s.integrations.stale ? s.integrations : undefined),
+      description: `${i.type} · ${i.status}${i.statusReason ? `: ${i.statusReason}` : ''}${pinned ? ' · pinned' : followed ? ' · followed' : ''}${staleTag(s.integrations)}`,
+      tooltip: integrationTooltip(i, s.integrations.stale ? s.integrations : undefined) + (followed ? `\n\n_${pinned ? 'Pinned' : 'Followed (stella.yaml)'}: notified when it goes unhealthy_` : ''),
       icon: integrationIcon(i.status),
-      contextValue: 'integration',
+      contextValue: pinned ? 'integration-pinned' : 'integration',
     });
   }
   if (!out.length) out.push({ id: 'integrations:empty', label: s.refreshing ? 'Loading…' : 'No integrations', icon: { id: s.refreshing ? 'loading~spin' : 'info' } });
@@ -198,11 +245,25 @@ function countsText(c: HealthCounts): string {
   return `✓ ${c.healthy} ✗ ${c.failed}${c.degraded ? ` ⚠ ${c.degraded}` : ''}`;
 }
 
-function connLine(name: string, conn: Connectivity, r: Resource<unknown>, err?: string): string {
+/** How integration status arrives, for the tooltip: "live (event stream)", "polling (…)". */
+export function liveText(l: LiveState): string {
+  switch (l.mode) {
+    case 'live':
+      return `live (event stream${l.detail ? `, ${l.detail}` : ''})`;
+    case 'connecting':
+      return 'connecting to the event stream';
+    case 'polling':
+      return `polling${l.detail ? ` — ${l.detail}` : ''}`;
+    default:
+      return '';
+  }
+}
+
+function connLine(name: string, conn: Connectivity, r: Resource<unknown>, err?: string, live?: LiveState): string {
   const when = r.fetchedAt ? ` (updated ${fmtTime(r.fetchedAt)})` : '';
   switch (conn) {
     case 'connected':
-      return `${name}: connected${when}`;
+      return `${name}: connected${when}${live && live.mode !== 'off' ? `; ${liveText(live)}` : ''}`;
     case 'offline':
       return `${name}: offline — ${err ?? 'unreachable'}${r.data !== undefined ? `; showing data${when}` : ''}`;
     case 'error':
@@ -219,7 +280,7 @@ export function statusBarModel(s: Snapshot): StatusBarModel {
   const conns = [s.orchestrator, s.integrationsConn];
   const configured = conns.filter((c) => c !== 'not-configured');
   const counts = s.integrations.data ? countsText(healthCounts(s.integrations.data)) : '';
-  const tooltip = [connLine('Orchestrator', s.orchestrator, s.releases, s.orchestratorError), connLine('Integrations', s.integrationsConn, s.integrations, s.integrationsError), 'Click to open the Integrations view.'].join('\n');
+  const tooltip = [connLine('Orchestrator', s.orchestrator, s.releases, s.orchestratorError), connLine('Integrations', s.integrationsConn, s.integrations, s.integrationsError, s.live), 'Click to open the Integrations view.'].join('\n');
   if (!configured.length) return { state: 'not-configured', text: 'Stella: not configured', tooltip };
   if (configured.includes('offline')) return { state: 'offline', text: `Stella ⚠ offline${counts ? ` · ${counts}` : ''}`, tooltip };
   if (configured.every((c) => c === 'signed-out')) return { state: 'signed-out', text: 'Stella: signed out', tooltip };

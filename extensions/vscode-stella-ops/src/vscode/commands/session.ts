@@ -6,7 +6,7 @@ import { openUrl } from '../openUrl';
 import type { CommandDeps } from './deps';
 
 /** Sign in (Authority token, then the Integrations API key), set the API key, sign out. */
-export function sessionCommands({ backends, service, log }: CommandDeps): vscode.Disposable[] {
+export function sessionCommands({ backends, service, live, log }: CommandDeps): vscode.Disposable[] {
   const { tokens } = backends;
 
   const askApiKey = async () => {
@@ -18,6 +18,7 @@ export function sessionCommands({ backends, service, log }: CommandDeps): vscode
     });
     if (!key) return false;
     await backends.setApiKey(key.trim());
+    live?.update({ keyChanged: true });
     return true;
   };
 
@@ -84,6 +85,7 @@ export function sessionCommands({ backends, service, log }: CommandDeps): vscode
     vscode.commands.registerCommand('stellaops.signOut', async () => {
       await tokens.signOut();
       await backends.deleteApiKey();
+      live?.update();
       await service.clear('orchestrator');
       await service.clear('integrations');
       await service.refresh();

@@ -16,6 +16,12 @@ data class StellaProjectFile(
     val environments: List<EnvironmentEntry>,
     val promotionFrom: String?,
     val promotionTo: String?,
+    /** `integrations:`: names or ids of the hub's integrations the project depends on (followed for notifications). */
+    val integrations: List<String> = emptyList(),
+    /** Where the `project:` value is. */
+    val projectRange: Range? = null,
+    /** Where the `promotion:` key is. */
+    val promotionRange: Range? = null,
 ) {
     /** An environment item: [name] and the range of the whole item (the `- name: …` mapping). */
     data class EnvironmentEntry(val name: String, val nameRange: Range, val itemStart: Int, val itemEnd: Int)
@@ -38,9 +44,15 @@ data class StellaProjectFile(
                 EnvironmentEntry(n.value, Range.of(n.startMark, n.endMark), m.startMark.index, m.endMark.index)
             }
             val promotion = StellaYamlChecker.value(root, "promotion") as? MappingNode
+            val promotionKey = root.value.firstOrNull { (it.keyNode as? ScalarNode)?.value == "promotion" }?.keyNode
+            val integrations = ((StellaYamlChecker.value(root, "integrations") as? SequenceNode)?.value ?: emptyList())
+                .mapNotNull { (it as? ScalarNode)?.takeIf { n -> n.tag == org.yaml.snakeyaml.nodes.Tag.STR && n.value.isNotEmpty() }?.value }
             return StellaProjectFile(
                 str(root, "project"), str(root, "server"), str(root, "tenant"), envs,
                 promotion?.let { str(it, "from") }, promotion?.let { str(it, "to") },
+                integrations,
+                (StellaYamlChecker.value(root, "project") as? ScalarNode)?.let { Range.of(it.startMark, it.endMark) },
+                promotionKey?.let { Range.of(it.startMark, it.endMark) },
             )
         }
     }

@@ -124,6 +124,20 @@ class StellaProjectFileTest {
     }
 
     @Test
+    fun `the integrations it depends on, and where project and promotion are`() {
+        val f = StellaProjectFile.parse(text)!!
+        assertEquals(emptyList<String>(), f.integrations)
+        assertEquals("myapp", text.substring(f.projectRange!!.startOffset, f.projectRange!!.endOffset))
+        assertEquals(16, f.promotionRange!!.line)
+        assertTrue(text.startsWith("promotion:", f.promotionRange!!.startOffset))
+        val dir = java.nio.file.Path.of(System.getenv("STELLA_FIXTURES_DIR")!!, "stella-yaml")
+        val with = StellaProjectFile.parse(java.nio.file.Files.readString(dir.resolve("valid-integrations/stella.yaml")))!!
+        assertEquals(listOf("harbor-prod", "0193aaaa-0000-7000-8000-00000000000a"), with.integrations)
+        val bad = StellaProjectFile.parse(java.nio.file.Files.readString(dir.resolve("invalid-integrations/stella.yaml")))!!
+        assertEquals(listOf("harbor-prod"), bad.integrations, "only the entries that are names")
+    }
+
+    @Test
     fun `not a project file`() {
         assertNull(StellaProjectFile.parse("openapi: 3.1.0\npaths: {}\n"))
         assertNull(StellaProjectFile.parse("a: [\n"))

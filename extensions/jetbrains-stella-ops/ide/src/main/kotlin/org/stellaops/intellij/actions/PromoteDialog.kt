@@ -17,9 +17,10 @@ class PromoteDialog(
     private val releases: List<Release>,
     private val environments: List<Environment>,
     preferredEnvironment: String?,
+    preferredRelease: String? = null,
 ) : DialogWrapper(project) {
-    var release: Release? = releases.firstOrNull()
-    var environment: Environment? = environments.firstOrNull { it.name == preferredEnvironment } ?: environments.lastOrNull()
+    var release: Release? = releases.firstOrNull { it.id == preferredRelease } ?: releases.firstOrNull()
+    var environment: Environment? = environments.firstOrNull { it.id == preferredEnvironment || it.name == preferredEnvironment } ?: environments.lastOrNull()
     var reason: String = ""
     var ticket: String = ""
 

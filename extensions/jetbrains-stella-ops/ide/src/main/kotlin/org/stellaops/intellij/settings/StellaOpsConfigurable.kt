@@ -6,8 +6,11 @@ import com.intellij.openapi.components.service
 import com.intellij.openapi.ui.DialogPanel
 import com.intellij.ui.dsl.builder.AlignX
 import com.intellij.ui.dsl.builder.bindIntText
+import com.intellij.ui.dsl.builder.bindItem
+import com.intellij.ui.dsl.builder.bindSelected
 import com.intellij.ui.dsl.builder.bindText
 import com.intellij.ui.dsl.builder.panel
+import com.intellij.ui.dsl.builder.toNullableProperty
 import org.stellaops.intellij.StellaOpsPlugin
 import org.stellaops.intellij.auth.PasswordSafeTokenStore
 
@@ -26,8 +29,16 @@ class StellaOpsConfigurable : BoundConfigurable("Stella Ops") {
             row("Daemon URL:") { textField().bindText(s::integrationsUrl).align(AlignX.FILL).comment("Empty: integration health is not shown") }
             row("API key:") { passwordField().bindText(::apiKey).comment("Kept in the IDE password safe; empty: use the Authority token") }
         }
+        group("Integration health notifications") {
+            row { checkBox("Mute notifications").bindSelected(s::notificationsMuted).comment("The tool window and the status bar still change live") }
+            row("Follow:") {
+                comboBox(listOf("referenced", "pinned", "all")).bindItem(s::follow.toNullableProperty())
+                    .comment("referenced: the integrations named in the project's stella.yaml (<code>integrations:</code>) and the pinned ones")
+            }
+            row("Pinned integrations:") { textField().bindText(s::pinned).align(AlignX.FILL).comment("Names or ids, comma-separated") }
+        }
         group("Refresh") {
-            row("Interval (s):") { intTextField(5..3600).bindIntText(s::refreshIntervalSeconds) }
+            row("Interval (s):") { intTextField(5..3600).bindIntText(s::refreshIntervalSeconds).comment("Integrations are polled only while the hub's event stream is unavailable") }
             row("Request timeout (s):") { intTextField(1..120).bindIntText(s::requestTimeoutSeconds) }
         }
     }

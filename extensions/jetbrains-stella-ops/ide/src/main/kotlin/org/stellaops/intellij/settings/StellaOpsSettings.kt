@@ -5,6 +5,7 @@ import com.intellij.openapi.components.Service
 import com.intellij.openapi.components.State
 import com.intellij.openapi.components.Storage
 import com.intellij.openapi.components.service
+import org.stellaops.core.FollowMode
 import org.stellaops.core.StellaSettings
 
 /** Application-level settings (`stellaops.*`); secrets are not here but in PasswordSafe. */
@@ -18,6 +19,12 @@ class StellaOpsSettings : PersistentStateComponent<StellaOpsSettings.State> {
         var integrationsUrl: String = ""
         var refreshIntervalSeconds: Int = 30
         var requestTimeoutSeconds: Int = 10
+        /** No notification about integration health. */
+        var notificationsMuted: Boolean = false
+        /** `referenced` (stella.yaml `integrations:` and pinned), `pinned` or `all`. */
+        var follow: String = FollowMode.REFERENCED.wire
+        /** Pinned integrations: names or ids, comma-separated. */
+        var pinned: String = ""
     }
 
     private var myState = State()
@@ -25,8 +32,11 @@ class StellaOpsSettings : PersistentStateComponent<StellaOpsSettings.State> {
     override fun getState(): State = myState
     override fun loadState(state: State) { myState = state }
 
-    /** Core settings, or null until a server URL is configured. [serverOverride] and [project] come from stella.yaml. */
-    fun toCore(serverOverride: String? = null, project: String? = null): StellaSettings? {
+    /**
+     * Core settings, or null until a server URL is configured. [serverOverride], [project] and [referenced]
+     * (`integrations:`) come from stella.yaml.
+     */
+    fun toCore(serverOverride: String? = null, project: String? = null, referenced: List<String> = emptyList()): StellaSettings? {
         val state = myState
         val server = serverOverride?.takeIf { it.isNotBlank() } ?: state.serverUrl.takeIf { it.isNotBlank() } ?: return null
         return StellaSettings(
@@ -37,6 +47,10 @@ class StellaOpsSettings : PersistentStateComponent<StellaOpsSettings.State> {
             project = project,
             refreshIntervalSeconds = state.refreshIntervalSeconds.toLong().coerceIn(5, 3600),
             requestTimeoutSeconds = state.requestTimeoutSeconds.toLong().coerceIn(1, 120),
+            follow = FollowMode.of(state.follow),
+            notificationsMuted = state.notificationsMuted,
+            pinned = state.pinned.split(',').map { it.trim() }.filter { it.isNotEmpty() },
+            referencedIntegrations = referenced,
         )
     }
 

@@ -49,7 +49,7 @@ class StellaStatusBarWidgetFactory : StatusBarWidgetFactory {
             ConnectionState.CONNECTED -> state.health?.let { h ->
                 "Integrations: ${h.healthy} healthy, ${h.failing} failing, ${h.degraded} degraded, ${h.other} unknown/paused"
             } ?: "Stella Ops: connected"
-        }
+        } + state.live.text.takeIf { it.isNotEmpty() }?.let { "\nIntegration health: $it" }.orEmpty()
 
         override fun getClickConsumer(): Consumer<MouseEvent> = Consumer {
             ToolWindowManager.getInstance(project).getToolWindow("Stella Ops")?.show()

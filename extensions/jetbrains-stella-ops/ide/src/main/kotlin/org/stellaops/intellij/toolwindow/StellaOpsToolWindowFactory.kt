@@ -39,9 +39,18 @@ class StellaOpsToolWindowFactory : ToolWindowFactory, DumbAware {
                     snap to snap.value.map { arrayOf(it.releaseName, it.sourceEnvironmentName, it.targetEnvironmentName, it.status, it.requestedBy, it.requestedAt, it.reason) }
                 }
             },
-            Tab("Integrations", arrayOf("Name", "Type", "Health", "Reason", "Last checked")) { s ->
+            Tab("Integrations", arrayOf("Name", "Type", "Health", "Reason", "Last checked", "Notifies"), { s -> s.live.text.takeIf { it.isNotEmpty() } }) { s ->
                 s.integrations?.let { snap ->
-                    snap to snap.value.map { arrayOf(it.name, it.type, it.status.wire, it.statusReason, it.lastCheckedAt) }
+                    val core = plugin.core
+                    snap to snap.value.map {
+                        val follows = when {
+                            core == null -> ""
+                            core.isPinned(it) -> "pinned"
+                            core.isFollowed(it) -> "yes"
+                            else -> ""
+                        }
+                        arrayOf(it.name, it.type, it.status.wire, it.statusReason, it.lastCheckedAt, follows)
+                    }
                 }
             },
         )
@@ -54,10 +63,11 @@ class StellaOpsToolWindowFactory : ToolWindowFactory, DumbAware {
         }
     }
 
-    /** One tab: a toolbar (Refresh, Promote), a status line (stale/offline/sign-in) and a read-only table. */
+    /** One tab: a toolbar (Refresh, Promote), a status line (stale/offline/sign-in, [extra]) and a read-only table. */
     private class Tab(
         val title: String,
         columns: Array<String>,
+        private val extra: (ViewState) -> String? = { null },
         private val rows: (ViewState) -> Pair<Snapshot<*>, List<Array<String?>>>?,
     ) {
         private val model = object : DefaultTableModel(columns, 0) {
@@ -79,11 +89,12 @@ class StellaOpsToolWindowFactory : ToolWindowFactory, DumbAware {
             val r = rows(s)
             model.rowCount = 0
             r?.second?.forEach { model.addRow(it) }
-            status.text = when {
+            val line = when {
                 r == null -> s.message ?: s.statusText
                 r.first.stale -> "Offline — last updated ${r.first.fetchedAt}${s.message?.let { " ($it)" } ?: ""}"
                 else -> "Updated ${r.first.fetchedAt}"
             }
+            status.text = extra(s)?.let { "$line · $it" } ?: line
         }
     }
 }
