@@ -1,10 +1,11 @@
 //! The health engine: starts the result writer and the supervisors, spawns a monitor for every
-//! live integration, follows the catalog's changes, and runs the summaries and retention jobs.
+//! live integration, follows the catalog's changes, and starts the history's upkeep (summaries
+//! and retention, [`super::history`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{Duration as ChronoDuration, Utc};
+use chrono::Utc;
 use connectors::{ConnectorEnv, IntegrationSpec};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
@@ -12,6 +13,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use super::history::HistoryPolicy;
 use super::monitor::{CheckResult, EngineContext, MonitorMsg, MonitorSpec, MonitorStatus};
 use super::policy::Status;
 use super::settings::{HealthSettings, InvalidSettings};
@@ -23,18 +25,11 @@ use crate::events::Alerting;
 use crate::events::alerts::MaintenanceChange;
 use crate::registry::SharedRegistry;
 use crate::store::Store;
-use crate::store::health::start_of_hour;
 
 /// Rows per page of the start-up scan.
 const LOAD_PAGE: u64 = 2000;
-/// Rows per retention delete.
-const PRUNE_BATCH: u64 = 5000;
-/// Rows per page while summarising an hour.
-const SUMMARY_PAGE: u64 = 10_000;
 /// How long an on-demand check waits for a monitor that is about to start.
 const MONITOR_GRACE: Duration = Duration::from_secs(1);
-/// How often summaries and retention run.
-const MAINTENANCE_EVERY: Duration = Duration::from_secs(300);
 
 /// Hands every stored maintenance window that can still become active to the alert policy.
 async fn load_maintenance_windows(store: &Store, writer: &ResultWriter) {
@@ -151,17 +146,11 @@ impl HealthEngine {
             }),
         };
         let follower = tokio::spawn(engine.clone().follow(store.clone(), changes));
-        let maintenance = tokio::spawn(maintain(
-            store,
-            Duration::from_secs(u64::from(settings.retention_days) * 86_400),
-            Duration::from_secs(u64::from(settings.summary_retention_days) * 86_400),
-        ));
-        engine
-            .inner
-            .tasks
-            .lock()
-            .expect("not poisoned")
-            .extend([follower, maintenance]);
+        let history = super::history::spawn(store, HistoryPolicy::from_settings(settings));
+        let mut tasks = engine.inner.tasks.lock().expect("not poisoned");
+        tasks.push(follower);
+        tasks.extend(history);
+        drop(tasks);
         Ok(engine)
     }
 
@@ -405,57 +394,6 @@ impl HealthEngine {
             })
             .await;
             writer.abort();
-        }
-    }
-}
-
-/// Summaries of complete hours, then retention, every few minutes.
-async fn maintain(store: Store, retention: Duration, summary_retention: Duration) {
-    let system = store.system();
-    let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
-    loop {
-        tick.tick().await;
-        let current_hour = start_of_hour(Utc::now());
-        // Summaries first, so raw results are pruned only after their hour is summarised.
-        let mut done_until = None;
-        loop {
-            match system.next_hour_to_summarize().await {
-                Ok(Some(hour)) if hour < current_hour && done_until.is_none_or(|d| hour > d) => {
-                    done_until = Some(hour);
-                    if let Err(error) = system.summarize_hour(hour, SUMMARY_PAGE).await {
-                        tracing::warn!(message = "Summarising health results failed.", %error);
-                        break;
-                    }
-                }
-                Ok(_) => break,
-                Err(error) => {
-                    tracing::warn!(message = "Summarising health results failed.", %error);
-                    break;
-                }
-            }
-        }
-        let summarized_until = system
-            .next_hour_to_summarize()
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or(current_hour);
-        let cutoff = (Utc::now() - ChronoDuration::from_std(retention).unwrap_or_default())
-            .min(summarized_until);
-        loop {
-            match system.prune_checks(cutoff, PRUNE_BATCH).await {
-                Ok(n) if n == PRUNE_BATCH => tokio::time::sleep(Duration::from_millis(50)).await,
-                Ok(_) => break,
-                Err(error) => {
-                    tracing::warn!(message = "Pruning health results failed.", %error);
-                    break;
-                }
-            }
-        }
-        let summary_cutoff =
-            Utc::now() - ChronoDuration::from_std(summary_retention).unwrap_or_default();
-        if let Err(error) = system.prune_summaries(summary_cutoff).await {
-            tracing::warn!(message = "Pruning health summaries failed.", %error);
         }
     }
 }

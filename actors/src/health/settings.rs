@@ -49,12 +49,17 @@ pub struct HealthSettings {
     /// Delay before a monitor past its restart limit (status `error`) is tried again.
     #[serde(default = "default_error_backoff")]
     pub error_backoff_seconds: u64,
-    /// How long raw check results are kept.
+    /// How long raw check results are kept (on PostgreSQL they are dropped a whole day at a
+    /// time, so up to a day longer).
     #[serde(default = "default_retention_days")]
     pub retention_days: u32,
-    /// How long hourly summaries are kept.
+    /// How long daily summaries are kept (hourly ones are rolled up into days before that).
     #[serde(default = "default_summary_retention_days")]
     pub summary_retention_days: u32,
+    /// Age in days after which hourly summaries are rolled up into daily ones (at most the
+    /// summary retention).
+    #[serde(default = "default_summary_rollup_days")]
+    pub summary_rollup_days: u32,
     /// Results per multi-row INSERT.
     #[serde(default = "default_writer_batch")]
     pub writer_batch: usize,
@@ -114,6 +119,9 @@ const fn default_retention_days() -> u32 {
 const fn default_summary_retention_days() -> u32 {
     90
 }
+const fn default_summary_rollup_days() -> u32 {
+    14
+}
 const fn default_writer_batch() -> usize {
     1000
 }
@@ -145,6 +153,7 @@ impl Default for HealthSettings {
             error_backoff_seconds: default_error_backoff(),
             retention_days: default_retention_days(),
             summary_retention_days: default_summary_retention_days(),
+            summary_rollup_days: default_summary_rollup_days(),
             writer_batch: default_writer_batch(),
             writer_flush_ms: default_writer_flush_ms(),
             writer_buffer: default_writer_buffer(),

@@ -328,7 +328,7 @@ impl IntegrationsApi {
         let principal = auth.require(Scope::Read)?;
         let tenant = state.store.tenant(principal.tenant.clone());
         let integration = tenant.integration_get(id.0).await?;
-        let before = cursor::parse(cursor.0.as_deref(), cursor::decode_i64)?;
+        let before = cursor::parse(cursor.0.as_deref(), cursor::decode_time)?;
         let live = match &state.health {
             Some(engine) => engine.status(id.0).await.ok(),
             None => None,
@@ -380,7 +380,7 @@ impl IntegrationsApi {
                 last30d: uptime.last_30d,
             },
             history: history.items.into_iter().map(Into::into).collect(),
-            next_cursor: history.next.map(cursor::encode_i64),
+            next_cursor: history.next.map(cursor::encode_time),
         }))
     }
 

@@ -119,6 +119,7 @@ impl MonitorState {
                         .message
                         .as_ref()
                         .map(|m| m.chars().take(1024).collect()),
+                    folded: None,
                 },
                 credential,
             ))
