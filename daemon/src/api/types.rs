@@ -1,6 +1,7 @@
 //! Request and response types of the REST API. Storage models never appear on the wire: they
 //! are converted here, so the schema of either can change on its own.
 
+pub mod history;
 pub mod webhooks;
 
 use base64::Engine;
