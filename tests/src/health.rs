@@ -383,3 +383,57 @@ async fn summaries_are_listed_hour_by_hour_and_day_by_day() {
     ctx.get(&path, WRITER_B).await.problem(404);
     ctx.cleanup().await;
 }
+
+/// `raw_history = "changes"`: a steady integration keeps few rows while every check still
+/// counts in uptime; a change of status is stored when it happens.
+#[tokio::test]
+async fn changes_mode_keeps_state_changes_and_counts_every_check() {
+    let ctx = TestContext::start_with(|c| {
+        c.health.interval_seconds = 1;
+        c.health.jitter = 0.0;
+        c.health.backoff_min_seconds = 1;
+        c.health.backoff_max_seconds = 1;
+        c.health.timeout_seconds = 2;
+        c.health.writer_flush_ms = 20;
+        c.health.raw_history = actors::health::history::changes::RawHistory::Changes;
+    })
+    .await;
+    let id = create(&ctx, "memory-changes", json!({})).await;
+    let path = format!("/api/v1/integrations/{id}/health");
+    // Six checks or more in a second apart; the first is stored, the rest are held in one
+    // sample until their hour is over.
+    let steady = eventually(&ctx, &path, |h| {
+        h["consecutiveSuccesses"].as_u64().unwrap_or(0) >= 6
+    })
+    .await;
+    assert!(steady["history"].as_array().unwrap().len() <= 2, "{steady}");
+    assert_eq!(steady["uptime"]["last24h"], 1.0);
+
+    // A change of behaviour is stored at once.
+    ctx.put(
+        &format!("/api/v1/integrations/{id}"),
+        WRITER_A,
+        &json!({"name": "memory-changes", "config": {"behaviour": "unhealthy"}}),
+        &[],
+    )
+    .await
+    .ok(200);
+    let failing = eventually(&ctx, &path, |h| {
+        h["history"][0]["status"] == "unhealthy"
+            && h["consecutiveFailures"].as_u64().unwrap_or(0) >= 3
+    })
+    .await;
+    let history = failing["history"].as_array().unwrap();
+    assert!(history.len() <= 4, "{failing}");
+
+    // Every check counts, stored or held back: more successes than rows, and the failures.
+    // (Exact counts are checked against the connector's own in
+    // `actors::health::history::changes`; the daemon's metrics here are shared with the
+    // other tests' daemons.)
+    let uptime = failing["uptime"]["last24h"].as_f64().unwrap();
+    let ok = steady["consecutiveSuccesses"].as_f64().unwrap();
+    let failed = failing["consecutiveFailures"].as_f64().unwrap();
+    assert!(uptime < 1.0, "{failing}");
+    assert!(uptime >= ok / (ok + failed + 10.0), "{uptime}: {failing}");
+    ctx.cleanup().await;
+}

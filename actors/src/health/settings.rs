@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::history::changes::RawHistory;
 use super::policy::Thresholds;
 use crate::backoff::{Backoff, InvalidBackoff};
 
@@ -60,6 +61,11 @@ pub struct HealthSettings {
     /// summary retention).
     #[serde(default = "default_summary_rollup_days")]
     pub summary_rollup_days: u32,
+    /// Which check results are stored: `"all"`, or `"changes"` (state changes plus one sample
+    /// per integration and hour, the other checks folded into it: summaries and uptime stay
+    /// exact, the table holds a few rows per integration and hour instead of one per check).
+    #[serde(default)]
+    pub raw_history: RawHistory,
     /// Results per multi-row INSERT.
     #[serde(default = "default_writer_batch")]
     pub writer_batch: usize,
@@ -154,6 +160,7 @@ impl Default for HealthSettings {
             retention_days: default_retention_days(),
             summary_retention_days: default_summary_retention_days(),
             summary_rollup_days: default_summary_rollup_days(),
+            raw_history: RawHistory::default(),
             writer_batch: default_writer_batch(),
             writer_flush_ms: default_writer_flush_ms(),
             writer_buffer: default_writer_buffer(),
@@ -174,6 +181,8 @@ pub struct Schedule {
     pub restart_limit: u32,
     pub restart_window: Duration,
     pub error_backoff: Duration,
+    /// Which check results the monitors store.
+    pub raw_history: RawHistory,
 }
 
 /// Settings that cannot work.
@@ -224,6 +233,7 @@ impl HealthSettings {
             restart_limit: self.restart_limit,
             restart_window: Duration::from_secs(self.restart_window_seconds),
             error_backoff: Duration::from_secs(self.error_backoff_seconds),
+            raw_history: self.raw_history,
         })
     }
 }

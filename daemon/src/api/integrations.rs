@@ -334,7 +334,11 @@ impl IntegrationsApi {
             Some(engine) => engine.status(id.0).await.ok(),
             None => None,
         };
-        let uptime = tenant.uptime(id.0, chrono::Utc::now()).await?;
+        // Checks a monitor holds back until its hour's sample is stored count too.
+        let pending = live.as_ref().map(|l| l.pending).unwrap_or_default();
+        let uptime = tenant
+            .uptime_with(id.0, chrono::Utc::now(), pending)
+            .await?;
         let history = tenant
             .health_history(
                 id.0,

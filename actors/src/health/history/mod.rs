@@ -8,6 +8,10 @@
 //!   `integration_health_unsummarised_hours`), rolls hourly summaries up into daily ones, and
 //!   prunes daily summaries. So storage stays bounded when the summariser falls behind or
 //!   stops.
+//! - [`changes`]: `raw_history = "changes"`, the monitors' filter that stores state changes
+//!   and one sample per hour.
+
+pub mod changes;
 
 use std::sync::OnceLock;
 use std::time::Duration;
