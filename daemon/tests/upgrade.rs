@@ -1,6 +1,8 @@
-//! The real binary across a change of tenant namespaces: stored references that are now
-//! outside their tenant's namespace are kept, listed in one WARN line at start-up, and never
-//! resolved.
+//! The real binary across upgrades:
+//! - a change of tenant namespaces: stored references that are now outside their tenant's
+//!   namespace are kept, listed in one WARN line at start-up, and never resolved;
+//! - the health history of the unpartitioned schema (migration 10) is kept, paged and counted
+//!   after the daemon migrates it in place (on PostgreSQL with `STELLA_TEST_DATABASE=postgres`).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,18 +26,22 @@ struct Daemon {
 
 impl Daemon {
     fn start(dir: &std::path::Path, name: &str, extra: &str) -> Self {
+        let url = format!("sqlite://{}?mode=rwc", dir.join("catalog.db").display());
+        Self::start_on(dir, name, &url, extra)
+    }
+
+    fn start_on(dir: &std::path::Path, name: &str, url: &str, extra: &str) -> Self {
         let port = free_port();
         let config = dir.join(format!("{name}.toml"));
         std::fs::write(
             &config,
             format!(
                 "[http]\nlisten = \"127.0.0.1:{port}\"\n\
-                 [database]\nurl = \"sqlite://{}?mode=rwc\"\n\
+                 [database]\nurl = \"{url}\"\n\
                  [connectors.secrets]\nsecrets_dir = \"{}\"\n{extra}\n\
                  [[auth.api_keys]]\nid = \"admin\"\ntenant = \"t\"\n\
                  scopes = [\"integrations:read\", \"integrations:write\", \"integrations:admin\"]\n\
                  sha256 = \"{}\"\n",
-                dir.join("catalog.db").display(),
                 dir.join("secrets").display(),
                 hex::encode(daemon::auth::api_key::digest(KEY)),
             ),
@@ -158,4 +164,113 @@ async fn references_outside_a_moved_namespace_are_kept_and_listed_once() {
         .unwrap();
     assert_eq!(kept["authRefUri"], "authref://file/tenants/t/token");
     second.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_history_of_the_unpartitioned_schema_survives_the_upgrade() {
+    use migration::{Migrator, MigratorTrait};
+    use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseBackend, Set, TransactionTrait};
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = actors::db::testing::fresh_url(dir.path()).await;
+    let id = uuid::Uuid::now_v7();
+    let now = chrono::Utc::now();
+    {
+        // The schema of before partitioning, with ten hours of results in it.
+        let db = actors::db::connect(&url, &Default::default())
+            .await
+            .unwrap();
+        Migrator::up(&db, Some(10)).await.unwrap();
+        let backend = db.get_database_backend();
+        let txn = db.begin().await.unwrap();
+        if backend == DatabaseBackend::Postgres {
+            txn.execute_unprepared("SELECT set_config('stella.all_tenants', 'on', true)")
+                .await
+                .unwrap();
+        }
+        entity::integration::ActiveModel {
+            id: Set(id),
+            tenant_id: Set("t".into()),
+            provider_type: Set("inmemory".into()),
+            name: Set("old".into()),
+            config_json: Set(serde_json::json!({})),
+            auth_ref_uri: Set(None),
+            status: Set("paused".into()),
+            status_reason: Set(None),
+            last_checked_at: Set(None),
+            // Paused: the upgraded daemon adds no result of its own.
+            monitoring_paused: Set(true),
+            check_interval_seconds: Set(None),
+            version: Set(1),
+            created_at: Set(now),
+            updated_at: Set(now),
+            deleted_at: Set(None),
+        }
+        .insert(&txn)
+        .await
+        .unwrap();
+        let p = |n: usize| {
+            if backend == DatabaseBackend::Postgres {
+                format!("${n}")
+            } else {
+                "?".to_owned()
+            }
+        };
+        for i in 0..120i64 {
+            let status = if i % 10 == 0 { "unhealthy" } else { "healthy" };
+            txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+                backend,
+                format!(
+                    "INSERT INTO health_checks (integration_id, tenant_id, checked_at, status, \
+                     latency_ms) VALUES ({}, 't', {}, {}, {})",
+                    p(1),
+                    p(2),
+                    p(3),
+                    p(4)
+                ),
+                [
+                    id.into(),
+                    (now - chrono::Duration::minutes(600 - i * 5)).into(),
+                    status.into(),
+                    i.into(),
+                ],
+            ))
+            .await
+            .unwrap();
+        }
+        txn.commit().await.unwrap();
+        db.close().await.unwrap();
+    }
+    daemon::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let daemon = Daemon::start_on(dir.path(), "upgraded", &url, "");
+    daemon.ready(&http).await;
+    let get = |query: String| {
+        let http = http.clone();
+        let url = format!("{}/integrations/{id}/health{query}", daemon.api);
+        async move {
+            let r = http.get(url).bearer_auth(KEY).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let all = get("?limit=200".into()).await;
+    let history = all["history"].as_array().unwrap();
+    assert_eq!(history.len(), 120, "{all}");
+    assert_eq!(history[0]["latencyMs"], 119, "newest first");
+    assert!(all["nextCursor"].is_null());
+    assert_eq!(all["uptime"]["last24h"], 0.9, "{all}");
+    // Pages of 50 by time cover the same results.
+    let mut seen = 0;
+    let mut cursor = String::new();
+    loop {
+        let page = get(format!("?limit=50&cursor={cursor}")).await;
+        seen += page["history"].as_array().unwrap().len();
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, 120);
+    daemon.stop();
 }

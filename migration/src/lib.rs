@@ -21,6 +21,7 @@ mod m20261128_000007_create_health_monitoring;
 mod m20261128_000008_add_plugin_fingerprint;
 mod m20261128_000009_create_events;
 mod m20261206_000010_rename_alert_to_webhook;
+mod m20261206_000011_partition_health_history;
 mod m20261206_000012_create_cluster;
 pub mod rls;
 
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000008_add_plugin_fingerprint::Migration),
             Box::new(m20261128_000009_create_events::Migration),
             Box::new(m20261206_000010_rename_alert_to_webhook::Migration),
+            Box::new(m20261206_000011_partition_health_history::Migration),
             Box::new(m20261206_000012_create_cluster::Migration),
         ]
     }

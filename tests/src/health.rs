@@ -303,3 +303,137 @@ async fn metrics_are_exposed_in_prometheus_text() {
     }
     ctx.cleanup().await;
 }
+
+#[tokio::test]
+async fn summaries_are_listed_hour_by_hour_and_day_by_day() {
+    use actors::store::health::{CheckRow, start_of_day, start_of_hour};
+    use chrono::{Duration as ChronoDuration, Utc};
+
+    let ctx = TestContext::start().await;
+    let id = create(&ctx, "memory-summaries", json!({})).await;
+    let path = format!("/api/v1/integrations/{id}/health/summaries");
+    let empty = ctx.get(&path, READER_A).await;
+    assert_eq!(empty.ok(200)["granularity"], "hour");
+    assert!(empty.body["items"].as_array().unwrap().is_empty());
+
+    // Three hours of results two days ago, summarised and rolled up as the daemon would.
+    let db = actors::db::connect(&ctx.database_url, &Default::default())
+        .await
+        .unwrap();
+    let system = actors::store::Store::new(db).system();
+    let day = start_of_day(Utc::now()) - ChronoDuration::days(2);
+    let uuid: uuid::Uuid = id.parse().unwrap();
+    let rows: Vec<_> = (0..30)
+        .map(|i| CheckRow {
+            integration_id: uuid,
+            tenant_id: "tenant-a".into(),
+            checked_at: day + ChronoDuration::minutes(i * 6),
+            status: if i % 5 == 0 { "unhealthy" } else { "healthy" },
+            reason: None,
+            latency_ms: i,
+            error_message: None,
+            folded: None,
+        })
+        .collect();
+    system.write_results(&rows, &[], &[]).await.unwrap();
+    for h in 0..3 {
+        system
+            .summarize_hour(start_of_hour(day + ChronoDuration::hours(h)))
+            .await
+            .unwrap();
+    }
+    system.roll_up_day(day).await.unwrap();
+
+    let first = ctx.get(&format!("{path}?limit=2"), READER_A).await;
+    let items = first.ok(200)["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 2);
+    assert_eq!(
+        items[0],
+        json!({"start": day.to_rfc3339(),
+               "checks": 10, "failures": 2, "uptime": 0.8,
+               "latencyP50Ms": 4, "latencyP95Ms": 9, "latencyP99Ms": 9, "latencyMaxMs": 9})
+    );
+    let cursor = first.body["nextCursor"].as_str().unwrap().to_owned();
+    let rest = ctx
+        .get(&format!("{path}?limit=2&cursor={cursor}"), READER_A)
+        .await;
+    assert_eq!(rest.ok(200)["items"].as_array().unwrap().len(), 1);
+    assert!(rest.body["nextCursor"].is_null());
+    let since = (day + ChronoDuration::hours(1)).to_rfc3339();
+    let later = ctx
+        .get(
+            &format!("{path}?since={}", since.replace('+', "%2B")),
+            READER_A,
+        )
+        .await;
+    assert_eq!(later.ok(200)["items"].as_array().unwrap().len(), 2);
+
+    let daily = ctx.get(&format!("{path}?granularity=day"), READER_A).await;
+    assert_eq!(daily.ok(200)["granularity"], "day");
+    assert_eq!(daily.body["items"][0]["checks"], 30);
+    assert_eq!(daily.body["items"][0]["failures"], 6);
+    assert_eq!(daily.body["items"][0]["latencyMaxMs"], 29);
+
+    ctx.get(&format!("{path}?granularity=minute"), READER_A)
+        .await
+        .problem(400);
+    ctx.get(&format!("{path}?cursor=forged"), READER_A)
+        .await
+        .problem(400);
+    ctx.get(&path, WRITER_B).await.problem(404);
+    ctx.cleanup().await;
+}
+
+/// `raw_history = "changes"`: a steady integration keeps few rows while every check still
+/// counts in uptime; a change of status is stored when it happens.
+#[tokio::test]
+async fn changes_mode_keeps_state_changes_and_counts_every_check() {
+    let ctx = TestContext::start_with(|c| {
+        c.health.interval_seconds = 1;
+        c.health.jitter = 0.0;
+        c.health.backoff_min_seconds = 1;
+        c.health.backoff_max_seconds = 1;
+        c.health.timeout_seconds = 2;
+        c.health.writer_flush_ms = 20;
+        c.health.raw_history = actors::health::history::changes::RawHistory::Changes;
+    })
+    .await;
+    let id = create(&ctx, "memory-changes", json!({})).await;
+    let path = format!("/api/v1/integrations/{id}/health");
+    // Six checks or more in a second apart; the first is stored, the rest are held in one
+    // sample until their hour is over.
+    let steady = eventually(&ctx, &path, |h| {
+        h["consecutiveSuccesses"].as_u64().unwrap_or(0) >= 6
+    })
+    .await;
+    assert!(steady["history"].as_array().unwrap().len() <= 2, "{steady}");
+    assert_eq!(steady["uptime"]["last24h"], 1.0);
+
+    // A change of behaviour is stored at once.
+    ctx.put(
+        &format!("/api/v1/integrations/{id}"),
+        WRITER_A,
+        &json!({"name": "memory-changes", "config": {"behaviour": "unhealthy"}}),
+        &[],
+    )
+    .await
+    .ok(200);
+    let failing = eventually(&ctx, &path, |h| {
+        h["history"][0]["status"] == "unhealthy"
+            && h["consecutiveFailures"].as_u64().unwrap_or(0) >= 3
+    })
+    .await;
+    let history = failing["history"].as_array().unwrap();
+    assert!(history.len() <= 4, "{failing}");
+
+    // Every check counts, stored or held back: more successes than rows, and the failures.
+    // (Exact counts are checked against the connector's own in
+    // `actors::health::history::changes`; the daemon's metrics here are shared with the
+    // other tests' daemons.)
+    let uptime = failing["uptime"]["last24h"].as_f64().unwrap();
+    let ok = steady["consecutiveSuccesses"].as_f64().unwrap();
+    let failed = failing["consecutiveFailures"].as_f64().unwrap();
+    assert!(uptime < 1.0, "{failing}");
+    assert!(uptime >= ok / (ok + failed + 10.0), "{uptime}: {failing}");
+    ctx.cleanup().await;
+}

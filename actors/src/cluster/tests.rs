@@ -85,6 +85,7 @@ fn row(integration: Uuid) -> CheckRow {
         reason: None,
         latency_ms: 1,
         error_message: None,
+        folded: None,
     }
 }
 

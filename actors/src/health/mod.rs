@@ -2,16 +2,18 @@
 //!
 //! # Layout
 //! - [`engine`]: [`HealthEngine`], the handle the daemon holds: start-up scan, following the
-//!   catalog, on-demand checks, status queries, maintenance (summaries, retention).
+//!   catalog, on-demand checks, status queries.
 //! - [`supervisor`]: shards of monitors, restarted under a restart-intensity limit.
 //! - [`monitor`]: [`monitor::IntegrationMonitor`], the per-integration actor: schedule with
 //!   jitter, timeout, thresholds, backoff, Retry-After pauses.
 //! - [`policy`]: the status state machine (pure); [`crate::backoff`]: exponential backoff (pure).
 //! - [`timers`]: one timer wheel that sends every monitor its scheduled ticks.
 //! - [`writer`]: the batching result writer; [`metrics`]: OpenTelemetry instruments.
+//! - [`history`]: the history's upkeep: hourly summaries, daily roll-ups, retention.
 //! - [`settings`]: the `[health]` configuration.
 
 pub mod engine;
+pub mod history;
 pub mod metrics;
 pub mod monitor;
 pub mod policy;

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::history::changes::RawHistory;
 use super::policy::Thresholds;
 use crate::backoff::{Backoff, InvalidBackoff};
 
@@ -49,12 +50,22 @@ pub struct HealthSettings {
     /// Delay before a monitor past its restart limit (status `error`) is tried again.
     #[serde(default = "default_error_backoff")]
     pub error_backoff_seconds: u64,
-    /// How long raw check results are kept.
+    /// How long raw check results are kept (on PostgreSQL they are dropped a whole day at a
+    /// time, so up to a day longer).
     #[serde(default = "default_retention_days")]
     pub retention_days: u32,
-    /// How long hourly summaries are kept.
+    /// How long daily summaries are kept (hourly ones are rolled up into days before that).
     #[serde(default = "default_summary_retention_days")]
     pub summary_retention_days: u32,
+    /// Age in days after which hourly summaries are rolled up into daily ones (at most the
+    /// summary retention).
+    #[serde(default = "default_summary_rollup_days")]
+    pub summary_rollup_days: u32,
+    /// Which check results are stored: `"all"`, or `"changes"` (state changes plus one sample
+    /// per integration and hour, the other checks folded into it: summaries and uptime stay
+    /// exact, the table holds a few rows per integration and hour instead of one per check).
+    #[serde(default)]
+    pub raw_history: RawHistory,
     /// Results per multi-row INSERT.
     #[serde(default = "default_writer_batch")]
     pub writer_batch: usize,
@@ -114,6 +125,9 @@ const fn default_retention_days() -> u32 {
 const fn default_summary_retention_days() -> u32 {
     90
 }
+const fn default_summary_rollup_days() -> u32 {
+    14
+}
 const fn default_writer_batch() -> usize {
     1000
 }
@@ -145,6 +159,8 @@ impl Default for HealthSettings {
             error_backoff_seconds: default_error_backoff(),
             retention_days: default_retention_days(),
             summary_retention_days: default_summary_retention_days(),
+            summary_rollup_days: default_summary_rollup_days(),
+            raw_history: RawHistory::default(),
             writer_batch: default_writer_batch(),
             writer_flush_ms: default_writer_flush_ms(),
             writer_buffer: default_writer_buffer(),
@@ -165,6 +181,8 @@ pub struct Schedule {
     pub restart_limit: u32,
     pub restart_window: Duration,
     pub error_backoff: Duration,
+    /// Which check results the monitors store.
+    pub raw_history: RawHistory,
 }
 
 /// Settings that cannot work.
@@ -215,6 +233,7 @@ impl HealthSettings {
             restart_limit: self.restart_limit,
             restart_window: Duration::from_secs(self.restart_window_seconds),
             error_backoff: Duration::from_secs(self.error_backoff_seconds),
+            raw_history: self.raw_history,
         })
     }
 }

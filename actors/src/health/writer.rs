@@ -309,6 +309,7 @@ mod tests {
                 reason: None,
                 latency_ms: 1,
                 error_message: None,
+                folded: None,
             },
             None,
         )

@@ -182,6 +182,7 @@ mod tests {
             reason: None,
             latency_ms: 1,
             error_message: None,
+            folded: None,
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use chrono::Utc;
-use sea_orm::{ActiveValue::NotSet, ActiveValue::Set, Database, EntityTrait};
+use sea_orm::{ActiveValue::Set, Database, EntityTrait};
 use tokio::sync::mpsc;
 
 /// The daemon's allocator, so the comparison is of the code, not of the allocators.
@@ -70,7 +70,6 @@ async fn main() -> anyhow::Result<()> {
             let rows = batch
                 .drain(..)
                 .map(|(id, latency, ok)| entity::health_check::ActiveModel {
-                    id: NotSet,
                     integration_id: Set(id),
                     tenant_id: Set("floor".into()),
                     checked_at: Set(Utc::now()),
@@ -78,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
                     reason: Set(None),
                     latency_ms: Set(latency),
                     error_message: Set(None),
+                    folded: Set(None),
                 });
             if let Err(e) = entity::health_check::Entity::insert_many(rows)
                 .exec_without_returning(&db)

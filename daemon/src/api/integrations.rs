@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use actors::health::{EngineError, HealthEngine};
-use actors::store::health::HistoryQuery;
+use actors::store::health::{HistoryQuery, SummaryQuery};
 use actors::{IntegrationChanges, IntegrationQuery, MonitoringChanges, NewIntegration};
 use poem::http::StatusCode;
 use poem::web::Data;
@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::error::{ApiError, ERROR_CODE_UNAVAILABLE, Problem};
 use super::precondition::IfMatch;
 use super::security::BearerAuth;
+use super::types::history::{HealthSummaryPage, SummaryGranularity};
 use super::types::{
     HealthCheckResult, Integration, IntegrationCreate, IntegrationHealth, IntegrationPage,
     IntegrationStatus, IntegrationUpdate, MonitoringSettings, UptimeWindows, cursor,
@@ -333,12 +334,16 @@ impl IntegrationsApi {
         let principal = auth.require(Scope::Read)?;
         let tenant = state.store.tenant(principal.tenant.clone());
         let integration = tenant.integration_get(id.0).await?;
-        let before = cursor::parse(cursor.0.as_deref(), cursor::decode_i64)?;
+        let before = cursor::parse(cursor.0.as_deref(), cursor::decode_time)?;
         let live = match &state.health {
             Some(engine) => engine.status(id.0).await.ok(),
             None => None,
         };
-        let uptime = tenant.uptime(id.0, chrono::Utc::now()).await?;
+        // Checks a monitor holds back until its hour's sample is stored count too.
+        let pending = live.as_ref().map(|l| l.pending).unwrap_or_default();
+        let uptime = tenant
+            .uptime_with(id.0, chrono::Utc::now(), pending)
+            .await?;
         let history = tenant
             .health_history(
                 id.0,
@@ -385,7 +390,58 @@ impl IntegrationsApi {
                 last30d: uptime.last_30d,
             },
             history: history.items.into_iter().map(Into::into).collect(),
-            next_cursor: history.next.map(cursor::encode_i64),
+            next_cursor: history.next.map(cursor::encode_time),
+        }))
+    }
+
+    /// List health summaries
+    ///
+    /// Hourly or daily summaries of the integration's checks, oldest first, for uptime and
+    /// latency charts: per period the checks, failures, uptime and latency percentiles. An
+    /// hour is summarised a few minutes after it ends; hourly summaries are rolled up into
+    /// daily ones after `summary_rollup_days` (14 by default), and daily ones are kept for
+    /// `summary_retention_days` (90).
+    #[oai(
+        path = "/:id/health/summaries",
+        method = "get",
+        operation_id = "integration_health_summary_list"
+    )]
+    #[allow(clippy::too_many_arguments)] // one per path and query parameter
+    async fn integration_health_summary_list(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+        /// `hour` (the default) or `day`.
+        granularity: Query<Option<SummaryGranularity>>,
+        /// Only periods starting at or after this time (RFC 3339).
+        since: Query<Option<chrono::DateTime<chrono::Utc>>>,
+        /// Page size (1 to 200, default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        limit: Query<Option<u32>>,
+        /// The `nextCursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<Json<HealthSummaryPage>, ApiError> {
+        let principal = auth.require(Scope::Read)?;
+        let tenant = state.store.tenant(principal.tenant.clone());
+        tenant.integration_get(id.0).await?;
+        let after = cursor::parse(cursor.0.as_deref(), cursor::decode_time)?;
+        let granularity = granularity.0.unwrap_or(SummaryGranularity::Hour);
+        let page = tenant
+            .health_summaries(
+                id.0,
+                &SummaryQuery {
+                    granularity: granularity.into(),
+                    since: since.0,
+                    after,
+                    limit: page_limit(limit.0),
+                },
+            )
+            .await?;
+        Ok(Json(HealthSummaryPage {
+            granularity,
+            items: page.items.into_iter().map(Into::into).collect(),
+            next_cursor: page.next.map(cursor::encode_time),
         }))
     }
 

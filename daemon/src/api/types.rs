@@ -1,6 +1,7 @@
 //! Request and response types of the REST API. Storage models never appear on the wire: they
 //! are converted here, so the schema of either can change on its own.
 
+pub mod history;
 pub mod webhooks;
 
 use base64::Engine;
@@ -327,6 +328,16 @@ pub mod cursor {
         decode(cursor)?.strip_prefix("a:")?.parse().ok()
     }
 
+    /// A position in time (microseconds since the epoch): history pages are cut by time.
+    pub fn encode_time(t: DateTime<Utc>) -> String {
+        encode(&format!("t:{}", t.timestamp_micros()))
+    }
+
+    pub fn decode_time(cursor: &str) -> Option<DateTime<Utc>> {
+        let micros = decode(cursor)?.strip_prefix("t:")?.parse().ok()?;
+        DateTime::from_timestamp_micros(micros)
+    }
+
     /// A `cursor` query parameter: absent or empty for the first page, 400 when forged.
     pub fn parse<T>(
         cursor: Option<&str>,
@@ -351,6 +362,9 @@ pub mod cursor {
             assert_eq!(decode_i64(&encode_i64(42)), Some(42));
             assert_eq!(decode_uuid(&encode_i64(42)), None);
             assert_eq!(decode_uuid("%%%"), None);
+            let t = DateTime::from_timestamp_micros(1_765_000_000_123_456).unwrap();
+            assert_eq!(decode_time(&encode_time(t)), Some(t));
+            assert_eq!(decode_time(&encode_i64(42)), None);
         }
     }
 }

@@ -1,10 +1,10 @@
 //! The health engine: starts the result writer and the supervisors, spawns a monitor for every
-//! live integration, follows the catalog's changes, and runs the summaries and retention jobs.
+//! live integration, follows the catalog's changes, and starts the history's upkeep (summaries
+//! and retention, [`super::history`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{Duration as ChronoDuration, Utc};
 use connectors::{ConnectorEnv, IntegrationSpec};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
@@ -12,6 +12,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use super::history::HistoryPolicy;
 use super::monitor::{CheckResult, EngineContext, MonitorMsg, MonitorSpec, MonitorStatus};
 use super::policy::Status;
 use super::settings::{HealthSettings, InvalidSettings};
@@ -25,19 +26,12 @@ use crate::cluster::ClusterView;
 use crate::events::Alerting;
 use crate::registry::SharedRegistry;
 use crate::store::Store;
-use crate::store::health::start_of_hour;
 use follow::load_maintenance_windows;
 
 /// Rows per page of the start-up scan.
 const LOAD_PAGE: u64 = 2000;
-/// Rows per retention delete.
-const PRUNE_BATCH: u64 = 5000;
-/// Rows per page while summarising an hour.
-const SUMMARY_PAGE: u64 = 10_000;
 /// How long an on-demand check waits for a monitor that is about to start.
 const MONITOR_GRACE: Duration = Duration::from_secs(1);
-/// How often summaries and retention run.
-const MAINTENANCE_EVERY: Duration = Duration::from_secs(300);
 
 /// What a connector is built from: a catalog row's provider-facing parts.
 pub fn integration_spec(m: &entity::integration::Model) -> IntegrationSpec {
@@ -141,14 +135,19 @@ impl HealthEngine {
             }),
         };
         let follower = tokio::spawn(engine.clone().follow(store.clone(), changes));
-        let retention = Duration::from_secs(u64::from(settings.retention_days) * 86_400);
-        let summaries = Duration::from_secs(u64::from(settings.summary_retention_days) * 86_400);
         // Summaries and retention are the cluster's, run by its leader only.
-        let maintenance = tokio::spawn(crate::cluster::while_leader(
+        let policy = HistoryPolicy::from_settings(settings);
+        let history = tokio::spawn(crate::cluster::while_leader(
             cluster.as_ref().map(|c| c.ownership.clone()),
-            move || maintain(store.clone(), retention, summaries),
+            move || {
+                let tasks = AbortOnDrop(super::history::spawn(store.clone(), policy.clone()));
+                async move {
+                    let _running = tasks;
+                    std::future::pending::<()>().await;
+                }
+            },
         ));
-        let mut tasks = vec![follower, maintenance];
+        let mut tasks = vec![follower, history];
         if let Some(cluster) = cluster {
             tasks.push(tokio::spawn(engine.clone().follow_ownership(cluster)));
         }
@@ -308,53 +307,13 @@ impl HealthEngine {
     }
 }
 
-/// Summaries of complete hours, then retention, every few minutes.
-async fn maintain(store: Store, retention: Duration, summary_retention: Duration) {
-    let system = store.system();
-    let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
-    loop {
-        tick.tick().await;
-        let current_hour = start_of_hour(Utc::now());
-        // Summaries first, so raw results are pruned only after their hour is summarised.
-        let mut done_until = None;
-        loop {
-            match system.next_hour_to_summarize().await {
-                Ok(Some(hour)) if hour < current_hour && done_until.is_none_or(|d| hour > d) => {
-                    done_until = Some(hour);
-                    if let Err(error) = system.summarize_hour(hour, SUMMARY_PAGE).await {
-                        tracing::warn!(message = "Summarising health results failed.", %error);
-                        break;
-                    }
-                }
-                Ok(_) => break,
-                Err(error) => {
-                    tracing::warn!(message = "Summarising health results failed.", %error);
-                    break;
-                }
-            }
-        }
-        let summarized_until = system
-            .next_hour_to_summarize()
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or(current_hour);
-        let cutoff = (Utc::now() - ChronoDuration::from_std(retention).unwrap_or_default())
-            .min(summarized_until);
-        loop {
-            match system.prune_checks(cutoff, PRUNE_BATCH).await {
-                Ok(n) if n == PRUNE_BATCH => tokio::time::sleep(Duration::from_millis(50)).await,
-                Ok(_) => break,
-                Err(error) => {
-                    tracing::warn!(message = "Pruning health results failed.", %error);
-                    break;
-                }
-            }
-        }
-        let summary_cutoff =
-            Utc::now() - ChronoDuration::from_std(summary_retention).unwrap_or_default();
-        if let Err(error) = system.prune_summaries(summary_cutoff).await {
-            tracing::warn!(message = "Pruning health summaries failed.", %error);
+/// Tasks that end with their owner: the history's upkeep stops when leadership is lost.
+struct AbortOnDrop<const N: usize>([JoinHandle<()>; N]);
+
+impl<const N: usize> Drop for AbortOnDrop<N> {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
         }
     }
 }

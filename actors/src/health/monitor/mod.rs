@@ -59,6 +59,8 @@ pub struct MonitorStatus {
     pub last: Option<CheckResult>,
     pub next_check_at: Option<DateTime<Utc>>,
     pub check_in_flight: bool,
+    /// Checks made but not stored yet (`raw_history = "changes"`), for exact uptime.
+    pub pending: crate::store::health::Pending,
 }
 
 impl From<crate::health::timers::Tick> for MonitorMsg {
@@ -128,6 +130,7 @@ impl Actor for IntegrationMonitor {
         _myself: ActorRef<MonitorMsg>,
         state: &mut MonitorState,
     ) -> Result<(), ActorProcessingErr> {
+        state.flush_history().await;
         metrics::monitors(-1);
         metrics::status(
             &state.spec.provider_type,
@@ -171,6 +174,11 @@ impl Actor for IntegrationMonitor {
                     last: state.last.as_deref().cloned(),
                     next_check_at: state.due.map(|(_, at)| at),
                     check_in_flight: state.in_flight,
+                    pending: state
+                        .history
+                        .as_ref()
+                        .map(|f| f.pending())
+                        .unwrap_or_default(),
                 });
             }
         }

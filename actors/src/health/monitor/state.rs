@@ -15,6 +15,7 @@ use super::check::{Done, Outcome};
 use super::{CheckResult, MonitorMsg, MonitorSpec};
 use crate::backoff::spread;
 use crate::events::alerts::{CredentialNotice, Transition};
+use crate::health::history::changes::{ChangeFilter, RawHistory};
 use crate::health::metrics;
 use crate::health::policy::{Status, Tracker, Verdict};
 use crate::health::writer::WriteOp;
@@ -38,6 +39,9 @@ pub struct MonitorState {
     /// The integration's external plugin is in a crash loop (announced once until a check
     /// reaches the plugin again).
     pub(super) plugin_crash_loop: bool,
+    /// With `raw_history = "changes"`, what decides which results are stored (boxed: eight
+    /// bytes per integration otherwise).
+    pub(super) history: Option<Box<ChangeFilter>>,
 }
 
 // === impl MonitorState ===
@@ -45,6 +49,7 @@ pub struct MonitorState {
 impl MonitorState {
     /// A monitor's state before its first check: the status it had before, nothing scheduled.
     pub(super) fn new(spec: Arc<MonitorSpec>, ctx: Arc<EngineContext>) -> Self {
+        let history = (ctx.schedule.raw_history == RawHistory::Changes).then(Default::default);
         Self {
             tracker: Tracker::new(spec.status()),
             spec,
@@ -54,6 +59,7 @@ impl MonitorState {
             due: None,
             last: None,
             plugin_crash_loop: false,
+            history,
         }
     }
 
@@ -105,24 +111,33 @@ impl MonitorState {
                 expires_at,
             })
         });
-        self.ctx
-            .writer
-            .record(WriteOp::Check(
-                CheckRow {
-                    integration_id: self.spec.id,
-                    tenant_id: self.spec.tenant.clone(),
-                    checked_at: done.checked_at,
-                    status: recorded_status,
-                    reason: report.reason.map(Reason::as_str),
-                    latency_ms,
-                    error_message: report
-                        .message
-                        .as_ref()
-                        .map(|m| m.chars().take(1024).collect()),
-                },
-                credential,
-            ))
-            .await;
+        let row = CheckRow {
+            integration_id: self.spec.id,
+            tenant_id: self.spec.tenant.clone(),
+            checked_at: done.checked_at,
+            status: recorded_status,
+            reason: report.reason.map(Reason::as_str),
+            latency_ms,
+            error_message: report
+                .message
+                .as_ref()
+                .map(|m| m.chars().take(1024).collect()),
+            folded: None,
+        };
+        match self.history.as_mut() {
+            None => {
+                let op = WriteOp::Check(row, credential);
+                self.ctx.writer.record(op).await;
+            }
+            Some(filter) => {
+                for (row, credential) in filter.admit(row, credential, done.reply.is_some()) {
+                    self.ctx
+                        .writer
+                        .record(WriteOp::Check(row, credential))
+                        .await;
+                }
+            }
+        }
 
         let verdict = if self.spec.paused {
             None
@@ -167,10 +182,31 @@ impl MonitorState {
             self.schedule(myself, delay);
         }
         if panicked {
-            // Let the supervisor restart this monitor (and count the restart).
+            // Let the supervisor restart this monitor (and count the restart); what it held
+            // back is stored first.
+            self.flush_history().await;
             return Err("the connector panicked during a health check".into());
         }
+        // With `raw_history = "changes"`: the held-back sample goes once its hour is over.
+        let next = self.due.map(|(_, at)| at);
+        if let Some(sample) = self.history.as_mut().and_then(|f| f.before_next(next)) {
+            self.ctx
+                .writer
+                .record(WriteOp::Check(sample.0, sample.1))
+                .await;
+        }
         Ok(())
+    }
+
+    /// Stores the result held back by `raw_history = "changes"`, if any (the monitor stops,
+    /// pauses or fails).
+    pub(super) async fn flush_history(&mut self) {
+        if let Some((row, credential)) = self.history.as_mut().and_then(|f| f.flush()) {
+            self.ctx
+                .writer
+                .record(WriteOp::Check(row, credential))
+                .await;
+        }
     }
 
     /// Announces once when the integration's external plugin process keeps failing.
@@ -202,6 +238,7 @@ impl MonitorState {
             self.generation = self.generation.wrapping_add(1);
             self.due = None;
             self.set_status(Status::Paused, None).await;
+            self.flush_history().await;
             return;
         }
         if was_paused {

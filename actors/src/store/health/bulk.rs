@@ -16,9 +16,10 @@ use crate::events::{NewEvent, StoredEvent};
 use crate::store::cluster::{Fence, HELD_SHARDS};
 
 const INSERT_CHECKS: &str = "INSERT INTO health_checks \
-     (integration_id, tenant_id, checked_at, status, reason, latency_ms, error_message) \
-     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], \
-     $6::int8[], $7::text[])";
+     (integration_id, tenant_id, checked_at, status, reason, latency_ms, error_message, folded) \
+     SELECT i, t, c, s, r, l, e, f::jsonb FROM UNNEST($1::uuid[], $2::text[], \
+     $3::timestamptz[], $4::text[], $5::text[], $6::int8[], $7::text[], $8::text[]) \
+     AS v (i, t, c, s, r, l, e, f)";
 
 const UPDATE_STATUSES: &str = "UPDATE integrations AS i \
      SET status = v.status, status_reason = v.reason, last_checked_at = v.checked_at \
@@ -109,6 +110,12 @@ pub(super) async fn write_results(
                 checks
                     .iter()
                     .map(|c| c.error_message.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                checks
+                    .iter()
+                    .map(|c| c.folded.as_ref().map(|f| f.to_json().to_string()))
                     .collect::<Vec<_>>(),
             )
             .execute(&mut *txn)

@@ -1,8 +1,17 @@
 //! A tenant's check results, a page at a time, newest first.
+//!
+//! Pages are cut by time: results have no surrogate key (nothing else would read it, and on
+//! PostgreSQL its index would cost a fifth of the table). On PostgreSQL the query walks each
+//! day's partition newest first through its `(integration_id, checked_at DESC)` index and
+//! stops after one page (0.3 ms warm for a week of 5-minute checks, against 5 ms for the
+//! plan the planner would otherwise pick, which reads the whole week).
 
 use chrono::{DateTime, Utc};
 use entity::health_check;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
 use uuid::Uuid;
 
 use super::CheckEntry;
@@ -14,8 +23,11 @@ use crate::store::{MAX_PAGE_SIZE, Page, TenantStore};
 pub struct HistoryQuery {
     /// Only results checked at or after this time.
     pub since: Option<DateTime<Utc>>,
-    /// Start below this result id (the previous page's cursor).
-    pub before: Option<i64>,
+    /// Only results checked before this time (the previous page's cursor: the time of its
+    /// last result). Two results of one integration stamped with the same microsecond on
+    /// either side of a page boundary would lose the second; one integration's checks never
+    /// start within the same microsecond.
+    pub before: Option<DateTime<Utc>>,
     pub limit: u64,
 }
 
@@ -28,7 +40,7 @@ impl TenantStore {
         &self,
         id: Uuid,
         query: &HistoryQuery,
-    ) -> Result<Page<CheckEntry, i64>, CatalogError> {
+    ) -> Result<Page<CheckEntry, DateTime<Utc>>, CatalogError> {
         let limit = query.limit.clamp(1, MAX_PAGE_SIZE);
         let mut select = health_check::Entity::find()
             .filter(health_check::Column::TenantId.eq(self.tenant.as_str()))
@@ -37,16 +49,27 @@ impl TenantStore {
             select = select.filter(health_check::Column::CheckedAt.gte(since));
         }
         if let Some(before) = query.before {
-            select = select.filter(health_check::Column::Id.lt(before));
+            select = select.filter(health_check::Column::CheckedAt.lt(before));
         }
-        let rows = self
-            .read_all(
-                select
-                    .order_by_desc(health_check::Column::Id)
-                    .limit(limit + 1),
-            )
-            .await?;
-        Ok(Page::from_rows(rows, limit, |r| r.id))
+        let select = select
+            .order_by_desc(health_check::Column::CheckedAt)
+            .limit(limit + 1);
+        let rows = if self.db.get_database_backend() == DatabaseBackend::Postgres {
+            // The planner underestimates the rows of one integration (the row-level-security
+            // predicate and the tenant filter look selective), so it would fetch every result
+            // of the integration in the retention through a bitmap scan and sort them, ~2,000
+            // rows at the 5-minute default. Without bitmap scans it walks the partitions
+            // newest first through the index and stops after one page.
+            let txn = self.begin(false).await?;
+            txn.execute_unprepared("SET LOCAL enable_bitmapscan = off")
+                .await?;
+            let rows = select.all(&txn).await?;
+            txn.commit().await?;
+            rows
+        } else {
+            self.read_all(select).await?
+        };
+        Ok(Page::from_rows(rows, limit, |r| r.checked_at))
     }
 }
 

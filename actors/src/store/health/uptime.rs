@@ -1,12 +1,14 @@
 //! A tenant's uptime: the share of checks that were not unhealthy over the last 24 hours, 7
-//! and 30 days, from the hourly summaries where they exist and the raw results after them.
+//! and 30 days, from the daily summaries, then the hourly ones after them, then the raw
+//! results after those (with the checks they carry folded), and the checks a monitor holds
+//! that are not stored yet. Each check is counted once, from exactly one of these.
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use entity::{health_check, health_summary};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use uuid::Uuid;
 
-use super::{UNHEALTHY, counts};
+use super::{Folded, UNHEALTHY, counts};
 use crate::error::CatalogError;
 use crate::store::TenantStore;
 
@@ -19,46 +21,120 @@ pub struct Uptime {
     pub last_30d: Option<f64>,
 }
 
+/// Checks made but not stored yet (with `raw_history = "changes"`, those a monitor folds
+/// until its hour's sample is written): they fall in every window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pending {
+    pub checks: i64,
+    pub failures: i64,
+}
+
+/// Checks and failures in one period.
+struct Tally {
+    start: DateTime<Utc>,
+    checks: i64,
+    failures: i64,
+}
+
 impl TenantStore {
-    /// Uptime over the last 24 hours, 7 days and 30 days: hourly summaries for the hours they
-    /// cover, raw results after that.
+    /// Uptime over the last 24 hours, 7 days and 30 days.
     ///
     /// # Errors
     /// [`CatalogError::Db`].
     pub async fn uptime(&self, id: Uuid, now: DateTime<Utc>) -> Result<Uptime, CatalogError> {
-        let txn = self.begin(false).await?;
+        self.uptime_with(id, now, Pending::default()).await
+    }
+
+    /// Uptime counting `pending` checks too: daily summaries for the days they cover, hourly
+    /// summaries after them, raw results after those.
+    ///
+    /// # Errors
+    /// [`CatalogError::Db`].
+    pub async fn uptime_with(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        pending: Pending,
+    ) -> Result<Uptime, CatalogError> {
         let window = |days: i64| now - ChronoDuration::days(days);
-        let summaries = health_summary::Entity::find()
-            .filter(health_summary::Column::TenantId.eq(self.tenant.as_str()))
-            .filter(health_summary::Column::IntegrationId.eq(id))
-            .filter(health_summary::Column::Hour.gte(window(30)))
-            .all(&txn)
-            .await?;
-        let summarized_until = summaries
+        let tenant = self.tenant.as_str();
+        let txn = self.begin(false).await?;
+        let days: Vec<(DateTime<Utc>, i64, i64)> = {
+            use health_summary::daily::{Column, Entity};
+            Entity::find()
+                .select_only()
+                .columns([Column::Day, Column::Checks, Column::Failures])
+                .filter(Column::TenantId.eq(tenant))
+                .filter(Column::IntegrationId.eq(id))
+                .filter(Column::Day.gte(window(30)))
+                .into_tuple()
+                .all(&txn)
+                .await?
+        };
+        let hours: Vec<(DateTime<Utc>, i64, i64)> = {
+            use health_summary::{Column, Entity};
+            Entity::find()
+                .select_only()
+                .columns([Column::Hour, Column::Checks, Column::Failures])
+                .filter(Column::TenantId.eq(tenant))
+                .filter(Column::IntegrationId.eq(id))
+                .filter(Column::Hour.gte(window(30)))
+                .into_tuple()
+                .all(&txn)
+                .await?
+        };
+        let daily_until = days
             .iter()
-            .map(|s| s.hour + ChronoDuration::hours(1))
+            .map(|(day, ..)| *day + ChronoDuration::days(1))
             .max()
             .unwrap_or(window(30));
-        let raw: Vec<(String, DateTime<Utc>)> = health_check::Entity::find()
-            .select_only()
-            .column(health_check::Column::Status)
-            .column(health_check::Column::CheckedAt)
-            .filter(health_check::Column::TenantId.eq(self.tenant.as_str()))
-            .filter(health_check::Column::IntegrationId.eq(id))
-            .filter(health_check::Column::CheckedAt.gte(summarized_until.max(window(30))))
-            .into_tuple()
-            .all(&txn)
-            .await?;
+        let hours: Vec<_> = hours.into_iter().filter(|h| h.0 >= daily_until).collect();
+        let summarized_until = hours
+            .iter()
+            .map(|(hour, ..)| *hour + ChronoDuration::hours(1))
+            .max()
+            .unwrap_or(daily_until)
+            .max(daily_until);
+        let raw: Vec<(String, DateTime<Utc>, Option<serde_json::Value>)> = {
+            use health_check::{Column, Entity};
+            Entity::find()
+                .select_only()
+                .columns([Column::Status, Column::CheckedAt, Column::Folded])
+                .filter(Column::TenantId.eq(tenant))
+                .filter(Column::IntegrationId.eq(id))
+                .filter(Column::CheckedAt.gte(summarized_until.max(window(30))))
+                .into_tuple()
+                .all(&txn)
+                .await?
+        };
         txn.commit().await?;
-        let ratio = |start: DateTime<Utc>| {
-            let (mut checks, mut failures) = (0i64, 0i64);
-            for s in summaries.iter().filter(|s| s.hour >= start) {
-                checks += s.checks;
-                failures += s.failures;
+
+        let mut tallies: Vec<Tally> = days
+            .into_iter()
+            .chain(hours)
+            .map(|(start, checks, failures)| Tally {
+                start,
+                checks,
+                failures,
+            })
+            .collect();
+        for (status, at, folded) in raw {
+            let mut tally = Tally {
+                start: at,
+                checks: i64::from(counts(&status)),
+                failures: i64::from(status == UNHEALTHY),
+            };
+            if let Some(folded) = folded.as_ref().and_then(Folded::from_json) {
+                tally.checks += folded.latencies.len() as i64;
+                tally.failures += i64::from(folded.failures);
             }
-            for (status, _) in raw.iter().filter(|(s, at)| *at >= start && counts(s)) {
-                checks += 1;
-                failures += i64::from(status == UNHEALTHY);
+            tallies.push(tally);
+        }
+        let ratio = |start: DateTime<Utc>| {
+            let (mut checks, mut failures) = (pending.checks, pending.failures);
+            for t in tallies.iter().filter(|t| t.start >= start) {
+                checks += t.checks;
+                failures += t.failures;
             }
             (checks > 0).then(|| (checks - failures) as f64 / checks as f64)
         };

@@ -4,8 +4,8 @@
 
 use entity::health_check;
 use sea_orm::{
-    ActiveValue::{NotSet, Set},
-    ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, EntityTrait, Statement,
+    ActiveValue::Set, ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, EntityTrait,
+    Statement,
 };
 
 use super::{CheckRow, StatusRow};
@@ -102,7 +102,6 @@ impl SystemStore {
         // outage).
         for chunk in checks.chunks(ROWS_PER_INSERT) {
             let rows = chunk.iter().map(|c| health_check::ActiveModel {
-                id: NotSet,
                 integration_id: Set(c.integration_id),
                 tenant_id: Set(c.tenant_id.to_string()),
                 checked_at: Set(c.checked_at),
@@ -110,6 +109,7 @@ impl SystemStore {
                 reason: Set(c.reason.map(str::to_owned)),
                 latency_ms: Set(c.latency_ms),
                 error_message: Set(c.error_message.clone()),
+                folded: Set(c.folded.as_ref().map(|f| f.to_json())),
             });
             health_check::Entity::insert_many(rows)
                 .exec_without_returning(&txn)
