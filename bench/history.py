@@ -234,6 +234,8 @@ def main():
         "elapsed_s_mean": round(sum(h["elapsed_s"] for h in hours) / 24, 2),
         "pg_cpu_s_total": round(sum(h["pg_cpu_s"] for h in hours), 2),
     }
+    result["storage_hourly_summaries"] = bytes_per_row(
+        DB, f"health_summaries_p{day:%Y%m%d}", small * 24)
     with open(os.path.join(OUT, "history-plans.txt"), "w") as f:
         f.write(plans(DB, day, hour))
     # Roll-ups: everything older first, then yesterday alone.
@@ -256,6 +258,26 @@ def main():
     t.join()
     result["drop_day_under_load"] = dropped
     result["drop_day_idle"] = step("drop-day", url, day.isoformat())
+
+    # raw_history = "changes": a steady integration's day is 24 hourly samples, each carrying
+    # the hour's 11 other checks folded (tomorrow's empty partition holds them here).
+    tomorrow = today + dt.timedelta(days=1)
+    timed_sql(f"""
+        INSERT INTO health_checks (integration_id, tenant_id, checked_at, status, latency_ms, folded)
+        SELECT {uuid_sql('i')}, 't' || (i % 100),
+               '{tomorrow.isoformat()}'::timestamptz + h * interval '1 hour'
+                 + interval '55 minutes' + (i % 300) * interval '1 second',
+               'healthy', 20 + (random() * 200)::int8,
+               json_build_object('failures', 0, 'latencies',
+                 (SELECT json_agg(20 + (random() * 200)::int) FROM generate_series(1, 11)
+                  WHERE i >= 0))
+        FROM generate_series(0, 23) h, generate_series(0, {small - 1}) i""", DB)
+    psql(f"VACUUM ANALYZE {part(tomorrow)}", db=DB)
+    changes = bytes_per_row(DB, part(tomorrow), small * 24)
+    changes["bytes_per_integration_day"] = round(changes["total_bytes"] / small)
+    changes["all_mode_bytes_per_integration_day"] = round(
+        result["storage_day"]["total_bytes"] / small)
+    result["storage_changes_mode"] = changes
 
     per_fleet_hour = {
         "summaries": {"pg_cpu_s": result["summarize_full_hour"]["pg_cpu_s"],

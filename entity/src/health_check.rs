@@ -24,7 +24,7 @@ pub struct Model {
     /// besides itself, which were not stored one by one, as
     /// `{"failures": n, "latencies": [ms, …]}` (counted checks only; the first `failures` of
     /// them failed). Null for a result that stands for itself alone.
-    #[sea_orm(column_type = "JsonBinary", nullable)]
+    #[sea_orm(column_type = "Json", nullable)]
     pub folded: Option<Json>,
 }
 

@@ -12,7 +12,8 @@
 //!   (`actors::store::health::partitions`); the ones here only bridge the gap until it runs.
 //! - `health_checks.folded` (both backends): the checks a stored result stands for besides
 //!   itself, `{"failures": n, "latencies": [..]}`, when only state changes and an hourly sample
-//!   are kept.
+//!   are kept. `json`, not `jsonb`: kept as text it takes about half the room (a number is its
+//!   digits, not a numeric), and it is only ever read whole.
 //! - `health_summaries` (PostgreSQL): partitioned by day on `hour`, so hourly summaries rolled
 //!   up into daily ones are dropped a day at a time too.
 //! - `health_summaries_daily`: one row per integration and day, from the hourly summaries.
@@ -280,7 +281,7 @@ impl MigrationTrait for Migration {
             &[
                 "ALTER TABLE health_checks DROP CONSTRAINT health_checks_pkey".into(),
                 "ALTER TABLE health_checks DROP COLUMN id".into(),
-                "ALTER TABLE health_checks ADD COLUMN folded jsonb".into(),
+                "ALTER TABLE health_checks ADD COLUMN folded json".into(),
                 "ALTER INDEX ix_health_checks_integration_checked_at \
                  RENAME TO health_checks_legacy_history"
                     .into(),
@@ -298,7 +299,7 @@ impl MigrationTrait for Migration {
             "integration_id uuid NOT NULL, checked_at timestamptz NOT NULL, \
              latency_ms bigint NOT NULL, tenant_id varchar(64) NOT NULL, \
              status varchar(16) NOT NULL, reason varchar(64), error_message varchar(1024), \
-             folded jsonb",
+             folded json",
             DAYS_BEHIND,
         )
         .await

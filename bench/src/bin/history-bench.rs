@@ -149,11 +149,14 @@ async fn main() -> anyhow::Result<()> {
             let Some(p) = partitions.await?.into_iter().find(|p| p.from == Some(day)) else {
                 bail!("no partition for {day}");
             };
-            let started = Instant::now();
-            system
+            let took = system
                 .drop_partition(&actors::store::health::partitions::RESULTS, &p)
                 .await?;
-            json!({ "partition": p.name, "drop_s": started.elapsed().as_secs_f64() })
+            json!({
+                "partition": p.name,
+                "detach_s": took.detach.as_secs_f64(),
+                "drop_s": took.drop.as_secs_f64(),
+            })
         }
         [_, "roll-up", url, day] => {
             let system = store(url).await?.system();

@@ -209,9 +209,15 @@ pub async fn retain(
         if let Some(oldest) = oldest {
             gap(oldest, p.to, &mut report);
         }
-        system
+        let took = system
             .drop_partition(&crate::store::health::partitions::RESULTS, &p)
             .await?;
+        tracing::info!(
+            message = "Health results partition dropped.",
+            partition = %p.name,
+            detach_ms = took.detach.as_millis() as u64,
+            drop_ms = took.drop.as_millis() as u64,
+        );
         report.partitions_dropped.push(p.name);
     }
     if let Some(oldest) = system.oldest_check().await?

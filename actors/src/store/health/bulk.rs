@@ -17,7 +17,7 @@ use crate::store::cluster::{Fence, HELD_SHARDS};
 
 const INSERT_CHECKS: &str = "INSERT INTO health_checks \
      (integration_id, tenant_id, checked_at, status, reason, latency_ms, error_message, folded) \
-     SELECT i, t, c, s, r, l, e, f::jsonb FROM UNNEST($1::uuid[], $2::text[], \
+     SELECT i, t, c, s, r, l, e, f::json FROM UNNEST($1::uuid[], $2::text[], \
      $3::timestamptz[], $4::text[], $5::text[], $6::int8[], $7::text[], $8::text[]) \
      AS v (i, t, c, s, r, l, e, f)";
 

@@ -100,7 +100,9 @@ impl SystemStore {
             }
             match self.min_hour(&p.name).await? {
                 Some(hour) => return Ok(Some(start_of_day(hour)).filter(|d| due(*d))),
-                None if p.to <= horizon => self.drop_partition(&SUMMARIES, &p).await?,
+                None if p.to <= horizon => {
+                    self.drop_partition(&SUMMARIES, &p).await?;
+                }
                 None => {}
             }
         }
@@ -135,7 +137,8 @@ impl SystemStore {
                 .iter()
                 .find(|p| p.is_day() && p.from == Some(day))
             {
-                return self.drop_partition(&SUMMARIES, p).await;
+                self.drop_partition(&SUMMARIES, p).await?;
+                return Ok(());
             }
             match partitions.into_iter().find(|p| !p.is_day()) {
                 Some(legacy) => legacy.name,

@@ -53,7 +53,7 @@ fn summarize_postgres() -> String {
              SELECT h.integration_id, h.tenant_id, \
                f.ord <= (h.folded->>'failures')::int8, f.value::int8 \
              FROM health_checks h \
-             CROSS JOIN LATERAL jsonb_array_elements_text(h.folded->'latencies') \
+             CROSS JOIN LATERAL json_array_elements_text(h.folded->'latencies') \
                WITH ORDINALITY AS f (value, ord) \
              WHERE h.checked_at >= $1 AND h.checked_at < $2 AND h.folded IS NOT NULL \
            ) c GROUP BY integration_id \
