@@ -106,10 +106,7 @@ impl Membership {
 
     /// Whether the leases are renewed in time (a replica that cannot renew is not ready).
     pub fn renewing(&self) -> bool {
-        self.ownership
-            .borrow()
-            .valid_until
-            .is_some_and(|until| until > Instant::now())
+        self.ownership.borrow().renewed_in_time()
     }
 
     /// Leaves the cluster: every lease released at once, so the others take over without

@@ -58,6 +58,11 @@ impl Ownership {
     pub fn is_leader(&self) -> bool {
         self.leader.is_some()
     }
+
+    /// Whether the leases were renewed in time (a replica that cannot renew is not ready).
+    pub fn renewed_in_time(&self) -> bool {
+        self.valid_until.is_some_and(|until| until > Instant::now())
+    }
 }
 
 /// Runs `duty` while this replica is the leader (always, outside a cluster), stopping it when
@@ -113,10 +118,7 @@ impl ClusterView {
 
     /// Whether the leases are renewed in time (a replica that cannot renew is not ready).
     pub fn renewing(&self) -> bool {
-        self.ownership
-            .borrow()
-            .valid_until
-            .is_some_and(|until| until > Instant::now())
+        self.ownership.borrow().renewed_in_time()
     }
 }
 

@@ -36,6 +36,17 @@ impl SystemStore {
         super::begin_all_tenants(&self.db, false).await
     }
 
+    /// The rows of `select`, read in one all-tenant transaction.
+    async fn integrations(
+        &self,
+        select: sea_orm::Select<integration::Entity>,
+    ) -> Result<Vec<integration::Model>, DbErr> {
+        let txn = self.begin().await?;
+        let rows = select.all(&txn).await?;
+        txn.commit().await?;
+        Ok(rows)
+    }
+
     /// An integration of any tenant, deleted or not.
     ///
     /// # Errors
@@ -57,15 +68,13 @@ impl SystemStore {
         since: chrono::DateTime<chrono::Utc>,
         limit: u64,
     ) -> Result<Vec<integration::Model>, DbErr> {
-        let txn = self.begin().await?;
-        let rows = integration::Entity::find()
-            .filter(integration::Column::UpdatedAt.gte(since))
-            .order_by_asc(integration::Column::UpdatedAt)
-            .limit(limit)
-            .all(&txn)
-            .await?;
-        txn.commit().await?;
-        Ok(rows)
+        self.integrations(
+            integration::Entity::find()
+                .filter(integration::Column::UpdatedAt.gte(since))
+                .order_by_asc(integration::Column::UpdatedAt)
+                .limit(limit),
+        )
+        .await
     }
 
     /// When each of `ids` was last checked, looking back to `since` (a monitor started
@@ -128,14 +137,8 @@ impl SystemStore {
         if let Some(after) = after {
             select = select.filter(integration::Column::Id.gt(after));
         }
-        let txn = self.begin().await?;
-        let rows = select
-            .order_by_asc(integration::Column::Id)
-            .limit(limit)
-            .all(&txn)
-            .await?;
-        txn.commit().await?;
-        Ok(rows)
+        self.integrations(select.order_by_asc(integration::Column::Id).limit(limit))
+            .await
     }
 
     /// A page of live integrations of one provider type, by id.
@@ -154,14 +157,8 @@ impl SystemStore {
         if let Some(after) = after {
             select = select.filter(integration::Column::Id.gt(after));
         }
-        let txn = self.begin().await?;
-        let rows = select
-            .order_by_asc(integration::Column::Id)
-            .limit(limit)
-            .all(&txn)
-            .await?;
-        txn.commit().await?;
-        Ok(rows)
+        self.integrations(select.order_by_asc(integration::Column::Id).limit(limit))
+            .await
     }
 }
 
