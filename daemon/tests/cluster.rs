@@ -494,9 +494,20 @@ async fn outbox(database: &str) -> Vec<(i64, String)> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn every_event_reaches_any_replica_s_stream_and_the_receiver_across_a_leader_failover() {
+async fn every_event_reaches_any_replica_s_stream_the_receiver_and_nats_across_a_leader_failover() {
     daemon::install_crypto_provider();
     let database = actors::db::testing::fresh_postgres_url().await;
+    let nats_url =
+        std::env::var("STELLA_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let nats = async_nats::connect(&nats_url)
+        .await
+        .unwrap_or_else(|e| panic!("NATS with JetStream must answer at {nats_url}: {e}"));
+    let js = async_nats::jetstream::new(nats);
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let (prefix, stream_name) = (
+        format!("stella-cluster-{run}.events"),
+        format!("STELLA_TEST_{}_{run}", unix_seconds()),
+    );
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -527,6 +538,15 @@ reminder_interval_seconds = 0
 poll_interval_ms = 100
 backoff_min_ms = 50
 backoff_max_ms = 300
+[events.nats]
+url = "{nats_url}"
+subject_prefix = "{prefix}"
+stream = "{stream_name}"
+max_age_seconds = 3600
+batch = 4
+poll_interval_ms = 100
+backoff_min_ms = 100
+backoff_max_ms = 500
 [connectors.outbound]
 allow_private_networks = ["127.0.0.1/32"]
 [connectors.secrets]
@@ -633,5 +653,60 @@ secrets_dir = "{}"
     // At least once: only a delivery in flight when the leader was killed may come again (the
     // same event id, which is also the Idempotency-Key); the relay fans out each event once.
     assert!(twice.len() <= 16, "{twice:?}");
+
+    // The NATS relay, resumed by the new leader from the cursor the old one left, stored every
+    // event of the outbox in the stream exactly once (a re-published tail carries the same
+    // `Nats-Msg-Id`, which JetStream drops), in outbox order.
+    let wanted: Vec<String> = events.iter().map(|(_, id)| id.clone()).collect();
+    let stored = eventually(30, "every event stored in the stream", async || {
+        let stored = stream_ids(&js, &stream_name).await;
+        wanted
+            .iter()
+            .all(|id| stored.contains(id))
+            .then_some(stored)
+    })
+    .await;
+    let distinct: std::collections::HashSet<&String> = stored.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        stored.len(),
+        "a duplicate reached the stream"
+    );
+    let in_outbox_order: Vec<&String> = stored.iter().filter(|id| wanted.contains(id)).collect();
+    assert_eq!(
+        in_outbox_order,
+        wanted.iter().collect::<Vec<_>>(),
+        "the stream's order is not the outbox order"
+    );
+    eprintln!("stream: {} events, each once", stored.len());
+    let _ = js.delete_stream(&stream_name).await;
     drop(r2);
+}
+
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Every `Nats-Msg-Id` the stream holds, in stream order.
+async fn stream_ids(js: &async_nats::jetstream::Context, name: &str) -> Vec<String> {
+    let Ok(mut stream) = js.get_stream(name).await else {
+        return Vec::new();
+    };
+    let Ok(info) = stream.info().await.cloned() else {
+        return Vec::new();
+    };
+    let mut ids = Vec::new();
+    if info.state.messages == 0 {
+        return ids;
+    }
+    for seq in info.state.first_sequence..=info.state.last_sequence {
+        if let Ok(message) = stream.get_raw_message(seq).await
+            && let Some(id) = message.headers.get(actors::sinks::nats::MSG_ID_HEADER)
+        {
+            ids.push(id.to_string());
+        }
+    }
+    ids
 }

@@ -33,6 +33,13 @@ pub enum Change {
         integration_id: Uuid,
         window_id: Uuid,
     },
+    /// Every maintenance window that can still become active, as read from the database at
+    /// `read_at` (in a cluster, to repair a missed window change): replaces what followers know
+    /// of windows, except for changes they learned after the read.
+    WindowsReconciled {
+        windows: Arc<Vec<Window>>,
+        read_at: tokio::time::Instant,
+    },
     /// A webhook subscription was created, replaced or deleted.
     SubscriptionChanged { tenant: TenantId, id: Uuid },
     /// A dead delivery was put back in the queue.

@@ -95,7 +95,7 @@ impl Notice {
                 subscription_id: *subscription_id,
             },
             // Each replica discovers its own plugins.
-            Change::ConnectorChanged { .. } => return None,
+            Change::ConnectorChanged { .. } | Change::WindowsReconciled { .. } => return None,
         })
     }
 
@@ -337,28 +337,44 @@ async fn follow_outbox(
 
 /// Replays the catalog changes of the last minutes, so a missed notification is repaired.
 async fn reconcile(store: Store, feed: ChangeFeed, mut stop: watch::Receiver<bool>) {
-    let system = store.system();
     loop {
         tokio::select! {
             () = stopped(&mut stop) => return,
             () = tokio::time::sleep(RECONCILE_EVERY) => {}
         }
-        let since = chrono::Utc::now() - RECONCILE_WINDOW;
-        match system.integrations_changed_since(since, 10_000).await {
-            Ok(rows) => {
-                for row in rows {
-                    let change = match row.deleted_at {
-                        Some(_) => match TenantId::new(&row.tenant_id) {
-                            Ok(tenant) => Change::IntegrationDeleted { tenant, id: row.id },
-                            Err(_) => continue,
-                        },
-                        None => Change::IntegrationUpserted(std::sync::Arc::new(row)),
-                    };
-                    feed.publish_remote(change);
-                }
-            }
-            Err(error) => tracing::warn!(message = "Reconciling with the catalog failed.", %error),
+        reconcile_once(&store, &feed).await;
+    }
+}
+
+/// One reconciliation: the integrations changed in the last [`RECONCILE_WINDOW`] and every
+/// maintenance window that can still become active, published to this replica's followers.
+pub(crate) async fn reconcile_once(store: &Store, feed: &ChangeFeed) {
+    let system = store.system();
+    let read_at = tokio::time::Instant::now();
+    match system.maintenance_windows(chrono::Utc::now()).await {
+        Ok(windows) => feed.publish_remote(Change::WindowsReconciled {
+            windows: std::sync::Arc::new(windows),
+            read_at,
+        }),
+        Err(error) => {
+            tracing::warn!(message = "Reconciling maintenance windows failed.", %error);
         }
+    }
+    let since = chrono::Utc::now() - RECONCILE_WINDOW;
+    match system.integrations_changed_since(since, 10_000).await {
+        Ok(rows) => {
+            for row in rows {
+                let change = match row.deleted_at {
+                    Some(_) => match TenantId::new(&row.tenant_id) {
+                        Ok(tenant) => Change::IntegrationDeleted { tenant, id: row.id },
+                        Err(_) => continue,
+                    },
+                    None => Change::IntegrationUpserted(std::sync::Arc::new(row)),
+                };
+                feed.publish_remote(change);
+            }
+        }
+        Err(error) => tracing::warn!(message = "Reconciling with the catalog failed.", %error),
     }
 }
 

@@ -175,3 +175,70 @@ async fn leadership_moves_only_when_the_lease_is_free() {
     cluster.leave("a").await.unwrap();
     assert!(cluster.claim_leader("b", 30.0).await.unwrap().is_some());
 }
+
+/// A window change whose notification never arrived (a replica reconnecting, say) is repaired
+/// by the next reconciliation: it lists every window that can still become active.
+#[tokio::test]
+async fn a_reconciliation_carries_the_windows_as_the_database_has_them() {
+    use crate::catalog::{Change, ChangeFeed};
+    use crate::store::NewIntegration;
+    use crate::store::maintenance::NewMaintenanceWindow;
+
+    let store = testing::postgres_store().await;
+    let tenant = store.tenant(crate::TenantId::new("t").unwrap());
+    let integration = tenant
+        .integration_create(
+            "tester",
+            NewIntegration {
+                provider_type: "inmemory".into(),
+                name: "one".into(),
+                config: serde_json::Map::new(),
+                auth_ref_uri: None,
+            },
+        )
+        .await
+        .unwrap();
+    let window = |hours: i64| NewMaintenanceWindow {
+        starts_at: Utc::now() + chrono::Duration::hours(hours),
+        ends_at: Utc::now() + chrono::Duration::hours(hours + 1),
+        recurrence: None,
+        until: None,
+        reason: None,
+    };
+    // Written straight to the database: no replica was told.
+    let kept = tenant
+        .maintenance_create("tester", integration.id, window(1))
+        .await
+        .unwrap();
+    let deleted = tenant
+        .maintenance_create("tester", integration.id, window(2))
+        .await
+        .unwrap();
+    tenant
+        .maintenance_delete("tester", integration.id, deleted.id)
+        .await
+        .unwrap();
+
+    let feed = ChangeFeed::default();
+    let mut followed = feed.follow();
+    let before = tokio::time::Instant::now();
+    super::bus::reconcile_once(&store, &feed).await;
+    let mut windows = None;
+    while let Ok(change) = followed.try_recv() {
+        if let Change::WindowsReconciled {
+            windows: w,
+            read_at,
+        } = change
+        {
+            assert!(read_at >= before);
+            windows = Some(w);
+        }
+    }
+    let windows = windows.expect("no reconciliation of the windows was published");
+    let ids: Vec<Uuid> = windows.iter().map(|w| w.id).collect();
+    assert_eq!(
+        ids,
+        vec![kept.id],
+        "the deleted window was listed, or the kept one not"
+    );
+}

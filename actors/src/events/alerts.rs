@@ -125,6 +125,11 @@ pub enum MaintenanceChange {
         integration_id: Uuid,
         window_id: Uuid,
     },
+    /// Every window that can still become active, read from the database at `read_at`.
+    Reconcile {
+        windows: Arc<Vec<Window>>,
+        read_at: tokio::time::Instant,
+    },
 }
 
 /// Per-integration alert state, kept only while there is something to remember.
@@ -235,6 +240,9 @@ impl Alerts {
                 integration_id,
                 window_id,
             } => self.maintenance.remove(integration_id, window_id),
+            MaintenanceChange::Reconcile { windows, read_at } => {
+                self.maintenance.reconcile(&windows, read_at);
+            }
         }
     }
 

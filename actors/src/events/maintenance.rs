@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
+use tokio::time::Instant;
 use uuid::Uuid;
 
 /// How a window repeats.
@@ -117,14 +118,27 @@ impl Window {
     }
 }
 
+/// How long a deleted window is remembered, so a reconciliation read before the deletion
+/// cannot bring it back.
+const TOMBSTONE_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// The windows of every integration, for the alert policy.
+///
+/// Windows arrive one change at a time and, in a cluster, also as a whole from the database
+/// ([`MaintenanceIndex::reconcile`]) to repair a missed change. Each window remembers when it
+/// was learned and each deletion when it was made, so a reconciliation never undoes a change
+/// that came after its read.
 #[derive(Debug, Default)]
 pub struct MaintenanceIndex {
     by_integration: HashMap<Uuid, Vec<Window>>,
+    learned: HashMap<Uuid, Instant>,
+    removed: HashMap<Uuid, Instant>,
 }
 
 impl MaintenanceIndex {
     pub fn insert(&mut self, window: Window) {
+        self.learned.insert(window.id, Instant::now());
+        self.removed.remove(&window.id);
         let windows = self
             .by_integration
             .entry(window.integration_id)
@@ -134,6 +148,12 @@ impl MaintenanceIndex {
     }
 
     pub fn remove(&mut self, integration_id: Uuid, window_id: Uuid) {
+        self.removed.insert(window_id, Instant::now());
+        self.forget(integration_id, window_id);
+    }
+
+    fn forget(&mut self, integration_id: Uuid, window_id: Uuid) {
+        self.learned.remove(&window_id);
         if let Some(windows) = self.by_integration.get_mut(&integration_id) {
             windows.retain(|w| w.id != window_id);
             if windows.is_empty() {
@@ -144,7 +164,51 @@ impl MaintenanceIndex {
 
     /// Forgets every window of a deleted integration.
     pub fn remove_integration(&mut self, integration_id: Uuid) {
-        self.by_integration.remove(&integration_id);
+        for w in self
+            .by_integration
+            .remove(&integration_id)
+            .unwrap_or_default()
+        {
+            self.learned.remove(&w.id);
+        }
+    }
+
+    /// Brings the index in line with `windows`, every window that could still become active as
+    /// read from the database at `read_at`: a window missing from the read is dropped and one
+    /// the index lacks is added, unless the index learned of it, or of its deletion, after the
+    /// read (that change is newer than the read).
+    pub fn reconcile(&mut self, windows: &[Window], read_at: Instant) {
+        let now = Instant::now();
+        self.removed
+            .retain(|_, at| now.saturating_duration_since(*at) < TOMBSTONE_TTL);
+        let listed: std::collections::HashSet<Uuid> = windows.iter().map(|w| w.id).collect();
+        let missed_deletions: Vec<(Uuid, Uuid)> = self
+            .by_integration
+            .values()
+            .flatten()
+            .filter(|w| !listed.contains(&w.id))
+            .filter(|w| self.learned.get(&w.id).is_none_or(|at| *at < read_at))
+            .map(|w| (w.integration_id, w.id))
+            .collect();
+        for (integration_id, window_id) in missed_deletions {
+            self.forget(integration_id, window_id);
+        }
+        for w in windows {
+            let known = self.learned.contains_key(&w.id);
+            let deleted_since = self.removed.get(&w.id).is_some_and(|at| *at >= read_at);
+            if !known && !deleted_since {
+                self.insert(w.clone());
+            }
+        }
+    }
+
+    /// How many windows the index holds.
+    pub fn len(&self) -> usize {
+        self.by_integration.values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_integration.is_empty()
     }
 
     /// The end of the latest-ending window active for the integration at `now`.
@@ -158,8 +222,15 @@ impl MaintenanceIndex {
 
     /// Drops windows that can no longer become active.
     pub fn prune(&mut self, now: DateTime<Utc>) {
+        let learned = &mut self.learned;
         self.by_integration.retain(|_, windows| {
-            windows.retain(|w| !w.is_over(now));
+            windows.retain(|w| {
+                let over = w.is_over(now);
+                if over {
+                    learned.remove(&w.id);
+                }
+                !over
+            });
             !windows.is_empty()
         });
     }
@@ -253,5 +324,84 @@ mod tests {
         index.insert(w.clone());
         index.remove(w.integration_id, w.id);
         assert!(index.by_integration.is_empty());
+    }
+
+    fn ids(index: &MaintenanceIndex) -> Vec<Uuid> {
+        let mut ids: Vec<Uuid> = index
+            .by_integration
+            .values()
+            .flatten()
+            .map(|w| w.id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    fn tick() -> std::time::Duration {
+        std::time::Duration::from_millis(10)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reconciling_repairs_a_missed_creation_and_a_missed_deletion() {
+        let mut index = MaintenanceIndex::default();
+        let kept = window("2026-11-28T10:00:00Z", "2026-11-28T11:00:00Z", None);
+        let deleted_elsewhere = window("2026-11-28T10:00:00Z", "2026-11-28T11:00:00Z", None);
+        let created_elsewhere = window("2026-11-28T12:00:00Z", "2026-11-28T13:00:00Z", None);
+        index.insert(kept.clone());
+        index.insert(deleted_elsewhere.clone());
+        tokio::time::advance(tick()).await;
+
+        let read_at = Instant::now();
+        index.reconcile(&[kept.clone(), created_elsewhere.clone()], read_at);
+        let mut want = vec![kept.id, created_elsewhere.id];
+        want.sort();
+        assert_eq!(ids(&index), want);
+        assert_eq!(index.len(), 2);
+
+        // Reconciling again with the same read changes nothing.
+        index.reconcile(&[kept.clone(), created_elsewhere.clone()], read_at);
+        assert_eq!(ids(&index), want);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reconciliation_never_undoes_a_change_newer_than_its_read() {
+        let mut index = MaintenanceIndex::default();
+        let old = window("2026-11-28T10:00:00Z", "2026-11-28T11:00:00Z", None);
+        index.insert(old.clone());
+        tokio::time::advance(tick()).await;
+
+        // The database is read: it holds `old` only.
+        let read_at = Instant::now();
+        tokio::time::advance(tick()).await;
+        // Meanwhile a window is created and `old` is deleted, and both changes arrive.
+        let created = window("2026-11-28T12:00:00Z", "2026-11-28T13:00:00Z", None);
+        index.insert(created.clone());
+        index.remove(old.integration_id, old.id);
+
+        index.reconcile(std::slice::from_ref(&old), read_at);
+        assert_eq!(
+            ids(&index),
+            vec![created.id],
+            "the new window is kept and the deleted one stays deleted"
+        );
+
+        // A read made after both changes sees them, and agrees.
+        tokio::time::advance(tick()).await;
+        index.reconcile(std::slice::from_ref(&created), Instant::now());
+        assert_eq!(ids(&index), vec![created.id]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deletion_is_remembered_only_for_a_while() {
+        let mut index = MaintenanceIndex::default();
+        let w = window("2026-11-28T10:00:00Z", "2026-11-28T11:00:00Z", None);
+        index.insert(w.clone());
+        index.remove(w.integration_id, w.id);
+        assert_eq!(index.removed.len(), 1);
+        tokio::time::advance(TOMBSTONE_TTL + tick()).await;
+        index.reconcile(&[], Instant::now());
+        assert!(index.removed.is_empty());
+        assert!(index.learned.is_empty());
+        assert!(index.is_empty());
     }
 }

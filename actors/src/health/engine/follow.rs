@@ -167,6 +167,10 @@ impl HealthEngine {
                     };
                     self.maintenance(removed).await;
                 }
+                Change::WindowsReconciled { windows, read_at } => {
+                    let change = MaintenanceChange::Reconcile { windows, read_at };
+                    self.maintenance(change).await;
+                }
                 Change::ConnectorChanged { provider_type } => {
                     self.rebuild_type(&provider_type).await;
                 }
