@@ -56,12 +56,40 @@ pub async fn connect(url: &str, settings: &PoolSettings) -> Result<DatabaseConne
     Ok(db)
 }
 
+/// The session-level advisory lock that lets one process at a time migrate a PostgreSQL
+/// database ("STELLAMIG").
+const MIGRATION_LOCK: i64 = 0x5354_454C_4C41_4D49;
+
 /// Applies every pending migration.
+///
+/// On PostgreSQL several processes may start on one database at once (the replicas of a
+/// cluster, or an upgrade rolled out to all of them): each first takes an advisory lock on a
+/// connection of its own, so one migrates while the others wait, then find nothing left to do.
 ///
 /// # Errors
 /// The failing migration's error.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
-    Migrator::up(db, None).await
+    if db.get_database_backend() != DatabaseBackend::Postgres {
+        return Migrator::up(db, None).await;
+    }
+    use sea_orm::sqlx::Connection as _;
+    let options = db.get_postgres_connection_pool().connect_options();
+    let mut lock = sea_orm::sqlx::PgConnection::connect_with(&options)
+        .await
+        .map_err(|e| DbErr::Custom(format!("connecting to take the migration lock: {e}")))?;
+    sea_orm::sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut lock)
+        .await
+        .map_err(|e| DbErr::Custom(format!("taking the migration lock: {e}")))?;
+    let migrated = Migrator::up(db, None).await;
+    // Closing the session releases the lock too; unlocking first says so at once.
+    let _ = sea_orm::sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut lock)
+        .await;
+    let _ = lock.close().await;
+    migrated
 }
 
 /// Whether every known migration has been applied.
@@ -192,5 +220,29 @@ pub mod testing {
         };
         migrate(&db).await.expect("migrate");
         db
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Replicas starting together on a fresh PostgreSQL database: every one of them migrates
+    /// (or finds the work done) without tripping over another's half-made schema.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn processes_migrating_one_database_at_once_all_succeed() {
+        let url = testing::fresh_postgres_url().await;
+        let mut replicas = Vec::new();
+        for _ in 0..3 {
+            let url = url.clone();
+            replicas.push(tokio::spawn(async move {
+                let db = connect(&url, &PoolSettings::default()).await?;
+                migrate(&db).await?;
+                is_migrated(&db).await
+            }));
+        }
+        for replica in replicas {
+            assert!(replica.await.unwrap().expect("a replica failed to migrate"));
+        }
     }
 }

@@ -61,7 +61,10 @@ pub enum RegistryError {
 }
 
 pub enum RegistryMsg {
+    /// A discovery asked for here (the API): announced to the other replicas once it is done.
     Discover(RpcReplyPort<Result<DiscoveryReport, String>>),
+    /// A discovery because another replica ran one.
+    Rediscover,
 }
 
 pub struct PluginRegistryActor;
@@ -101,7 +104,23 @@ impl RegistryState {
             .filter(|p| p.path.is_some())
             .map(|p| (p.plugin_id, p.fingerprint.unwrap_or_default()))
             .collect();
-        let d = diff(&known, &found);
+        let mut d = diff(&known, &found);
+        // What this process runs but no longer finds is removed too, even when another replica
+        // already deleted its row.
+        let found_ids: std::collections::HashSet<&str> = found
+            .plugins
+            .iter()
+            .map(|p| p.manifest.id.as_str())
+            .collect();
+        let mut gone_here: Vec<String> = self
+            .loaded
+            .keys()
+            .filter(|id| !found_ids.contains(id.as_str()) && !d.removed.contains(id))
+            .cloned()
+            .collect();
+        gone_here.sort();
+        let deleted_rows = d.removed.clone();
+        d.removed.extend(gone_here);
         let mut changed = Vec::new();
         let mut rows = Vec::new();
         for plugin in &found.plugins {
@@ -152,7 +171,7 @@ impl RegistryState {
             }
         }
         self.args.store.plugins_upsert(&rows).await?;
-        self.args.store.plugins_delete(&d.removed).await?;
+        self.args.store.plugins_delete(&deleted_rows).await?;
         for provider_type in changed {
             self.args
                 .changes
@@ -254,7 +273,18 @@ impl Actor for PluginRegistryActor {
         match msg {
             RegistryMsg::Discover(reply) => {
                 let result = state.discover().await.map_err(|e| e.to_string());
+                if result.is_ok() {
+                    state
+                        .args
+                        .changes
+                        .publish(Change::PluginsDiscovered { elsewhere: false });
+                }
                 let _ = reply.send(result);
+            }
+            RegistryMsg::Rediscover => {
+                if let Err(error) = state.discover().await {
+                    tracing::warn!(message = "Plugin discovery after another replica's failed.", %error);
+                }
             }
         }
         Ok(())
@@ -277,7 +307,20 @@ impl PluginRegistry {
         args: RegistryArgs,
     ) -> Result<(Self, tokio::task::JoinHandle<()>), ractor::SpawnErr> {
         let shared = args.registry.clone();
+        let mut changes = args.changes.follow();
         let (actor, handle) = Actor::spawn(None, PluginRegistryActor, args).await?;
+        // In a cluster, a discovery on another replica is run here too: each replica has its
+        // own plugin directories and processes.
+        let follower = actor.clone();
+        tokio::spawn(async move {
+            while let Some(change) = changes.recv().await {
+                if matches!(change, Change::PluginsDiscovered { elsewhere: true })
+                    && follower.cast(RegistryMsg::Rediscover).is_err()
+                {
+                    return;
+                }
+            }
+        });
         Ok((Self { actor, shared }, handle))
     }
 

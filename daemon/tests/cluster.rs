@@ -710,3 +710,86 @@ async fn stream_ids(js: &async_nats::jetstream::Context, name: &str) -> Vec<Stri
     }
     ids
 }
+
+/// The field a refused registration of a `jenkins` integration with an empty configuration
+/// points at: `type` while the replica has no Jenkins connector, the configuration's missing
+/// `baseUrl` once it has.
+async fn jenkins_refused_on(client: &reqwest::Client, r: &Replica) -> Option<String> {
+    let response = client
+        .post(r.url("/api/v1/integrations"))
+        .bearer_auth(KEY)
+        .json(&json!({"type": "jenkins", "name": "ci", "config": {}}))
+        .send()
+        .await
+        .ok()?;
+    let body: Value = response.json().await.ok()?;
+    body["errors"][0]["field"].as_str().map(str::to_owned)
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        // fs::copy keeps the permission bits, so the executable stays executable.
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// A plugin discovery asked of one replica runs on every replica (each has its own plugin
+/// processes), for an added plugin as for a removed one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_discovery_on_one_replica_runs_on_every_replica() {
+    daemon::install_crypto_provider();
+    let database = actors::db::testing::fresh_postgres_url().await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let extra = format!("[plugins]\ndirs = [\"{}\"]\n", plugins.display());
+    let r1 = Replica::start_with("p1", &database, &extra);
+    let r2 = Replica::start_with("p2", &database, &extra);
+    ready(&client, &r1).await;
+    ready(&client, &r2).await;
+    assert_eq!(
+        jenkins_refused_on(&client, &r2).await.as_deref(),
+        Some("type")
+    );
+
+    // Installed, and discovered through r1: r2 runs its own discovery and knows the type.
+    let reference = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/jenkins");
+    copy_dir(&reference, &plugins.join("jenkins"));
+    let discovered = client
+        .post(r1.url("/api/v1/integrations/plugins/discover"))
+        .bearer_auth(KEY)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(discovered.status(), 200);
+    eventually(20, "r2 validates jenkins configurations", async || {
+        let field = jenkins_refused_on(&client, &r2).await?;
+        field.contains("baseUrl").then_some(())
+    })
+    .await;
+
+    // Removed, and discovered through r2 (which deletes the recorded row): r1 drops it too,
+    // though the database no longer lists it.
+    std::fs::remove_dir_all(plugins.join("jenkins")).unwrap();
+    let discovered = client
+        .post(r2.url("/api/v1/integrations/plugins/discover"))
+        .bearer_auth(KEY)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(discovered.status(), 200);
+    let report: Value = discovered.json().await.unwrap();
+    assert_eq!(report["removed"], json!(["jenkins"]));
+    eventually(20, "r1 no longer knows jenkins", async || {
+        (jenkins_refused_on(&client, &r1).await.as_deref() == Some("type")).then_some(())
+    })
+    .await;
+}

@@ -49,6 +49,9 @@ pub enum Change {
     },
     /// The connector of a provider type was added, replaced or removed (plugin discovery).
     ConnectorChanged { provider_type: String },
+    /// Plugin discovery was asked for on this replica (`elsewhere: false`, told to the others)
+    /// or on another one (`true`): each replica then runs its own, for its own directories.
+    PluginsDiscovered { elsewhere: bool },
 }
 
 /// Where committed changes are published and followed. Cloning shares the feed.

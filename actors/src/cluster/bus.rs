@@ -59,6 +59,9 @@ enum Notice {
         tenant: String,
         subscription_id: Uuid,
     },
+    PluginsDiscovered {
+        origin: String,
+    },
 }
 
 impl Notice {
@@ -94,8 +97,14 @@ impl Notice {
                 tenant: tenant.to_string(),
                 subscription_id: *subscription_id,
             },
-            // Each replica discovers its own plugins.
-            Change::ConnectorChanged { .. } | Change::WindowsReconciled { .. } => return None,
+            // Each replica discovers its own plugins: a discovery asked for here is announced,
+            // and the others run theirs.
+            Change::PluginsDiscovered { elsewhere: false } => Notice::PluginsDiscovered {
+                origin: origin.to_owned(),
+            },
+            Change::ConnectorChanged { .. }
+            | Change::WindowsReconciled { .. }
+            | Change::PluginsDiscovered { elsewhere: true } => return None,
         })
     }
 
@@ -105,7 +114,8 @@ impl Notice {
             | Notice::WindowCreated { origin, .. }
             | Notice::WindowDeleted { origin, .. }
             | Notice::Subscription { origin, .. }
-            | Notice::DeliveryRequeued { origin, .. } => origin,
+            | Notice::DeliveryRequeued { origin, .. }
+            | Notice::PluginsDiscovered { origin } => origin,
         }
     }
 }
@@ -277,6 +287,7 @@ async fn change_of(store: &Store, notice: Notice) -> Option<Change> {
             tenant: tenant(&t)?,
             subscription_id,
         }),
+        Notice::PluginsDiscovered { .. } => Some(Change::PluginsDiscovered { elsewhere: true }),
     }
 }
 
@@ -397,5 +408,23 @@ mod tests {
             provider_type: "jenkins".into(),
         };
         assert!(Notice::of("a", &plugin).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_discovery_asked_here_is_told_and_runs_elsewhere_but_is_not_told_again() {
+        let store = crate::store::testing::store().await;
+        let asked_here = Change::PluginsDiscovered { elsewhere: false };
+        let notice = Notice::of("a", &asked_here).expect("a discovery asked here is told");
+        let json = serde_json::to_string(&notice).unwrap();
+        let arrived: Notice = serde_json::from_str(&json).unwrap();
+        assert!(matches!(
+            change_of(&store, arrived).await,
+            Some(Change::PluginsDiscovered { elsewhere: true })
+        ));
+        let told = Change::PluginsDiscovered { elsewhere: true };
+        assert!(
+            Notice::of("a", &told).is_none(),
+            "a told discovery is told again"
+        );
     }
 }

@@ -174,7 +174,9 @@ impl HealthEngine {
                 Change::ConnectorChanged { provider_type } => {
                     self.rebuild_type(&provider_type).await;
                 }
-                Change::SubscriptionChanged { .. } | Change::DeliveryRequeued { .. } => {}
+                Change::SubscriptionChanged { .. }
+                | Change::DeliveryRequeued { .. }
+                | Change::PluginsDiscovered { .. } => {}
             }
         }
         scan.abort();

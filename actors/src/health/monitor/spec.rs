@@ -30,6 +30,9 @@ pub struct MonitorSpec {
     last_checked_ms: i64,
 }
 
+/// The share of an interval over which integrations that missed one check are caught up.
+pub const CATCH_UP_SHARE: f64 = 0.25;
+
 const STATUSES: [Status; 6] = [
     Status::Unknown,
     Status::Healthy,
@@ -73,10 +76,15 @@ impl MonitorSpec {
         self
     }
 
-    /// How long from `now` the monitor's first check is due: one interval after the last
-    /// check when that is still ahead (the integration keeps its phase, so a takeover or a
-    /// restart causes no burst); otherwise anywhere in one interval, so a fleet that starts at
-    /// once, or that is overdue, spreads out. `draw` is uniform in `[0, 1)`.
+    /// How long from `now` the monitor's first check is due, `draw` uniform in `[0, 1)`:
+    /// - one interval after the last check when that is still ahead: the integration keeps its
+    ///   phase, so a takeover or a restart causes no burst;
+    /// - when it fell due less than an interval ago (it missed one check while its shard had no
+    ///   owner, or during a restart), within the first [`CATCH_UP_SHARE`] of an interval: only
+    ///   the integrations due during the gap are in that case, so the extra load is bounded by
+    ///   the gap's share of the interval;
+    /// - otherwise (never checked, or overdue by more: a fleet starting after a long stop)
+    ///   anywhere in one interval, so the fleet spreads out.
     pub fn first_check_in(&self, now: DateTime<Utc>, draw: f64) -> Duration {
         let spread = self.interval.mul_f64(draw);
         if self.last_checked_ms == 0 {
@@ -89,6 +97,7 @@ impl MonitorSpec {
             .saturating_sub(now.timestamp_millis());
         match u64::try_from(due_in_ms) {
             Ok(ms) if ms > 0 => Duration::from_millis(ms).min(self.interval),
+            _ if due_in_ms > -interval_ms => self.interval.mul_f64(draw * CATCH_UP_SHARE),
             _ => spread,
         }
     }
@@ -122,7 +131,7 @@ mod tests {
     }
 
     #[test]
-    fn a_known_phase_is_kept_and_an_unknown_or_overdue_one_spreads() {
+    fn a_known_phase_is_kept_a_missed_check_caught_up_and_an_unknown_or_long_overdue_one_spreads() {
         let now = Utc::now();
         let checked = now - chrono::Duration::seconds(100);
         // Due 200 s from now, whatever the draw.
@@ -136,10 +145,21 @@ mod tests {
             spec(None).first_check_in(now, 0.5),
             Duration::from_secs(150)
         );
-        let overdue = now - chrono::Duration::seconds(900);
+        // Due 30 s ago (missed one check): within the first 75 s.
+        let missed = now - chrono::Duration::seconds(330);
+        assert_eq!(spec(Some(missed)).first_check_in(now, 0.0), Duration::ZERO);
         assert_eq!(
-            spec(Some(overdue)).first_check_in(now, 0.1),
-            Duration::from_secs(30)
+            spec(Some(missed)).first_check_in(now, 0.5),
+            Duration::from_millis(37_500)
         );
+        assert!(spec(Some(missed)).first_check_in(now, 0.999) < Duration::from_secs(75));
+        // Due one interval ago or more: anywhere in the interval.
+        for late in [600, 900, 86_400] {
+            let overdue = now - chrono::Duration::seconds(late);
+            assert_eq!(
+                spec(Some(overdue)).first_check_in(now, 0.1),
+                Duration::from_secs(30)
+            );
+        }
     }
 }
