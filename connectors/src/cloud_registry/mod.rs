@@ -18,7 +18,9 @@
 //!   and then an access token, then `/v2/_catalog`.
 //! - [`ghcr`]: a GitHub token traded at `ghcr.io/token`, and the GitHub packages API.
 
+pub mod acr;
 pub mod ecr;
+pub mod gar;
 pub mod ghcr;
 pub mod tokens;
 
