@@ -1,10 +1,14 @@
 //! GitHub Container Registry (GHCR, or a GitHub Enterprise Server's container registry), with
 //! a GitHub token (a personal access token with `read:packages`, or a fine-grained one).
 //!
-//! Health trades the token at the registry's `GET /token?service=ghcr.io` (basic auth, the
-//! token as the password) for a registry token, cached per tenant and integration for its
-//! `expires_in` (the token specification's default minute when absent), and pings `GET /v2/`
-//! with it: the exchange and the call a pull needs. GHCR serves no `/v2/_catalog`, so
+//! Health reads `GET /rate_limit` of the GitHub API with the token (it costs no quota) for
+//! GitHub's `GitHub-Authentication-Token-Expiration` header: a token expiring within
+//! `expiryWarningDays` is `degraded` (`credential_expiring`, with the date). Then it trades the
+//! token at the registry's `GET /token?service=ghcr.io` (basic auth, the token as the
+//! password) for a registry token, cached per tenant and integration for its `expires_in`
+//! (the token specification's default minute when absent), and pings `GET /v2/` with it: the
+//! exchange and the call a pull needs. With the registry token cached, a check is two
+//! requests. GHCR serves no `/v2/_catalog`, so
 //! repositories come from the GitHub packages API, `GET /orgs/{org}/packages` or
 //! `GET /user/packages` with `package_type=container`, following `Link`.
 
@@ -14,7 +18,7 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use reqwest::{Method, StatusCode};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -24,7 +28,7 @@ use crate::config::{self, ConfigError};
 use crate::connector::{
     Connector, ConnectorEnv, Error, IntegrationSpec, Resource, ResourcePage, SharedConnector,
 };
-use crate::health::HealthReport;
+use crate::health::{HealthReport, Reason};
 use crate::outbound;
 use crate::provider::{Capability, Provider};
 use crate::secrets::{Secret, TenantRef};
@@ -56,7 +60,21 @@ pub struct Config {
     /// The GitHub REST API root; `https://<host>/api/v3` for GitHub Enterprise Server.
     #[serde(default = "default_api_base_url")]
     pub api_base_url: String,
+    /// Days before the token's expiry (as GitHub reports it) at which health turns
+    /// `degraded`.
+    #[serde(default = "default_expiry_warning_days")]
+    #[schemars(range(max = 365))]
+    pub expiry_warning_days: u32,
 }
+
+const fn default_expiry_warning_days() -> u32 {
+    14
+}
+
+/// Longest accepted `expiryWarningDays`.
+const MAX_EXPIRY_WARNING_DAYS: u32 = 365;
+/// GitHub's header with a token's expiry, on every API answer to a token that has one.
+const EXPIRATION_HEADER: &str = "github-authentication-token-expiration";
 
 fn default_username() -> String {
     "token".to_owned()
@@ -93,6 +111,12 @@ impl Provider for Factory {
         config::check_http_url("registryUrl", &config.registry_url)?;
         config::check_http_url("apiBaseUrl", &config.api_base_url)?;
         config::check_basic_user("username", Some(&config.username))?;
+        if config.expiry_warning_days > MAX_EXPIRY_WARNING_DAYS {
+            return Err(ConfigError::invalid(
+                "config.expiryWarningDays",
+                format!("at most {MAX_EXPIRY_WARNING_DAYS}"),
+            ));
+        }
         if let Some(org) = &config.organization
             && !valid_github_name(org)
         {
@@ -150,6 +174,44 @@ struct Package {
 #[derive(Deserialize)]
 struct Owner {
     login: String,
+}
+
+/// GitHub's expiration header: `2026-12-20 10:00:00 UTC` (older answers: `… +0000`).
+pub(crate) fn parse_expiration(value: &str) -> Option<DateTime<Utc>> {
+    let value = value.trim();
+    if let Some(naive) = value.strip_suffix(" UTC") {
+        return chrono::NaiveDateTime::parse_from_str(naive, "%Y-%m-%d %H:%M:%S")
+            .ok()
+            .map(|t| t.and_utc());
+    }
+    DateTime::parse_from_str(value, "%Y-%m-%d %H:%M:%S %z")
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Healthy, or `degraded` when the token expires within `warning_days` of `now`; the expiry
+/// travels on the report either way.
+pub(crate) fn judge_expiry(
+    expiry: Option<DateTime<Utc>>,
+    warning_days: u32,
+    now: DateTime<Utc>,
+) -> HealthReport {
+    let Some(at) = expiry else {
+        return HealthReport::healthy();
+    };
+    let report = if at - now <= chrono::Duration::days(i64::from(warning_days)) {
+        HealthReport::degraded(
+            Reason::CredentialExpiring,
+            format!(
+                "the GitHub token expires on {}, in {} days",
+                at.format("%Y-%m-%d %H:%M UTC"),
+                (at - now).num_days().max(0)
+            ),
+        )
+    } else {
+        HealthReport::healthy()
+    };
+    report.with_credential_expiry(at)
 }
 
 // === impl GhcrConnector ===
@@ -244,6 +306,47 @@ impl GhcrConnector {
         Err(Error::Unauthorized)
     }
 
+    /// The token's expiry as GitHub reports it on `GET /rate_limit` (none for a token
+    /// without one, or where the API has no rate limit to report).
+    async fn token_expiry(&self) -> Result<Option<DateTime<Utc>>, Error> {
+        let url = format!("{}/rate_limit", self.api);
+        let response = self
+            .env
+            .send_with_secret(self.credential()?, |token| {
+                Ok(self
+                    .env
+                    .outbound
+                    .request(Method::GET, &url)?
+                    .header(reqwest::header::ACCEPT, "application/vnd.github+json")
+                    .header("X-GitHub-Api-Version", API_VERSION)
+                    .bearer_auth(token.expose()))
+            })
+            .await?;
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND {
+            // GitHub Enterprise Server with rate limiting off.
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(outbound::status_error(status, "rate limit"));
+        }
+        Ok(response
+            .headers()
+            .get(EXPIRATION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_expiration))
+    }
+
+    async fn check(&self) -> Result<HealthReport, Error> {
+        let expiry = self.token_expiry().await?;
+        self.ping().await?;
+        Ok(judge_expiry(
+            expiry,
+            self.config.expiry_warning_days,
+            Utc::now(),
+        ))
+    }
+
     fn first_page(&self) -> String {
         match &self.config.organization {
             Some(org) => format!(
@@ -261,10 +364,7 @@ impl GhcrConnector {
 #[async_trait::async_trait]
 impl Connector for GhcrConnector {
     async fn check_health(&self) -> HealthReport {
-        match self.ping().await {
-            Ok(()) => HealthReport::healthy(),
-            Err(e) => e.to_report(),
-        }
+        self.check().await.unwrap_or_else(|e| e.to_report())
     }
 
     async fn list_resources(&self, cursor: Option<&str>) -> Result<ResourcePage, Error> {

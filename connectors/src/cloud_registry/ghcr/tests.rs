@@ -3,9 +3,9 @@ use wiremock::matchers::{basic_auth, header, method, path, query_param};
 use wiremock::{Mock, ResponseTemplate};
 
 use super::*;
-use crate::Reason;
 use crate::testing::assert_conformance;
 use crate::testing::fixture::Fixture;
+use crate::{Health, Reason};
 
 const PAT: &str = "ghp_personal-access-token-xyz";
 const REGISTRY_TOKEN: &str = "ghcr-registry-token-abc";
@@ -21,7 +21,29 @@ async fn fixture(org: bool) -> Fixture {
     Fixture::new(&Factory, ("github-token", PAT), config).await
 }
 
+/// `GET /rate_limit` with the token, reporting its expiry `days` from now (none: no header).
+async fn mount_rate_limit(f: &Fixture, days: Option<i64>) {
+    let mut answer = ResponseTemplate::new(200).set_body_json(json!({
+        "resources": {"core": {"limit": 5000, "remaining": 4999, "reset": 0, "used": 1}},
+        "rate": {"limit": 5000, "remaining": 4999, "reset": 0, "used": 1}
+    }));
+    if let Some(days) = days {
+        let at = Utc::now() + chrono::Duration::days(days);
+        answer = answer.insert_header(
+            EXPIRATION_HEADER,
+            at.format("%Y-%m-%d %H:%M:%S UTC").to_string().as_str(),
+        );
+    }
+    Mock::given(method("GET"))
+        .and(path("/rate_limit"))
+        .and(header("authorization", format!("Bearer {PAT}").as_str()))
+        .respond_with(answer)
+        .mount(&f.server)
+        .await;
+}
+
 async fn mount_registry(f: &Fixture, expires_in: Option<u64>) {
+    mount_rate_limit(f, None).await;
     let mut answer = json!({"token": REGISTRY_TOKEN});
     if let Some(s) = expires_in {
         answer["expires_in"] = json!(s);
@@ -75,15 +97,61 @@ async fn conformance_against_a_ghcr_mock() {
 }
 
 #[tokio::test]
-async fn a_cached_registry_token_makes_a_check_one_request() {
+async fn a_cached_registry_token_makes_a_check_two_requests() {
     let f = fixture(true).await;
     mount_registry(&f, Some(300)).await;
     assert_eq!(f.build().check_health().await, HealthReport::healthy());
-    assert_eq!(f.server.received_requests().await.unwrap().len(), 2);
+    assert_eq!(f.server.received_requests().await.unwrap().len(), 3);
     assert_eq!(f.build().check_health().await, HealthReport::healthy());
     let requests = f.server.received_requests().await.unwrap();
-    assert_eq!(requests.len(), 3);
-    assert_eq!(requests[2].url.path(), "/v2/");
+    let paths: Vec<_> = requests[3..].iter().map(|r| r.url.path()).collect();
+    assert_eq!(paths, ["/rate_limit", "/v2/"], "no second exchange");
+}
+
+#[tokio::test]
+async fn a_token_expiring_within_the_horizon_is_degraded_and_not_before() {
+    for (days, expected) in [
+        (30, Health::Healthy),
+        (15, Health::Healthy),
+        (13, Health::Degraded),
+    ] {
+        let f = fixture(true).await;
+        mount_rate_limit(&f, Some(days)).await;
+        mount_registry(&f, Some(300)).await;
+        let report = f.build().check_health().await;
+        assert_eq!(report.health, expected, "{days} days: {report:?}");
+        let at = report
+            .credential_expires_at
+            .expect("the expiry is reported");
+        assert!(
+            (at - Utc::now() - chrono::Duration::days(days))
+                .num_seconds()
+                .abs()
+                < 5
+        );
+        if expected == Health::Degraded {
+            assert_eq!(report.reason, Some(Reason::CredentialExpiring));
+            assert!(
+                report
+                    .message
+                    .unwrap()
+                    .contains(&at.format("%Y-%m-%d").to_string())
+            );
+        }
+    }
+}
+
+#[test]
+fn githubs_expiration_header_is_parsed() {
+    let at = parse_expiration("2026-12-20 10:00:00 UTC").unwrap();
+    assert_eq!(at.to_rfc3339(), "2026-12-20T10:00:00+00:00");
+    let at = parse_expiration("2026-12-20 10:00:00 +0100").unwrap();
+    assert_eq!(at.to_rfc3339(), "2026-12-20T09:00:00+00:00");
+    assert_eq!(parse_expiration("soon"), None);
+    let now = Utc::now();
+    assert_eq!(judge_expiry(None, 14, now), HealthReport::healthy());
+    let past = judge_expiry(Some(now - chrono::Duration::days(1)), 14, now);
+    assert_eq!(past.reason, Some(Reason::CredentialExpiring));
 }
 
 #[tokio::test]
@@ -176,6 +244,10 @@ fn configurations_are_checked() {
         ),
         (json!({"service": "a b"}), "config.service"),
         (json!({"username": "a:b"}), "config.username"),
+        (
+            json!({"expiryWarningDays": 366}),
+            "config.expiryWarningDays",
+        ),
     ] {
         assert_eq!(ok(bad.clone()).unwrap_err().field(), field, "{bad}");
     }
