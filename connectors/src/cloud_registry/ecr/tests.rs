@@ -397,3 +397,59 @@ fn error_codes_are_read_from_json_and_xml() {
     );
     assert_eq!(aws_error_code(b"nothing"), None);
 }
+
+/// The attacker's side: a tenant who may change the integration's `endpointUrl` cannot make
+/// the connector sign for (or send the session token to) a host the access key's owner did
+/// not allow: the secret's binding covers every field, and nothing is sent.
+#[tokio::test]
+async fn the_secrets_host_binding_holds_for_every_field() {
+    let f = fixture().await;
+    mount_healthy(&f).await;
+    f.write_secret(
+        "aws",
+        &json!({"access_key_id": KEY_ID, "secret_access_key": SECRET_KEY, "session_token": "sts-x"})
+            .to_string(),
+    );
+    f.write_secret(
+        "aws.meta.json",
+        &json!({"allowed_hosts": ["api.ecr.eu-west-1.amazonaws.com"]}).to_string(),
+    );
+    let report = f.build().check_health().await;
+    assert_eq!(
+        report.reason,
+        Some(Reason::CredentialUnavailable),
+        "{report:?}"
+    );
+    assert!(
+        report.message.as_deref().unwrap().contains("127.0.0.1"),
+        "{report:?}"
+    );
+    assert!(!format!("{report:?}").contains(SECRET_KEY));
+    assert_eq!(f.server.received_requests().await.unwrap().len(), 0);
+    // Bound to the mock's host, it is sent.
+    let host = url::Url::parse(&f.server.uri()).unwrap();
+    f.write_secret(
+        "aws.meta.json",
+        &json!({"allowed_hosts": [format!("{}:{}", host.host_str().unwrap(), host.port().unwrap())]})
+            .to_string(),
+    );
+    // The secret cache still holds the old binding: drop it, as a rotation would.
+    for field in [
+        ACCESS_KEY_ID_FIELD,
+        SECRET_ACCESS_KEY_FIELD,
+        SESSION_TOKEN_FIELD,
+    ] {
+        let reference = format!(
+            "authref://file/tenants/{}/aws#{field}",
+            crate::testing::TENANT
+        );
+        f.env
+            .secrets
+            .invalidate(&TenantRef::new(
+                crate::testing::TENANT,
+                reference.parse().unwrap(),
+            ))
+            .await;
+    }
+    assert_eq!(f.build().check_health().await, HealthReport::healthy());
+}
