@@ -416,6 +416,13 @@ impl Connector for AcrConnector {
         }
     }
 
+    /// As a check, with the whole token chain minted anew: verification proves the client
+    /// secret, not tokens cached from it.
+    async fn test_connection(&self) -> HealthReport {
+        self.forget_tokens(CATALOG_SCOPE).await;
+        self.check_health().await
+    }
+
     async fn list_resources(&self, cursor: Option<&str>) -> Result<ResourcePage, Error> {
         if let Some(last) = cursor
             && !valid_repository_name(last)

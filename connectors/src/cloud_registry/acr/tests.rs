@@ -288,3 +288,28 @@ fn configurations_are_checked() {
         assert_eq!(ok(bad.clone()).unwrap_err().field(), name, "{bad}");
     }
 }
+
+#[tokio::test]
+async fn verification_mints_the_chain_anew_and_proves_the_secret() {
+    let f = fixture().await;
+    mount_exchange(&f, CLIENT_SECRET, "t").await;
+    mount_unauthorized_catalog(&f).await;
+    let c = f.build();
+    assert_eq!(c.check_health().await, HealthReport::healthy());
+    // The client secret is replaced by a wrong one: checks still pass on the cached tokens
+    // (they are valid), but verification asks Entra ID again and fails.
+    f.write_secret("acr-sp", "now-wrong");
+    f.env
+        .secrets
+        .invalidate(&f.spec(f.credential()).credential().unwrap())
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/{TENANT_ID}/oauth2/v2.0/token")))
+        .respond_with(ResponseTemplate::new(401))
+        .with_priority(10)
+        .mount(&f.server)
+        .await;
+    assert_eq!(c.check_health().await, HealthReport::healthy());
+    let report = c.test_connection().await;
+    assert_eq!(report.reason, Some(Reason::AuthFailed), "{report:?}");
+}

@@ -442,6 +442,13 @@ impl Connector for EcrConnector {
         self.check().await.unwrap_or_else(|e| e.to_report())
     }
 
+    /// As a check, with the authorization token minted anew: verification proves the
+    /// credential, not a token cached from it.
+    async fn test_connection(&self) -> HealthReport {
+        self.env.tokens.invalidate(&self.token_key).await;
+        self.check_health().await
+    }
+
     async fn list_resources(&self, cursor: Option<&str>) -> Result<ResourcePage, Error> {
         if let Some(c) = cursor
             && !valid_cursor(c)

@@ -356,6 +356,13 @@ impl Connector for GarConnector {
         }
     }
 
+    /// As a check, with the access token minted anew: verification proves the key, not a
+    /// token cached from it.
+    async fn test_connection(&self) -> HealthReport {
+        self.env.tokens.invalidate(&self.token_key).await;
+        self.check_health().await
+    }
+
     async fn list_resources(&self, cursor: Option<&str>) -> Result<ResourcePage, Error> {
         if let Some(c) = cursor
             && !valid_cursor(c)

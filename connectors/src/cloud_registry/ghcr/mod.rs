@@ -367,6 +367,13 @@ impl Connector for GhcrConnector {
         self.check().await.unwrap_or_else(|e| e.to_report())
     }
 
+    /// As a check, with the registry token minted anew: verification proves the credential,
+    /// not a token cached from it.
+    async fn test_connection(&self) -> HealthReport {
+        self.env.tokens.invalidate(&self.token_key).await;
+        self.check_health().await
+    }
+
     async fn list_resources(&self, cursor: Option<&str>) -> Result<ResourcePage, Error> {
         let url = match cursor {
             None => self.first_page(),
