@@ -52,6 +52,8 @@ pub struct ConnectorEnv {
     pub outbound: Outbound,
     /// Resolves the integrations' AuthRefs.
     pub secrets: SecretResolver,
+    /// Registry tokens the cloud registries mint, per tenant and integration.
+    pub tokens: crate::cloud_registry::TokenCache,
 }
 
 impl ConnectorEnv {
@@ -64,6 +66,7 @@ impl ConnectorEnv {
         Ok(Self {
             outbound: Outbound::new(&settings.outbound)?,
             secrets: SecretResolver::new(&settings.secrets)?,
+            tokens: crate::cloud_registry::TokenCache::default(),
         })
     }
 

@@ -24,12 +24,14 @@
 //! - [`external`]: out-of-process plugins: manifest discovery, the JSON-RPC protocol, and the
 //!   supervisor of each plugin's child process (`docs/plugins.md`).
 //! - One module per provider: [`github_app`], [`gitlab`], [`harbor`], [`oci_registry`],
-//!   [`memory`] (the deterministic test double).
+//!   [`memory`] (the deterministic test double); the cloud registries (ECR, Artifact
+//!   Registry, ACR, GHCR) and the cache of the tokens they mint in [`cloud_registry`].
 //!
 //! This crate knows neither the database nor HTTP serving: it is used by the actors (which
 //! schedule checks) and by the daemon (which validates requests), never the other way round.
 
 pub mod authref;
+pub mod cloud_registry;
 pub mod config;
 pub mod connector;
 pub mod error;

@@ -13,6 +13,10 @@ pub fn builtin() -> Vec<Arc<dyn ConnectorFactory>> {
         Arc::new(crate::gitlab::Factory),
         Arc::new(crate::harbor::Factory),
         Arc::new(crate::oci_registry::Factory),
+        Arc::new(crate::cloud_registry::ecr::Factory),
+        Arc::new(crate::cloud_registry::acr::Factory),
+        Arc::new(crate::cloud_registry::gar::Factory),
+        Arc::new(crate::cloud_registry::ghcr::Factory),
         Arc::new(crate::memory::Factory),
     ]
 }

@@ -1,5 +1,7 @@
-//! Connectors through the API: the plugin listing, verification before save, resources, and a
-//! real HTTP connector (OCI Distribution) against a loopback registry.
+//! Connectors through the API: the plugin listing, verification before save, resources, a
+//! real HTTP connector (OCI Distribution) against a loopback registry, and Amazon ECR against
+//! moto's server mode (a real ECR API with SigV4 verification, started by
+//! `scripts/connector-peers`).
 
 use std::net::SocketAddr;
 
@@ -8,7 +10,7 @@ use poem::web::Query;
 use poem::{Response, Route, Server, get, handler};
 use serde_json::json;
 
-use crate::context::{READER_A, TestContext, WRITER_A};
+use crate::context::{READER_A, TENANT_A, TestContext, WRITER_A};
 
 #[derive(serde::Deserialize)]
 struct CatalogParams {
@@ -59,7 +61,17 @@ async fn plugins_are_listed_with_capabilities_and_config_schemas() {
         .iter()
         .map(|p| p["providerType"].as_str().unwrap())
         .collect();
-    for t in ["github_app", "gitlab", "harbor", "inmemory", "oci_registry"] {
+    for t in [
+        "github_app",
+        "gitlab",
+        "harbor",
+        "inmemory",
+        "oci_registry",
+        "ecr",
+        "gar",
+        "acr",
+        "ghcr",
+    ] {
         assert!(types.contains(&t), "{t} missing from {types:?}");
     }
     for p in &plugins {
@@ -186,5 +198,91 @@ async fn the_ssrf_guard_refuses_loopback_targets_by_default() {
         )
         .await;
     assert_eq!(resources.problem(422)["code"], "unsupported");
+    ctx.cleanup().await;
+}
+
+/// moto's address and the access key it issued, when the peers script started it.
+fn moto() -> Option<(String, String, String)> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    match (
+        var("CONNECTORS_MOTO_URL"),
+        var("CONNECTORS_MOTO_ACCESS_KEY_ID"),
+        var("CONNECTORS_MOTO_SECRET_ACCESS_KEY"),
+    ) {
+        (Some(url), Some(id), Some(secret)) => Some((url, id, secret)),
+        _ if std::env::var_os("CI").is_some() => panic!(
+            "CONNECTORS_MOTO_URL is not set: under CI the ECR test needs moto; run the tests \
+             through scripts/connector-peers"
+        ),
+        _ => {
+            eprintln!("SKIPPED: CONNECTORS_MOTO_URL is not set; run scripts/connector-peers");
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_ecr_integration_is_healthy_and_lists_repositories_on_moto() {
+    let Some((url, key_id, secret)) = moto() else {
+        return;
+    };
+    let secrets = tempfile::tempdir().unwrap();
+    let file = secrets.path().join("tenants").join(TENANT_A).join("aws");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(
+        &file,
+        json!({"access_key_id": key_id, "secret_access_key": secret}).to_string(),
+    )
+    .unwrap();
+    let dir = secrets.path().to_owned();
+    let ctx = TestContext::start_with(move |c| {
+        c.connectors.outbound.allow_private_networks = vec!["127.0.0.1/32".into()];
+        c.connectors.secrets.secrets_dir = Some(dir);
+    })
+    .await;
+    let body = json!({
+        "type": "ecr",
+        "name": "ecr-moto",
+        "config": {"region": "us-east-1", "endpointUrl": url},
+        "authRefUri": format!("authref://file/tenants/{TENANT_A}/aws"),
+    });
+    let created = ctx
+        .post("/api/v1/integrations?verify=true", WRITER_A, &body)
+        .await;
+    let id = created.ok(201)["id"].as_str().unwrap().to_owned();
+    let check = ctx
+        .post(
+            &format!("/api/v1/integrations/{id}/health-check"),
+            WRITER_A,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(check.ok(200)["status"], "healthy", "{:?}", check.body);
+    let listed = ctx
+        .get(&format!("/api/v1/integrations/{id}/resources"), READER_A)
+        .await;
+    let mut names: Vec<String> = listed.ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    let mut expected: Vec<String> = std::env::var("CONNECTORS_MOTO_REPOSITORIES")
+        .unwrap()
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    expected.sort();
+    assert_eq!(names, expected);
+    for item in listed.body["items"].as_array().unwrap() {
+        assert_eq!(item["kind"], "image_repository", "{item}");
+    }
+    // Nothing of the key comes back in any answer.
+    let read = ctx
+        .get(&format!("/api/v1/integrations/{id}"), READER_A)
+        .await;
+    assert!(!read.body.to_string().contains(&secret));
+    assert!(!listed.body.to_string().contains(&secret));
     ctx.cleanup().await;
 }

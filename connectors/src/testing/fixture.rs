@@ -70,6 +70,13 @@ impl Fixture {
         write_secret(&self.dir, name, value);
     }
 
+    /// Writes a secret of another tenant, `authref://file/tenants/<tenant>/<name>`.
+    pub fn write_tenant_secret(&self, tenant: &str, name: &str, value: &str) {
+        let file = self.dir.path().join("tenants").join(tenant).join(name);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, value).unwrap();
+    }
+
     /// The integration's configuration.
     pub fn config(&self) -> Value {
         self.config.clone()

@@ -30,6 +30,15 @@ pub const REGISTRY_USER: &str = "CONNECTORS_REGISTRY_USER";
 /// AuthRef backend, as a small deployment would).
 pub const REGISTRY_PASSWORD: &str = "CONNECTORS_REGISTRY_PASSWORD";
 
+/// moto's server mode, serving the AWS ECR API with SigV4 verification on.
+pub const MOTO_URL: &str = "CONNECTORS_MOTO_URL";
+/// The access key id moto issued for the tests.
+pub const MOTO_ACCESS_KEY_ID: &str = "CONNECTORS_MOTO_ACCESS_KEY_ID";
+/// Its secret access key (a throwaway of the test server).
+pub const MOTO_SECRET_ACCESS_KEY: &str = "CONNECTORS_MOTO_SECRET_ACCESS_KEY";
+/// The repositories created in it, comma-separated.
+pub const MOTO_REPOSITORIES: &str = "CONNECTORS_MOTO_REPOSITORIES";
+
 /// The value of a peer's variable; `None` (after saying why) when it is unset outside CI.
 ///
 /// # Panics
