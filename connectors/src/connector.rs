@@ -7,8 +7,8 @@ use serde_json::{Map, Value};
 
 use crate::authref::AuthRef;
 pub use crate::error::Error;
-use crate::health::HealthReport;
-use crate::outbound::{Outbound, OutboundError};
+use crate::health::{HealthReport, Reason};
+use crate::outbound::{Outbound, OutboundError, TokenCache};
 use crate::secrets::{NamespaceError, Secret, SecretResolver, TenantRef};
 use crate::settings::Settings;
 
@@ -52,8 +52,12 @@ pub struct ConnectorEnv {
     pub outbound: Outbound,
     /// Resolves the integrations' AuthRefs.
     pub secrets: SecretResolver,
-    /// Registry tokens the cloud registries mint, per tenant and integration.
-    pub tokens: crate::cloud_registry::TokenCache,
+    /// Tokens the cloud registries mint (ECR, Artifact Registry, ACR, GHCR), per tenant and
+    /// integration.
+    pub cloud_tokens: crate::cloud_registry::TokenCache,
+    /// Tokens minted by providers (registry bearer tokens, cloud access tokens), kept until
+    /// shortly before they expire, per tenant, integration and credential.
+    pub tokens: TokenCache,
 }
 
 impl ConnectorEnv {
@@ -66,7 +70,8 @@ impl ConnectorEnv {
         Ok(Self {
             outbound: Outbound::new(&settings.outbound)?,
             secrets: SecretResolver::new(&settings.secrets)?,
-            tokens: crate::cloud_registry::TokenCache::default(),
+            cloud_tokens: crate::cloud_registry::TokenCache::default(),
+            tokens: TokenCache::default(),
         })
     }
 
@@ -205,5 +210,199 @@ pub trait Connector: Send + Sync + 'static {
     }
 }
 
+/// `report` with the expiry `at` of the secret behind `credential`: the earlier of it and any
+/// expiry the provider told, warned `credential_expiring` (if the report was healthy) within
+/// `horizon` (zero: never), the date in the message.
+pub fn judge_secret_expiry(
+    report: HealthReport,
+    credential: &TenantRef,
+    at: chrono::DateTime<chrono::Utc>,
+    horizon: chrono::Duration,
+    now: chrono::DateTime<chrono::Utc>,
+) -> HealthReport {
+    let mut report = report;
+    report.credential_expires_at = Some(report.credential_expires_at.map_or(at, |c| c.min(at)));
+    if horizon > chrono::Duration::zero() && at - now <= horizon {
+        let day = at.format("%Y-%m-%d %H:%M UTC");
+        let message = if at <= now {
+            format!("the secret behind {credential} expired on {day}")
+        } else {
+            format!(
+                "the secret behind {credential} expires on {day}, in {} days",
+                (at - now).num_days()
+            )
+        };
+        report = report.warn(Reason::CredentialExpiring, message);
+    }
+    report
+}
+
+/// A built-in connector whose integration has a credential: its checks also judge the
+/// secret's own expiry, where the secret store tells it ([`judge_secret_expiry`]). The secret
+/// is resolved through the tenant-scoped resolver with the integration's own [`TenantRef`],
+/// from its cache after a check that used it.
+pub(crate) struct SecretExpiry {
+    inner: SharedConnector,
+    credential: TenantRef,
+    env: ConnectorEnv,
+}
+
+impl SecretExpiry {
+    pub(crate) fn new(inner: SharedConnector, credential: TenantRef, env: ConnectorEnv) -> Self {
+        Self {
+            inner,
+            credential,
+            env,
+        }
+    }
+
+    async fn judge(&self, report: HealthReport) -> HealthReport {
+        // A check that could not resolve the secret has said so already.
+        if report.reason == Some(Reason::CredentialUnavailable) {
+            return report;
+        }
+        let Ok(resolved) = self.env.secrets.resolve(&self.credential).await else {
+            return report;
+        };
+        match resolved.expires_at() {
+            Some(at) => judge_secret_expiry(
+                report,
+                &self.credential,
+                at,
+                self.env.secrets.expiry_warning(),
+                chrono::Utc::now(),
+            ),
+            None => report,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Connector for SecretExpiry {
+    async fn check_health(&self) -> HealthReport {
+        let report = self.inner.check_health().await;
+        self.judge(report).await
+    }
+
+    async fn test_connection(&self) -> HealthReport {
+        let report = self.inner.test_connection().await;
+        self.judge(report).await
+    }
+
+    async fn list_resources(&self, cursor: Option<&str>) -> Result<ResourcePage, Error> {
+        self.inner.list_resources(cursor).await
+    }
+
+    async fn setup_webhook(&self, request: &WebhookRequest) -> Result<Webhook, Error> {
+        self.inner.setup_webhook(request).await
+    }
+}
+
 /// A built connector, shared between a monitor and on-demand calls.
 pub type SharedConnector = Arc<dyn Connector>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::Health;
+
+    fn credential(tenant: &str) -> TenantRef {
+        TenantRef::new(
+            tenant,
+            format!("authref://vault/secret/tenants/{tenant}/gitlab#token")
+                .parse()
+                .unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_secret_expiry_warns_at_the_horizon_and_not_before() {
+        let now = chrono::Utc::now();
+        let horizon = chrono::Duration::days(14);
+        let c = credential("acme");
+        let later = now + chrono::Duration::days(15);
+        let r = judge_secret_expiry(HealthReport::healthy(), &c, later, horizon, now);
+        assert_eq!(r.health, Health::Healthy);
+        assert_eq!(r.credential_expires_at, Some(later));
+        let soon = now + chrono::Duration::days(14);
+        let r = judge_secret_expiry(HealthReport::healthy(), &c, soon, horizon, now);
+        assert_eq!(r.reason, Some(Reason::CredentialExpiring));
+        let message = r.message.unwrap();
+        assert!(
+            message.contains(&soon.format("%Y-%m-%d").to_string()),
+            "{message}"
+        );
+        assert!(message.contains("authref://vault/secret/tenants/acme/gitlab#token"));
+        // the earlier of the provider's and the store's dates is reported
+        let provider =
+            HealthReport::healthy().with_credential_expiry(now + chrono::Duration::days(3));
+        let r = judge_secret_expiry(provider, &c, later, horizon, now);
+        assert_eq!(
+            r.credential_expires_at,
+            Some(now + chrono::Duration::days(3))
+        );
+        let r = judge_secret_expiry(
+            HealthReport::healthy(),
+            &c,
+            soon,
+            chrono::Duration::zero(),
+            now,
+        );
+        assert_eq!(r.health, Health::Healthy, "0 days turns the warning off");
+    }
+
+    /// The expiry comes from the integration's own tenant-scoped reference: a tenant naming
+    /// another tenant's secret learns neither the secret nor its expiry.
+    #[tokio::test]
+    async fn the_secret_expiry_is_read_within_the_tenant_only() {
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        crate::testing::install_crypto();
+        let vault = MockServer::start().await;
+        let expires = (chrono::Utc::now() + chrono::Duration::days(3)).date_naive();
+        Mock::given(method("GET"))
+            .and(path("/v1/secret/data/tenants/acme/gitlab"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "data": {"data": {"token": "glpat-acme"},
+                         "metadata": {"custom_metadata": {"expires_at": expires.to_string()}}}
+            })))
+            .mount(&vault)
+            .await;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("vault-token"), "s.daemon").unwrap();
+        let env = crate::testing::loopback_env_with(dir.path(), |s| {
+            s.secrets.vault_addr = Some(vault.uri());
+            s.secrets.vault_token_file = Some(dir.path().join("vault-token"));
+        });
+        struct Healthy;
+        #[async_trait::async_trait]
+        impl Connector for Healthy {
+            async fn check_health(&self) -> HealthReport {
+                HealthReport::healthy()
+            }
+        }
+        let healthy: SharedConnector = Arc::new(Healthy);
+        let own = SecretExpiry::new(healthy.clone(), credential("acme"), env.clone());
+        let r = own.check_health().await;
+        assert_eq!(
+            (r.health, r.reason),
+            (Health::Degraded, Some(Reason::CredentialExpiring)),
+            "{r:?}"
+        );
+        assert_eq!(
+            r.credential_expires_at.map(|t| t.date_naive()),
+            Some(expires)
+        );
+        assert!(r.message.unwrap().contains(&expires.to_string()));
+
+        let foreign = TenantRef::new(
+            "mallory",
+            "authref://vault/secret/tenants/acme/gitlab#token"
+                .parse()
+                .unwrap(),
+        );
+        let other = SecretExpiry::new(healthy, foreign, env);
+        let r = other.check_health().await;
+        assert_eq!(r, HealthReport::healthy(), "nothing of acme's secret leaks");
+    }
+}

@@ -39,6 +39,9 @@ pub enum Error {
     /// The provider refused the credentials (401).
     #[error("the provider refused the credentials")]
     Unauthorized,
+    /// The provider suspended what the credentials act as (a GitHub App installation).
+    #[error("{0}")]
+    Suspended(String),
     /// The credentials lack a permission (403).
     #[error("the credentials lack a permission")]
     Forbidden,
@@ -79,7 +82,7 @@ impl Error {
             Error::NoCredentials(_) | Error::Credential(_) | Error::BadCredential(_) => {
                 Reason::CredentialUnavailable
             }
-            Error::Unauthorized => Reason::AuthFailed,
+            Error::Unauthorized | Error::Suspended(_) => Reason::AuthFailed,
             Error::Forbidden => Reason::Forbidden,
             Error::RateLimited { .. } => Reason::RateLimited,
             Error::Timeout => Reason::Timeout,

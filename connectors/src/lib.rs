@@ -55,7 +55,7 @@ pub use connector::{
     Connector, ConnectorEnv, EnvError, Error, IntegrationSpec, Resource, ResourcePage,
     SharedConnector, Webhook, WebhookRequest,
 };
-pub use health::{Health, HealthReport, Reason};
+pub use health::{Health, HealthReport, Quota, Reason};
 pub use provider::{Capability, ConnectorFactory, Provider};
 pub use registry::Registry;
 pub use settings::Settings;

@@ -51,6 +51,13 @@ pub struct Config {
     /// When the (simulated) credential expires; every report carries it.
     #[serde(default)]
     pub credential_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The (simulated) requests left in the provider's quota; every report carries it, with
+    /// `quotaLimit`.
+    #[serde(default)]
+    pub quota_remaining: Option<u64>,
+    /// The (simulated) quota limit.
+    #[serde(default)]
+    pub quota_limit: Option<u64>,
 }
 
 const fn default_retry_after_seconds() -> u64 {
@@ -124,6 +131,16 @@ impl Connector for MemoryConnector {
             tokio::time::sleep(Duration::from_millis(self.config.latency_ms)).await;
         }
         let report = self.report(n).await;
+        let report =
+            report.with_quota(
+                self.config
+                    .quota_remaining
+                    .map(|remaining| crate::health::Quota {
+                        remaining,
+                        limit: self.config.quota_limit,
+                        reset_at: None,
+                    }),
+            );
         match self.config.credential_expires_at {
             Some(at) => report.with_credential_expiry(at),
             None => report,

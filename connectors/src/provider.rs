@@ -151,7 +151,16 @@ impl<P: Provider> ConnectorFactory for P {
     }
 
     fn build(&self, spec: &IntegrationSpec, env: &ConnectorEnv) -> Result<SharedConnector, Error> {
-        P::connect(typed::<P>(&spec.config)?, spec, env)
+        let connector = P::connect(typed::<P>(&spec.config)?, spec, env)?;
+        Ok(match spec.credential() {
+            // Whatever the provider, a secret whose store tells its expiry is judged by it.
+            Some(credential) => std::sync::Arc::new(crate::connector::SecretExpiry::new(
+                connector,
+                credential,
+                env.clone(),
+            )),
+            None => connector,
+        })
     }
 }
 

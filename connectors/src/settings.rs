@@ -64,6 +64,20 @@ pub struct OutboundSettings {
     /// refuses every such target. Cloud metadata addresses stay refused unless listed here.
     #[serde(default)]
     pub allow_private_networks: Vec<String>,
+    /// A check turns `degraded` (`quota_low`) when a provider's quota headers say less than
+    /// this percentage of its limit is left (0 turns the warning off). The monitor also
+    /// slows that integration's schedule until the quota resets.
+    #[serde(default = "default_quota_warning_percent")]
+    pub quota_warning_percent: u8,
+    /// A check turns `degraded` (`certificate_expiring`) when the provider endpoint's TLS
+    /// certificate expires within this many days (0 turns the warning off; an expired
+    /// certificate always fails the handshake, `tls`).
+    #[serde(default = "default_certificate_warning_days")]
+    pub certificate_warning_days: u32,
+    /// PEM files of certificate authorities trusted for providers besides the system's (a
+    /// self-hosted GitLab or Harbor behind a private CA).
+    #[serde(default)]
+    pub ca_certificates: Vec<std::path::PathBuf>,
 }
 
 const fn default_request_timeout_ms() -> u64 {
@@ -84,6 +98,12 @@ const fn default_rate_wait_ms() -> u64 {
 const fn default_max_response_bytes() -> u64 {
     8 * 1024 * 1024
 }
+const fn default_quota_warning_percent() -> u8 {
+    10
+}
+const fn default_certificate_warning_days() -> u32 {
+    14
+}
 
 impl Default for OutboundSettings {
     fn default() -> Self {
@@ -95,6 +115,9 @@ impl Default for OutboundSettings {
             max_rate_wait_ms: default_rate_wait_ms(),
             max_response_bytes: default_max_response_bytes(),
             allow_private_networks: Vec::new(),
+            quota_warning_percent: default_quota_warning_percent(),
+            certificate_warning_days: default_certificate_warning_days(),
+            ca_certificates: Vec::new(),
         }
     }
 }
@@ -121,6 +144,11 @@ pub struct SecretsSettings {
     /// How long a resolved secret is reused, in seconds. A provider's 401 drops it earlier.
     #[serde(default = "default_cache_ttl_secs")]
     pub cache_ttl_secs: u64,
+    /// A check turns `degraded` (`credential_expiring`) when the secret behind the
+    /// integration's AuthRef expires within this many days, as its store tells (a Vault
+    /// lease, or `custom_metadata.expires_at`); 0 turns the warning off.
+    #[serde(default = "default_secret_expiry_warning_days")]
+    pub expiry_warning_days: u32,
     /// The folder `authref://file/<path>` is relative to. Unset: the file backend is off.
     #[serde(default)]
     pub secrets_dir: Option<PathBuf>,
@@ -193,6 +221,10 @@ fn default_approle_mount() -> String {
     "approle".to_owned()
 }
 
+const fn default_secret_expiry_warning_days() -> u32 {
+    14
+}
+
 fn default_vault_mounts() -> Vec<String> {
     vec!["secret".to_owned()]
 }
@@ -216,6 +248,7 @@ impl Default for SecretsSettings {
             vault_namespace: None,
             vault_timeout_ms: default_vault_timeout_ms(),
             cache_ttl_secs: default_cache_ttl_secs(),
+            expiry_warning_days: default_secret_expiry_warning_days(),
             secrets_dir: None,
             vault_mounts: default_vault_mounts(),
             vault_tenant_prefix: default_tenant_folder(),

@@ -53,7 +53,11 @@ async fn github_app_against_githubs_description() {
         &env,
     );
     // JWT → installation token → GET /rate_limit (the example has 4999 of 5000 left)
-    assert_eq!(c.check_health().await, connectors::HealthReport::healthy());
+    let report = c.check_health().await;
+    assert_eq!(report.health, Health::Healthy, "{report:?}");
+    // the window is reported as the structured quota
+    let quota = report.quota.expect("the core window");
+    assert_eq!((quota.remaining, quota.limit), (4999, Some(5000)));
     assert_eq!(c.test_connection().await.health, Health::Healthy);
     let page = c.list_resources(None).await.unwrap();
     assert_eq!(page.resources[0].name, "octocat/Hello-World");

@@ -437,3 +437,47 @@ async fn changes_mode_keeps_state_changes_and_counts_every_check() {
     assert!(uptime >= ok / (ok + failed + 10.0), "{uptime}: {failing}");
     ctx.cleanup().await;
 }
+
+/// What will break an integration soon is on the check's answer and on `lastCheck` as
+/// structured fields.
+#[tokio::test]
+async fn expiry_and_quota_are_structured_fields_of_the_last_check() {
+    let ctx = fast().await;
+    let id = create(
+        &ctx,
+        "memory-expiring",
+        json!({"credentialExpiresAt": "2030-01-02T03:04:05Z",
+               "quotaRemaining": 12, "quotaLimit": 5000}),
+    )
+    .await;
+    let check = ctx
+        .post(
+            &format!("/api/v1/integrations/{id}/health-check"),
+            WRITER_A,
+            &json!({}),
+        )
+        .await;
+    let result = check.ok(200);
+    assert_eq!(result["expiresAt"], "2030-01-02T03:04:05+00:00");
+    assert_eq!(result["quotaRemaining"], 12);
+    assert_eq!(result["quotaLimit"], 5000);
+    assert!(result["quotaResetAt"].is_null());
+    assert!(result["certificateExpiresAt"].is_null());
+    let health = eventually(&ctx, &format!("/api/v1/integrations/{id}/health"), |h| {
+        !h["lastCheck"].is_null()
+    })
+    .await;
+    assert_eq!(health["lastCheck"]["expiresAt"], "2030-01-02T03:04:05+00:00");
+    assert_eq!(health["lastCheck"]["quotaRemaining"], 12);
+    // an integration that tells nothing has the fields, null
+    let plain = create(&ctx, "memory-plain", json!({})).await;
+    let check = ctx
+        .post(
+            &format!("/api/v1/integrations/{plain}/health-check"),
+            WRITER_A,
+            &json!({}),
+        )
+        .await;
+    let result = check.ok(200);
+    assert!(result["expiresAt"].is_null() && result["quotaRemaining"].is_null());
+}

@@ -26,6 +26,6 @@ pub mod writer;
 mod tests;
 
 pub use engine::{EngineError, HealthEngine};
-pub use monitor::{CheckResult, MonitorStatus};
+pub use monitor::{CheckDetails, CheckResult, MonitorStatus};
 pub use policy::Status;
 pub use settings::HealthSettings;

@@ -1,6 +1,9 @@
 //! How check results move an integration's status: thresholds with hysteresis, so one bad
 //! probe does not flap the status. Pure: no clock, no I/O.
 
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use connectors::{Health, HealthReport, Reason};
 
 pub use crate::status::Status;
@@ -106,10 +109,30 @@ impl Tracker {
     }
 }
 
+/// How many times its interval apart an integration is checked while its provider's quota is
+/// low (`quota_low`), so the checks do not hasten the quota's end.
+pub const QUOTA_SLOWDOWN: u32 = 4;
+
+/// The delay before the next check after `report`, whose ordinary delay is `delay`: while the
+/// quota is low it is stretched [`QUOTA_SLOWDOWN`] times, though never past the quota's reset
+/// (then a check costs little again) nor below `delay`.
+pub fn quota_delay(delay: Duration, report: &HealthReport, now: DateTime<Utc>) -> Duration {
+    if report.reason != Some(Reason::QuotaLow) {
+        return delay;
+    }
+    let slowed = delay.saturating_mul(QUOTA_SLOWDOWN);
+    match report.quota.and_then(|q| q.reset_at) {
+        // A reset already past leaves the quota full again.
+        Some(at) => slowed
+            .min((at - now).to_std().unwrap_or_default())
+            .max(delay),
+        None => slowed,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn fail() -> HealthReport {
         HealthReport::unhealthy(Reason::Timeout, "timed out")
@@ -197,5 +220,40 @@ mod tests {
         // A provider that said it was degraded and now says it is fine is believed at once.
         s.apply(&HealthReport::healthy(), &t);
         assert_eq!(s.status, Status::Healthy);
+    }
+
+    #[test]
+    fn a_low_quota_slows_the_schedule_until_its_reset() {
+        let now = Utc::now();
+        let minute = Duration::from_secs(60);
+        let low = |reset_in: Option<i64>| HealthReport {
+            quota: Some(connectors::Quota {
+                remaining: 3,
+                limit: Some(100),
+                reset_at: reset_in.map(|s| now + chrono::Duration::seconds(s)),
+            }),
+            ..HealthReport::degraded(Reason::QuotaLow, "3 of 100 left")
+        };
+        assert_eq!(quota_delay(minute, &low(Some(3600)), now), minute * 4);
+        assert_eq!(quota_delay(minute, &low(None), now), minute * 4);
+        assert_eq!(
+            quota_delay(minute, &low(Some(100)), now),
+            Duration::from_secs(100),
+            "no later than the reset"
+        );
+        assert_eq!(
+            quota_delay(minute, &low(Some(10)), now),
+            minute,
+            "never sooner than the interval"
+        );
+        assert_eq!(quota_delay(minute, &low(Some(-10)), now), minute);
+        // a quota that is not low, or another warning, keeps the schedule
+        let fine = HealthReport {
+            quota: low(Some(3600)).quota,
+            ..HealthReport::healthy()
+        };
+        assert_eq!(quota_delay(minute, &fine, now), minute);
+        let expiring = HealthReport::degraded(Reason::CredentialExpiring, "soon");
+        assert_eq!(quota_delay(minute, &expiring, now), minute);
     }
 }

@@ -24,6 +24,8 @@ enum Step {
     Healthy,
     Fail,
     RateLimited(u64),
+    /// Degraded `quota_low`, the quota resetting this many seconds after the check.
+    QuotaLow(i64),
     Sleep(u64),
     Hang,
     Panic,
@@ -47,6 +49,14 @@ impl Connector for Scripted {
             Step::Healthy => HealthReport::healthy(),
             Step::Fail => HealthReport::unhealthy(Reason::ProviderDegraded, "scripted failure"),
             Step::RateLimited(s) => HealthReport::rate_limited(Duration::from_secs(s)),
+            Step::QuotaLow(reset_in) => HealthReport {
+                quota: Some(connectors::Quota {
+                    remaining: 3,
+                    limit: Some(100),
+                    reset_at: Some(chrono::Utc::now() + chrono::Duration::seconds(reset_in)),
+                }),
+                ..HealthReport::degraded(Reason::QuotaLow, "3 of 100 requests left")
+            },
             Step::Sleep(s) => {
                 tokio::time::sleep(Duration::from_secs(s)).await;
                 HealthReport::healthy()
@@ -293,6 +303,49 @@ async fn retry_after_pauses_without_counting_a_failure() {
     };
     assert_eq!(s.status, Status::Healthy);
     assert_eq!(s.consecutive_failures, 0);
+}
+
+#[tokio::test]
+async fn a_low_quota_slows_the_schedule_before_it_runs_out() {
+    let h = harness(settings()).await;
+    tokio::time::pause();
+    // The paused clock does not move the wall clock the reset is given in, so each reset is
+    // as far from its check as the script says.
+    let m = monitored(
+        &[
+            Step::Healthy,
+            Step::QuotaLow(3600),
+            Step::QuotaLow(100),
+            Step::Healthy,
+        ],
+        60,
+        1,
+    );
+    h.start(&m);
+    advance(60 + 70 + 4 * 66 + 110 + 70).await;
+    let g = gaps(&m.calls);
+    assert!(g.len() >= 4, "{g:?}");
+    assert!((53.9..=66.1).contains(&g[0]), "the interval: {g:?}");
+    assert!(
+        (4.0 * 53.9..=4.0 * 66.1).contains(&g[1]),
+        "four intervals while the quota is low: {g:?}"
+    );
+    assert!(
+        (99.9..=100.2).contains(&g[2]),
+        "no later than the quota's reset: {g:?}"
+    );
+    assert!((53.9..=66.1).contains(&g[3]), "back to the interval: {g:?}");
+    let CallResult::Success(s) = h
+        .monitor(m.id)
+        .await
+        .unwrap()
+        .call(MonitorMsg::Status, None)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(s.status, Status::Healthy);
 }
 
 #[tokio::test]

@@ -406,6 +406,8 @@ fn list_error(e: CallError) -> Error {
             Reason::CredentialUnavailable | Reason::CredentialExpiring => {
                 Error::BadCredential(message)
             }
+            Reason::CertificateExpiring => Error::Tls(message),
+            Reason::QuotaLow => Error::RateLimited { retry_after: None },
             Reason::ProviderDegraded | Reason::BadResponse | Reason::ConnectorFailed => {
                 Error::BadResponse(message)
             }

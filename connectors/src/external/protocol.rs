@@ -9,7 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::health::{Health, HealthReport, Reason};
+use crate::health::{Health, HealthReport, Quota, Reason};
 
 /// The protocol version this daemon speaks by preference.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -103,6 +103,18 @@ pub struct HealthResult {
     /// When the credential the check used expires (RFC 3339), where the plugin can tell.
     #[serde(default)]
     pub credential_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the provider endpoint's TLS certificate expires (RFC 3339).
+    #[serde(default)]
+    pub certificate_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Requests left in the provider's quota window.
+    #[serde(default)]
+    pub quota_remaining: Option<u64>,
+    /// Requests the provider's quota window allows.
+    #[serde(default)]
+    pub quota_limit: Option<u64>,
+    /// When the provider's quota window resets (RFC 3339).
+    #[serde(default)]
+    pub quota_reset_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// One entry of a `validate_config` error list.
@@ -146,12 +158,14 @@ pub struct ListResourcesResult {
 /// Longest `retryAfterSeconds` honoured: one day.
 pub const MAX_RETRY_AFTER_SECS: u64 = 86_400;
 
-const REASONS: [Reason; 11] = [
+const REASONS: [Reason; 13] = [
     Reason::AuthFailed,
     Reason::Forbidden,
     Reason::RateLimited,
     Reason::CredentialUnavailable,
     Reason::CredentialExpiring,
+    Reason::CertificateExpiring,
+    Reason::QuotaLow,
     Reason::Timeout,
     Reason::Network,
     Reason::Tls,
@@ -226,6 +240,13 @@ pub fn health_report(
             .retry_after_seconds
             .map(|s| Duration::from_secs(s.min(MAX_RETRY_AFTER_SECS))),
         credential_expires_at: result.credential_expires_at,
+        certificate_expires_at: result.certificate_expires_at,
+        // A limit or a reset without the remaining count says nothing to warn on.
+        quota: result.quota_remaining.map(|remaining| Quota {
+            remaining,
+            limit: result.quota_limit,
+            reset_at: result.quota_reset_at,
+        }),
         plugin_failures: None,
     })
 }
@@ -263,6 +284,26 @@ mod tests {
         assert_eq!(
             health_report(json!({"health": "healthy"}), None).unwrap(),
             HealthReport::healthy()
+        );
+        let r = health_report(
+            json!({"health": "degraded", "reason": "quota_low", "message": "12 of 5000 left",
+                   "credentialExpiresAt": "2030-01-02T03:04:05Z",
+                   "certificateExpiresAt": "2030-02-01T00:00:00Z",
+                   "quotaRemaining": 12, "quotaLimit": 5000,
+                   "quotaResetAt": "2030-01-01T01:00:00Z"}),
+            None,
+        )
+        .unwrap();
+        assert_eq!(r.reason, Some(Reason::QuotaLow));
+        assert_eq!(
+            r.certificate_expires_at.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2030-02-01T00:00:00+00:00")
+        );
+        let q = r.quota.unwrap();
+        assert_eq!((q.remaining, q.limit), (12, Some(5000)));
+        assert_eq!(
+            q.reset_at.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2030-01-01T01:00:00+00:00")
         );
         for bad in [
             json!({"health": "fine"}),

@@ -55,6 +55,8 @@ struct InstallationToken {
     token: Secret,
     /// When to stop using it.
     refresh_at: DateTime<Utc>,
+    /// The permissions the installation granted with it.
+    permissions: std::collections::BTreeMap<String, String>,
 }
 
 /// What `POST /app/installations/{id}/access_tokens` answers.
@@ -62,6 +64,15 @@ struct InstallationToken {
 struct AccessToken {
     token: String,
     expires_at: DateTime<Utc>,
+    /// What the installation grants (`{"contents": "read", …}`).
+    #[serde(default)]
+    permissions: std::collections::BTreeMap<String, String>,
+}
+
+/// `GET /app/installations/{id}`, read to explain a refused token.
+#[derive(Deserialize)]
+struct Installation {
+    suspended_at: Option<DateTime<Utc>>,
 }
 
 /// `GET /rate_limit`.
@@ -157,6 +168,17 @@ impl GitHubClient {
         Ok(token)
     }
 
+    /// The permissions the installation granted with the current token.
+    pub(crate) async fn granted_permissions(
+        &self,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        self.token
+            .lock()
+            .await
+            .as_ref()
+            .map(|t| t.permissions.clone())
+    }
+
     async fn drop_token(&self) {
         *self.token.lock().await = None;
     }
@@ -184,6 +206,14 @@ impl GitHubClient {
         }
         let response = response?;
         let status = response.status();
+        if status == StatusCode::FORBIDDEN
+            && let Some(since) = self.suspended_since(credential).await
+        {
+            return Err(Error::Suspended(format!(
+                "the GitHub App installation was suspended on {}",
+                since.format("%Y-%m-%d %H:%M UTC")
+            )));
+        }
         if !status.is_success() {
             return Err(outbound::status_error(status, "installation access token"));
         }
@@ -207,7 +237,37 @@ impl GitHubClient {
         Ok(InstallationToken {
             token: Secret::new(body.token),
             refresh_at: body.expires_at - margin,
+            permissions: body.permissions,
         })
+    }
+
+    /// When the installation was suspended, if it was: read only after a refused token, to
+    /// say why. `None` when it is not suspended or cannot be read.
+    async fn suspended_since(&self, credential: &TenantRef) -> Option<DateTime<Utc>> {
+        let url = format!(
+            "{}/app/installations/{}",
+            self.base, self.config.installation_id
+        );
+        let issuer = self.config.issuer();
+        let response = self
+            .env
+            .send_with_secret(credential, |key| {
+                let jwt = app_jwt(&issuer, key, Utc::now())?;
+                Ok(self.request(Method::GET, &url)?.bearer_auth(jwt))
+            })
+            .await
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let installation: Installation = outbound::read_json(
+            response,
+            self.env.outbound.max_response_bytes(),
+            "installation",
+        )
+        .await
+        .ok()?;
+        installation.suspended_at
     }
 
     /// Sends a request with the installation token; on a 401 the token is replaced and the
@@ -249,9 +309,24 @@ impl GitHubClient {
         Ok((body, headers))
     }
 
-    pub(crate) async fn rate_limit(&self) -> Result<RateLimit, Error> {
+    /// `GET /rate_limit`, and the certificate the API endpoint presented.
+    pub(crate) async fn rate_limit(
+        &self,
+    ) -> Result<(RateLimit, Option<outbound::PeerCertificate>), Error> {
         let url = format!("{}/rate_limit", self.base);
-        Ok(self.get_json(&url, "rate limit").await?.0)
+        let response = self.send(|| self.request(Method::GET, &url)).await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(outbound::status_error(status, "rate limit"));
+        }
+        let certificate = outbound::PeerCertificate::of(&response);
+        let body = outbound::read_json(
+            response,
+            self.env.outbound.max_response_bytes(),
+            "rate limit",
+        )
+        .await?;
+        Ok((body, certificate))
     }
 
     /// The first page's URL.

@@ -24,6 +24,41 @@ pub struct Config {
     #[serde(default = "default_quota_warning_percent")]
     #[schemars(range(max = 100))]
     pub quota_warning_percent: u8,
+    /// Permissions the installation must grant for what this integration is used for, such
+    /// as `{"contents": "read", "repository_hooks": "write"}` (`read` < `write` < `admin`).
+    /// One missing or lower makes health `degraded` (`forbidden`), naming it.
+    #[serde(default)]
+    pub required_permissions: std::collections::BTreeMap<String, PermissionLevel>,
+}
+
+/// A GitHub App permission level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PermissionLevel {
+    Read,
+    Write,
+    Admin,
+}
+
+impl PermissionLevel {
+    /// GitHub's name of the level.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PermissionLevel::Read => "read",
+            PermissionLevel::Write => "write",
+            PermissionLevel::Admin => "admin",
+        }
+    }
+
+    /// The level GitHub names `name`, if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "read" => Some(PermissionLevel::Read),
+            "write" => Some(PermissionLevel::Write),
+            "admin" => Some(PermissionLevel::Admin),
+            _ => None,
+        }
+    }
 }
 
 fn default_api_base_url() -> String {

@@ -21,13 +21,13 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use self::client::{GitHubClient, RateWindow};
-pub use self::config::{Config, DEFAULT_API_BASE_URL};
+pub use self::config::{Config, DEFAULT_API_BASE_URL, PermissionLevel};
 use crate::config::ConfigError;
 use crate::connector::{
     Connector, ConnectorEnv, Error, IntegrationSpec, Resource, ResourcePage, SharedConnector,
     Webhook, WebhookRequest,
 };
-use crate::health::{HealthReport, Reason};
+use crate::health::{HealthReport, Quota, Reason};
 use crate::provider::{Capability, Provider};
 use crate::secrets::TenantRef;
 
@@ -81,27 +81,54 @@ pub struct GitHubAppConnector {
     tenant: String,
 }
 
-/// Judges the core rate-limit window.
+/// Judges the core rate-limit window: none left is `rate_limited` until the reset, less than
+/// `warning_percent` left is `quota_low`, and the window is reported either way.
 fn judge_quota(core: &RateWindow, warning_percent: u8) -> HealthReport {
     if core.limit == 0 {
         return HealthReport::healthy();
     }
+    let quota = Quota {
+        remaining: core.remaining,
+        limit: Some(core.limit),
+        reset_at: chrono::DateTime::from_timestamp(core.reset, 0),
+    };
     if core.remaining == 0 {
         let wait = (core.reset - chrono::Utc::now().timestamp()).max(1) as u64;
         return HealthReport::rate_limited(
             Duration::from_secs(wait).min(crate::outbound::MAX_RETRY_AFTER),
-        );
+        )
+        .with_quota(Some(quota));
     }
-    if core.remaining * 100 < core.limit * u64::from(warning_percent) {
-        return HealthReport::degraded(
-            Reason::RateLimited,
-            format!(
-                "API quota low: {} of {} requests left until the reset",
-                core.remaining, core.limit
-            ),
-        );
+    crate::outbound::judge_quota(HealthReport::healthy(), Some(quota), warning_percent)
+}
+
+/// `report`, degraded (`forbidden`) when the installation grants less than `required`,
+/// naming what is missing.
+fn judge_permissions(
+    report: HealthReport,
+    required: &std::collections::BTreeMap<String, PermissionLevel>,
+    granted: &std::collections::BTreeMap<String, String>,
+) -> HealthReport {
+    let missing: Vec<String> = required
+        .iter()
+        .filter(|(name, level)| {
+            granted
+                .get(*name)
+                .and_then(|g| PermissionLevel::parse(g))
+                .is_none_or(|g| g < **level)
+        })
+        .map(|(name, level)| format!("{name}:{}", level.as_str()))
+        .collect();
+    if missing.is_empty() {
+        return report;
     }
-    HealthReport::healthy()
+    report.warn(
+        Reason::Forbidden,
+        format!(
+            "the installation does not grant the permissions this integration needs: {}",
+            missing.join(", ")
+        ),
+    )
 }
 
 /// `owner/repo`, each part a GitHub name.
@@ -127,10 +154,26 @@ fn split_target(target: &str) -> Result<(&str, &str), Error> {
 impl Connector for GitHubAppConnector {
     async fn check_health(&self) -> HealthReport {
         match self.client.rate_limit().await {
-            Ok(limits) => judge_quota(
-                &limits.resources.core,
-                self.client.config.quota_warning_percent,
-            ),
+            Ok((limits, certificate)) => {
+                let report = judge_quota(
+                    &limits.resources.core,
+                    self.client.config.quota_warning_percent,
+                );
+                let report = match self.client.granted_permissions().await {
+                    Some(granted) => judge_permissions(
+                        report,
+                        &self.client.config.required_permissions,
+                        &granted,
+                    ),
+                    None => report,
+                };
+                crate::outbound::judge_certificate(
+                    report,
+                    certificate,
+                    self.client.env.outbound.certificate_warning(),
+                    chrono::Utc::now(),
+                )
+            }
             Err(e) => e.to_report(),
         }
     }

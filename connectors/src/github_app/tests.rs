@@ -6,6 +6,7 @@ use wiremock::matchers::{body_partial_json, header, header_exists, method, path,
 use wiremock::{Mock, ResponseTemplate};
 
 use super::*;
+use crate::Reason;
 use crate::testing::assert_conformance;
 use crate::testing::fixture::{self, Fixture};
 use crate::{ConnectorFactory, Health};
@@ -102,7 +103,7 @@ async fn installation_token_is_cached_and_one_refresh_is_in_flight() {
         tokio::spawn(async move { c.check_health().await })
     });
     for check in checks {
-        assert_eq!(check.await.unwrap(), HealthReport::healthy());
+        assert_eq!(check.await.unwrap().health, Health::Healthy);
     }
     // `expect(1)` is verified when the server drops.
 }
@@ -114,8 +115,8 @@ async fn a_token_about_to_expire_is_replaced() {
     mount_token(&f, chrono::Duration::minutes(2), 2).await;
     mount_rate(&f, 5000, 4000).await;
     let c = f.build();
-    assert_eq!(c.check_health().await, HealthReport::healthy());
-    assert_eq!(c.check_health().await, HealthReport::healthy());
+    assert_eq!(c.check_health().await.health, Health::Healthy);
+    assert_eq!(c.check_health().await.health, Health::Healthy);
 }
 
 #[tokio::test]
@@ -133,7 +134,7 @@ async fn a_revoked_token_is_refreshed_once_on_401() {
         .await;
     mount_rate(&f, 5000, 4000).await;
     let c = f.build();
-    assert_eq!(c.check_health().await, HealthReport::healthy());
+    assert_eq!(c.check_health().await.health, Health::Healthy);
 }
 
 #[tokio::test]
@@ -207,8 +208,19 @@ async fn low_and_exhausted_quota() {
     let report = f.build().check_health().await;
     assert_eq!(
         (report.health, report.reason),
-        (Health::Degraded, Some(Reason::RateLimited))
+        (Health::Degraded, Some(Reason::QuotaLow))
     );
+    let quota = report.quota.unwrap();
+    assert_eq!((quota.remaining, quota.limit), (100, Some(5000)));
+    assert!(quota.reset_at.is_some());
+    assert!(report.message.unwrap().contains("100 of 5000"));
+    // at the horizon (10 % of 5000), not before
+    let f = fixture().await;
+    mount_token(&f, chrono::Duration::hours(1), 1).await;
+    mount_rate(&f, 5000, 500).await;
+    let report = f.build().check_health().await;
+    assert_eq!(report.health, Health::Healthy, "{report:?}");
+    assert_eq!(report.quota.unwrap().remaining, 500);
     let f = fixture().await;
     mount_token(&f, chrono::Duration::hours(1), 1).await;
     mount_rate(&f, 5000, 0).await;
@@ -351,4 +363,89 @@ fn config_requires_an_app_and_keeps_wire_names() {
         assert!(schema["properties"].get(key).is_some(), "{key}");
     }
     assert_eq!(schema["required"], json!(["installationId"]));
+}
+
+#[tokio::test]
+async fn missing_permissions_are_named() {
+    let f = Fixture::new(&Factory, ("github/app-key", KEY), |url| {
+        json!({"appId": 12345, "installationId": 42, "apiBaseUrl": url,
+               "requiredPermissions": {"contents": "read", "repository_hooks": "write",
+                                      "pull_requests": "read"}})
+    })
+    .await;
+    Mock::given(method("POST"))
+        .and(path("/app/installations/42/access_tokens"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "token": TOKEN,
+            "expires_at": (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339(),
+            "permissions": {"contents": "write", "repository_hooks": "read", "metadata": "read"}
+        })))
+        .mount(&f.server)
+        .await;
+    mount_rate(&f, 5000, 4000).await;
+    let report = f.build().check_health().await;
+    assert_eq!(
+        (report.health, report.reason),
+        (Health::Degraded, Some(Reason::Forbidden)),
+        "{report:?}"
+    );
+    let message = report.message.unwrap();
+    assert!(
+        message.ends_with("pull_requests:read, repository_hooks:write"),
+        "{message}"
+    );
+    // what is granted, and more, is fine
+    let f = fixture().await;
+    mount_token(&f, chrono::Duration::hours(1), 1).await;
+    mount_rate(&f, 5000, 4000).await;
+    assert_eq!(f.build().check_health().await.health, Health::Healthy);
+}
+
+#[tokio::test]
+async fn a_suspended_installation_says_since_when() {
+    let f = fixture().await;
+    Mock::given(method("POST"))
+        .and(path("/app/installations/42/access_tokens"))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .set_body_json(json!({"message": "This installation has been suspended"})),
+        )
+        .mount(&f.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/app/installations/42"))
+        .and(header_exists("authorization"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": 42, "suspended_at": "2026-11-30T08:00:00Z", "suspended_by": {"login": "octo"}
+        })))
+        .mount(&f.server)
+        .await;
+    let report = f.build().check_health().await;
+    assert_eq!(
+        (report.health, report.reason),
+        (Health::Unhealthy, Some(Reason::AuthFailed)),
+        "{report:?}"
+    );
+    assert!(
+        report
+            .message
+            .unwrap()
+            .contains("suspended on 2026-11-30 08:00 UTC")
+    );
+    // a 403 on a installation that is not suspended stays a plain 403
+    let f = fixture().await;
+    Mock::given(method("POST"))
+        .and(path("/app/installations/42/access_tokens"))
+        .respond_with(ResponseTemplate::new(403))
+        .mount(&f.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/app/installations/42"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"id": 42, "suspended_at": null})),
+        )
+        .mount(&f.server)
+        .await;
+    let report = f.build().check_health().await;
+    assert_eq!(report.reason, Some(Reason::Forbidden), "{report:?}");
 }

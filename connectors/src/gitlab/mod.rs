@@ -3,8 +3,10 @@
 //!
 //! Health reads `GET /api/v4/personal_access_tokens/self`: a revoked or inactive token is
 //! `unhealthy` (`auth_failed`), one whose `expires_at` falls within `expiryWarningDays` is
-//! `degraded` (`credential_expiring`). Token kinds that lack that endpoint (it answers 404 or
-//! 403 for them) fall back to `GET /api/v4/user`. Projects are listed with keyset pagination
+//! `degraded` (`credential_expiring`), one whose `scopes` grant neither `read_api` nor `api`
+//! (what listing projects needs) is `degraded` (`forbidden`). Token kinds that lack that
+//! endpoint (it answers 404 or 403 for them) fall back to `GET /api/v4/user`. The answer's
+//! `RateLimit-*` headers are read as the quota (`quota_low` below the deployment's share). Projects are listed with keyset pagination
 //! (`pagination=keyset&order_by=id`), following the `Link` header.
 
 #[cfg(test)]
@@ -101,7 +103,12 @@ struct TokenInfo {
     active: bool,
     /// A date (`2026-12-01`) from GitLab itself; a date-time in GitLab's API description.
     expires_at: Option<String>,
+    /// Absent on older instances: then nothing is judged from it.
+    scopes: Option<Vec<String>>,
 }
+
+/// Scopes any one of which lets the token read projects (`api` includes `read_api`).
+const READ_SCOPES: [&str; 2] = ["read_api", "api"];
 
 /// The calendar day of an `expires_at`, whichever of GitLab's two forms it has.
 fn expiry_day(value: &str) -> Option<NaiveDate> {
@@ -151,13 +158,16 @@ impl GitLabConnector {
             .await?;
         match response.status() {
             s if s.is_success() => {
+                let headers = response.headers().clone();
+                let certificate = outbound::PeerCertificate::of(&response);
                 let info: TokenInfo = outbound::read_json(
                     response,
                     self.env.outbound.max_response_bytes(),
                     "personal access token",
                 )
                 .await?;
-                Ok(self.judge_token(&info, chrono::Utc::now().date_naive()))
+                let report = self.judge_token(&info, chrono::Utc::now().date_naive());
+                Ok(self.judge_connection(report, &headers, certificate))
             }
             // Project, group and CI tokens, and older instances, have no such endpoint.
             StatusCode::NOT_FOUND | StatusCode::FORBIDDEN => {
@@ -166,16 +176,34 @@ impl GitLabConnector {
                 if !status.is_success() {
                     return Err(outbound::status_error(status, "current user"));
                 }
+                let headers = user.headers().clone();
+                let certificate = outbound::PeerCertificate::of(&user);
                 let _: Value = outbound::read_json(
                     user,
                     self.env.outbound.max_response_bytes(),
                     "current user",
                 )
                 .await?;
-                Ok(HealthReport::healthy())
+                Ok(self.judge_connection(HealthReport::healthy(), &headers, certificate))
             }
             s => Err(outbound::status_error(s, "personal access token")),
         }
+    }
+
+    /// `report` with what the check's answer told of the quota and the certificate.
+    fn judge_connection(
+        &self,
+        report: HealthReport,
+        headers: &reqwest::header::HeaderMap,
+        certificate: Option<outbound::PeerCertificate>,
+    ) -> HealthReport {
+        let report = self.env.outbound.judge_quota(report, headers);
+        outbound::judge_certificate(
+            report,
+            certificate,
+            self.env.outbound.certificate_warning(),
+            chrono::Utc::now(),
+        )
     }
 
     fn judge_token(&self, info: &TokenInfo, today: NaiveDate) -> HealthReport {
@@ -217,6 +245,15 @@ impl GitLabConnector {
                     format!("the access token expires on {expires}, in {left} days"),
                 );
             }
+        }
+        if let Some(scopes) = &info.scopes
+            && !scopes.iter().any(|s| READ_SCOPES.contains(&s.as_str()))
+        {
+            return HealthReport::degraded(
+                Reason::Forbidden,
+                "the access token has neither the read_api nor the api scope, which listing \
+                 projects needs",
+            );
         }
         HealthReport::healthy()
     }

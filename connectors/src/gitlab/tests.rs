@@ -253,3 +253,73 @@ fn config_keeps_wire_names_and_limits() {
         "config.expiryWarningDays"
     );
 }
+
+#[tokio::test]
+async fn scopes_that_cannot_read_projects_are_forbidden() {
+    for (scopes, health) in [
+        (json!(["read_api"]), Health::Healthy),
+        (json!(["api"]), Health::Healthy),
+        (json!(["read_user", "read_repository"]), Health::Degraded),
+        (json!([]), Health::Degraded),
+    ] {
+        let f = fixture().await;
+        let mut info = token_info(Some(200), true, false);
+        info["scopes"] = scopes.clone();
+        mount_self(&f, ResponseTemplate::new(200).set_body_json(info)).await;
+        let report = f.build().check_health().await;
+        assert_eq!(report.health, health, "{scopes}: {report:?}");
+        if health == Health::Degraded {
+            assert_eq!(report.reason, Some(Reason::Forbidden));
+            assert!(report.message.unwrap().contains("read_api"));
+        }
+    }
+    // an instance that does not tell the scopes is not judged on them
+    let f = fixture().await;
+    let mut info = token_info(Some(200), true, false);
+    info.as_object_mut().unwrap().remove("scopes");
+    mount_self(&f, ResponseTemplate::new(200).set_body_json(info)).await;
+    assert_eq!(f.build().check_health().await.health, Health::Healthy);
+}
+
+#[tokio::test]
+async fn ratelimit_headers_warn_before_the_quota_runs_out() {
+    let reset = chrono::Utc::now().timestamp() + 600;
+    for (remaining, health) in [
+        (1999, Health::Healthy),
+        (200, Health::Healthy),
+        (199, Health::Degraded),
+    ] {
+        let f = fixture().await;
+        mount_self(
+            &f,
+            ResponseTemplate::new(200)
+                .set_body_json(token_info(Some(200), true, false))
+                .insert_header("RateLimit-Limit", "2000")
+                .insert_header("RateLimit-Remaining", remaining.to_string().as_str())
+                .insert_header("RateLimit-Reset", reset.to_string().as_str()),
+        )
+        .await;
+        let report = f.build().check_health().await;
+        assert_eq!(report.health, health, "{remaining}: {report:?}");
+        let quota = report.quota.unwrap();
+        assert_eq!((quota.remaining, quota.limit), (remaining, Some(2000)));
+        assert_eq!(quota.reset_at.unwrap().timestamp(), reset);
+        if health == Health::Degraded {
+            assert_eq!(report.reason, Some(Reason::QuotaLow));
+            assert!(report.message.unwrap().contains("199 of 2000"));
+        }
+    }
+    // an expiring token outranks a low quota; the quota is reported all the same
+    let f = fixture().await;
+    mount_self(
+        &f,
+        ResponseTemplate::new(200)
+            .set_body_json(token_info(Some(3), true, false))
+            .insert_header("RateLimit-Limit", "2000")
+            .insert_header("RateLimit-Remaining", "1"),
+    )
+    .await;
+    let report = f.build().check_health().await;
+    assert_eq!(report.reason, Some(Reason::CredentialExpiring));
+    assert_eq!(report.quota.unwrap().remaining, 1);
+}

@@ -5,12 +5,18 @@
 //! authenticated call real use needs, `GET /api/v2.0/projects?page_size=1`. Resources are the
 //! projects (`/api/v2.0/projects`), then the image repositories (`/api/v2.0/repositories`),
 //! both with Harbor's `page`/`page_size` pagination; the cursor says which list and page.
+//!
+//! The robot account's `expires_at` comes from `GET /api/v2.0/robots?q=name=<robot>`, read at
+//! most once an hour: within the deployment's `[connectors.secrets] expiry_warning_days` it is
+//! `degraded` (`credential_expiring`) with the date. A robot not allowed to read robot
+//! accounts (401, 403) tells nothing, and nothing is judged.
 
 #[cfg(test)]
 mod tests;
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use reqwest::Method;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -24,6 +30,9 @@ use crate::health::{Health, HealthReport, Reason};
 use crate::outbound;
 use crate::provider::{Capability, Provider};
 use crate::secrets::TenantRef;
+
+/// How long a robot account's expiry, once read, is trusted before it is read again.
+const ROBOT_REFRESH: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Items per page of a listing.
 const PAGE_SIZE: u32 = 100;
@@ -81,6 +90,7 @@ impl Provider for Factory {
             api: format!("{}/api/v2.0", config.base_url.trim_end_matches('/')),
             credentials,
             env: env.clone(),
+            robot_expiry: tokio::sync::Mutex::new(None),
         }))
     }
 }
@@ -108,6 +118,14 @@ struct Project {
     name: String,
 }
 
+/// One robot account of `GET /robots`.
+#[derive(Deserialize)]
+struct Robot {
+    name: String,
+    /// Epoch seconds; -1 for never.
+    expires_at: Option<i64>,
+}
+
 #[derive(Deserialize)]
 struct Repository {
     id: Option<i64>,
@@ -121,6 +139,8 @@ pub struct HarborConnector {
     /// The robot account and the reference to its secret.
     credentials: Option<(String, TenantRef)>,
     env: ConnectorEnv,
+    /// When the robot's expiry was last read, and what it was.
+    robot_expiry: tokio::sync::Mutex<Option<(tokio::time::Instant, Option<DateTime<Utc>>)>>,
 }
 
 impl HarborConnector {
@@ -159,13 +179,21 @@ impl HarborConnector {
 
     async fn check(&self) -> Result<HealthReport, Error> {
         // The call real use needs, with the robot's permissions.
-        let _: (Vec<Value>, _) = self
-            .get_json(
+        let projects = self
+            .get(
                 &format!("{}/projects", self.api),
                 &[("page_size", "1".into())],
-                "projects",
             )
             .await?;
+        let status = projects.status();
+        if !status.is_success() {
+            return Err(outbound::status_error(status, "projects"));
+        }
+        let headers = projects.headers().clone();
+        let certificate = outbound::PeerCertificate::of(&projects);
+        let _: Vec<Value> =
+            outbound::read_json(projects, self.env.outbound.max_response_bytes(), "projects")
+                .await?;
         let (health, _): (OverallHealth, _) = self
             .get_json(&format!("{}/health", self.api), &[], "health")
             .await?;
@@ -175,7 +203,7 @@ impl HarborConnector {
             .filter(|c| c.status != "healthy")
             .map(|c| c.name.as_str())
             .collect();
-        Ok(if !down.is_empty() {
+        let report = if !down.is_empty() {
             HealthReport::degraded(
                 Reason::ProviderDegraded,
                 format!("components not healthy: {}", down.join(", ")),
@@ -184,7 +212,67 @@ impl HarborConnector {
             HealthReport::degraded(Reason::ProviderDegraded, "Harbor reports itself unhealthy")
         } else {
             HealthReport::healthy()
-        })
+        };
+        let report = self.judge_robot(report).await;
+        // Harbor sends no quota headers of its own; a proxy in front of it may.
+        let report = self.env.outbound.judge_quota(report, &headers);
+        Ok(outbound::judge_certificate(
+            report,
+            certificate,
+            self.env.outbound.certificate_warning(),
+            chrono::Utc::now(),
+        ))
+    }
+
+    /// The robot account's expiry, read at most every [`ROBOT_REFRESH`].
+    async fn robot_expiry(&self) -> Option<DateTime<Utc>> {
+        let (robot, _) = self.credentials.as_ref()?;
+        let mut cached = self.robot_expiry.lock().await;
+        if let Some((read_at, expiry)) = *cached
+            && read_at.elapsed() < ROBOT_REFRESH
+        {
+            return expiry;
+        }
+        let expiry = self.read_robot_expiry(robot).await;
+        *cached = Some((tokio::time::Instant::now(), expiry));
+        expiry
+    }
+
+    async fn read_robot_expiry(&self, robot: &str) -> Option<DateTime<Utc>> {
+        let (robots, _): (Vec<Robot>, _) = self
+            .get_json(
+                &format!("{}/robots", self.api),
+                &[("q", format!("name={robot}")), ("page_size", "10".into())],
+                "robots",
+            )
+            .await
+            .ok()?;
+        // Harbor names project robots `robot$<project>+<name>` and may list the bare name.
+        robots
+            .iter()
+            .find(|r| r.name == robot || robot.strip_prefix("robot$") == Some(r.name.as_str()))?
+            .expires_at
+            .filter(|at| *at > 0)
+            .and_then(|at| DateTime::from_timestamp(at, 0))
+    }
+
+    /// `report` with the robot's expiry, warned within the horizon.
+    async fn judge_robot(&self, report: HealthReport) -> HealthReport {
+        let Some(at) = self.robot_expiry().await else {
+            return report;
+        };
+        let report = report.with_credential_expiry(at);
+        let horizon = self.env.secrets.expiry_warning();
+        let now = Utc::now();
+        if horizon > chrono::Duration::zero() && at - now <= horizon {
+            let robot = self.credentials.as_ref().map_or("", |(r, _)| r.as_str());
+            let day = at.format("%Y-%m-%d %H:%M UTC");
+            return report.warn(
+                Reason::CredentialExpiring,
+                format!("the robot account {robot} expires on {day}"),
+            );
+        }
+        report
     }
 
     /// One page of a listing, and whether another follows.

@@ -223,3 +223,68 @@ fn robot_and_authref_come_together() {
         assert!(schema["properties"].get(key).is_some(), "{key}");
     }
 }
+
+#[tokio::test]
+async fn robot_expiry_warns_at_the_horizon_and_not_before() {
+    for (days, expected) in [
+        (Some(30), Health::Healthy),
+        (Some(15), Health::Healthy),
+        (Some(13), Health::Degraded),
+        (None, Health::Healthy),
+    ] {
+        let f = fixture().await;
+        mount(
+            &f,
+            ok_projects(),
+            ResponseTemplate::new(200).set_body_json(health(&[("core", "healthy")])),
+        )
+        .await;
+        let at = days.map(|d| chrono::Utc::now().timestamp() + d * 86_400);
+        Mock::given(method("GET"))
+            .and(path("/api/v2.0/robots"))
+            .and(query_param("q", format!("name={ROBOT}").as_str()))
+            .and(basic_auth(ROBOT, SECRET))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+                {"id": 7, "name": "other", "expires_at": 1},
+                {"id": 8, "name": "ci", "expires_at": at.unwrap_or(-1), "level": "system"}
+            ])))
+            .expect(1)
+            .mount(&f.server)
+            .await;
+        let c = f.build();
+        let report = c.check_health().await;
+        assert_eq!(report.health, expected, "{days:?}: {report:?}");
+        assert_eq!(
+            report.credential_expires_at.map(|t| t.timestamp()),
+            at,
+            "{days:?}"
+        );
+        if expected == Health::Degraded {
+            assert_eq!(report.reason, Some(Reason::CredentialExpiring));
+            let day = report
+                .credential_expires_at
+                .unwrap()
+                .format("%Y-%m-%d")
+                .to_string();
+            assert!(report.message.unwrap().contains(&day));
+        }
+        // read once an hour, not on every check (`expect(1)`)
+        c.check_health().await;
+    }
+    // a robot that may not read robot accounts tells nothing, and stays healthy
+    let f = fixture().await;
+    mount(
+        &f,
+        ok_projects(),
+        ResponseTemplate::new(200).set_body_json(health(&[("core", "healthy")])),
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2.0/robots"))
+        .respond_with(ResponseTemplate::new(403))
+        .mount(&f.server)
+        .await;
+    let report = f.build().check_health().await;
+    assert_eq!(report.health, Health::Healthy, "{report:?}");
+    assert_eq!(report.credential_expires_at, None);
+}

@@ -23,12 +23,19 @@
 //!   ([`rate_limit_signal`], [`retry_after`], capped at [`MAX_RETRY_AFTER`]).
 //! - `response.rs`: a non-success status as a domain error ([`status_error`]) and a
 //!   size-capped JSON body ([`read_json`]).
+//! - `certificate.rs`: the provider endpoint's certificate as the check's own connection saw
+//!   it ([`PeerCertificate`], left in each TLS response's extensions) and its judgement
+//!   ([`judge_certificate`]: `certificate_expiring` at the horizon, `tls` outside validity).
+//! - `token_cache.rs`: [`TokenCache`], the tokens providers mint (registry bearer tokens,
+//!   cloud access tokens) kept until shortly before they expire, keyed by tenant,
+//!   integration, credential and audience ([`TokenKey`]) so nothing is shared across them.
 //! - `paging.rs`: the next page of a `Link` header ([`link_next`]) and the check that keeps a
 //!   page cursor under the integration's API root ([`check_cursor_url`]).
 //!
 //! Each file's tests sit at its end; those of `mod.rs` are in `tests.rs`, with the helpers
 //! every outbound test shares.
 
+mod certificate;
 mod guard;
 mod limits;
 mod paging;
@@ -36,6 +43,7 @@ mod quota;
 mod response;
 #[cfg(test)]
 mod tests;
+pub mod token_cache;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -45,15 +53,21 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use reqwest::Response;
+use reqwest::header::HeaderMap;
 
+pub use self::certificate::{PeerCertificate, judge_certificate};
 use self::guard::GuardedResolver;
 pub use self::guard::SsrfGuard;
 use self::limits::{HostLimits, host_key};
 pub use self::paging::{check_cursor_url, link_next};
-pub use self::quota::{MAX_RETRY_AFTER, rate_limit_signal, retry_after};
+pub use self::quota::{
+    MAX_RETRY_AFTER, judge_quota, quota_from_headers, rate_limit_signal, retry_after,
+};
 pub use self::response::{read_json, status_error};
+pub use self::token_cache::{TokenCache, TokenKey};
 pub use crate::error::DEFAULT_RETRY_AFTER;
 use crate::error::Error;
+use crate::health::HealthReport;
 use crate::settings::OutboundSettings;
 
 /// The User-Agent of every provider request (GitHub refuses requests without one).
@@ -75,6 +89,8 @@ pub enum OutboundError {
     BadNetwork(String),
     #[error("per_host_requests_per_second and per_host_burst must be at least 1")]
     ZeroRate,
+    #[error("quota_warning_percent must be at most 100")]
+    QuotaPercent,
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
 }
@@ -132,6 +148,9 @@ impl Outbound {
         let rate = NonZeroU32::new(settings.per_host_requests_per_second)
             .ok_or(OutboundError::ZeroRate)?;
         let burst = NonZeroU32::new(settings.per_host_burst).ok_or(OutboundError::ZeroRate)?;
+        if settings.quota_warning_percent > 100 {
+            return Err(OutboundError::QuotaPercent);
+        }
         Ok(Self {
             inner: Arc::new(OutboundInner {
                 settings: settings.clone(),
@@ -152,7 +171,18 @@ impl Outbound {
             .get_or_init(|| {
                 ensure_crypto_provider();
                 let s = &self.inner.settings;
+                let mut roots = Vec::new();
+                for path in &s.ca_certificates {
+                    let pem = std::fs::read(path)
+                        .map_err(|e| format!("ca_certificates: {}: {e}", path.display()))?;
+                    roots.extend(reqwest::Certificate::from_pem_bundle(&pem).map_err(|_| {
+                        format!("ca_certificates: {}: not PEM certificates", path.display())
+                    })?);
+                }
                 reqwest::Client::builder()
+                    .tls_certs_merge(roots)
+                    // The peer certificate of every response, for its expiry.
+                    .tls_info(true)
                     .user_agent(USER_AGENT)
                     .timeout(Duration::from_millis(s.request_timeout_ms))
                     .connect_timeout(Duration::from_millis(s.connect_timeout_ms))
@@ -173,6 +203,38 @@ impl Outbound {
     /// The SSRF guard in force.
     pub fn guard(&self) -> &SsrfGuard {
         &self.inner.guard
+    }
+
+    /// The percentage of a quota below which checks warn (`quota_low`).
+    pub fn quota_warning_percent(&self) -> u8 {
+        self.inner.settings.quota_warning_percent
+    }
+
+    /// How long before a provider certificate's expiry checks warn (`certificate_expiring`);
+    /// zero for never.
+    pub fn certificate_warning(&self) -> chrono::Duration {
+        chrono::Duration::days(i64::from(self.inner.settings.certificate_warning_days))
+    }
+
+    /// `report` with the quota `headers` tell, warned `quota_low` when less than
+    /// [`Outbound::quota_warning_percent`] of it is left.
+    pub fn judge_quota(&self, report: HealthReport, headers: &HeaderMap) -> HealthReport {
+        judge_quota(
+            report,
+            quota_from_headers(headers),
+            self.quota_warning_percent(),
+        )
+    }
+
+    /// `report` with the certificate `response` came with, judged against
+    /// [`Outbound::certificate_warning`] (see [`judge_certificate`]).
+    pub fn judge_certificate(&self, report: HealthReport, response: &Response) -> HealthReport {
+        judge_certificate(
+            report,
+            PeerCertificate::of(response),
+            self.certificate_warning(),
+            chrono::Utc::now(),
+        )
     }
 
     /// Largest response body read.
@@ -208,7 +270,15 @@ impl Outbound {
         self.inner.guard.check_target(&url)?;
         let max_wait = Duration::from_millis(self.inner.settings.max_rate_wait_ms);
         self.inner.limits.admit(&key, max_wait).await?;
-        let response = client.execute(request).await.map_err(Error::from)?;
+        let mut response = client.execute(request).await.map_err(Error::from)?;
+        let certificate = response
+            .extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(reqwest::tls::TlsInfo::peer_certificate)
+            .and_then(PeerCertificate::from_der);
+        if let Some(certificate) = certificate {
+            response.extensions_mut().insert(certificate);
+        }
         if let Some(wait) = rate_limit_signal(response.status(), response.headers()) {
             tracing::info!(
                 message = "Provider asked to slow down; pausing calls to it.",

@@ -104,11 +104,28 @@ impl fmt::Display for TenantRef {
 pub struct Resolved {
     secret: Secret,
     binding: Binding,
+    /// When the secret expires, where its store tells (a lease, or Vault's
+    /// `custom_metadata.expires_at`).
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Resolved {
     pub(crate) fn new(secret: Secret, binding: Binding) -> Self {
-        Self { secret, binding }
+        Self {
+            secret,
+            binding,
+            expires_at: None,
+        }
+    }
+
+    pub(crate) fn with_expiry(mut self, at: Option<chrono::DateTime<chrono::Utc>>) -> Self {
+        self.expires_at = at;
+        self
+    }
+
+    /// When the secret expires, where its store tells.
+    pub fn expires_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.expires_at
     }
 
     /// The secret, for building a request. Whoever sends that request checks its URL with

@@ -120,6 +120,11 @@ impl SecretResolver {
     /// # Errors
     /// [`SecretError::OutsideNamespace`]; a [`SecretError`] for an unconfigured, unreachable,
     /// sealed, refusing or empty backend.
+    /// How long before a secret's expiry checks warn (`credential_expiring`); zero for never.
+    pub fn expiry_warning(&self) -> chrono::Duration {
+        chrono::Duration::days(i64::from(self.inner.settings.expiry_warning_days))
+    }
+
     pub async fn resolve(&self, reference: &TenantRef) -> Result<Resolved, SecretError> {
         let result = match self.check(reference) {
             Ok(()) => {
@@ -193,7 +198,9 @@ impl SecretResolver {
                     // The tenant's login may have expired early: log in again next time.
                     self.inner.logins.lock().await.remove(tenant);
                 }
-                read.map(|(secret, binding)| Resolved::new(secret, binding))
+                read.map(|(secret, binding, expires_at)| {
+                    Resolved::new(secret, binding).with_expiry(expires_at)
+                })
             }
             Backend::Env => env::resolve(reference, |name| std::env::var(name))
                 .map(|secret| Resolved::new(secret, Binding::unbound())),

@@ -7,7 +7,8 @@
 //! (the resolver picks the token, [`VaultClient::login_approle`] logs in).
 //!
 //! The secret's `custom_metadata.allowed_hosts`, part of the same KV v2 answer, is its
-//! [`Binding`]: no second request.
+//! [`Binding`]: no second request. So is its expiry: `custom_metadata.expires_at` (RFC 3339,
+//! or a date meaning its start in UTC), else a lease (`lease_duration` seconds from now).
 //!
 //! The Vault address is the operator's, so these requests bypass the providers' SSRF guard;
 //! they keep their own timeout.
@@ -15,6 +16,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 
 use super::binding::{ALLOWED_HOSTS_KEY, Binding};
@@ -22,6 +24,8 @@ use super::{Secret, SecretError};
 use crate::authref::AuthRef;
 use crate::settings::{ENV_VAULT_ADDR, ENV_VAULT_NAMESPACE, ENV_VAULT_TOKEN, SecretsSettings};
 
+/// The `custom_metadata` key of a secret's expiry.
+pub(crate) const EXPIRES_AT_KEY: &str = "expires_at";
 /// The namespace header of Vault Enterprise and OpenBao.
 const NAMESPACE_HEADER: &str = "X-Vault-Namespace";
 /// The token header.
@@ -205,12 +209,12 @@ impl VaultClient {
         ))
     }
 
-    /// Reads one secret with `token`, and its binding.
+    /// Reads one secret with `token`, its binding and its expiry.
     pub(crate) async fn read(
         &self,
         reference: &AuthRef,
         token: &Secret,
-    ) -> Result<(Secret, Binding), SecretError> {
+    ) -> Result<(Secret, Binding, Option<DateTime<Utc>>), SecretError> {
         let name = reference.to_string();
         let Some((mount, path)) = reference.path.split_once('/') else {
             return Err(SecretError::Malformed {
@@ -234,6 +238,8 @@ impl VaultClient {
         #[derive(serde::Deserialize)]
         struct Envelope {
             data: Option<Data>,
+            #[serde(default)]
+            lease_duration: u64,
         }
         #[derive(serde::Deserialize)]
         struct Data {
@@ -251,11 +257,34 @@ impl VaultClient {
         let data = envelope.data.ok_or(SecretError::NotFound {
             reference: name.clone(),
         })?;
-        let binding = match data
+        let mut custom = data
             .metadata
             .and_then(|m| m.custom_metadata)
-            .and_then(|mut c| c.remove(ALLOWED_HOSTS_KEY))
-        {
+            .unwrap_or_default();
+        let expires_at = match custom.remove(EXPIRES_AT_KEY) {
+            None => None,
+            Some(serde_json::Value::String(at)) => {
+                Some(parse_expiry(&at).ok_or_else(|| SecretError::Malformed {
+                    reference: name.clone(),
+                    detail: "custom_metadata.expires_at is not an RFC 3339 date".into(),
+                })?)
+            }
+            Some(_) => {
+                return Err(SecretError::Malformed {
+                    reference: name,
+                    detail: "custom_metadata.expires_at is not text".into(),
+                });
+            }
+        }
+        .or_else(|| {
+            (envelope.lease_duration > 0).then(|| {
+                Utc::now()
+                    + chrono::Duration::seconds(
+                        i64::try_from(envelope.lease_duration).unwrap_or(i64::MAX / 2_000),
+                    )
+            })
+        });
+        let binding = match custom.remove(ALLOWED_HOSTS_KEY) {
             None => Binding::unbound(),
             Some(serde_json::Value::String(list)) => {
                 Binding::parse(&list).ok_or_else(|| SecretError::Malformed {
@@ -273,8 +302,21 @@ impl VaultClient {
         // A deleted (soft-deleted) version answers 404 with metadata; a destroyed one has
         // `data: null`: both are "not found".
         let fields = data.data.ok_or(SecretError::NotFound { reference: name })?;
-        Ok((super::pick_field(reference, &fields)?, binding))
+        Ok((super::pick_field(reference, &fields)?, binding, expires_at))
     }
+}
+
+/// An RFC 3339 date-time, or a date (`2027-01-31`) meaning its start in UTC.
+fn parse_expiry(value: &str) -> Option<DateTime<Utc>> {
+    let value = value.trim();
+    DateTime::parse_from_rfc3339(value)
+        .map(|at| at.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d")
+                .ok()
+                .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
+        })
 }
 
 #[cfg(test)]
@@ -311,9 +353,10 @@ mod tests {
         let vault = VaultClient::new(&settings(&server, &token_file));
         let reference: AuthRef = "authref://vault/kv/ci/app#token".parse().unwrap();
         let token = vault.daemon_token().await.unwrap();
-        let (secret, binding) = vault.read(&reference, &token).await.unwrap();
+        let (secret, binding, expires_at) = vault.read(&reference, &token).await.unwrap();
         assert_eq!(secret.expose(), "t-1");
         assert!(!binding.is_bound());
+        assert_eq!(expires_at, None);
 
         for (response, check) in [
             (
@@ -386,7 +429,7 @@ mod tests {
             let result = vault.read(&reference, &Secret::new("s.vault-token")).await;
             match outcome {
                 Some(bound) => {
-                    let (_, binding) = result.unwrap();
+                    let (_, binding, _) = result.unwrap();
                     assert_eq!(binding.is_bound(), bound);
                     assert!(binding.permits(&gitlab));
                     assert_eq!(binding.permits(&evil), !bound);
@@ -394,6 +437,67 @@ mod tests {
                 None => assert!(matches!(result, Err(SecretError::Malformed { .. }))),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn custom_metadata_expires_at_or_a_lease_is_the_expiry() {
+        crate::outbound::ensure_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, "s.vault-token").unwrap();
+        let reference: AuthRef = "authref://vault/kv/ci/app#token".parse().unwrap();
+        for (custom, lease, expected) in [
+            (
+                serde_json::json!({"expires_at": "2027-01-31T12:00:00Z"}),
+                0,
+                Some(Some("2027-01-31T12:00:00+00:00".to_owned())),
+            ),
+            (
+                serde_json::json!({"expires_at": "2027-01-31"}),
+                0,
+                Some(Some("2027-01-31T00:00:00+00:00".to_owned())),
+            ),
+            (serde_json::json!({}), 0, Some(None)),
+            (serde_json::json!({"expires_at": "soon"}), 0, None),
+            (serde_json::json!({"expires_at": 5}), 0, None),
+        ] {
+            let server = MockServer::start().await;
+            Mock::given(method("GET"))
+                .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                    "lease_duration": lease,
+                    "data": {"data": {"token": "t-1"},
+                             "metadata": {"version": 1, "custom_metadata": custom}}
+                })))
+                .mount(&server)
+                .await;
+            let vault = VaultClient::new(&settings(&server, &token_file));
+            let result = vault.read(&reference, &Secret::new("s.vault-token")).await;
+            match expected {
+                Some(at) => {
+                    let (_, _, expires_at) = result.unwrap();
+                    assert_eq!(expires_at.map(|t| t.to_rfc3339()), at, "{custom}");
+                }
+                None => assert!(
+                    matches!(result, Err(SecretError::Malformed { .. })),
+                    "{custom}"
+                ),
+            }
+        }
+        // a leased secret expires when its lease ends
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "lease_duration": 3600, "data": {"data": {"token": "t-1"}}
+            })))
+            .mount(&server)
+            .await;
+        let vault = VaultClient::new(&settings(&server, &token_file));
+        let (_, _, at) = vault
+            .read(&reference, &Secret::new("s.vault-token"))
+            .await
+            .unwrap();
+        let left = at.unwrap() - Utc::now();
+        assert!(left > chrono::Duration::minutes(59) && left <= chrono::Duration::hours(1));
     }
 
     #[tokio::test]

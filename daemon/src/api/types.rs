@@ -154,6 +154,21 @@ pub struct HealthCheckResult {
     pub message: Option<String>,
     pub latency_ms: i64,
     pub checked_at: DateTime<Utc>,
+    /// When the credential the check used expires, where the provider tells.
+    #[oai(nullable)]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When the provider endpoint's TLS certificate expires (its `notAfter`).
+    #[oai(nullable)]
+    pub certificate_expires_at: Option<DateTime<Utc>>,
+    /// Requests left in the provider's quota window, where its answer tells.
+    #[oai(nullable)]
+    pub quota_remaining: Option<u64>,
+    /// Requests the provider's quota window allows.
+    #[oai(nullable)]
+    pub quota_limit: Option<u64>,
+    /// When the provider's quota window resets.
+    #[oai(nullable)]
+    pub quota_reset_at: Option<DateTime<Utc>>,
 }
 
 impl IntegrationStatus {
@@ -168,12 +183,18 @@ impl IntegrationStatus {
 
 impl From<actors::health::CheckResult> for HealthCheckResult {
     fn from(r: actors::health::CheckResult) -> Self {
+        let d = r.details.map(|d| *d).unwrap_or_default();
         Self {
             status: IntegrationStatus::from_health(r.health),
             reason: r.reason.map(|r| r.as_str().to_owned()),
             message: r.message,
             latency_ms: r.latency_ms,
             checked_at: r.checked_at,
+            expires_at: d.credential_expires_at,
+            certificate_expires_at: d.certificate_expires_at,
+            quota_remaining: d.quota.map(|q| q.remaining),
+            quota_limit: d.quota.and_then(|q| q.limit),
+            quota_reset_at: d.quota.and_then(|q| q.reset_at),
         }
     }
 }

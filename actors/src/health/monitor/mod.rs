@@ -18,7 +18,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use connectors::{Health, Reason};
+use connectors::{Health, HealthReport, Quota, Reason};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::time::Instant;
 
@@ -47,6 +47,32 @@ pub struct CheckResult {
     pub message: Option<String>,
     pub latency_ms: i64,
     pub checked_at: DateTime<Utc>,
+    /// Expiry dates and quota the check told, if any (boxed: most checks tell none, and the
+    /// last result is kept for every integration).
+    pub details: Option<Box<CheckDetails>>,
+}
+
+/// What a check told beyond its status: what will break the integration soon.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckDetails {
+    /// When the credential expires.
+    pub credential_expires_at: Option<DateTime<Utc>>,
+    /// When the provider endpoint's TLS certificate expires.
+    pub certificate_expires_at: Option<DateTime<Utc>>,
+    /// The provider's request quota.
+    pub quota: Option<Quota>,
+}
+
+impl CheckDetails {
+    /// The details of `report`, or `None` when it tells none.
+    pub fn of(report: &HealthReport) -> Option<Box<Self>> {
+        let details = Self {
+            credential_expires_at: report.credential_expires_at,
+            certificate_expires_at: report.certificate_expires_at,
+            quota: report.quota,
+        };
+        (details != Self::default()).then(|| Box::new(details))
+    }
 }
 
 /// A monitor's live state, for `GET /{id}/health`.

@@ -17,7 +17,7 @@ use crate::backoff::spread;
 use crate::events::alerts::{CredentialNotice, Transition};
 use crate::health::history::changes::{ChangeFilter, RawHistory};
 use crate::health::metrics;
-use crate::health::policy::{Status, Tracker, Verdict};
+use crate::health::policy::{Status, Tracker, Verdict, quota_delay};
 use crate::health::writer::WriteOp;
 use crate::store::health::CheckRow;
 
@@ -92,6 +92,7 @@ impl MonitorState {
             message: report.message.clone(),
             latency_ms,
             checked_at: done.checked_at,
+            details: super::CheckDetails::of(&report),
         };
         let recorded_status = if report.retry_after.is_some() {
             "rate_limited"
@@ -167,9 +168,12 @@ impl MonitorState {
         {
             let s = &self.ctx.schedule;
             let delay = match verdict {
-                Verdict::Success | Verdict::Degraded => {
-                    spread(self.spec.interval, s.jitter, rand::random::<f64>())
-                }
+                Verdict::Success | Verdict::Degraded => quota_delay(
+                    spread(self.spec.interval, s.jitter, rand::random::<f64>()),
+                    &report,
+                    done.checked_at,
+                )
+                .min(s.max_retry_after.max(self.spec.interval)),
                 Verdict::Failure => s.backoff.delay(
                     self.tracker.consecutive_failures.saturating_sub(1),
                     rand::random::<f64>(),

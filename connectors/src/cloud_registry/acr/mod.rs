@@ -239,7 +239,7 @@ impl AcrConnector {
     /// Step 1: the Entra ID token, by client credentials.
     async fn aad_token(&self) -> Result<Secret, Error> {
         self.env
-            .tokens
+            .cloud_tokens
             .get_or_mint(&self.key, || async {
                 let credential = self.credential.as_ref().ok_or(Error::NoCredentials(
                     "an ACR integration needs an authRef to the service principal's client secret",
@@ -282,7 +282,7 @@ impl AcrConnector {
     /// Step 2: the ACR refresh token.
     async fn refresh_token(&self) -> Result<Secret, Error> {
         self.env
-            .tokens
+            .cloud_tokens
             .get_or_mint(&self.key.with_purpose("refresh"), || async {
                 let aad = self.aad_token().await?;
                 let url = format!("{}/oauth2/exchange", self.login);
@@ -306,7 +306,7 @@ impl AcrConnector {
     /// Step 3: an ACR access token for `scope`.
     async fn access_token(&self, scope: &str) -> Result<Secret, Error> {
         self.env
-            .tokens
+            .cloud_tokens
             .get_or_mint(&self.key.with_purpose(format!("scope {scope}")), || async {
                 let refresh = self.refresh_token().await?;
                 let url = format!("{}/oauth2/token", self.login);
@@ -334,7 +334,7 @@ impl AcrConnector {
             self.key.with_purpose("refresh"),
             self.key.clone(),
         ] {
-            self.env.tokens.invalidate(&key).await;
+            self.env.cloud_tokens.invalidate(&key).await;
         }
     }
 

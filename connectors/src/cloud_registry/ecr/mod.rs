@@ -349,7 +349,7 @@ impl EcrConnector {
     /// `GetAuthorizationToken`, minted through the token cache.
     pub(crate) async fn authorization_token(&self) -> Result<Secret, Error> {
         self.env
-            .tokens
+            .cloud_tokens
             .get_or_mint(&self.token_key, || self.mint_authorization_token())
             .await
     }
@@ -445,7 +445,7 @@ impl Connector for EcrConnector {
     /// As a check, with the authorization token minted anew: verification proves the
     /// credential, not a token cached from it.
     async fn test_connection(&self) -> HealthReport {
-        self.env.tokens.invalidate(&self.token_key).await;
+        self.env.cloud_tokens.invalidate(&self.token_key).await;
         self.check_health().await
     }
 

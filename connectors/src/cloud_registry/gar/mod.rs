@@ -236,7 +236,7 @@ impl GarConnector {
     /// The access token, from the cache while fresh.
     async fn access_token(&self) -> Result<Secret, Error> {
         self.env
-            .tokens
+            .cloud_tokens
             .get_or_mint(&self.token_key, || self.exchange())
             .await
     }
@@ -330,7 +330,7 @@ impl GarConnector {
                 .await?;
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED && attempt == 0 {
-                self.env.tokens.invalidate(&self.token_key).await;
+                self.env.cloud_tokens.invalidate(&self.token_key).await;
                 continue;
             }
             if !status.is_success() {
@@ -359,7 +359,7 @@ impl Connector for GarConnector {
     /// As a check, with the access token minted anew: verification proves the key, not a
     /// token cached from it.
     async fn test_connection(&self) -> HealthReport {
-        self.env.tokens.invalidate(&self.token_key).await;
+        self.env.cloud_tokens.invalidate(&self.token_key).await;
         self.check_health().await
     }
 

@@ -238,7 +238,7 @@ impl GhcrConnector {
     /// The registry token, from the cache while fresh.
     async fn registry_token(&self) -> Result<Secret, Error> {
         self.env
-            .tokens
+            .cloud_tokens
             .get_or_mint(&self.token_key, || self.exchange())
             .await
     }
@@ -295,7 +295,7 @@ impl GhcrConnector {
                 .await?;
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED && attempt == 0 {
-                self.env.tokens.invalidate(&self.token_key).await;
+                self.env.cloud_tokens.invalidate(&self.token_key).await;
                 continue;
             }
             if !status.is_success() {
@@ -370,7 +370,7 @@ impl Connector for GhcrConnector {
     /// As a check, with the registry token minted anew: verification proves the credential,
     /// not a token cached from it.
     async fn test_connection(&self) -> HealthReport {
-        self.env.tokens.invalidate(&self.token_key).await;
+        self.env.cloud_tokens.invalidate(&self.token_key).await;
         self.check_health().await
     }
 
