@@ -369,6 +369,16 @@ pub async fn start(config: Config) -> Result<Running, Error> {
             .transpose()?,
     });
     spawn_housekeeping(Arc::downgrade(&state));
+    // Keys about to expire are announced like other expiring credentials, through the health
+    // engine's writer (no engine, no announcement).
+    if let Some(health) = &health {
+        tokio::spawn(auth::stored::warn_expiring(
+            state.store.clone(),
+            health.clone(),
+            Duration::from_secs(config.events.alerts.credential_warning_seconds),
+            state.shutting_down.clone(),
+        ));
+    }
 
     // Both listeners are bound before either serves, so that a refused address starts none.
     let main_listener = Bound::bind(config.http.listen).await?;
@@ -463,6 +473,7 @@ async fn bootstrap_admin_key(config: &Config, store: &Store) -> Result<Option<St
             expires_at: None,
             last_used_at: None,
             created_by: None,
+            expiry_warned_at: None,
         })
         .await
         .map_err(Error::Keys)?;

@@ -23,6 +23,8 @@ pub struct Model {
     pub last_used_at: Option<DateTimeUtc>,
     /// The subject that created the key; `None` for the bootstrap key.
     pub created_by: Option<String>,
+    /// When the warning that the key expires soon was emitted (once per key).
+    pub expiry_warned_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

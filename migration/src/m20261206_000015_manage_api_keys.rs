@@ -1,5 +1,6 @@
 //! API keys managed through the API (`/api/v1/api-keys`): each key gets a name, an optional
-//! expiry, the time it was last used, and who created it. Managing keys is a tenant's business,
+//! expiry (and when its expiry warning was emitted), the time it was last used, and who
+//! created it. Managing keys is a tenant's business,
 //! so the table becomes a tenant table: row-level security binds it on PostgreSQL like the
 //! others, and authentication (which must find a key before it knows the tenant) reads it
 //! through the all-tenants setting of a system task.
@@ -23,6 +24,8 @@ impl MigrationTrait for Migration {
             timestamp_with_time_zone_null(ApiKeys::ExpiresAt),
             timestamp_with_time_zone_null(ApiKeys::LastUsedAt),
             string_len_null(ApiKeys::CreatedBy, 256),
+            // When the warning that the key expires soon was emitted: each key is warned once.
+            timestamp_with_time_zone_null(ApiKeys::ExpiryWarnedAt),
         ] {
             manager
                 .alter_table(
@@ -79,6 +82,7 @@ impl MigrationTrait for Migration {
             .drop_index(Index::drop().name(INDEX).table(ApiKeys::Table).to_owned())
             .await?;
         for column in [
+            ApiKeys::ExpiryWarnedAt,
             ApiKeys::CreatedBy,
             ApiKeys::LastUsedAt,
             ApiKeys::ExpiresAt,
@@ -106,4 +110,5 @@ enum ApiKeys {
     ExpiresAt,
     LastUsedAt,
     CreatedBy,
+    ExpiryWarnedAt,
 }

@@ -344,3 +344,66 @@ async fn row_level_security_hides_other_tenants_keys() {
     assert_eq!(count(Some("tenant-a")).await, 1);
     ctx.cleanup().await;
 }
+
+/// What `/api/v1/events?{query}` streams to `key` within `wait` (the stream stays open).
+async fn stream_for(ctx: &TestContext, key: &str, query: &str, wait: Duration) -> String {
+    let mut response = ctx
+        .client
+        .get(ctx.url(&format!("/api/v1/events?{query}")))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(deadline, response.chunk()).await {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    text
+}
+
+/// A key about to expire is announced once, to its tenant only, like any expiring credential.
+#[tokio::test]
+async fn a_key_about_to_expire_is_announced_once_to_its_tenant() {
+    const TYPE: &str = "dev.stellaops.integration.apikey.expiring";
+    let ctx = with_admin_b().await;
+    let expires = chrono::Utc::now() + chrono::TimeDelta::hours(1);
+    let (id, key) = create(
+        &ctx,
+        &json!({"name": "short-lived", "scopes": ["integrations:read"], "expiresAt": expires}),
+    )
+    .await;
+    // A key without expiry, or far from it, is not announced.
+    create(&ctx, &json!({"scopes": ["integrations:read"]})).await;
+    let query = format!("after=0&type={TYPE}");
+    let start = Instant::now();
+    let mut seen = String::new();
+    while !seen.contains(&id) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no warning: {seen}"
+        );
+        seen = stream_for(&ctx, ADMIN_A, &query, Duration::from_secs(2)).await;
+    }
+    let data: Vec<Value> = seen
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| serde_json::from_str(d.trim()).unwrap())
+        .collect();
+    assert_eq!(data.len(), 1, "{seen}");
+    let event = &data[0];
+    assert_eq!(event["type"], TYPE);
+    assert_eq!(event["tenant"], "tenant-a");
+    assert_eq!(event["data"]["keyId"], id.as_str());
+    assert_eq!(event["data"]["name"], "short-lived");
+    assert!(event["data"]["expiresInSeconds"].as_i64().unwrap() <= 3600);
+    assert!(!seen.contains(&key));
+    // Later scans do not repeat it, and tenant B never sees it.
+    tokio::time::sleep(daemon::auth::stored::EXPIRY_SCAN + Duration::from_secs(1)).await;
+    let again = stream_for(&ctx, ADMIN_A, &query, Duration::from_secs(1)).await;
+    assert_eq!(again.matches(&id).count(), 1, "{again}");
+    let theirs = stream_for(&ctx, ADMIN_B, &query, Duration::from_secs(1)).await;
+    assert!(!theirs.contains(TYPE), "{theirs}");
+    ctx.cleanup().await;
+}

@@ -73,6 +73,7 @@ impl Store {
             expires_at: Set(key.expires_at),
             last_used_at: Set(key.last_used_at),
             created_by: Set(key.created_by),
+            expiry_warned_at: Set(key.expiry_warned_at),
         };
         Entity::insert(row).exec_without_returning(&txn).await?;
         txn.commit().await
@@ -114,6 +115,41 @@ impl SystemStore {
                 .await?;
         }
         txn.commit().await
+    }
+
+    /// Claims the keys of any tenant that expire within `(now, horizon]` and have not been
+    /// warned about: each is marked warned in this transaction, and only the rows this call
+    /// marked are returned, so replicas scanning at once warn about each key once.
+    ///
+    /// # Errors
+    /// [`DbErr`].
+    pub async fn api_keys_claim_expiring(
+        &self,
+        now: DateTime<Utc>,
+        horizon: DateTime<Utc>,
+    ) -> Result<Vec<Model>, DbErr> {
+        let txn = super::begin_all_tenants(&self.db, true).await?;
+        let candidates = Entity::find()
+            .filter(Column::ExpiresAt.gt(now))
+            .filter(Column::ExpiresAt.lte(horizon))
+            .filter(Column::ExpiryWarnedAt.is_null())
+            .order_by_asc(Column::ExpiresAt)
+            .all(&txn)
+            .await?;
+        let mut claimed = Vec::with_capacity(candidates.len());
+        for row in candidates {
+            let marked = Entity::update_many()
+                .col_expr(Column::ExpiryWarnedAt, now.into())
+                .filter(Column::Id.eq(row.id.as_str()))
+                .filter(Column::ExpiryWarnedAt.is_null())
+                .exec(&txn)
+                .await?;
+            if marked.rows_affected == 1 {
+                claimed.push(row);
+            }
+        }
+        txn.commit().await?;
+        Ok(claimed)
     }
 }
 
@@ -178,6 +214,7 @@ impl TenantStore {
             expires_at: Set(new.expires_at),
             last_used_at: Set(None),
             created_by: Set(Some(actor.to_owned())),
+            expiry_warned_at: Set(None),
         };
         let created = row.insert(&txn).await?;
         audit::record(

@@ -13,6 +13,14 @@
 //! counter that every revocation raises: a result read under an older generation is used
 //! once and not cached.
 //!
+//! # Expiry warnings
+//! Every [`EXPIRY_SCAN`] the daemon claims the keys that expire within `[events.alerts]
+//! credential_warning_seconds` and were not warned about yet ([`warn_expiring`]), and appends
+//! one `dev.stellaops.integration.apikey.expiring` event per key to the outbox through the
+//! health engine's result writer (so the outbox stays in commit order). A key is claimed in
+//! the database before its event is queued, so replicas scanning at once warn once; a crash in
+//! between loses that warning rather than repeating it.
+//!
 //! # Last use
 //! The time a key was last used is recorded off the request path: authentication notes it in
 //! memory at most once a minute per key ([`LAST_USED_GRANULARITY`]), and a background task
@@ -38,6 +46,8 @@ pub const CACHE_TTL: Duration = Duration::from_secs(30);
 pub const LAST_USED_GRANULARITY: Duration = Duration::from_secs(60);
 /// How often noted uses are written.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// How often keys about to expire are looked for.
+pub const EXPIRY_SCAN: Duration = Duration::from_secs(5);
 /// Wait before reconnecting a failed listener.
 const RECONNECT_AFTER: Duration = Duration::from_millis(500);
 /// How often the background tasks look whether the daemon is gone.
@@ -267,6 +277,63 @@ async fn listen_loop(keys: Weak<StoredKeys>) {
     }
 }
 
+/// Warns, through the outbox, of each stored key that expires within `warning`, once per key,
+/// until `stop` turns `true`.
+pub async fn warn_expiring(
+    store: Store,
+    health: actors::health::HealthEngine,
+    warning: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let warning = chrono::TimeDelta::from_std(warning).unwrap_or(chrono::TimeDelta::MAX);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => return,
+            () = tokio::time::sleep(EXPIRY_SCAN) => {}
+        }
+        let now = Utc::now();
+        let horizon = now
+            .checked_add_signed(warning)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let claimed = match store.system().api_keys_claim_expiring(now, horizon).await {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                tracing::warn!(message = "Looking for API keys about to expire failed.", %error);
+                continue;
+            }
+        };
+        for key in claimed {
+            let Some(expires_at) = key.expires_at else {
+                continue;
+            };
+            health
+                .record_event(expiry_event(&key, expires_at, now))
+                .await;
+        }
+    }
+}
+
+/// The warning that `key` expires at `expires_at`.
+fn expiry_event(
+    key: &entity::api_key::Model,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> actors::events::NewEvent {
+    actors::events::NewEvent::new(
+        actors::events::EventKind::ApiKeyExpiring,
+        key.tenant_id.as_str().into(),
+        None,
+        now,
+        serde_json::json!({
+            "tenant": key.tenant_id,
+            "keyId": key.id,
+            "name": key.name,
+            "expiresAt": expires_at,
+            "expiresInSeconds": (expires_at - now).num_seconds().max(0),
+        }),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,6 +355,7 @@ mod tests {
                 expires_at,
                 last_used_at: None,
                 created_by: None,
+                expiry_warned_at: None,
             })
             .await
             .unwrap();
