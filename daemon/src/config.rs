@@ -230,11 +230,19 @@ pub struct JwtConfig {
     pub issuer: String,
     /// Expected `aud` (any of them).
     pub audiences: Vec<String>,
-    /// Where the authority publishes its signing keys.
-    pub jwks_url: String,
+    /// Where the authority publishes its signing keys. By default it is discovered from the
+    /// issuer (OpenID Connect Discovery): the `jwks_uri` of
+    /// `<issuer>/.well-known/openid-configuration`, whose `issuer` must equal `issuer`.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
     /// How long fetched keys are trusted before they are fetched again.
     #[serde(default = "default_jwks_ttl")]
     pub jwks_ttl_seconds: u64,
+    /// Shortest time between two fetches of the keys caused by tokens signed with an unknown
+    /// `kid` (a key the authority rotated in): tokens with made-up `kid`s cannot make the hub
+    /// hammer the authority.
+    #[serde(default = "default_jwks_refetch_floor")]
+    pub jwks_refetch_floor_seconds: u64,
     /// Claims holding the tenant, tried in order.
     #[serde(default = "default_tenant_claims")]
     pub tenant_claims: Vec<String>,
@@ -248,6 +256,10 @@ pub struct JwtConfig {
 
 const fn default_jwks_ttl() -> u64 {
     300
+}
+
+const fn default_jwks_refetch_floor() -> u64 {
+    10
 }
 
 fn default_tenant_claims() -> Vec<String> {

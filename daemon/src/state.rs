@@ -36,9 +36,20 @@ pub struct AppState {
     /// Turns `true` when the daemon shuts down: event streams end at once instead of holding
     /// the graceful shutdown for its whole grace period.
     pub shutting_down: tokio::sync::watch::Receiver<bool>,
+    /// `http.public_url` without a trailing `/`: `Location` headers are absolute when set.
+    pub public_url: Option<String>,
 }
 
 impl AppState {
+    /// The `Location` of `path` (which starts with `/`): absolute under `http.public_url`
+    /// when it is set, else the path alone (which RFC 9110 resolves against the request).
+    pub fn location(&self, path: &str) -> String {
+        match &self.public_url {
+            Some(base) => format!("{base}{path}"),
+            None => path.to_owned(),
+        }
+    }
+
     /// The connector of a provider type, if one is registered now.
     pub fn factory(&self, provider_type: &str) -> Option<Arc<dyn connectors::ConnectorFactory>> {
         self.registry

@@ -60,6 +60,12 @@ pub enum Error {
     },
     #[error("serving HTTP")]
     Serve(#[source] std::io::Error),
+    #[error(
+        "[auth.jwt] issuer must be an http(s) URL when jwks_url is not set (the keys are discovered from it)"
+    )]
+    JwtIssuer,
+    #[error("invalid [http] public_url: {0}")]
+    PublicUrl(&'static str),
     #[error("invalid [cluster] settings")]
     ClusterSettings(#[from] actors::cluster::InvalidClusterSettings),
     #[error("[cluster] enabled needs PostgreSQL: an SQLite database serves one process only")]
@@ -120,6 +126,16 @@ pub fn check(config: &Config) -> Result<Checked, Error> {
         ),
         None => None,
     };
+    if let Some(url) = &config.http.public_url {
+        public_url(url)?;
+    }
+    if let Some(jwt) = config.auth.jwt.as_ref().filter(|j| j.jwks_url.is_none()) {
+        let discoverable = url::Url::parse(&jwt.issuer)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+        if !discoverable {
+            return Err(Error::JwtIssuer);
+        }
+    }
     let nats = config.events.nats.relay_config()?;
     config.events.webhooks.validate()?;
     config.cluster.validate()?;
@@ -143,6 +159,25 @@ pub fn check(config: &Config) -> Result<Checked, Error> {
         plugins,
         env,
     })
+}
+
+/// `http.public_url` as `Location` headers begin with it: an absolute http(s) URL with no
+/// credentials, query or fragment, without its trailing `/`.
+///
+/// # Errors
+/// [`Error::PublicUrl`] naming the problem (never the value).
+fn public_url(value: &str) -> Result<String, Error> {
+    let url = url::Url::parse(value).map_err(|_| Error::PublicUrl("not an absolute URL"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(Error::PublicUrl("must be an http or https URL with a host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::PublicUrl("must not hold credentials"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(Error::PublicUrl("must not have a query or fragment"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
 /// Starts the daemon: database, migrations, actors, and the HTTP server.
@@ -197,17 +232,9 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         .build()
         .map_err(Error::HttpClient)?;
     let generated_admin_key = bootstrap_admin_key(&config, &store).await?;
-    let stored = store
-        .api_keys()
-        .await
-        .map_err(Error::Keys)?
-        .into_iter()
-        .map(|k| {
-            let scopes: Vec<String> = serde_json::from_value(k.scopes).unwrap_or_default();
-            auth::api_key::StoredKey::from_parts(&k.id, &k.tenant_id, &scopes, &k.key_sha256)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let authenticator = Arc::new(auth::Authenticator::new(&config.auth, stored, http)?);
+    let stored = auth::stored::StoredKeys::new(store.clone());
+    stored.spawn();
+    let authenticator = Arc::new(auth::Authenticator::new(&config.auth, Some(stored), http)?);
 
     let registry: SharedRegistry =
         Arc::new(std::sync::RwLock::new(connectors::Registry::with_builtins()));
@@ -334,8 +361,24 @@ pub async fn start(config: Config) -> Result<Running, Error> {
             client: peer_client.clone(),
         }),
         shutting_down,
+        public_url: config
+            .http
+            .public_url
+            .as_deref()
+            .map(public_url)
+            .transpose()?,
     });
     spawn_housekeeping(Arc::downgrade(&state));
+    // Keys about to expire are announced like other expiring credentials, through the health
+    // engine's writer (no engine, no announcement).
+    if let Some(health) = &health {
+        tokio::spawn(auth::stored::warn_expiring(
+            state.store.clone(),
+            health.clone(),
+            Duration::from_secs(config.events.alerts.credential_warning_seconds),
+            state.shutting_down.clone(),
+        ));
+    }
 
     // Both listeners are bound before either serves, so that a refused address starts none.
     let main_listener = Bound::bind(config.http.listen).await?;
@@ -415,7 +458,7 @@ async fn bootstrap_admin_key(config: &Config, store: &Store) -> Result<Option<St
     if !config.auth.api_keys.is_empty() || config.auth.jwt.is_some() {
         return Ok(None);
     }
-    if !store.api_keys().await.map_err(Error::Keys)?.is_empty() {
+    if store.api_keys_exist().await.map_err(Error::Keys)? {
         return Ok(None);
     }
     let key = auth::api_key::generate();
@@ -426,6 +469,11 @@ async fn bootstrap_admin_key(config: &Config, store: &Store) -> Result<Option<St
             key_sha256: hex::encode(auth::api_key::digest(&key)),
             scopes: serde_json::json!(auth::api_key::all_scopes()),
             created_at: chrono::Utc::now(),
+            name: Some("bootstrap administrator".into()),
+            expires_at: None,
+            last_used_at: None,
+            created_by: None,
+            expiry_warned_at: None,
         })
         .await
         .map_err(Error::Keys)?;

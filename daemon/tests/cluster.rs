@@ -793,3 +793,76 @@ async fn a_plugin_discovery_on_one_replica_runs_on_every_replica() {
     })
     .await;
 }
+
+/// An API key made on one replica works on the other at once, and once deleted on the first
+/// it is refused by the second within a second, though the second had it cached.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_api_key_revoked_on_one_replica_is_refused_by_the_other_within_a_second() {
+    daemon::install_crypto_provider();
+    let database = actors::db::testing::fresh_postgres_url().await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let r1 = Replica::start("keys-r1", &database);
+    ready(&client, &r1).await;
+    let r2 = Replica::start("keys-r2", &database);
+    ready(&client, &r2).await;
+
+    let created = client
+        .post(r1.url("/api/v1/api-keys"))
+        .bearer_auth(KEY)
+        .json(&json!({"name": "ci", "scopes": ["integrations:read"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    let key = created["key"].as_str().unwrap().to_owned();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let status = async |r: &Replica| {
+        client
+            .get(r.url("/api/v1/integrations"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    // Used on both: each replica now has the key in its cache.
+    for _ in 0..3 {
+        assert_eq!(status(&r2).await, 200);
+        assert_eq!(status(&r1).await, 200);
+    }
+
+    let deleted = client
+        .delete(r1.url(&format!("/api/v1/api-keys/{id}")))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    let revoked_at = Instant::now();
+    assert_eq!(status(&r1).await, 401);
+    loop {
+        let answer = status(&r2).await;
+        if answer == 401 {
+            break;
+        }
+        assert_eq!(answer, 200);
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(1),
+            "the other replica still accepts the revoked key after {:?}",
+            revoked_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "revocation seen by the other replica after {:?}",
+        revoked_at.elapsed()
+    );
+    // And it stays refused.
+    for _ in 0..5 {
+        assert_eq!(status(&r2).await, 401);
+    }
+}

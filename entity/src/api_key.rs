@@ -1,4 +1,5 @@
-//! The `api_keys` table: keys the daemon generated itself. Only the SHA-256 of a key is stored.
+//! The `api_keys` table: keys the daemon generated, at first start or through
+//! `/api/v1/api-keys`. Only the SHA-256 of a key is stored; the key itself is shown once.
 
 use sea_orm::entity::prelude::*;
 
@@ -14,6 +15,16 @@ pub struct Model {
     /// A JSON array of scope names.
     pub scopes: Json,
     pub created_at: DateTimeUtc,
+    /// A name for people; `None` for the bootstrap key.
+    pub name: Option<String>,
+    /// After this time the key is refused.
+    pub expires_at: Option<DateTimeUtc>,
+    /// When the key was last used, to within a minute (recorded off the request path).
+    pub last_used_at: Option<DateTimeUtc>,
+    /// The subject that created the key; `None` for the bootstrap key.
+    pub created_by: Option<String>,
+    /// When the warning that the key expires soon was emitted (once per key).
+    pub expiry_warned_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

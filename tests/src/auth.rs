@@ -155,3 +155,73 @@ async fn each_token_is_rate_limited_with_429_and_retry_after() {
     ctx.get("/api/v1/integrations", WRITER_A).await.ok(200);
     ctx.cleanup().await;
 }
+
+/// `[auth.jwt] issuer` alone is enough: the keys' URL comes from the issuer's OpenID Connect
+/// discovery document. A key the authority rotates in is used from its first token (once the
+/// refetch floor has passed), the key rotated out is refused, and tokens with made-up `kid`s
+/// make the hub fetch the keys at most once per floor however many there are.
+#[tokio::test]
+async fn keys_are_discovered_from_the_issuer_and_rotation_is_followed() {
+    use std::time::{Duration, Instant};
+
+    use crate::authority::{Discoverable, Published};
+    let idp = Discoverable::serve().await;
+    let ctx = TestContext::start_with(|c| c.auth.jwt = Some(idp.config(1))).await;
+    let claims = idp.claims("tenant-a", "integrations:read");
+    let old = token(Signer::Rs256, &claims);
+    ctx.get("/api/v1/integrations", &old).await.ok(200);
+    assert_eq!(idp.jwks_fetches(), 1);
+
+    let start = Instant::now();
+    for n in 0..50 {
+        ctx.get(
+            "/api/v1/integrations",
+            &token(Signer::MadeUpKid(n), &claims),
+        )
+        .await
+        .problem(401);
+    }
+    let floors = start.elapsed().as_secs() as usize + 1;
+    assert!(
+        idp.jwks_fetches() <= 1 + floors,
+        "{} fetches for 50 made-up kids in {:?}",
+        idp.jwks_fetches(),
+        start.elapsed()
+    );
+
+    idp.publish(Published::Es256);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let new = token(Signer::Es256, &claims);
+    ctx.get("/api/v1/integrations", &new).await.ok(200);
+    ctx.get("/api/v1/integrations", &old).await.problem(401);
+    ctx.get("/api/v1/integrations", &new).await.ok(200);
+    ctx.cleanup().await;
+}
+
+/// A discovery document naming another issuer is not followed: its keys are never fetched.
+#[tokio::test]
+async fn a_discovery_document_for_another_issuer_is_refused() {
+    use crate::authority::Discoverable;
+    let idp = Discoverable::serve().await;
+    idp.claim_issuer("https://evil.example");
+    let ctx = TestContext::start_with(|c| c.auth.jwt = Some(idp.config(1))).await;
+    let jwt = token(Signer::Rs256, &idp.claims("tenant-a", "integrations:read"));
+    ctx.get("/api/v1/integrations", &jwt).await.problem(503);
+    assert_eq!(idp.jwks_fetches(), 0);
+    // The configured API keys are unaffected.
+    ctx.get("/api/v1/integrations", READER_A).await.ok(200);
+    ctx.cleanup().await;
+}
+
+/// Without `jwks_url`, the issuer must be a URL the keys can be discovered from.
+#[test]
+fn an_issuer_that_cannot_be_discovered_is_refused_at_start() {
+    let mut config = daemon::config::Config::default();
+    let mut jwt = authority::config(String::new());
+    jwt.jwks_url = None;
+    jwt.issuer = "authority.test".into();
+    config.auth.jwt = Some(jwt);
+    assert!(daemon::check(&config).is_err());
+    config.auth.jwt.as_mut().unwrap().issuer = authority::ISSUER.into();
+    assert!(daemon::check(&config).is_ok());
+}

@@ -48,18 +48,30 @@ async fn first_start_generates_one_admin_key_and_stores_only_its_hash() {
         _dir: None,
     };
     ctx.get("/api/v1/integrations", &key).await.ok(200);
+    // It is listed, and could be deleted, through the API like any key made there.
+    let listed = ctx.get("/api/v1/api-keys", &key).await;
+    assert_eq!(listed.ok(200)["items"][0]["id"], "bootstrap-admin");
+    assert_eq!(listed.body["items"][0]["source"], "api");
     ctx.cleanup().await;
 
-    // Only the digest is in the database.
+    // Only the digest is in the database (read as a system task: on PostgreSQL the table is
+    // behind row-level security).
     let db = sea_orm::Database::connect(url.as_str()).await.unwrap();
-    use sea_orm::{ConnectionTrait, Statement};
-    let rows = db
+    use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, TransactionTrait};
+    let txn = db.begin().await.unwrap();
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        txn.execute_unprepared("SELECT set_config('stella.all_tenants', 'on', true)")
+            .await
+            .unwrap();
+    }
+    let rows = txn
         .query_all_raw(Statement::from_string(
             db.get_database_backend(),
             "SELECT * FROM api_keys",
         ))
         .await
         .unwrap();
+    drop(txn);
     assert_eq!(rows.len(), 1);
     let stored: String = rows[0].try_get("", "key_sha256").unwrap();
     assert_ne!(stored, key);

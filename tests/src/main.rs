@@ -12,6 +12,7 @@
 //!   `metrics`, `openapi`, `bootstrap`, `webhooks`, `credentials` (tenant-scoped secrets, from
 //!   the attacker's side), `url_secrets` (no credentials in URLs, no values echoed in refusals).
 
+mod api_keys;
 mod auth;
 mod authority;
 mod bootstrap;
@@ -21,6 +22,7 @@ mod context;
 mod credentials;
 mod events;
 mod health;
+mod locations;
 mod metrics;
 mod nats;
 mod openapi;

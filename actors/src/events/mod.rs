@@ -50,16 +50,19 @@ pub enum EventKind {
     CredentialExpiring,
     /// The integration's connector plugin keeps crashing its monitor; it is marked `error`.
     PluginCrashLoop,
+    /// An API key of the tenant expires soon (no integration).
+    ApiKeyExpiring,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 6] = [
+    pub const ALL: [EventKind; 7] = [
         EventKind::HealthChanged,
         EventKind::HealthRecovered,
         EventKind::HealthReminder,
         EventKind::HealthFlapping,
         EventKind::CredentialExpiring,
         EventKind::PluginCrashLoop,
+        EventKind::ApiKeyExpiring,
     ];
 
     /// The CloudEvents `type`.
@@ -71,6 +74,7 @@ impl EventKind {
             EventKind::HealthFlapping => "dev.stellaops.integration.health.flapping",
             EventKind::CredentialExpiring => "dev.stellaops.integration.credential.expiring",
             EventKind::PluginCrashLoop => "dev.stellaops.integration.plugin.crashloop",
+            EventKind::ApiKeyExpiring => "dev.stellaops.integration.apikey.expiring",
         }
     }
 

@@ -39,6 +39,9 @@ pub enum WriteOp {
     /// A deleted integration: forget its alert state.
     Forget(uuid::Uuid),
     Maintenance(MaintenanceChange),
+    /// An event decided outside the health engine (an API key about to expire), appended to
+    /// the outbox in order with the others.
+    Event(Box<NewEvent>),
 }
 
 /// How the writer batches, and how it turns status changes into events.
@@ -187,6 +190,7 @@ impl Batch {
             }
             WriteOp::Forget(id) => alerts.forget(id),
             WriteOp::Maintenance(change) => alerts.maintenance(change),
+            WriteOp::Event(event) => self.events.push(*event),
         }
     }
 }

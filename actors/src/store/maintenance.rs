@@ -107,6 +107,30 @@ impl TenantStore {
         Ok(rows)
     }
 
+    /// One maintenance window of a live integration of the tenant.
+    ///
+    /// # Errors
+    /// [`CatalogError::NotFound`] when the integration or the window is not the tenant's.
+    pub async fn maintenance_get(
+        &self,
+        integration_id: Uuid,
+        window_id: Uuid,
+    ) -> Result<Model, CatalogError> {
+        let txn = self.begin(false).await?;
+        self.require_integration(&txn, integration_id).await?;
+        let found = Entity::find()
+            .filter(Column::TenantId.eq(self.tenant.as_str()))
+            .filter(Column::IntegrationId.eq(integration_id))
+            .filter(Column::Id.eq(window_id))
+            .one(&txn)
+            .await?;
+        txn.commit().await?;
+        found.ok_or(CatalogError::NotFound {
+            kind: KIND,
+            id: window_id,
+        })
+    }
+
     /// Deletes a maintenance window, and records it in the audit trail, in one transaction.
     ///
     /// # Errors

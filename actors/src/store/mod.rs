@@ -23,7 +23,7 @@ pub mod cluster;
 pub mod events;
 pub mod health;
 mod integrations;
-mod keys;
+pub mod keys;
 pub mod maintenance;
 pub mod plugins;
 mod read;

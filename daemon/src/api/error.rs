@@ -268,11 +268,13 @@ impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
             AuthError::RateLimited { retry_after } => ApiError::rate_limited(retry_after),
-            AuthError::KeysUnavailable => ApiError::from_problem(Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ERROR_CODE_UNAVAILABLE,
-                e.to_string(),
-            )),
+            AuthError::KeysUnavailable | AuthError::StoreUnavailable => {
+                ApiError::from_problem(Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ERROR_CODE_UNAVAILABLE,
+                    e.to_string(),
+                ))
+            }
             other => ApiError::from_problem(Problem::new(
                 StatusCode::UNAUTHORIZED,
                 ERROR_CODE_UNAUTHORIZED,

@@ -189,7 +189,7 @@ impl IntegrationsApi {
             tenant_id = %principal.tenant,
             provider_type = %created.provider_type,
         );
-        let location = format!("/api/v1/integrations/{}", created.id);
+        let location = state.location(&format!("/api/v1/integrations/{}", created.id));
         let etag = validate::etag(created.version);
         Ok(IntegrationCreated::Created(
             Json(created.into()),

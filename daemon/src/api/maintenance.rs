@@ -189,10 +189,10 @@ impl MaintenanceApi {
             .catalog
             .window_create(&principal.tenant, &principal.subject, id.0, new)
             .await?;
-        let location = format!(
+        let location = state.location(&format!(
             "/api/v1/integrations/{}/maintenance-windows/{}",
             id.0, created.id
-        );
+        ));
         Ok(WindowCreated::Created(Json(created.into()), location))
     }
 
@@ -217,6 +217,30 @@ impl MaintenanceApi {
         Ok(Json(MaintenanceWindowList {
             items: rows.into_iter().map(Into::into).collect(),
         }))
+    }
+
+    /// Get a maintenance window
+    ///
+    /// One window of the integration, with whether an occurrence is active now.
+    #[oai(
+        path = "/api/v1/integrations/:id/maintenance-windows/:windowId",
+        method = "get",
+        operation_id = "maintenance_window_get"
+    )]
+    async fn maintenance_window_get(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+        #[oai(name = "windowId")] window_id: Path<Uuid>,
+    ) -> Result<Json<MaintenanceWindow>, ApiError> {
+        let principal = auth.require(Scope::Read)?;
+        let window = state
+            .store
+            .tenant(principal.tenant.clone())
+            .maintenance_get(id.0, window_id.0)
+            .await?;
+        Ok(Json(window.into()))
     }
 
     /// Delete a maintenance window

@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! - [`integrations`], [`maintenance`], [`events`], [`webhooks`], [`audit`], [`cluster`],
-//!   [`system`]: operations, one module per resource.
+//!   [`keys`], [`system`]: operations, one module per resource.
 //! - [`types`]: request and response bodies (never storage models).
 //! - [`error`]: every error as `application/problem+json`, mapped in one place.
 //! - [`security`]: the bearer scheme; [`validate`]: field checks; [`precondition`]:
@@ -17,6 +17,7 @@ pub mod edge;
 pub mod error;
 pub mod events;
 pub mod integrations;
+pub mod keys;
 pub mod maintenance;
 pub mod metrics;
 pub mod plugins;
@@ -46,6 +47,8 @@ pub enum ApiTags {
     Events,
     /// Webhook subscriptions for health events, and their deliveries.
     Webhooks,
+    /// API keys: created, listed and revoked without a restart.
+    ApiKeys,
     /// Probes.
     System,
 }
@@ -59,6 +62,7 @@ type Apis = (
     audit::AuditApi,
     webhooks::WebhooksApi,
     cluster::ClusterApi,
+    keys::ApiKeysApi,
     system::SystemApi,
 );
 
@@ -74,6 +78,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             audit::AuditApi,
             webhooks::WebhooksApi,
             cluster::ClusterApi,
+            keys::ApiKeysApi,
             system::SystemApi,
         ),
         "StellaOps Integrations",

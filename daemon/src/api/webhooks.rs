@@ -162,7 +162,7 @@ impl WebhooksApi {
             subscription_id = %created.id,
             tenant_id = %principal.tenant,
         );
-        let location = format!("/api/v1/webhook-subscriptions/{}", created.id);
+        let location = state.location(&format!("/api/v1/webhook-subscriptions/{}", created.id));
         let etag = validate::etag(created.version);
         Ok(SubscriptionCreated::Created(
             Json(created.into()),

@@ -1,8 +1,12 @@
 //! JWTs from an OAuth authority, verified against its JWKS.
 //!
-//! Keys are fetched on first use and cached for `jwks_ttl_seconds`. A token signed with an
-//! unknown `kid` triggers one early refetch (at most every [`REFETCH_FLOOR`]), so key rotation
-//! at the authority is picked up without a restart and bogus `kid`s cannot hammer it.
+//! The JWKS URL is configured, or discovered from the issuer alone (OpenID Connect Discovery
+//! 1.0: the `jwks_uri` of `<issuer>/.well-known/openid-configuration`, whose `issuer` must be
+//! exactly the configured one, so a document served for another authority is refused). Keys
+//! are fetched on first use and cached for `jwks_ttl_seconds`. A token signed with an unknown
+//! `kid` triggers one early refetch, at most every `jwks_refetch_floor_seconds`, so key
+//! rotation at the authority is picked up without a restart and made-up `kid`s cannot hammer
+//! it. A failed fetch forgets the discovered URL, so the next fetch discovers it again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,14 +16,33 @@ use actors::TenantId;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::sync::{Mutex, RwLock};
 
 use super::{AuthError, Principal, parse_scopes};
 use crate::config::JwtConfig;
 
-/// Shortest time between two fetches of the key set.
-const REFETCH_FLOOR: Duration = Duration::from_secs(10);
+/// The discovery document's path under the issuer.
+pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
+
+/// Why the keys could not be fetched (logged; never sent to a client).
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error(transparent)]
+    Http(#[from] reqwest::Error),
+    #[error("the discovery document's issuer is not the configured issuer")]
+    IssuerMismatch,
+    #[error("the discovery document's jwks_uri is not an http(s) URL usable from this issuer")]
+    BadJwksUri,
+}
+
+/// The part of an OpenID provider's metadata the hub reads.
+#[derive(Deserialize)]
+struct Discovery {
+    issuer: String,
+    jwks_uri: String,
+}
 
 /// Whether a token has the shape of a JWS (three base64url parts).
 pub fn looks_like_jwt(token: &str) -> bool {
@@ -35,14 +58,18 @@ pub fn looks_like_jwt(token: &str) -> bool {
 #[derive(Default)]
 struct KeyCache {
     keys: HashMap<String, Arc<(DecodingKey, Algorithm)>>,
+    /// The last successful fetch: keys are fresh for `jwks_ttl_seconds` after it.
     fetched_at: Option<Instant>,
+    /// The last fetch, successful or not: no other starts within the refetch floor.
+    attempted_at: Option<Instant>,
 }
 
 pub struct JwtVerifier {
     config: JwtConfig,
     http: reqwest::Client,
     cache: RwLock<KeyCache>,
-    fetching: Mutex<()>,
+    /// Held by the one fetch in progress; holds the discovered JWKS URL.
+    fetching: Mutex<Option<String>>,
 }
 
 impl JwtVerifier {
@@ -51,7 +78,7 @@ impl JwtVerifier {
             config,
             http,
             cache: RwLock::new(KeyCache::default()),
-            fetching: Mutex::new(()),
+            fetching: Mutex::new(None),
         }
     }
 
@@ -123,20 +150,20 @@ impl JwtVerifier {
             }
         }
         // One fetch at a time; whoever waited re-checks what the fetch brought.
-        let _guard = self.fetching.lock().await;
+        let mut discovered = self.fetching.lock().await;
+        let floor = Duration::from_secs(self.config.jwks_refetch_floor_seconds);
         {
             let cache = self.cache.read().await;
-            let age = cache.fetched_at.map(|t| t.elapsed());
-            let fresh = age.is_some_and(|a| a < ttl);
+            let fresh = cache.fetched_at.is_some_and(|t| t.elapsed() < ttl);
+            let recently_tried = cache.attempted_at.is_some_and(|t| t.elapsed() < floor);
             match cache.keys.get(kid) {
-                Some(key) if fresh => return Ok(key.clone()),
-                None if age.is_some_and(|a| a < REFETCH_FLOOR) => {
-                    return Err(AuthError::UnknownKey);
-                }
+                Some(key) if fresh || recently_tried => return Ok(key.clone()),
+                None if recently_tried => return Err(AuthError::UnknownKey),
                 _ => {}
             }
         }
-        match self.fetch().await {
+        self.cache.write().await.attempted_at = Some(Instant::now());
+        match self.fetch(&mut discovered).await {
             Ok(keys) => {
                 let mut cache = self.cache.write().await;
                 cache.keys = keys;
@@ -144,7 +171,10 @@ impl JwtVerifier {
                 cache.keys.get(kid).cloned().ok_or(AuthError::UnknownKey)
             }
             Err(error) => {
-                tracing::warn!(message = "Fetching the JWKS failed.", url = %self.config.jwks_url, %error);
+                // Discovered again next time; the attempt counts against the floor, so a
+                // down authority is not asked again for every request.
+                *discovered = None;
+                tracing::warn!(message = "Fetching the JWKS failed.", issuer = %self.config.issuer, %error);
                 // Serve from stale keys rather than lock everybody out while the authority is down.
                 let cache = self.cache.read().await;
                 cache
@@ -156,12 +186,51 @@ impl JwtVerifier {
         }
     }
 
+    /// The JWKS URL: configured, else discovered from the issuer (once, then kept in
+    /// `discovered` until a fetch fails).
+    async fn jwks_url(&self, discovered: &mut Option<String>) -> Result<String, FetchError> {
+        if let Some(url) = &self.config.jwks_url {
+            return Ok(url.clone());
+        }
+        if let Some(url) = discovered.as_ref() {
+            return Ok(url.clone());
+        }
+        let issuer = &self.config.issuer;
+        let document: Discovery = self
+            .http
+            .get(format!("{}{DISCOVERY_PATH}", issuer.trim_end_matches('/')))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        if &document.issuer != issuer {
+            return Err(FetchError::IssuerMismatch);
+        }
+        let jwks = url::Url::parse(&document.jwks_uri).map_err(|_| FetchError::BadJwksUri)?;
+        // Keys over https, unless the issuer itself is plain http (a loopback test authority).
+        let https_only = issuer.starts_with("https:");
+        let usable = match jwks.scheme() {
+            "https" => true,
+            "http" => !https_only,
+            _ => false,
+        };
+        if !usable || jwks.host_str().is_none() {
+            return Err(FetchError::BadJwksUri);
+        }
+        tracing::info!(message = "Discovered the authority's JWKS.", issuer = %issuer, jwks_uri = %jwks);
+        *discovered = Some(document.jwks_uri.clone());
+        Ok(document.jwks_uri)
+    }
+
     async fn fetch(
         &self,
-    ) -> Result<HashMap<String, Arc<(DecodingKey, Algorithm)>>, reqwest::Error> {
+        discovered: &mut Option<String>,
+    ) -> Result<HashMap<String, Arc<(DecodingKey, Algorithm)>>, FetchError> {
+        let url = self.jwks_url(discovered).await?;
         let set: JwkSet = self
             .http
-            .get(&self.config.jwks_url)
+            .get(&url)
             .send()
             .await?
             .error_for_status()?

@@ -2,13 +2,16 @@
 //!
 //! Every `/api` route needs `Authorization: Bearer <token>`. A token is either an API key
 //! (configured, or generated at first start; only its SHA-256 is ever stored) or a JWT from an
-//! OAuth authority, verified against the authority's JWKS ([`jwt`]). Either way it yields a
+//! OAuth authority, verified against the authority's JWKS ([`jwt`]). Keys stored in the
+//! database (the bootstrap key, keys made through the API) are looked up by digest, cached,
+//! and dropped from the cache on every replica when revoked ([`stored`]). Either way it yields a
 //! [`Principal`]: one tenant, a subject for the audit trail, and scopes. Each principal is
 //! rate-limited on its own ([`rate_limit`]).
 
 pub mod api_key;
 pub mod jwt;
 pub mod rate_limit;
+pub mod stored;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -60,6 +63,11 @@ impl Principal {
         }
     }
 
+    /// The scopes the principal holds, as granted.
+    pub fn scopes(&self) -> impl Iterator<Item = Scope> + '_ {
+        self.scopes.iter().copied()
+    }
+
     /// Whether the principal holds `scope` (or one that includes it).
     pub fn has(&self, scope: Scope) -> bool {
         self.scopes.iter().any(|held| *held >= scope)
@@ -91,6 +99,8 @@ pub enum AuthError {
     UnknownKey,
     #[error("the authority's signing keys are unavailable")]
     KeysUnavailable,
+    #[error("the API keys cannot be read; retry later")]
+    StoreUnavailable,
     #[error("too many requests")]
     RateLimited { retry_after: Duration },
 }
@@ -102,8 +112,9 @@ pub enum AuthError {
 /// when it starts, so a request in flight finishes with the keys it began with.
 pub struct Authenticator {
     keys: std::sync::RwLock<Arc<Keys>>,
-    /// The keys stored in the database (the generated administrator key), kept across reloads.
-    stored: Vec<api_key::StoredKey>,
+    /// The keys stored in the database (the bootstrap key, keys made through the API); not
+    /// touched by reloads. `None` only in tests of the configured keys.
+    stored: Option<Arc<stored::StoredKeys>>,
     http: reqwest::Client,
     /// Not reloaded: changing the rate limit needs a restart.
     limiter: Option<rate_limit::Limiter>,
@@ -112,25 +123,35 @@ pub struct Authenticator {
 /// What a reload replaces.
 struct Keys {
     api_keys: HashMap<[u8; 32], Principal>,
+    /// The configured keys, as listed (read-only) by `GET /api/v1/api-keys`.
+    configured: Vec<ConfiguredKey>,
     jwt: Option<jwt::JwtVerifier>,
 }
 
+/// A key from the configuration: listed by the API, never changed by it.
+#[derive(Clone, Debug)]
+pub struct ConfiguredKey {
+    pub id: String,
+    pub tenant: TenantId,
+    pub scopes: Vec<String>,
+}
+
 impl Keys {
-    fn new(
-        config: &AuthConfig,
-        stored: &[api_key::StoredKey],
-        http: &reqwest::Client,
-    ) -> Result<Self, api_key::KeyConfigError> {
+    fn new(config: &AuthConfig, http: &reqwest::Client) -> Result<Self, api_key::KeyConfigError> {
         let mut api_keys = HashMap::new();
-        for key in config.api_keys.iter().map(api_key::StoredKey::try_from) {
-            let key = key?;
+        let mut configured = Vec::new();
+        for c in &config.api_keys {
+            let key = api_key::StoredKey::try_from(c)?;
+            configured.push(ConfiguredKey {
+                id: c.id.clone(),
+                tenant: key.principal.tenant.clone(),
+                scopes: c.scopes.clone(),
+            });
             api_keys.insert(key.sha256, key.principal);
-        }
-        for key in stored {
-            api_keys.insert(key.sha256, key.principal.clone());
         }
         Ok(Self {
             api_keys,
+            configured,
             jwt: config
                 .jwt
                 .clone()
@@ -146,13 +167,13 @@ impl Authenticator {
     /// A configured key with a bad hash, tenant or scope.
     pub fn new(
         config: &AuthConfig,
-        stored_keys: Vec<api_key::StoredKey>,
+        stored: Option<Arc<stored::StoredKeys>>,
         http: reqwest::Client,
     ) -> Result<Self, api_key::KeyConfigError> {
-        let keys = Keys::new(config, &stored_keys, &http)?;
+        let keys = Keys::new(config, &http)?;
         Ok(Self {
             keys: std::sync::RwLock::new(Arc::new(keys)),
-            stored: stored_keys,
+            stored,
             http,
             limiter: rate_limit::Limiter::new(&config.rate_limit),
         })
@@ -165,7 +186,7 @@ impl Authenticator {
     /// # Errors
     /// A configured key with a bad hash, tenant or scope; then nothing changes.
     pub fn reload(&self, config: &AuthConfig) -> Result<(), api_key::KeyConfigError> {
-        let keys = Arc::new(Keys::new(config, &self.stored, &self.http)?);
+        let keys = Arc::new(Keys::new(config, &self.http)?);
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
         Ok(())
     }
@@ -174,9 +195,19 @@ impl Authenticator {
         self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Whether any API key is known.
-    pub fn has_api_keys(&self) -> bool {
-        !self.keys().api_keys.is_empty()
+    /// The configured keys of `tenant` (read-only through the API).
+    pub fn configured_keys(&self, tenant: &TenantId) -> Vec<ConfiguredKey> {
+        self.keys()
+            .configured
+            .iter()
+            .filter(|k| &k.tenant == tenant)
+            .cloned()
+            .collect()
+    }
+
+    /// The keys stored in the database.
+    pub fn stored(&self) -> Option<&Arc<stored::StoredKeys>> {
+        self.stored.as_ref()
     }
 
     /// Authenticates a bearer token and charges the caller's rate limit.
@@ -187,11 +218,17 @@ impl Authenticator {
         let keys = self.keys();
         let principal = match (&keys.jwt, jwt::looks_like_jwt(token)) {
             (Some(verifier), true) => verifier.verify(token).await?,
-            _ => keys
-                .api_keys
-                .get(&api_key::digest(token))
-                .cloned()
-                .ok_or(AuthError::InvalidToken)?,
+            _ => {
+                let digest = api_key::digest(token);
+                match (keys.api_keys.get(&digest), &self.stored) {
+                    (Some(principal), _) => principal.clone(),
+                    (None, Some(stored)) => stored
+                        .authenticate(&digest)
+                        .await?
+                        .ok_or(AuthError::InvalidToken)?,
+                    (None, None) => return Err(AuthError::InvalidToken),
+                }
+            }
         };
         if let Some(limiter) = &self.limiter {
             limiter.check(&principal.rate_key())?;

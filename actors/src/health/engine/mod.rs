@@ -280,6 +280,16 @@ impl HealthEngine {
     }
 
     /// The check interval of integrations that do not set their own.
+    /// Appends `event` to the outbox through the result writer, which keeps the outbox in
+    /// commit order and retries until it lands.
+    pub async fn record_event(&self, event: crate::events::NewEvent) {
+        self.inner
+            .ctx
+            .writer
+            .record(super::writer::WriteOp::Event(Box::new(event)))
+            .await;
+    }
+
     pub fn default_interval(&self) -> Duration {
         self.inner.default_interval
     }
