@@ -1,7 +1,7 @@
 //! The REST API: poem-openapi operations, the error mapping, and the routes around them.
 //!
 //! # Layout
-//! - [`integrations`], [`maintenance`], [`events`], [`webhooks`], [`audit`], [`cluster`],
+//! - [`integrations`], [`maintenance`], [`events`], [`incidents`], [`webhooks`], [`audit`], [`cluster`],
 //!   [`system`]: operations, one module per resource.
 //! - [`types`]: request and response bodies (never storage models).
 //! - [`error`]: every error as `application/problem+json`, mapped in one place.
@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod edge;
 pub mod error;
 pub mod events;
+pub mod incidents;
 pub mod integrations;
 pub mod maintenance;
 pub mod metrics;
@@ -46,6 +47,8 @@ pub enum ApiTags {
     Events,
     /// Webhook subscriptions for health events, and their deliveries.
     Webhooks,
+    /// Shared outages: one incident for many integrations failing behind one domain.
+    Incidents,
     /// Probes.
     System,
 }
@@ -58,6 +61,7 @@ type Apis = (
     plugins::PluginsApi,
     audit::AuditApi,
     webhooks::WebhooksApi,
+    incidents::IncidentsApi,
     cluster::ClusterApi,
     system::SystemApi,
 );
@@ -73,6 +77,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             plugins::PluginsApi,
             audit::AuditApi,
             webhooks::WebhooksApi,
+            incidents::IncidentsApi,
             cluster::ClusterApi,
             system::SystemApi,
         ),
