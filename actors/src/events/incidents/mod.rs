@@ -396,6 +396,8 @@ struct Open {
     last_update: DateTime<Utc>,
     /// Members joined or recovered since the last event.
     dirty: bool,
+    /// Members joined or recovered since the row was last written.
+    row_dirty: bool,
     /// Since when fewer than `min_members` members fail.
     quiet_since: Option<DateTime<Utc>>,
     members: HashMap<Uuid, Member>,
@@ -523,6 +525,7 @@ impl Correlator {
                     if o.status == "healthy" && member.recovered_at.is_none() {
                         member.recovered_at = Some(o.time);
                         open.dirty = true;
+                        open.row_dirty = true;
                         fx.members
                             .push(member_row(open.id, &tenant, o.integration_id, member));
                     }
@@ -553,6 +556,7 @@ impl Correlator {
                 }
                 if member.recovered_at.take().is_some() || joined {
                     open.dirty = true;
+                    open.row_dirty = true;
                     fx.members
                         .push(member_row(open.id, &tenant, o.integration_id, member));
                 }
@@ -629,6 +633,7 @@ impl Correlator {
             }
             if open.dirty && now - open.last_update >= update_every && now > open.opened_at {
                 open.dirty = false;
+                open.row_dirty = false;
                 open.last_update = now;
                 let row = incident_row(tenant, domain, open, failing, IncidentState::Open, now);
                 fx.events.push(incident_event(
@@ -638,6 +643,11 @@ impl Correlator {
                     listed,
                     None,
                 ));
+                fx.incidents.push(row);
+            } else if open.row_dirty {
+                // The stored row follows the members at once; the event is coalesced.
+                open.row_dirty = false;
+                let row = incident_row(tenant, domain, open, failing, IncidentState::Open, now);
                 fx.incidents.push(row);
             }
         }
@@ -706,6 +716,7 @@ impl Correlator {
                 opened_at: now,
                 last_update: now,
                 dirty: false,
+                row_dirty: false,
                 quiet_since: None,
                 members,
                 member_count,
@@ -744,6 +755,7 @@ impl Correlator {
             opened_at: row.opened_at,
             last_update: row.updated_at,
             dirty: false,
+            row_dirty: false,
             quiet_since: None,
             members: members
                 .into_iter()
@@ -826,6 +838,7 @@ fn open_incident(
         opened_at: now,
         last_update: now,
         dirty: false,
+        row_dirty: false,
         quiet_since: None,
         member_count: members.len(),
         members,

@@ -179,6 +179,10 @@ async fn the_count_threshold_opens_one_incident_and_takes_the_held_failures_with
         h.fx.members.iter().map(|m| m.integration_id).collect();
     assert_eq!(members.len(), 6);
     assert!(h.fx.members.iter().all(|m| m.tenant.as_ref() == "acme"));
+    // The stored row follows at the next tick; the event waits for the update interval.
+    h.tick();
+    assert_eq!(h.fx.incidents.last().unwrap().member_count, 6);
+    assert!(h.of(EventKind::IncidentUpdated).is_empty());
 }
 
 #[tokio::test(start_paused = true)]
