@@ -504,6 +504,22 @@ async fn two_tenants_behind_one_failing_host_get_one_incident_each() {
         .problem(404);
     assert_eq!(incidents(&ctx, READER_A, "").await.len(), 1);
     assert_eq!(incidents(&ctx, WRITER_B, "").await.len(), 1);
+    let metrics = ctx
+        .client
+        .get(ctx.metrics_url())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "integration_incidents_opened_total",
+        "integration_incidents_open",
+        "integration_incident_members",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
     ctx.cleanup().await;
 }
 
