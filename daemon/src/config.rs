@@ -64,6 +64,9 @@ pub struct Config {
     /// Several replicas over one PostgreSQL database.
     #[serde(default)]
     pub cluster: actors::cluster::ClusterSettings,
+    /// One incident for a shared outage: correlation thresholds, and the egress self-check.
+    #[serde(default)]
+    pub incidents: actors::events::incidents::IncidentSettings,
 }
 
 /// The `[events]` section.

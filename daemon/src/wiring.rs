@@ -68,6 +68,10 @@ pub enum Error {
     PublicUrl(&'static str),
     #[error("invalid [cluster] settings")]
     ClusterSettings(#[from] actors::cluster::InvalidClusterSettings),
+    #[error("invalid [incidents] settings")]
+    Incidents(#[from] actors::events::incidents::InvalidIncidentSettings),
+    #[error("invalid [incidents.egress] settings")]
+    Egress(#[from] actors::health::egress::InvalidProbe),
     #[error("[cluster] enabled needs PostgreSQL: an SQLite database serves one process only")]
     ClusterOnSqlite,
     #[error("joining the cluster")]
@@ -153,6 +157,8 @@ pub fn check(config: &Config) -> Result<Checked, Error> {
     }
     let plugins = config.plugins.settings().map_err(Error::Plugins)?;
     let env = connectors::ConnectorEnv::new(&config.connectors).map_err(Error::Connectors)?;
+    config.incidents.validate()?;
+    actors::health::egress::validate(&config.incidents.egress, env.outbound.guard())?;
     Ok(Checked {
         metrics_token,
         nats,
@@ -264,6 +270,16 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         ownership: m.ownership(),
     });
     let hub = EventHub::default();
+    if config.incidents.enabled {
+        // The channels wait for the correlator's first decisions.
+        hub.close_gate();
+    }
+    let egress = actors::events::incidents::EgressFlag::default();
+    let egress_probe = actors::health::egress::spawn(
+        &config.incidents.egress,
+        env.outbound.guard().clone(),
+        egress.clone(),
+    );
     // In a cluster the outbox is appended by every replica: the hub here is fed in sequence
     // order by the bus's outbox follower, which the local writer only wakes.
     let local_commits = if cluster.is_some() {
@@ -299,6 +315,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
                     settings: config.events.alerts.clone(),
                     hub: local_commits.clone(),
                     clock: Default::default(),
+                    egress: egress.clone(),
                 },
                 cluster.clone(),
             )
@@ -315,8 +332,25 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         changes: changes.clone(),
     };
     let webhook_settings = config.events.webhooks.clone();
+    let incident_options = actors::sinks::incidents::IncidentOptions {
+        settings: config.incidents.clone(),
+        vault_addr: config
+            .connectors
+            .secrets
+            .vault_addr
+            .clone()
+            .or_else(|| std::env::var(connectors::settings::ENV_VAULT_ADDR).ok()),
+        commits: local_commits.clone(),
+        egress,
+        clock: Default::default(),
+    };
     let start_sinks = move || {
         let mut sinks = Sinks::default();
+        // First: it gates the two channels below.
+        sinks.add(actors::sinks::incidents::Incidents::start(
+            &sink_context,
+            incident_options.clone(),
+        ));
         // Validated above, so starting cannot fail here.
         sinks.add(
             Webhooks::start(&sink_context, &webhook_settings)
@@ -343,6 +377,8 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         }
         None => start_sinks(),
     };
+    let mut sinks = sinks;
+    sinks.add(egress_probe.map(actors::sinks::incidents::EgressProbe));
     let (shutdown_streams, shutting_down) = tokio::sync::watch::channel(false);
     let state = Arc::new(AppState {
         store,

@@ -18,6 +18,9 @@ pub struct Model {
     pub time: DateTimeUtc,
     /// The whole event in CloudEvents 1.0 JSON, as delivered.
     pub payload: Json,
+    /// The incident this event's integration was part of when the event was decided: such
+    /// events are not delivered one by one where the channel suppresses incident members.
+    pub incident_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -22,6 +22,9 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub deleted_at: Option<DateTimeUtc>,
+    /// `suppress` (default) or `deliver`: whether the status events of an open incident's
+    /// members are delivered one by one.
+    pub incident_members: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -10,7 +10,7 @@
 //! - `authority`: a fake OAuth authority serving a JWKS, and token minting.
 //! - One module per area: `catalog`, `tenancy`, `auth`, `validation`, `preconditions`,
 //!   `metrics`, `openapi`, `bootstrap`, `webhooks`, `credentials` (tenant-scoped secrets, from
-//!   the attacker's side), `url_secrets` (no credentials in URLs, no values echoed in refusals).
+//!   the attacker's side), `incidents` (shared outages, end to end), `url_secrets` (no credentials in URLs, no values echoed in refusals).
 
 mod api_keys;
 mod auth;
@@ -22,6 +22,7 @@ mod context;
 mod credentials;
 mod events;
 mod health;
+mod incidents;
 mod locations;
 mod metrics;
 mod nats;

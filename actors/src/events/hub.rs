@@ -12,6 +12,9 @@ use super::StoredEvent;
 pub struct EventHub {
     live: broadcast::Sender<Arc<StoredEvent>>,
     latest: Arc<watch::Sender<i64>>,
+    /// How far the webhook and NATS channels may read the outbox: `i64::MAX` unless the
+    /// incident correlator gates them (`events::incidents`); SSE is never gated.
+    gate: Arc<watch::Sender<i64>>,
 }
 
 impl EventHub {
@@ -20,9 +23,45 @@ impl EventHub {
     pub fn new(capacity: usize) -> Self {
         let (live, _) = broadcast::channel(capacity.max(1));
         let (latest, _) = watch::channel(0);
+        let (gate, _) = watch::channel(i64::MAX);
         Self {
             live,
             latest: Arc::new(latest),
+            gate: Arc::new(gate),
+        }
+    }
+
+    /// Closes the channels' gate until the incident correlator opens it (before the channels
+    /// start, so none reads an event that has not been decided on).
+    pub fn close_gate(&self) {
+        self.gate.send_replace(0);
+    }
+
+    /// Lets the channels read the outbox up to `seq`.
+    pub fn open_gate(&self, seq: i64) {
+        self.gate.send_if_modified(|gate| {
+            let changed = *gate != seq;
+            *gate = seq;
+            changed
+        });
+    }
+
+    /// Whether the channels are gated (incident correlation is on).
+    pub fn gated(&self) -> bool {
+        *self.gate.borrow() != i64::MAX
+    }
+
+    /// How far the channels may read; changes when the correlator decides.
+    pub fn gate(&self) -> watch::Receiver<i64> {
+        self.gate.subscribe()
+    }
+
+    /// What a channel wakes on: the gate when gated, else every commit.
+    pub fn channel_wake(&self) -> watch::Receiver<i64> {
+        if self.gated() {
+            self.gate()
+        } else {
+            self.latest()
         }
     }
 

@@ -3,13 +3,18 @@
 use std::sync::OnceLock;
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram};
+use opentelemetry::metrics::{Counter, Histogram, UpDownCounter};
+
+use super::incidents::DomainKind;
 
 struct Instruments {
     written: Counter<u64>,
     deliveries: Counter<u64>,
     delay: Histogram<f64>,
     published: Counter<u64>,
+    incidents_open: UpDownCounter<i64>,
+    incidents_opened: Counter<u64>,
+    incident_members: UpDownCounter<i64>,
 }
 
 fn instruments() -> &'static Instruments {
@@ -35,6 +40,20 @@ fn instruments() -> &'static Instruments {
             published: meter
                 .u64_counter("integration_events_published")
                 .with_description("Events handed on by a relay, by channel (webhooks, nats).")
+                .build(),
+            incidents_open: meter
+                .i64_up_down_counter("integration_incidents_open")
+                .with_description(
+                    "Incidents open, by failure domain kind (provider, vault, egress).",
+                )
+                .build(),
+            incidents_opened: meter
+                .u64_counter("integration_incidents_opened_total")
+                .with_description("Incidents opened, by failure domain kind.")
+                .build(),
+            incident_members: meter
+                .i64_up_down_counter("integration_incident_members")
+                .with_description("Members of the open incidents, by failure domain kind.")
                 .build(),
         }
     })
@@ -64,4 +83,38 @@ pub fn published(channel: &'static str, n: usize) {
             .published
             .add(n as u64, &[KeyValue::new("channel", channel)]);
     }
+}
+
+/// An incident opened with `members` members.
+pub fn incident_opened(kind: DomainKind, members: usize) {
+    let i = instruments();
+    let attrs = [KeyValue::new("domain_kind", kind.as_str())];
+    i.incidents_opened.add(1, &attrs);
+    i.incidents_open.add(1, &attrs);
+    i.incident_members.add(members as i64, &attrs);
+}
+
+/// Members joined (positive) an open incident.
+pub fn incident_members(kind: DomainKind, delta: i64) {
+    if delta != 0 {
+        instruments()
+            .incident_members
+            .add(delta, &[KeyValue::new("domain_kind", kind.as_str())]);
+    }
+}
+
+/// An incident with `members` members resolved.
+pub fn incident_resolved(kind: DomainKind, members: usize) {
+    let i = instruments();
+    let attrs = [KeyValue::new("domain_kind", kind.as_str())];
+    i.incidents_open.add(-1, &attrs);
+    i.incident_members.add(-(members as i64), &attrs);
+}
+
+/// An incident left open by a previous run, taken back at start-up.
+pub fn incident_adopted(kind: DomainKind, members: usize) {
+    let i = instruments();
+    let attrs = [KeyValue::new("domain_kind", kind.as_str())];
+    i.incidents_open.add(1, &attrs);
+    i.incident_members.add(members as i64, &attrs);
 }

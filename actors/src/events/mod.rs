@@ -6,6 +6,8 @@
 //! - [`EventKind`] and [`NewEvent`]: the event types and how one becomes a CloudEvent.
 //! - [`alerts`]: noise control, deciding which transitions become events (reminders while
 //!   unhealthy, recoveries, flap detection, maintenance windows).
+//! - [`incidents`]: correlation of shared outages into one incident per tenant and failure
+//!   domain, and the suppression of its members' events on webhooks and NATS.
 //! - [`maintenance`]: maintenance windows and their recurrence.
 //! - [`hub`]: live fan-out of committed events to SSE streams.
 //! - [`clock`]: wall time that follows tokio's clock, so paused-clock tests drive it.
@@ -14,6 +16,7 @@
 pub mod alerts;
 pub mod clock;
 pub mod hub;
+pub mod incidents;
 pub mod maintenance;
 pub mod metrics;
 
@@ -32,6 +35,9 @@ pub struct Alerting {
     pub settings: alerts::AlertSettings,
     pub hub: hub::EventHub,
     pub clock: clock::Clock,
+    /// The egress self-check's verdict: during the hub's own outage, failures it can explain
+    /// are recorded but change no status.
+    pub egress: incidents::EgressFlag,
 }
 
 /// The kinds of event, each with its CloudEvents `type`.
@@ -52,10 +58,16 @@ pub enum EventKind {
     PluginCrashLoop,
     /// An API key of the tenant expires soon (no integration).
     ApiKeyExpiring,
+    /// Many of a tenant's integrations fail behind one failure domain: one incident.
+    IncidentOpened,
+    /// An open incident's members changed (coalesced).
+    IncidentUpdated,
+    /// The incident is over.
+    IncidentResolved,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 10] = [
         EventKind::HealthChanged,
         EventKind::HealthRecovered,
         EventKind::HealthReminder,
@@ -63,6 +75,9 @@ impl EventKind {
         EventKind::CredentialExpiring,
         EventKind::PluginCrashLoop,
         EventKind::ApiKeyExpiring,
+        EventKind::IncidentOpened,
+        EventKind::IncidentUpdated,
+        EventKind::IncidentResolved,
     ];
 
     /// The CloudEvents `type`.
@@ -75,6 +90,9 @@ impl EventKind {
             EventKind::CredentialExpiring => "dev.stellaops.integration.credential.expiring",
             EventKind::PluginCrashLoop => "dev.stellaops.integration.plugin.crashloop",
             EventKind::ApiKeyExpiring => "dev.stellaops.integration.apikey.expiring",
+            EventKind::IncidentOpened => "dev.stellaops.integration.incident.opened",
+            EventKind::IncidentUpdated => "dev.stellaops.integration.incident.updated",
+            EventKind::IncidentResolved => "dev.stellaops.integration.incident.resolved",
         }
     }
 

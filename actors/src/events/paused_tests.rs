@@ -116,6 +116,7 @@ async fn harness(alerts: AlertSettings, health: HealthSettings, mode: u8) -> Har
         writer: writer.clone(),
         clock,
         timers: crate::health::timers::Timers::spawn(),
+        egress: Default::default(),
     });
     let (supervisor, _) = Actor::spawn(None, MonitorSupervisor, ctx).await.unwrap();
     let mode = Arc::new(AtomicU8::new(mode));

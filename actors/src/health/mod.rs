@@ -11,7 +11,9 @@
 //! - [`writer`]: the batching result writer; [`metrics`]: OpenTelemetry instruments.
 //! - [`history`]: the history's upkeep: hourly summaries, daily roll-ups, retention.
 //! - [`settings`]: the `[health]` configuration.
+//! - [`egress`]: the egress self-check, whose outage holds failures instead of alerting.
 
+pub mod egress;
 pub mod engine;
 pub mod history;
 pub mod metrics;

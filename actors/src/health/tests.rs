@@ -87,6 +87,7 @@ async fn harness(settings: HealthSettings) -> Harness {
         writer,
         clock: Default::default(),
         timers: crate::health::timers::Timers::spawn(),
+        egress: Default::default(),
     });
     let (supervisor, _) = Actor::spawn(None, MonitorSupervisor, ctx).await.unwrap();
     Harness { supervisor }
@@ -546,6 +547,7 @@ async fn a_check_asked_for_before_the_engine_hears_of_the_create_waits_for_its_m
     let registry = Arc::new(std::sync::RwLock::new(connectors::Registry::with_builtins()));
     let env = connectors::ConnectorEnv::new(&Default::default()).unwrap();
     let alerting = crate::events::Alerting {
+        egress: Default::default(),
         settings: Default::default(),
         hub: Default::default(),
         clock: Default::default(),

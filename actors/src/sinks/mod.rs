@@ -16,10 +16,13 @@
 //! - This file: the contract and its driver.
 //! - [`webhooks`]: the relay (outbox → deliveries) and the delivery worker (signed POSTs).
 //! - [`nats`]: publishing to NATS JetStream.
+//! - [`incidents`]: the incident correlator, which follows the outbox like a sink and gates
+//!   the two channels above until it has decided what is part of an incident.
 //!
 //! Sinks sit above the store (they read the outbox and move their cursors through it) and
 //! above the event model in [`crate::events`]; nothing below imports them.
 
+pub mod incidents;
 pub mod nats;
 pub mod webhooks;
 

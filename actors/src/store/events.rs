@@ -52,6 +52,7 @@ pub(crate) async fn append<C: ConnectionTrait>(
         event_type: Set(e.kind.type_name().to_owned()),
         time: Set(e.time),
         payload: Set(e.to_cloud_event()),
+        incident_id: Set(None),
     });
     let inserted = event::Entity::insert_many(rows)
         .on_conflict_do_nothing_on([event::Column::Id])
@@ -96,9 +97,23 @@ impl SystemStore {
     /// # Errors
     /// [`DbErr`].
     pub async fn events_after(&self, after: i64, limit: u64) -> Result<Vec<StoredEvent>, DbErr> {
+        self.events_between(after, i64::MAX, limit).await
+    }
+
+    /// Events of every tenant after `after` and at most `until`, oldest first.
+    ///
+    /// # Errors
+    /// [`DbErr`].
+    pub async fn events_between(
+        &self,
+        after: i64,
+        until: i64,
+        limit: u64,
+    ) -> Result<Vec<StoredEvent>, DbErr> {
         let txn = self.begin().await?;
         let rows = event::Entity::find()
             .filter(event::Column::Seq.gt(after))
+            .filter(event::Column::Seq.lte(until))
             .order_by_asc(event::Column::Seq)
             .limit(limit.max(1))
             .all(&txn)

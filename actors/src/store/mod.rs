@@ -15,13 +15,15 @@
 //! [`Store::system`], a [`SystemStore`] whose transactions see every tenant. It is defined
 //! once, in `system`; each module adds the system-wide reads and writes of its own tables in
 //! an `impl SystemStore` block (results, summaries and retention in [`health`], the outbox in
-//! [`events`], windows in [`maintenance`], credential references in [`references`]). Webhook
+//! [`events`], windows in [`maintenance`], credential references in [`references`], the incident
+//! correlator's writes in [`incidents`]). Webhook
 //! delivery has a view of its own, [`webhooks::WebhookStore`].
 
 mod audit;
 pub mod cluster;
 pub mod events;
 pub mod health;
+pub mod incidents;
 mod integrations;
 pub mod keys;
 pub mod maintenance;

@@ -156,6 +156,7 @@ async fn main() -> anyhow::Result<()> {
                     integration_ids: vec![],
                     secret_auth_ref_uri: format!("authref://file/tenants/{tenant}/hook"),
                     enabled: true,
+                    incident_members: Default::default(),
                 },
             )
             .await?;

@@ -1,8 +1,8 @@
 //! The REST API: poem-openapi operations, the error mapping, and the routes around them.
 //!
 //! # Layout
-//! - [`integrations`], [`maintenance`], [`events`], [`webhooks`], [`audit`], [`cluster`],
-//!   [`keys`], [`system`]: operations, one module per resource.
+//! - [`integrations`], [`maintenance`], [`events`], [`incidents`], [`webhooks`], [`audit`],
+//!   [`cluster`], [`keys`], [`system`]: operations, one module per resource.
 //! - [`types`]: request and response bodies (never storage models).
 //! - [`error`]: every error as `application/problem+json`, mapped in one place.
 //! - [`security`]: the bearer scheme; [`validate`]: field checks; [`precondition`]:
@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod edge;
 pub mod error;
 pub mod events;
+pub mod incidents;
 pub mod integrations;
 pub mod keys;
 pub mod maintenance;
@@ -49,6 +50,8 @@ pub enum ApiTags {
     Webhooks,
     /// API keys: created, listed and revoked without a restart.
     ApiKeys,
+    /// Shared outages: one incident for many integrations failing behind one domain.
+    Incidents,
     /// Probes.
     System,
 }
@@ -61,6 +64,7 @@ type Apis = (
     plugins::PluginsApi,
     audit::AuditApi,
     webhooks::WebhooksApi,
+    incidents::IncidentsApi,
     cluster::ClusterApi,
     keys::ApiKeysApi,
     system::SystemApi,
@@ -77,6 +81,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             plugins::PluginsApi,
             audit::AuditApi,
             webhooks::WebhooksApi,
+            incidents::IncidentsApi,
             cluster::ClusterApi,
             keys::ApiKeysApi,
             system::SystemApi,

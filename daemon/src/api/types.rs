@@ -2,6 +2,7 @@
 //! are converted here, so the schema of either can change on its own.
 
 pub mod history;
+pub mod incidents;
 pub mod webhooks;
 
 use base64::Engine;

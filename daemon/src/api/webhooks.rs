@@ -413,5 +413,6 @@ async fn fields(
         integration_ids,
         secret_auth_ref_uri,
         enabled: body.enabled.unwrap_or(true),
+        incident_members: body.incident_members.map(Into::into).unwrap_or_default(),
     })
 }

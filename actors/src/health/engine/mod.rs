@@ -95,6 +95,7 @@ impl HealthEngine {
     ) -> Result<Self, EngineError> {
         let schedule = settings.schedule()?;
         let clock = alerting.clock;
+        let egress = alerting.egress.clone();
         let (writer, writer_task) = ResultWriter::spawn(
             store.clone(),
             WriterOptions {
@@ -115,6 +116,7 @@ impl HealthEngine {
             writer,
             clock,
             timers: Timers::spawn(),
+            egress,
         });
         let mut supervisors = Vec::new();
         for _ in 0..settings.supervisors.max(1) {

@@ -390,6 +390,7 @@ mod tests {
             writer: writer.clone(),
             clock,
             timers: crate::health::timers::Timers::spawn(),
+            egress: Default::default(),
         });
         let (supervisor, _) = Actor::spawn(None, MonitorSupervisor, ctx).await.unwrap();
         // Up for a while, a short outage, up again.

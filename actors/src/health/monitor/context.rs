@@ -14,4 +14,6 @@ pub struct EngineContext {
     pub clock: Clock,
     /// Sends the monitors their scheduled ticks.
     pub timers: Timers<MonitorMsg>,
+    /// Down while the hub cannot reach the network (`[incidents.egress]`).
+    pub egress: crate::events::incidents::EgressFlag,
 }

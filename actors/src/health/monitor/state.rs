@@ -119,10 +119,14 @@ impl MonitorState {
             status: recorded_status,
             reason: report.reason.map(Reason::as_str),
             latency_ms,
-            error_message: report
-                .message
-                .as_ref()
-                .map(|m| m.chars().take(1024).collect()),
+            error_message: report.message.as_ref().map(|m| {
+                let m = if self.ctx.egress.is_down() {
+                    format!("during the hub's egress outage: {m}")
+                } else {
+                    m.clone()
+                };
+                m.chars().take(1024).collect()
+            }),
             folded: None,
         };
         match self.history.as_mut() {
@@ -140,8 +144,17 @@ impl MonitorState {
             }
         }
 
+        // The hub's own outage explains a network failure: recorded (above), but no status
+        // changes and nothing is announced; the schedule goes on at the usual interval.
+        let held = self.ctx.egress.is_down()
+            && report.health != connectors::Health::Healthy
+            && report.reason.is_some_and(|r| {
+                crate::events::incidents::DomainKind::Egress.compatible(r.as_str())
+            });
         let verdict = if self.spec.paused {
             None
+        } else if held {
+            Some(Verdict::Success)
         } else {
             let before = (self.tracker.status, self.tracker.reason);
             let verdict = self.tracker.apply(&report, &self.ctx.schedule.thresholds);

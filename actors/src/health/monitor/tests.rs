@@ -40,6 +40,7 @@ async fn the_handler_future_is_small() {
         writer,
         clock: Default::default(),
         timers: Timers::spawn(),
+        egress: Default::default(),
     });
     let spec = Arc::new(MonitorSpec::new(
         Uuid::now_v7(),

@@ -107,9 +107,10 @@ impl NatsRelay {
     pub fn start(ctx: &sink::Context, config: RelayConfig) -> Self {
         let (store, latest, secrets) = (
             ctx.store.system(),
-            ctx.hub.latest(),
+            ctx.hub.channel_wake(),
             ctx.env.secrets.clone(),
         );
+        let gate = ctx.hub.gate();
         tracing::info!(
             message = "Relaying events to NATS JetStream.",
             servers = %config.servers_for_log(),
@@ -130,6 +131,7 @@ impl NatsRelay {
             js: None,
             check_stream: false,
             cursor: None,
+            gate,
         };
         Self {
             stop,
@@ -164,6 +166,8 @@ struct Relay {
     check_stream: bool,
     /// What the relay has published and recorded; read from the database at first use.
     cursor: Option<i64>,
+    /// How far the outbox may be read (the incident correlator's gate).
+    gate: watch::Receiver<i64>,
 }
 
 // === impl Relay ===
@@ -198,13 +202,25 @@ impl OutboxSink for Relay {
             Some(cursor) => cursor,
             None => *self.cursor.insert(self.store.cursor(CURSOR).await?),
         };
-        let events = self.store.events_after(cursor, self.config.batch).await?;
-        if events.is_empty() {
+        let until = *self.gate.borrow();
+        let events = self
+            .store
+            .events_between(cursor, until, self.config.batch)
+            .await?;
+        let Some(last) = events.last().map(|e| e.seq) else {
             return Ok(Progress::Idle);
-        }
-        let result = publish(&js, &self.config, &events).await;
+        };
+        // An open incident's members' events are left to the incident unless configured.
+        let admitted: Vec<StoredEvent> = events
+            .iter()
+            .filter(|e| self.config.incident_members.admits(e.incident_id))
+            .cloned()
+            .collect();
+        let result = publish(&js, &self.config, &admitted).await;
         let (acked, fresh) = match &result {
-            Ok(done) | Err((done, _)) => *done,
+            // Everything read is handed on, the events left out included.
+            Ok((_, fresh)) => (Some(last), *fresh),
+            Err((done, _)) => *done,
         };
         if let Some(seq) = acked {
             self.store.set_cursor(CURSOR, seq).await?;
@@ -392,6 +408,7 @@ mod tests {
             event_type: CHANGED.into(),
             time: chrono::Utc::now(),
             payload: serde_json::json!({"id": id.to_string(), "type": CHANGED}),
+            incident_id: None,
         };
         let publish = message(&event).unwrap();
         let outbound = publish.outbound_message("x");

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::subject::{is_plain_token, subject};
 use crate::backoff::{Backoff, InvalidBackoff};
+use crate::events::incidents::IncidentMembers;
 
 /// Largest accepted `batch`.
 const MAX_BATCH: u64 = 10_000;
@@ -60,6 +61,10 @@ pub struct NatsSettings {
     /// Longest retry delay.
     #[serde(default = "default_backoff_max_ms")]
     pub backoff_max_ms: u64,
+    /// `suppress` (default): while an incident is open, its members' status events are not
+    /// published one by one, only the incident's; `deliver`: both.
+    #[serde(default)]
+    pub incident_members: IncidentMembers,
 }
 
 fn default_subject_prefix() -> String {
@@ -106,6 +111,7 @@ impl Default for NatsSettings {
             poll_interval_ms: default_poll_ms(),
             backoff_min_ms: default_backoff_min_ms(),
             backoff_max_ms: default_backoff_max_ms(),
+            incident_members: IncidentMembers::default(),
         }
     }
 }
@@ -195,6 +201,7 @@ impl NatsSettings {
             timeout: Duration::from_millis(self.timeout_ms),
             poll_interval: Duration::from_millis(self.poll_interval_ms),
             backoff,
+            incident_members: self.incident_members,
         }))
     }
 }
@@ -236,6 +243,7 @@ pub struct RelayConfig {
     pub(super) timeout: Duration,
     pub(super) poll_interval: Duration,
     pub(super) backoff: Backoff,
+    pub(super) incident_members: IncidentMembers,
 }
 
 impl RelayConfig {

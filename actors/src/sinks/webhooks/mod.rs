@@ -235,9 +235,10 @@ impl Webhooks {
                 store: store.webhooks(),
                 wake: wake.clone(),
                 batch: settings.relay_batch,
+                gate: hub.gate(),
             },
             sink::Drive {
-                latest: Some(hub.latest()),
+                latest: Some(hub.channel_wake()),
                 poll: settings.poll_interval(),
                 backoff: relay_backoff(settings.poll_interval()),
                 stop: stopped.clone(),

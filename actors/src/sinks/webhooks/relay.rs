@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use sea_orm::DbErr;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use super::CURSOR;
 use crate::events::metrics;
@@ -18,6 +18,8 @@ pub struct Relay {
     /// Told when deliveries were queued.
     pub wake: Arc<Notify>,
     pub batch: u64,
+    /// How far the outbox may be read (the incident correlator's gate).
+    pub gate: watch::Receiver<i64>,
 }
 
 #[async_trait::async_trait]
@@ -29,7 +31,8 @@ impl OutboxSink for Relay {
     }
 
     async fn pass(&mut self) -> Result<Progress, DbErr> {
-        let pass = self.store.fan_out(CURSOR, self.batch).await?;
+        let until = *self.gate.borrow();
+        let pass = self.store.fan_out_until(CURSOR, self.batch, until).await?;
         metrics::published("webhooks", pass.events);
         if pass.deliveries > 0 {
             self.wake.notify_one();

@@ -32,14 +32,14 @@ const INSERT_EVENTS: &str = "INSERT INTO events \
      SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::timestamptz[], \
      $6::jsonb[]) \
      ON CONFLICT (id) DO NOTHING \
-     RETURNING seq, id, tenant_id, integration_id, event_type, time, payload";
+     RETURNING seq, id, tenant_id, integration_id, event_type, time, payload, incident_id";
 
 /// The transaction-level advisory lock that serialises appends to the outbox in a cluster.
-const LOCK_OUTBOX: &str = "SELECT pg_advisory_xact_lock($1)";
+pub(crate) const LOCK_OUTBOX: &str = "SELECT pg_advisory_xact_lock($1)";
 /// Its key: "STELLAOB" in ASCII.
-const OUTBOX_LOCK: i64 = 0x5354_454C_4C41_4F42;
+pub(crate) const OUTBOX_LOCK: i64 = 0x5354_454C_4C41_4F42;
 /// Tells every replica the outbox grew (the payload is the last sequence number).
-const NOTIFY_OUTBOX: &str = "SELECT pg_notify('stella_outbox', $1)";
+pub(crate) const NOTIFY_OUTBOX: &str = "SELECT pg_notify('stella_outbox', $1)";
 
 fn db_err(e: sqlx::Error) -> DbErr {
     DbErr::Query(RuntimeErr::SqlxError(e.into()))
@@ -139,9 +139,10 @@ pub(super) async fn write_results(
     }
     let mut stored = Vec::with_capacity(events.len());
     if !events.is_empty() {
-        if fence.is_some() {
-            // Several replicas append: one at a time, so that sequence order is commit order
-            // and a reader that has seen `seq` has seen everything before it.
+        {
+            // Several appenders (replicas, the incident correlator): one at a time, so that
+            // sequence order is commit order and a reader that has seen `seq` has seen
+            // everything before it.
             sqlx::query(LOCK_OUTBOX)
                 .bind(OUTBOX_LOCK)
                 .execute(&mut *txn)

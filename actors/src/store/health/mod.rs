@@ -47,6 +47,7 @@ mod write;
 #[cfg(test)]
 pub(crate) mod tests;
 
+pub(crate) use bulk::{LOCK_OUTBOX, NOTIFY_OUTBOX, OUTBOX_LOCK};
 pub use history::HistoryQuery;
 pub use summaries::{Granularity, Summary, SummaryQuery};
 pub use uptime::{Pending, Uptime};

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::events::TypeFilter;
+use crate::events::incidents::IncidentMembers;
 
 const KIND: &str = "webhook subscription";
 
@@ -62,6 +63,8 @@ pub struct SubscriptionFields {
     /// `authref://...` naming the signing secret.
     pub secret_auth_ref_uri: String,
     pub enabled: bool,
+    /// Whether the status events of an open incident's members are delivered one by one.
+    pub incident_members: IncidentMembers,
 }
 
 /// Which subscriptions to list (oldest first).
@@ -88,6 +91,8 @@ pub struct SubscriptionFilter {
     types: Option<HashSet<&'static str>>,
     /// The integrations delivered; empty for all.
     integrations: HashSet<Uuid>,
+    /// Whether events that are part of an incident are delivered.
+    incident_members: IncidentMembers,
 }
 
 impl SubscriptionFilter {
@@ -110,7 +115,14 @@ impl SubscriptionFilter {
         Self {
             types,
             integrations,
+            incident_members: IncidentMembers::parse(&s.incident_members),
         }
+    }
+
+    /// Whether an outbox event goes to the subscription: its type and integration match, and
+    /// it is not an incident member's event the subscription leaves to the incident.
+    pub fn admits(&self, e: &entity::event::Model) -> bool {
+        self.incident_members.admits(e.incident_id) && self.matches(&e.event_type, e.integration_id)
     }
 
     /// Whether an event of this type and integration goes to the subscription.
@@ -132,6 +144,7 @@ fn details(m: &Subscription) -> Value {
         "integrationIds": m.integration_ids,
         "secretAuthRefUri": m.secret_auth_ref_uri,
         "enabled": m.enabled,
+        "incidentMembers": m.incident_members,
         "version": m.version,
     })
 }

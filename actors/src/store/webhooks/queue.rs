@@ -167,10 +167,25 @@ impl WebhookStore {
     /// # Errors
     /// [`DbErr`]; nothing is queued and the cursor does not move then.
     pub async fn fan_out(&self, consumer: &str, limit: u64) -> Result<FanOut, DbErr> {
+        self.fan_out_until(consumer, limit, i64::MAX).await
+    }
+
+    /// [`WebhookStore::fan_out`], reading no event after `until` (the incident correlator's
+    /// gate: events it has not decided on yet wait).
+    ///
+    /// # Errors
+    /// [`DbErr`]; nothing is queued and the cursor does not move then.
+    pub async fn fan_out_until(
+        &self,
+        consumer: &str,
+        limit: u64,
+        until: i64,
+    ) -> Result<FanOut, DbErr> {
         let txn = self.begin().await?;
         let cursor = load_cursor(&txn, consumer).await?;
         let events = event::Entity::find()
             .filter(event::Column::Seq.gt(cursor))
+            .filter(event::Column::Seq.lte(until))
             .order_by_asc(event::Column::Seq)
             .limit(limit.max(1))
             .all(&txn)
@@ -204,7 +219,7 @@ impl WebhookStore {
                 continue;
             };
             for (subscription_id, filter) in subs {
-                if filter.matches(&e.event_type, e.integration_id) {
+                if filter.admits(e) {
                     rows.push(webhook_delivery::ActiveModel {
                         id: NotSet,
                         tenant_id: Set(e.tenant_id.clone()),

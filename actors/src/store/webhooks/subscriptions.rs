@@ -61,6 +61,7 @@ impl TenantStore {
             created_at: Set(now),
             updated_at: Set(now),
             deleted_at: Set(None),
+            incident_members: Set(fields.incident_members.as_str().to_owned()),
         };
         let created = row.insert(&txn).await?;
         audit::record(
@@ -132,6 +133,7 @@ impl TenantStore {
         row.integration_ids = Set(json!(fields.integration_ids));
         row.secret_auth_ref_uri = Set(fields.secret_auth_ref_uri);
         row.enabled = Set(fields.enabled);
+        row.incident_members = Set(fields.incident_members.as_str().to_owned());
         row.version = Set(before.version + 1);
         row.updated_at = Set(Utc::now());
         let after = row.update(&txn).await?;

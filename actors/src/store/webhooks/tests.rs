@@ -21,6 +21,7 @@ fn fields(name: &str, types: &[&str], integrations: &[Uuid], enabled: bool) -> S
         integration_ids: integrations.to_vec(),
         secret_auth_ref_uri: "authref://env/HOOK_SECRET".into(),
         enabled,
+        incident_members: Default::default(),
     }
 }
 

@@ -27,6 +27,35 @@ pub struct WebhookSubscription {
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Whether the status events of an open incident's members are delivered one by one.
+    pub incident_members: IncidentMembers,
+}
+
+/// Whether a subscription gets the status events of an open incident's members one by one
+/// (`deliver`), or only the incident's own events (`suppress`, the default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum IncidentMembers {
+    Suppress,
+    Deliver,
+}
+
+impl From<actors::events::incidents::IncidentMembers> for IncidentMembers {
+    fn from(m: actors::events::incidents::IncidentMembers) -> Self {
+        match m {
+            actors::events::incidents::IncidentMembers::Suppress => IncidentMembers::Suppress,
+            actors::events::incidents::IncidentMembers::Deliver => IncidentMembers::Deliver,
+        }
+    }
+}
+
+impl From<IncidentMembers> for actors::events::incidents::IncidentMembers {
+    fn from(m: IncidentMembers) -> Self {
+        match m {
+            IncidentMembers::Suppress => actors::events::incidents::IncidentMembers::Suppress,
+            IncidentMembers::Deliver => actors::events::incidents::IncidentMembers::Deliver,
+        }
+    }
 }
 
 impl From<Subscription> for WebhookSubscription {
@@ -42,6 +71,10 @@ impl From<Subscription> for WebhookSubscription {
             version: m.version,
             created_at: m.created_at,
             updated_at: m.updated_at,
+            incident_members: actors::events::incidents::IncidentMembers::parse(
+                &m.incident_members,
+            )
+            .into(),
         }
     }
 }
@@ -66,6 +99,9 @@ pub struct WebhookSubscriptionInput {
     pub secret_auth_ref_uri: String,
     /// Default true.
     pub enabled: Option<bool>,
+    /// `suppress` (default): while an incident is open, its members' status events are not
+    /// delivered one by one, only the incident's; `deliver`: both.
+    pub incident_members: Option<IncidentMembers>,
 }
 
 /// A page of subscriptions, oldest first.
