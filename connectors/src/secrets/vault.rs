@@ -175,6 +175,7 @@ impl VaultClient {
             request = request.header(NAMESPACE_HEADER, ns);
         }
         let response = request
+            .headers(crate::trace::headers())
             .send()
             .await
             .map_err(|e| Self::unreachable(label, &e))?;
@@ -225,6 +226,7 @@ impl VaultClient {
             request = request.header(NAMESPACE_HEADER, ns);
         }
         let response = request
+            .headers(crate::trace::headers())
             .send()
             .await
             .map_err(|e| Self::unreachable(&name, &e))?;
