@@ -64,9 +64,11 @@ def scrape(port):
         return s
     buckets = {}
     for line in text.splitlines():
-        if line.startswith("integration_schedule_lag_ms_bucket"):
+        if line.startswith("integration_schedule_lag_seconds_bucket"):
             le = re.search(r'le="([^"]+)"', line).group(1)
-            buckets[float("inf") if le == "+Inf" else float(le)] = float(line.rsplit(" ", 1)[1])
+            # Reported in milliseconds, as before the histogram moved to seconds.
+            bound = float("inf") if le == "+Inf" else round(float(le) * 1000, 3)
+            buckets[bound] = float(line.rsplit(" ", 1)[1])
     heap = {}
     for line in text.splitlines():
         if line.startswith("process_heap_bytes{"):

@@ -295,9 +295,10 @@ def check_dashboard(rules_out):
 # === metric names ===
 
 def exported_names():
-    """The /metrics names of every instrument in the source: OpenTelemetry's Prometheus
-    exporter adds _total to counters and _bucket, _sum and _count to histograms (no unit
-    suffix: no instrument sets a unit)."""
+    """The /metrics names of every instrument in the source, as daemon/src/telemetry/
+    exposition.rs maps them: _total added to counters, _bucket, _sum and _count to
+    histograms. Unit suffixes are not derived: the instruments these files use are named
+    with theirs already (…_seconds, …_bytes); dotted OpenTelemetry names are not matched."""
     pattern = re.compile(r"\.(u64|f64|i64)_(observable_)?(counter|up_down_counter|gauge|histogram)"
                          r"\(\s*\"([a-z0-9_]+)\"")
     names = set()

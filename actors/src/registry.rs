@@ -17,6 +17,7 @@ use connectors::external::{Discovery, ExternalPlugin, PluginSettings, diff, disc
 use connectors::{ConnectorFactory, Registry};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tracing::Instrument as _;
 
 use crate::catalog::{Change, ChangeFeed};
 use crate::store::Store;
@@ -62,7 +63,8 @@ pub enum RegistryError {
 
 pub enum RegistryMsg {
     /// A discovery asked for here (the API): announced to the other replicas once it is done.
-    Discover(RpcReplyPort<Result<DiscoveryReport, String>>),
+    /// The span is the caller's, which the discovery's span continues.
+    Discover(tracing::Span, RpcReplyPort<Result<DiscoveryReport, String>>),
     /// A discovery because another replica ran one.
     Rediscover,
 }
@@ -86,6 +88,39 @@ pub struct RegistryState {
 }
 
 impl RegistryState {
+    /// A discovery in a span of its own (`plugin_discovery`, a child of `parent`), which
+    /// carries what it found.
+    async fn discover_traced(
+        &mut self,
+        parent: &tracing::Span,
+        trigger: &'static str,
+    ) -> Result<DiscoveryReport, RegistryError> {
+        let span = tracing::info_span!(
+            parent: parent,
+            "plugin_discovery",
+            trigger,
+            dirs = self.args.dirs.len(),
+            added = tracing::field::Empty,
+            updated = tracing::field::Empty,
+            removed = tracing::field::Empty,
+            rejected = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
+        let result = self.discover().instrument(span.clone()).await;
+        match &result {
+            Ok(report) => {
+                span.record("added", report.added.len());
+                span.record("updated", report.updated.len());
+                span.record("removed", report.removed.len());
+                span.record("rejected", report.rejected.len());
+            }
+            Err(error) => {
+                span.record("error", tracing::field::display(error));
+            }
+        }
+        result
+    }
+
     async fn discover(&mut self) -> Result<DiscoveryReport, RegistryError> {
         let dirs = self.args.dirs.clone();
         let builtins: Vec<String> = self.builtin_types.iter().map(|s| (*s).to_owned()).collect();
@@ -247,7 +282,10 @@ impl Actor for PluginRegistryActor {
             builtin_types,
             loaded: HashMap::new(),
         };
-        if let Err(error) = state.discover().await {
+        if let Err(error) = state
+            .discover_traced(&tracing::Span::current(), "start")
+            .await
+        {
             tracing::warn!(message = "Plugin discovery at start-up failed.", %error);
         }
         Ok(state)
@@ -271,8 +309,11 @@ impl Actor for PluginRegistryActor {
         state: &mut RegistryState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            RegistryMsg::Discover(reply) => {
-                let result = state.discover().await.map_err(|e| e.to_string());
+            RegistryMsg::Discover(caller, reply) => {
+                let result = state
+                    .discover_traced(&caller, "request")
+                    .await
+                    .map_err(|e| e.to_string());
                 if result.is_ok() {
                     state
                         .args
@@ -282,7 +323,8 @@ impl Actor for PluginRegistryActor {
                 let _ = reply.send(result);
             }
             RegistryMsg::Rediscover => {
-                if let Err(error) = state.discover().await {
+                let caller = tracing::Span::current();
+                if let Err(error) = state.discover_traced(&caller, "replica").await {
                     tracing::warn!(message = "Plugin discovery after another replica's failed.", %error);
                 }
             }
@@ -332,7 +374,7 @@ impl PluginRegistry {
         match self
             .actor
             .call(
-                RegistryMsg::Discover,
+                |reply| RegistryMsg::Discover(tracing::Span::current(), reply),
                 Some(std::time::Duration::from_secs(60)),
             )
             .await

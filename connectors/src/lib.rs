@@ -21,6 +21,7 @@
 //!   ([`secrets::TenantRef`]), bound to the hosts its owner allows, with a per-tenant TTL cache
 //!   dropped on a provider's 401.
 //! - [`testing`]: [`testing::assert_conformance`], which every connector's tests call.
+//! - [`trace`]: W3C Trace Context (`traceparent`) on every outbound call.
 //! - [`external`]: out-of-process plugins: manifest discovery, the JSON-RPC protocol, and the
 //!   supervisor of each plugin's child process (`docs/plugins.md`).
 //! - One module per provider: [`github_app`], [`gitlab`], [`harbor`], [`oci_registry`],
@@ -48,6 +49,7 @@ pub mod registry;
 pub mod secrets;
 pub mod settings;
 pub mod testing;
+pub mod trace;
 pub mod url_check;
 
 pub use config::ConfigError;

@@ -220,7 +220,7 @@ fn shipped_plugin_and_fixtures_are_valid() {
         BUILTINS,
     );
     assert!(found.rejected.is_empty(), "{:?}", found.rejected);
-    assert_eq!(found.plugins.len(), 9);
+    assert_eq!(found.plugins.len(), 10);
     let jenkins = found.plugin("jenkins").unwrap();
     assert_eq!(jenkins.manifest.provider_type, "jenkins");
     assert_eq!(

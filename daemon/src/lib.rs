@@ -4,7 +4,7 @@
 //! - [`config`]: the TOML configuration and its environment overrides.
 //! - [`auth`]: bearer tokens (API keys, JWTs) into principals with a tenant and scopes.
 //! - [`api`]: the poem-openapi REST API and its problem+json error mapping.
-//! - [`telemetry`] sets up logging.
+//! - [`telemetry`] sets up logging, metrics (`/metrics`, OTLP) and traces.
 //! - [`namespaces`]: the start-up check of stored credential references against the tenants'
 //!   secret namespaces.
 //! - [`state`]: [`AppState`], what every request handler shares.

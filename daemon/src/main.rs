@@ -91,7 +91,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve | Command::Migrate => {}
     }
     let config = Config::load(args.config.as_deref()).context("loading the configuration")?;
-    daemon::telemetry::init(&config.log, &config.telemetry);
+    daemon::telemetry::init(&config);
     match command {
         Command::Migrate => daemon::migrate(&config).await.context("migrating")?,
         _ => {

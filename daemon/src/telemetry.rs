@@ -1,52 +1,124 @@
-//! Logs, metrics and traces.
+//! Logs, metrics and traces, after the OpenTelemetry and Prometheus conventions.
 //!
-//! Logs: text for people, JSON for pipelines, filtered by a `tracing` directive. Metrics: one
-//! process-wide OpenTelemetry meter provider feeds both `/metrics` (Prometheus text) and, when
-//! an endpoint is configured, OTLP. Traces: spans (health checks, plugin calls, catalog
-//! changes, requests) go to OTLP when configured.
+//! - Logs: text for people (coloured only on a terminal), JSON for pipelines, filtered by a
+//!   `tracing` directive that `SIGHUP` can change.
+//! - Metrics: one process-wide OpenTelemetry meter provider feeds both `/metrics`
+//!   (Prometheus text, [`exposition`]) and, when an endpoint is configured, OTLP. Durations
+//!   are histograms in seconds named `…_seconds`, counters end in `_total`, every instrument
+//!   states its unit.
+//! - Traces: spans (requests, health checks, plugin calls and discovery, catalog changes) go
+//!   to OTLP when configured. W3C Trace Context is always on, exporter or not: a request's
+//!   `traceparent` is continued ([`crate::api::observe`]) and outbound calls carry one
+//!   (`connectors::trace`).
+//! - The resource: `service.name` (`stella-integrations`), `service.version`, and
+//!   `service.instance.id`, the cluster replica id when `[cluster]` is on (else a random id
+//!   for the life of the process); on `/metrics` it is the `target_info` series.
+//!
+//! # Layout
+//! - `telemetry.rs`: set-up ([`init`], [`metrics`]), the resource, the log filter.
+//! - `exposition.rs`: the OpenTelemetry metrics as Prometheus text.
 
+pub mod exposition;
+
+use std::io::IsTerminal;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use prometheus::{Encoder, TextEncoder};
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::filter;
+use tracing_subscriber::layer::{Layer as _, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Registry, reload};
 
-use crate::config::{LogConfig, LogFormat, TelemetryConfig};
+pub use self::exposition::Exposition;
+use crate::config::{Config, LogFormat};
 
-/// How often metrics are pushed over OTLP.
+/// The `service.name` of every span and metric.
+pub const SERVICE_NAME: &str = "stella-integrations";
+
+/// How often metrics are pushed over OTLP unless [`METRIC_EXPORT_INTERVAL_ENV`] says.
 const OTLP_METRICS_EVERY: Duration = Duration::from_secs(30);
+
+/// The OpenTelemetry variable for the metrics push interval, in milliseconds.
+pub const METRIC_EXPORT_INTERVAL_ENV: &str = "OTEL_METRIC_EXPORT_INTERVAL";
 
 /// Changes the log filter of the installed subscriber, for [`set_filter`].
 static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
 
-/// Installs the global subscriber (logs, and traces over OTLP when configured). Later calls do
-/// nothing.
-pub fn init(log: &LogConfig, telemetry: &TelemetryConfig) {
+/// This process's `service.instance.id`: the cluster replica id when `[cluster]` is on (the
+/// same name the replica registers under), else a random UUID. Decided by the first call and
+/// kept for the life of the process.
+pub fn instance_id(config: &Config) -> &'static str {
+    static INSTANCE: OnceLock<String> = OnceLock::new();
+    INSTANCE.get_or_init(|| {
+        if config.cluster.enabled {
+            config.cluster.replica_id()
+        } else {
+            uuid::Uuid::new_v4().to_string()
+        }
+    })
+}
+
+/// The OpenTelemetry resource of this process (see the module's documentation). Attributes
+/// from `OTEL_RESOURCE_ATTRIBUTES` are kept unless they name one of the three set here.
+pub fn resource(config: &Config) -> Resource {
+    static RESOURCE: OnceLock<Resource> = OnceLock::new();
+    RESOURCE
+        .get_or_init(|| {
+            Resource::builder()
+                .with_service_name(SERVICE_NAME)
+                .with_attributes([
+                    KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+                    KeyValue::new("service.instance.id", instance_id(config)),
+                ])
+                .build()
+        })
+        .clone()
+}
+
+/// Installs the global subscriber (logs; spans with W3C Trace Context, exported over OTLP
+/// when configured) and the `traceparent` propagator. Later calls do nothing.
+pub fn init(config: &Config) {
+    let (log, telemetry) = (&config.log, &config.telemetry);
     let filter = EnvFilter::try_new(&log.filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
-    let otel = telemetry.otlp_endpoint.as_deref().and_then(|endpoint| {
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    // Spans get trace and span ids whether or not they are exported, so that a request's
+    // `traceparent` reaches the calls it makes; without an exporter they go nowhere.
+    let mut provider = SdkTracerProvider::builder().with_resource(resource(config));
+    if let Some(endpoint) = telemetry.otlp_endpoint.as_deref() {
+        match opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
             .build()
-            .map_err(|error| eprintln!("OTLP trace export disabled: {error}"))
-            .ok()?;
-        let provider = SdkTracerProvider::builder()
-            .with_batch_exporter(exporter)
-            .build();
-        let tracer = provider.tracer("stella-integrations");
-        opentelemetry::global::set_tracer_provider(provider);
-        Some(tracing_opentelemetry::layer().with_tracer(tracer))
-    });
+        {
+            Ok(exporter) => provider = provider.with_batch_exporter(exporter),
+            Err(error) => eprintln!("OTLP trace export disabled: {error}"),
+        }
+    }
+    let provider = provider.build();
+    let tracer = provider.tracer(SERVICE_NAME);
+    opentelemetry::global::set_tracer_provider(provider);
+    // Not ractor's own spans: one `Actor` span lives as long as each actor (a monitor per
+    // integration), which would hold OpenTelemetry data a million times over on a large
+    // fleet and export nothing useful; spans inside an actor take the nearest other span
+    // (or none) as their parent.
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(filter::filter_fn(|meta| {
+            !meta.target().starts_with("ractor")
+        }));
     let registry = tracing_subscriber::registry().with(filter).with(otel);
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colour codes only where a person reads them: not in files, journals or pipes.
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let installed = match log.format {
         LogFormat::Json => registry.with(fmt.json().flatten_event(true)).try_init(),
         LogFormat::Text => registry.with(fmt).try_init(),
@@ -86,22 +158,16 @@ pub fn set_filter(directive: &str) -> Result<(), FilterError> {
     Ok(())
 }
 
-/// The process-wide metrics registry behind `/metrics`. The first call installs the meter
-/// provider (with OTLP export when `telemetry` names an endpoint); the daemon makes it before
-/// any instrument exists.
-pub fn metrics(telemetry: &TelemetryConfig) -> &'static prometheus::Registry {
-    static REGISTRY: OnceLock<prometheus::Registry> = OnceLock::new();
-    REGISTRY.get_or_init(|| {
-        let registry = prometheus::Registry::new();
-        let mut builder = SdkMeterProvider::builder();
-        match opentelemetry_prometheus::exporter()
-            .with_registry(registry.clone())
-            .build()
-        {
-            Ok(exporter) => builder = builder.with_reader(exporter),
-            Err(error) => eprintln!("Prometheus metrics disabled: {error}"),
-        }
-        if let Some(endpoint) = telemetry.otlp_endpoint.as_deref() {
+/// The process-wide metrics behind `/metrics`. The first call installs the meter provider
+/// (with OTLP export when configured); the daemon makes it before any instrument exists.
+pub fn metrics(config: &Config) -> &'static Exposition {
+    static EXPOSITION: OnceLock<Exposition> = OnceLock::new();
+    EXPOSITION.get_or_init(|| {
+        let (reader, exposition) = exposition::reader();
+        let mut builder = SdkMeterProvider::builder()
+            .with_resource(resource(config))
+            .with_reader(reader);
+        if let Some(endpoint) = config.telemetry.otlp_endpoint.as_deref() {
             match opentelemetry_otlp::MetricExporter::builder()
                 .with_http()
                 .with_endpoint(format!("{}/v1/metrics", endpoint.trim_end_matches('/')))
@@ -109,7 +175,7 @@ pub fn metrics(telemetry: &TelemetryConfig) -> &'static prometheus::Registry {
             {
                 Ok(exporter) => {
                     let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(exporter)
-                        .with_interval(OTLP_METRICS_EVERY)
+                        .with_interval(otlp_metrics_every())
                         .build();
                     builder = builder.with_reader(reader);
                 }
@@ -118,8 +184,18 @@ pub fn metrics(telemetry: &TelemetryConfig) -> &'static prometheus::Registry {
         }
         opentelemetry::global::set_meter_provider(builder.build());
         heap_gauge();
-        registry
+        exposition
     })
+}
+
+/// The OTLP metrics push interval: [`METRIC_EXPORT_INTERVAL_ENV`] (milliseconds, at least
+/// 100) or [`OTLP_METRICS_EVERY`].
+fn otlp_metrics_every() -> Duration {
+    std::env::var(METRIC_EXPORT_INTERVAL_ENV)
+        .ok()
+        .and_then(|ms| ms.trim().parse::<u64>().ok())
+        .filter(|&ms| ms >= 100)
+        .map_or(OTLP_METRICS_EVERY, Duration::from_millis)
 }
 
 /// `process_heap_bytes{state}`: the allocator's own account of the heap, read at collection.
@@ -131,8 +207,9 @@ fn heap_gauge() {
     use tikv_jemalloc_ctl::{epoch, stats};
     static GAUGE: OnceLock<opentelemetry::metrics::ObservableGauge<u64>> = OnceLock::new();
     GAUGE.get_or_init(|| {
-        opentelemetry::global::meter("stella-integrations")
+        opentelemetry::global::meter(SERVICE_NAME)
             .u64_observable_gauge("process_heap_bytes")
+            .with_unit("By")
             .with_description("Heap memory by allocator state (jemalloc statistics), in bytes.")
             .with_callback(|observer| {
                 // The statistics are a snapshot, refreshed when the epoch advances.
@@ -154,11 +231,4 @@ fn heap_gauge() {
             })
             .build()
     });
-}
-
-/// The metrics in Prometheus text format.
-pub fn render(registry: &prometheus::Registry) -> String {
-    let mut out = Vec::new();
-    let _ = TextEncoder::new().encode(&registry.gather(), &mut out);
-    String::from_utf8(out).unwrap_or_default()
 }

@@ -199,7 +199,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         env,
     } = check(&config)?;
     // Before any instrument exists: instruments bind to the provider installed first.
-    let metrics = telemetry::metrics(&config.telemetry);
+    let metrics = telemetry::metrics(&config);
     let metrics = api::metrics::endpoint(metrics, metrics_token);
     let sqlite_lock = single_process_lock(&config.database.url)?;
     if config.cluster.enabled && sqlite_lock.is_some() {
@@ -260,7 +260,10 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         Catalog::start(store.clone(), config.catalog.workers, changes.clone()).await?;
     tokio::spawn(namespaces::report(store.clone(), env.secrets.clone()));
     let membership = if config.cluster.enabled {
-        Some(Membership::start(&store, &config.cluster, config.cluster.replica_id()).await?)
+        // The name the telemetry resource carries as `service.instance.id` too.
+        let replica = (config.cluster.replica_id.clone())
+            .unwrap_or_else(|| telemetry::instance_id(&config).to_owned());
+        Some(Membership::start(&store, &config.cluster, replica).await?)
     } else {
         None
     };

@@ -242,6 +242,18 @@ async fn replicas_share_the_fleet_take_over_from_the_dead_and_make_room_for_the_
     .await;
     assert_eq!(owned.values().sum::<u64>(), u64::from(SHARDS));
     assert!(["r1", "r2", "r3"].contains(&leader.as_str()));
+    // Each replica's telemetry carries the name the cluster knows it by.
+    for r in [&r1, &r2, &r3] {
+        let text = client.get(r.url("/metrics")).send().await.unwrap();
+        let text = text.text().await.unwrap();
+        let want = format!("service_instance_id=\"{}\"", r.name);
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("target_info{") && l.contains(&want)),
+            "{want} not in the target_info of {}",
+            r.name
+        );
+    }
 
     // Written through one replica, checked by whichever owns each integration.
     let mut ids = BTreeSet::new();

@@ -274,13 +274,14 @@ async fn metrics_are_exposed_in_prometheus_text() {
     for name in [
         "integration_health_status",
         "integration_health_latency_ms_bucket",
+        "integration_health_latency_seconds_bucket",
         "integration_crud_total",
         "integration_monitors_running",
         "integration_checks_in_flight",
-        "integration_schedule_lag_ms_bucket",
+        "integration_schedule_lag_seconds_bucket",
         "integration_health_writer_batch_size_bucket",
         "integration_health_writer_queued",
-        "integration_health_writer_write_ms_bucket",
+        "integration_health_writer_write_seconds_bucket",
         "integration_health_checks_total{",
     ] {
         assert!(text.contains(name), "{name} missing from /metrics");

@@ -44,6 +44,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct WriteJob<W: Write> {
     actor: String,
+    /// The span of the caller (the API request), which the write's span continues.
+    caller: tracing::Span,
     write: W,
     reply: RpcReplyPort<Result<W::Output, CatalogError>>,
 }
@@ -52,6 +54,7 @@ impl<W: Write> WriteJob<W> {
     /// Applies the write, announces what changed once it is committed, and answers.
     async fn run(self, tenant: &TenantStore, feed: &ChangeFeed) {
         let span = tracing::info_span!(
+            parent: &self.caller,
             "catalog",
             tenant_id = %tenant.tenant(),
             action = self.write.action(),
@@ -182,9 +185,11 @@ impl Catalog {
         wrap: fn(WriteJob<W>) -> CatalogMsg,
     ) -> Result<W::Output, CatalogError> {
         let actor = actor.to_owned();
+        let caller = tracing::Span::current();
         let build = move |reply| {
             wrap(WriteJob {
                 actor,
+                caller,
                 write,
                 reply,
             })

@@ -280,6 +280,7 @@ fn crud_committed(action: &'static str) {
         // Counters get the `_total` suffix in Prometheus text.
         opentelemetry::global::meter("stella-integrations")
             .u64_counter("integration_crud")
+            .with_unit("{change}")
             .with_description("Catalog changes committed, by action.")
             .build()
     })

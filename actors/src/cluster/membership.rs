@@ -289,11 +289,13 @@ fn metrics() -> &'static Metrics {
         Metrics {
             rebalances: meter
                 .u64_counter("integration_cluster_rebalances")
+                .with_unit("{rebalance}")
                 .with_description("Changes of the set of shards this replica owns.")
                 .build(),
             _gauges: [
                 meter
                     .i64_observable_gauge("integration_cluster_replicas")
+                    .with_unit("{replica}")
                     .with_description(
                         "Live replicas of the cluster, as this replica last saw them.",
                     )
@@ -301,6 +303,7 @@ fn metrics() -> &'static Metrics {
                     .build(),
                 meter
                     .i64_observable_gauge("integration_cluster_shards_owned")
+                    .with_unit("{shard}")
                     .with_description("Shards of the fleet this replica owns.")
                     .with_callback(move |obs| obs.observe(o.load(Ordering::Relaxed), &[]))
                     .build(),

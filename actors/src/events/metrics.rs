@@ -24,21 +24,25 @@ fn instruments() -> &'static Instruments {
         Instruments {
             written: meter
                 .u64_counter("integration_events_written")
+                .with_unit("{event}")
                 .with_description("Health events appended to the outbox.")
                 .build(),
             deliveries: meter
                 .u64_counter("integration_event_deliveries")
+                .with_unit("{delivery}")
                 .with_description("Webhook delivery attempts by result (delivered, failed, dead).")
                 .build(),
             delay: meter
-                .f64_histogram("integration_event_delivery_delay_ms")
-                .with_description("Time from an event to its successful delivery, in milliseconds.")
+                .f64_histogram("integration_event_delivery_delay_seconds")
+                .with_unit("s")
+                .with_description("Time from an event to its successful delivery, in seconds.")
                 .with_boundaries(vec![
-                    5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0, 30000.0, 300000.0,
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0,
                 ])
                 .build(),
             published: meter
                 .u64_counter("integration_events_published")
+                .with_unit("{event}")
                 .with_description("Events handed on by a relay, by channel (webhooks, nats).")
                 .build(),
             incidents_open: meter
@@ -72,8 +76,9 @@ pub fn delivery(result: &'static str) {
         .add(1, &[KeyValue::new("result", result)]);
 }
 
-pub fn delivery_delay_ms(ms: f64) {
-    instruments().delay.record(ms, &[]);
+/// An event was delivered `seconds` after it happened.
+pub fn delivery_delay(seconds: f64) {
+    instruments().delay.record(seconds, &[]);
 }
 
 /// A relay handed on `n` events on `channel`.

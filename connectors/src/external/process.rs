@@ -330,8 +330,21 @@ impl Process {
     /// # Errors
     /// [`CallError::Plugin`] for a JSON-RPC error answer; [`CallError::Failed`] when the
     /// process is dead, dies before answering, or the request is larger than the limit.
-    pub(crate) async fn request(&self, method: &str, params: Value) -> Result<Value, CallError> {
+    pub(crate) async fn request(
+        &self,
+        method: &str,
+        mut params: Value,
+    ) -> Result<Value, CallError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        // The caller's trace goes along, for a plugin to continue on its own calls.
+        if let (Value::Object(fields), Some(traceparent)) =
+            (&mut params, crate::trace::traceparent())
+        {
+            fields.insert(
+                crate::trace::TRACEPARENT.to_owned(),
+                Value::String(traceparent),
+            );
+        }
         let mut line = serde_json::to_vec(&json!({
             "jsonrpc": "2.0",
             "id": id,

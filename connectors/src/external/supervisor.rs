@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{Mutex, Semaphore};
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use super::discovery::DiscoveredPlugin;
 use super::process::{Process, RecentSecrets};
@@ -247,12 +248,41 @@ impl Supervisor {
     ///
     /// # Errors
     /// [`CallError`]; never panics on anything the plugin does.
+    /// Each call has a span, `plugin_call`, at the level of its caller's: INFO under a traced
+    /// caller (an API request, an on-demand check), DEBUG under a scheduled check (whose own
+    /// span is DEBUG), so that a large fleet's routine is traced only when asked for.
     pub async fn call(self: &Arc<Self>, method: &str, params: Value) -> Result<Value, CallError> {
         let this = self.clone();
+        let span = if tracing::Span::current().is_disabled() {
+            tracing::debug_span!(
+                "plugin_call",
+                plugin = %self.id,
+                rpc.system = "jsonrpc",
+                rpc.method = method,
+                outcome = tracing::field::Empty,
+            )
+        } else {
+            tracing::info_span!(
+                "plugin_call",
+                plugin = %self.id,
+                rpc.system = "jsonrpc",
+                rpc.method = method,
+                outcome = tracing::field::Empty,
+            )
+        };
         let method = method.to_owned();
-        tokio::spawn(async move { this.call_here(&method, params).await })
-            .await
-            .unwrap_or_else(|e| Err(CallError::Failed(format!("the call task failed: {e}"))))
+        let traced = span.clone();
+        let result =
+            tokio::spawn(async move { this.call_here(&method, params).await }.instrument(span))
+                .await
+                .unwrap_or_else(|e| Err(CallError::Failed(format!("the call task failed: {e}"))));
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(CallError::Plugin { .. }) => "plugin_error",
+            Err(_) => "failed",
+        };
+        traced.record("outcome", outcome);
+        result
     }
 
     async fn call_here(&self, method: &str, params: Value) -> Result<Value, CallError> {

@@ -255,8 +255,8 @@ impl Outbound {
         Ok(client.request(method, url))
     }
 
-    /// Checks the target, waits for the host's rate limit, sends, and turns a rate-limit
-    /// answer into [`Error::RateLimited`] (pausing the host). Other statuses are returned for
+    /// Checks the target, waits for the host's rate limit, sends (with the current trace's
+    /// `traceparent`), and turns a rate-limit answer into [`Error::RateLimited`] (pausing the host). Other statuses are returned for
     /// the connector to judge.
     ///
     /// # Errors
@@ -264,7 +264,8 @@ impl Outbound {
     /// [`Error::Network`].
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<Response, Error> {
         let (client, request) = request.build_split();
-        let request = request.map_err(Error::from)?;
+        let mut request = request.map_err(Error::from)?;
+        crate::trace::inject(request.headers_mut());
         let url = request.url().clone();
         let key = host_key(&url);
         self.inner.guard.check_target(&url)?;

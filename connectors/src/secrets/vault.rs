@@ -179,6 +179,7 @@ impl VaultClient {
             request = request.header(NAMESPACE_HEADER, ns);
         }
         let response = request
+            .headers(crate::trace::headers())
             .send()
             .await
             .map_err(|e| Self::unreachable(label, &e))?;
@@ -229,6 +230,7 @@ impl VaultClient {
             request = request.header(NAMESPACE_HEADER, ns);
         }
         let response = request
+            .headers(crate::trace::headers())
             .send()
             .await
             .map_err(|e| Self::unreachable(&name, &e))?;

@@ -67,10 +67,10 @@ impl MetricsToken {
 
 /// The `/metrics` endpoint (GET), behind `token` when there is one.
 pub fn endpoint(
-    registry: &'static prometheus::Registry,
+    exposition: &'static crate::telemetry::Exposition,
     token: Option<MetricsToken>,
 ) -> RouteMethod {
-    RouteMethod::new().get(Metrics { registry, token })
+    RouteMethod::new().get(Metrics { exposition, token })
 }
 
 /// Everything served by the listener of its own (`metrics_listen`): `/metrics` and nothing
@@ -78,12 +78,12 @@ pub fn endpoint(
 pub fn routes(endpoint: RouteMethod) -> impl Endpoint {
     Route::new()
         .at("/metrics", endpoint)
-        .with(poem::middleware::Tracing)
+        .around(super::observe::request)
         .catch_all_error(error::catch_all)
 }
 
 struct Metrics {
-    registry: &'static prometheus::Registry,
+    exposition: &'static crate::telemetry::Exposition,
     token: Option<MetricsToken>,
 }
 
@@ -104,7 +104,7 @@ impl Endpoint for Metrics {
         }
         Ok(Response::builder()
             .content_type("text/plain; version=0.0.4; charset=utf-8")
-            .body(crate::telemetry::render(self.registry)))
+            .body(self.exposition.render()))
     }
 }
 

@@ -9,6 +9,8 @@
 //!   `If-Match`.
 //! - [`edge`]: checks every request passes before routing (body size, NUL characters).
 //! - [`metrics`]: `/metrics`, on the main listener or one of its own, optionally behind a token.
+//! - [`observe`]: every request's span (continuing a `traceparent`), log line and duration
+//!   metric by route template.
 //! - [`renamed`]: operations still served under an earlier, deprecated name.
 
 pub mod audit;
@@ -21,6 +23,7 @@ pub mod integrations;
 pub mod keys;
 pub mod maintenance;
 pub mod metrics;
+pub mod observe;
 pub mod plugins;
 pub mod precondition;
 pub mod renamed;
@@ -122,6 +125,6 @@ pub fn routes(
         .data(state)
         .around(renamed::alias)
         .around(move |ep, req| edge::guard(ep, req, body_limit))
-        .with(poem::middleware::Tracing)
+        .around(observe::request)
         .catch_all_error(error::catch_all)
 }

@@ -5,7 +5,7 @@
 //!   its end (the last checks of the hour have landed), oldest first, one statement per hour.
 //! - **Retention** creates the partitions of the coming days, drops raw results older than
 //!   the retention whether or not their hour was summarised (a gap is logged and counted in
-//!   `integration_health_unsummarised_hours`), rolls hourly summaries up into daily ones, and
+//!   `integration_health_unsummarised_seconds_total`), rolls hourly summaries up into daily ones, and
 //!   prunes daily summaries. So storage stays bounded when the summariser falls behind or
 //!   stops.
 //! - [`changes`]: `raw_history = "changes"`, the monitors' filter that stores state changes
@@ -120,8 +120,8 @@ pub async fn summarise(
         let started = std::time::Instant::now();
         let summaries = system.summarize_hour(hour).await?;
         metrics()
-            .summary_ms
-            .record(started.elapsed().as_secs_f64() * 1000.0, &[]);
+            .summary
+            .record(started.elapsed().as_secs_f64(), &[]);
         tracing::debug!(
             message = "Health results summarised.",
             hour = %hour,
@@ -190,7 +190,7 @@ pub async fn retain(
         let hours = unsummarised(from, to, done);
         if hours > 0 {
             report.unsummarised_hours += hours;
-            metrics().unsummarised.add(hours as u64, &[]);
+            metrics().unsummarised.add(hours as u64 * 3600, &[]);
             tracing::warn!(
                 message = "Raw health results were dropped before they were summarised.",
                 from = %start_of_hour(from).max(done.unwrap_or(from)),
@@ -261,7 +261,7 @@ pub async fn retain(
 
 struct Instruments {
     unsummarised: Counter<u64>,
-    summary_ms: Histogram<f64>,
+    summary: Histogram<f64>,
 }
 
 fn metrics() -> &'static Instruments {
@@ -270,17 +270,18 @@ fn metrics() -> &'static Instruments {
         let meter = opentelemetry::global::meter("stella-integrations");
         Instruments {
             unsummarised: meter
-                .u64_counter("integration_health_unsummarised_hours")
+                // Counted in seconds (whole hours, 3600 each), the base unit Prometheus asks for.
+                .u64_counter("integration_health_unsummarised_seconds")
+                .with_unit("s")
                 .with_description(
-                    "Hours of raw health results dropped by retention before they were summarised.",
+                    "Raw health results dropped by retention before they were summarised, in seconds of results (whole hours).",
                 )
                 .build(),
-            summary_ms: meter
-                .f64_histogram("integration_health_summary_ms")
-                .with_description("Time to summarise one hour of health results, in milliseconds.")
-                .with_boundaries(vec![
-                    10.0, 100.0, 1000.0, 5000.0, 15000.0, 30000.0, 60000.0, 120000.0,
-                ])
+            summary: meter
+                .f64_histogram("integration_health_summary_seconds")
+                .with_unit("s")
+                .with_description("Time to summarise one hour of health results, in seconds.")
+                .with_boundaries(vec![0.01, 0.1, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0])
                 .build(),
         }
     })

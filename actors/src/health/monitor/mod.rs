@@ -179,9 +179,7 @@ impl Actor for IntegrationMonitor {
                     return Ok(());
                 }
                 if let Some((due, _)) = state.due.take() {
-                    metrics::schedule_lag(
-                        Instant::now().saturating_duration_since(due).as_secs_f64() * 1000.0,
-                    );
+                    metrics::schedule_lag(Instant::now().saturating_duration_since(due));
                 }
                 state.in_flight = true;
                 state.start_check(&myself, true, None);

@@ -99,11 +99,7 @@ impl MonitorState {
         } else {
             report.health.as_str()
         };
-        metrics::check_done(
-            &self.spec.provider_type,
-            recorded_status,
-            done.latency.as_secs_f64() * 1000.0,
-        );
+        metrics::check_done(&self.spec.provider_type, recorded_status, done.latency);
         let credential = report.credential_expires_at.map(|expires_at| {
             Box::new(CredentialNotice {
                 integration_id: self.spec.id,

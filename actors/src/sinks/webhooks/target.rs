@@ -187,6 +187,7 @@ pub async fn post(
         .header(signature::IDEMPOTENCY_KEY_HEADER, &id)
         .header(signature::TIMESTAMP_HEADER, timestamp.to_string())
         .header(signature::SIGNATURE_HEADER, signature)
+        .headers(connectors::trace::headers())
         .body(body)
         .send()
         .await

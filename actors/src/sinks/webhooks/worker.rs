@@ -12,6 +12,7 @@ use connectors::secrets::TenantRef;
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
 use tokio::task::{Id, JoinSet};
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::target::{self, Answer, SendError};
@@ -282,6 +283,14 @@ impl Attempt {
                 at,
             };
         };
+        // The delivery's span: its trace goes to the receiver as `traceparent`.
+        let span = tracing::info_span!(
+            "webhook_delivery",
+            tenant_id = %head.tenant_id,
+            subscription_id = %head.subscription_id,
+            event_id = %head.event_id,
+            attempt = head.attempts + 1,
+        );
         let result = sign_and_post(
             &self.env,
             self.timeout,
@@ -291,13 +300,14 @@ impl Attempt {
             head.event_id,
             &event.payload,
         )
+        .instrument(span)
         .await;
         let at = Utc::now();
         match result {
             Ok(Answer::Accepted(code)) => {
                 metrics::delivery("delivered");
                 let delay = (at - event.time).num_microseconds().unwrap_or(i64::MAX);
-                metrics::delivery_delay_ms(delay as f64 / 1000.0);
+                metrics::delivery_delay(delay as f64 / 1_000_000.0);
                 Outcome::Delivered {
                     id: head.id,
                     status_code: code,
