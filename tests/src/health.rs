@@ -468,7 +468,10 @@ async fn expiry_and_quota_are_structured_fields_of_the_last_check() {
         !h["lastCheck"].is_null()
     })
     .await;
-    assert_eq!(health["lastCheck"]["expiresAt"], "2030-01-02T03:04:05+00:00");
+    assert_eq!(
+        health["lastCheck"]["expiresAt"],
+        "2030-01-02T03:04:05+00:00"
+    );
     assert_eq!(health["lastCheck"]["quotaRemaining"], 12);
     // an integration that tells nothing has the fields, null
     let plain = create(&ctx, "memory-plain", json!({})).await;
