@@ -22,6 +22,10 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub deleted_at: Option<DateTimeUtc>,
+    /// Batched delivery: at most this many events per POST; null for one event per POST.
+    pub batch_max_events: Option<i32>,
+    /// Batched delivery: how long the oldest due event may wait for a batch to fill.
+    pub batch_max_delay_ms: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -23,6 +23,7 @@ mod m20261128_000009_create_events;
 mod m20261206_000010_rename_alert_to_webhook;
 mod m20261206_000011_partition_health_history;
 mod m20261206_000012_create_cluster;
+mod m20261206_000014_webhook_batching;
 pub mod rls;
 
 pub struct Migrator;
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000010_rename_alert_to_webhook::Migration),
             Box::new(m20261206_000011_partition_health_history::Migration),
             Box::new(m20261206_000012_create_cluster::Migration),
+            Box::new(m20261206_000014_webhook_batching::Migration),
         ]
     }
 }

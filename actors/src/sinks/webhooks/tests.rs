@@ -90,6 +90,7 @@ impl Fixture {
                     integration_ids: vec![],
                     secret_auth_ref_uri: "authref://file/tenants/ta/hook".into(),
                     enabled: true,
+                    batch: None,
                 },
             )
             .await

@@ -1,6 +1,6 @@
 //! Bodies of `/api/v1/webhook-subscriptions`: webhook subscriptions and their deliveries.
 
-use actors::store::webhooks::{Delivery, DeliveryStatus, Subscription};
+use actors::store::webhooks::{Batching, Delivery, DeliveryStatus, Subscription};
 use chrono::{DateTime, Utc};
 use poem_openapi::{Enum, Object};
 use uuid::Uuid;
@@ -27,10 +27,36 @@ pub struct WebhookSubscription {
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Batched delivery; null for one event per POST.
+    #[oai(nullable)]
+    pub batch: Option<WebhookBatch>,
+}
+
+/// Batched delivery: the due events go out as `application/cloudevents-batch+json` (a JSON
+/// array of structured CloudEvents, in order per integration), one POST and one signature
+/// per batch, when `maxEvents` are due or the oldest has waited `maxDelayMs`. A batch that
+/// is not answered 2xx is retried as a whole.
+#[derive(Debug, Clone, Copy, Object)]
+#[oai(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookBatch {
+    /// Most events per POST, 1 to 1000.
+    pub max_events: u32,
+    /// Longest the oldest due event waits for a batch to fill, 0 to 60000 ms.
+    pub max_delay_ms: u32,
+}
+
+impl From<Batching> for WebhookBatch {
+    fn from(b: Batching) -> Self {
+        Self {
+            max_events: b.max_events,
+            max_delay_ms: b.max_delay_ms,
+        }
+    }
 }
 
 impl From<Subscription> for WebhookSubscription {
     fn from(m: Subscription) -> Self {
+        let batch = Batching::of(&m).map(Into::into);
         Self {
             id: m.id,
             name: m.name,
@@ -42,6 +68,7 @@ impl From<Subscription> for WebhookSubscription {
             version: m.version,
             created_at: m.created_at,
             updated_at: m.updated_at,
+            batch,
         }
     }
 }
@@ -66,6 +93,8 @@ pub struct WebhookSubscriptionInput {
     pub secret_auth_ref_uri: String,
     /// Default true.
     pub enabled: Option<bool>,
+    /// Batched delivery; absent or null for one event per POST.
+    pub batch: Option<WebhookBatch>,
 }
 
 /// A page of subscriptions, oldest first.
