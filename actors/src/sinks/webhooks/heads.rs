@@ -460,16 +460,9 @@ impl Heads {
             });
         };
         let max = batch.max_events.max(1) as usize;
-        let mut due_rows = 0;
-        for (at, _, okey) in &sub.ready {
-            if *at > now || due_rows >= max {
-                break;
-            }
-            due_rows += self.keys.get(&(sub_id, *okey)).map_or(0, |k| k.rows.len());
-        }
         let oldest = sub.ready.first()?.0;
         let waited = now - oldest >= chrono::Duration::milliseconds(i64::from(batch.max_delay_ms));
-        if due_rows < max && !waited {
+        if !waited && !batch_ready(&self.keys, sub_id, &sub.ready, now, max) {
             return None;
         }
         let mut rows = Vec::new();
@@ -500,14 +493,7 @@ impl Heads {
                 let at = match s.target.as_ref().and_then(|t| t.batch) {
                     None => front.0,
                     Some(b) => {
-                        let full = s
-                            .ready
-                            .iter()
-                            .take_while(|f| f.0 <= now)
-                            .map(|f| self.keys.get(&(*id, f.2)).map_or(0, |k| k.rows.len()))
-                            .sum::<usize>()
-                            >= b.max_events as usize;
-                        if full {
+                        if batch_ready(&self.keys, *id, &s.ready, now, b.max_events as usize) {
                             front.0
                         } else {
                             front.0 + chrono::Duration::milliseconds(i64::from(b.max_delay_ms))
@@ -616,6 +602,32 @@ impl Heads {
             })
             .collect()
     }
+}
+
+/// Whether a batched subscription's due rows make a batch now, without waiting for its
+/// delay: `max` of them are due, or a due key holds fewer rows than it has (waiting adds
+/// nothing to it: its next rows are read once it has sent these).
+fn batch_ready(
+    keys: &HashMap<Key, KeyRows>,
+    sub_id: Uuid,
+    ready: &BTreeSet<(DateTime<Utc>, i64, Uuid)>,
+    now: DateTime<Utc>,
+    max: usize,
+) -> bool {
+    let mut due_rows = 0;
+    for (at, _, okey) in ready {
+        if *at > now {
+            break;
+        }
+        let Some(k) = keys.get(&(sub_id, *okey)) else {
+            continue;
+        };
+        due_rows += k.rows.len();
+        if due_rows >= max || !k.complete {
+            return true;
+        }
+    }
+    false
 }
 
 #[cfg(test)]

@@ -317,3 +317,32 @@ async fn a_batched_subscription_sends_up_to_its_size_or_after_its_delay_in_key_o
     assert_eq!(seqs(&retried), [vec![t[0], t[1], t[4]]]);
     assert!(retried[0].rows.iter().all(|r| r.attempts == 1));
 }
+
+#[tokio::test]
+async fn after_a_restart_a_batched_subscription_sends_what_it_holds_without_waiting() {
+    let store = testing::store().await;
+    subscribe(
+        &store,
+        Some(Batching {
+            max_events: 10,
+            max_delay_ms: 60_000,
+        }),
+    )
+    .await;
+    let (x, y) = (Uuid::now_v7(), Uuid::now_v7());
+    // Queued before the worker starts: it reads each key's head only.
+    let s = emit(&store, &[x, x, y, y]).await;
+    let mut heads = Heads::new(Limits::default());
+    let first = next(&store, &mut heads).await;
+    assert_eq!(
+        seqs(&first),
+        [vec![s[0], s[2]]],
+        "the heads go at once: waiting would add nothing to them"
+    );
+    deliver(&store, &mut heads, &first[0]).await;
+    // Their next rows are read; now every row is in memory and the batch waits to fill.
+    let now = Utc::now();
+    assert!(next(&store, &mut heads).await.is_empty());
+    let (rest, _) = heads.take(now + ChronoDuration::seconds(61), 10, 8);
+    assert_eq!(seqs(&rest), [vec![s[1], s[3]]]);
+}
