@@ -25,6 +25,10 @@ pub struct Model {
     /// `suppress` (default) or `deliver`: whether the status events of an open incident's
     /// members are delivered one by one.
     pub incident_members: String,
+    /// Batched delivery: at most this many events per POST; null for one event per POST.
+    pub batch_max_events: Option<i32>,
+    /// Batched delivery: how long the oldest due event may wait for a batch to fill.
+    pub batch_max_delay_ms: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -24,6 +24,7 @@ mod m20261206_000010_rename_alert_to_webhook;
 mod m20261206_000011_partition_health_history;
 mod m20261206_000012_create_cluster;
 mod m20261206_000013_create_incidents;
+mod m20261206_000014_webhook_batching;
 mod m20261206_000015_manage_api_keys;
 pub mod rls;
 
@@ -46,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000011_partition_health_history::Migration),
             Box::new(m20261206_000012_create_cluster::Migration),
             Box::new(m20261206_000013_create_incidents::Migration),
+            Box::new(m20261206_000014_webhook_batching::Migration),
             Box::new(m20261206_000015_manage_api_keys::Migration),
         ]
     }

@@ -407,6 +407,18 @@ async fn tenants_receive_their_events_from_jetstream_and_restarts_lose_none() {
         );
     }
     assert!(stored.iter().all(|id| tenant_of.contains_key(id)));
+    // Published in windows of two batches, acknowledged in order: the stream holds the
+    // events in outbox order.
+    let published: Vec<String> = events
+        .iter()
+        .filter(|e| e.seq <= published_up_to)
+        .map(|e| e.id.to_string())
+        .collect();
+    assert_eq!(
+        &stored[..published.len().min(stored.len())],
+        published.as_slice(),
+        "the stream is not in outbox order"
+    );
 
     js.delete_stream(&names.stream)
         .await

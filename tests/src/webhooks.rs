@@ -34,6 +34,7 @@ struct Received {
     signature: String,
     idempotency_key: String,
     content_type: String,
+    batch_size: String,
     body: Vec<u8>,
     answered: u16,
 }
@@ -68,6 +69,7 @@ async fn hook(req: &Request, body: Vec<u8>, state: Data<&Arc<ReceiverState>>) ->
         signature: header(signature::SIGNATURE_HEADER),
         idempotency_key: header(signature::IDEMPOTENCY_KEY_HEADER),
         content_type: header("content-type"),
+        batch_size: header(signature::BATCH_SIZE_HEADER),
         body,
         answered,
     });
@@ -742,5 +744,103 @@ async fn deliveries_dead_letter_after_the_configured_time_and_can_be_retried() {
             .iter()
             .any(|e| e["action"] == "webhook_subscription.delivery_retry")
     );
+    ctx.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_batched_subscription_gets_signed_batches_in_order_per_integration() {
+    let secrets = tempfile::tempdir().unwrap();
+    let ctx = daemon(&secrets, 3600).await;
+    let receiver = Receiver::start(200).await;
+    // Out of range: 422 naming the field.
+    for (batch, field) in [
+        (json!({"maxEvents": 0, "maxDelayMs": 10}), "batch.maxEvents"),
+        (
+            json!({"maxEvents": 1001, "maxDelayMs": 10}),
+            "batch.maxEvents",
+        ),
+        (
+            json!({"maxEvents": 5, "maxDelayMs": 60001}),
+            "batch.maxDelayMs",
+        ),
+    ] {
+        let body = json!({"name": "batched", "targetUrl": receiver.url("/batch"),
+            "secretAuthRefUri": format!("authref://file/tenants/{TENANT_A}/hook-a"),
+            "batch": batch});
+        let problem = ctx
+            .post("/api/v1/webhook-subscriptions", WRITER_A, &body)
+            .await
+            .ok(422)
+            .clone();
+        assert!(problem.to_string().contains(field), "{problem}");
+    }
+    // Five events per POST: the delay is long enough that only full batches go.
+    let body = json!({"name": "batched", "targetUrl": receiver.url("/batch"),
+        "secretAuthRefUri": format!("authref://file/tenants/{TENANT_A}/hook-a"),
+        "batch": {"maxEvents": 5, "maxDelayMs": 60000}});
+    let created = ctx
+        .post("/api/v1/webhook-subscriptions", WRITER_A, &body)
+        .await
+        .ok(201)
+        .clone();
+    assert_eq!(
+        created["batch"],
+        json!({"maxEvents": 5, "maxDelayMs": 60000})
+    );
+    let sub = created["id"].as_str().unwrap().to_owned();
+    let read = ctx
+        .get(&format!("/api/v1/webhook-subscriptions/{sub}"), READER_A)
+        .await
+        .ok(200)
+        .clone();
+    assert_eq!(read["batch"]["maxEvents"], 5);
+    let a1 = flapping(&ctx, WRITER_A, "a1").await;
+    let a2 = flapping(&ctx, WRITER_A, "a2").await;
+    let a3 = flapping(&ctx, WRITER_A, "a3").await;
+
+    let posts = eventually(60, "three batches", async || {
+        let got = receiver.got("/batch");
+        (got.len() >= 3).then_some(got)
+    })
+    .await;
+    for id in [&a1, &a2, &a3] {
+        pause(&ctx, WRITER_A, id).await;
+    }
+    let outbox = outbox(&ctx).await;
+    let seq_of: HashMap<String, (i64, Option<Uuid>)> = outbox
+        .iter()
+        .map(|e| (e.id.to_string(), (e.seq, e.integration)))
+        .collect();
+    let mut last_seq: HashMap<Option<Uuid>, i64> = HashMap::new();
+    let mut seen = std::collections::HashSet::new();
+    for post in &posts {
+        assert_eq!(post.content_type, signature::BATCH_CONTENT_TYPE);
+        assert!(
+            signature::verify(
+                SECRET_A.as_bytes(),
+                post.timestamp,
+                &post.body,
+                &post.signature
+            ),
+            "one signature over the whole body: {post:?}"
+        );
+        assert!(post.idempotency_key.is_empty() && post.event_id.is_empty());
+        let events = post.json();
+        let events = events.as_array().expect("a JSON array");
+        assert_eq!(events.len(), 5, "one POST with five events");
+        assert_eq!(post.batch_size, "5");
+        for event in events {
+            assert_eq!(event["specversion"], "1.0");
+            assert_eq!(event["tenant"], TENANT_A);
+            let id = event["id"].as_str().unwrap().to_owned();
+            let (seq, integration) = seq_of[&id];
+            let last = last_seq.entry(integration).or_insert(seq);
+            assert!(seq >= *last, "out of order for {integration:?}");
+            *last = seq;
+            assert!(seen.insert(id), "an accepted event sent twice");
+        }
+    }
+    let rows = deliveries(&ctx, READER_A, &sub, "&status=delivered").await;
+    assert!(rows.len() >= 15, "{}", rows.len());
     ctx.cleanup().await;
 }

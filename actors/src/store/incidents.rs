@@ -305,6 +305,7 @@ mod tests {
             secret_auth_ref_uri: "authref://env/HOOK_SECRET".into(),
             enabled: true,
             incident_members: members,
+            batch: None,
         }
     }
 

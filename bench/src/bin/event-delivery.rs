@@ -11,8 +11,11 @@
 //! 2. backlog: `BACKLOG` events appended while delivery is stopped, then delivery started;
 //!    prints how fast the backlog drains (events/s).
 //!
-//! Usage: `event-delivery DATABASE_URL INTEGRATIONS RATE SECONDS BACKLOG`
-//! (an empty database; it is migrated here). Webhook settings are the defaults.
+//! Usage: `event-delivery DATABASE_URL INTEGRATIONS RATE SECONDS BACKLOG [MAX_EVENTS
+//! [MAX_DELAY_MS]]` (an empty database; it is migrated here). `SECONDS` 0 skips the steady
+//! phase, `BACKLOG` 0 the backlog. With `MAX_EVENTS`, every subscription is batched
+//! (`batch: {maxEvents, maxDelayMs}`, 100 ms by default). Webhook settings are the defaults.
+//! `bench/delivery.py` runs it at increasing rates.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,7 +24,7 @@ use std::time::{Duration, Instant};
 use actors::events::hub::EventHub;
 use actors::events::{EventKind, NewEvent};
 use actors::sinks::webhooks::{WebhookSettings, Webhooks};
-use actors::store::webhooks::SubscriptionFields;
+use actors::store::webhooks::{Batching, SubscriptionFields};
 use actors::{Store, TenantId};
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
@@ -46,14 +49,24 @@ struct Receiver {
 #[handler]
 async fn hook(body: Vec<u8>, receiver: Data<&Arc<Receiver>>) -> poem::http::StatusCode {
     let now = Utc::now();
-    receiver.received.fetch_add(1, Ordering::Relaxed);
-    let time = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v["time"].as_str().map(str::to_owned))
-        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok());
-    if let Some(time) = time {
-        let ms = (now - time.to_utc()).num_microseconds().unwrap_or(0) as f64 / 1000.0;
-        receiver.delays.lock().unwrap().push((Instant::now(), ms));
+    let arrived = Instant::now();
+    let events = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(serde_json::Value::Array(batch)) => batch,
+        Ok(event) => vec![event],
+        Err(_) => Vec::new(),
+    };
+    receiver
+        .received
+        .fetch_add(events.len() as u64, Ordering::Relaxed);
+    let mut delays = receiver.delays.lock().unwrap();
+    for event in events {
+        let time = event["time"]
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+        if let Some(time) = time {
+            let ms = (now - time.to_utc()).num_microseconds().unwrap_or(0) as f64 / 1000.0;
+            delays.push((arrived, ms));
+        }
     }
     poem::http::StatusCode::NO_CONTENT
 }
@@ -101,8 +114,23 @@ async fn main() -> anyhow::Result<()> {
         .install_default()
         .ok();
     let args: Vec<String> = std::env::args().collect();
-    let [_, url, integrations, rate, seconds, backlog] = args.as_slice() else {
-        bail!("usage: event-delivery DATABASE_URL INTEGRATIONS RATE SECONDS BACKLOG");
+    let (url, integrations, rate, seconds, backlog, batch) = match args.as_slice() {
+        [_, url, integrations, rate, seconds, backlog, rest @ ..] if rest.len() <= 2 => {
+            let batch = match rest {
+                [] => None,
+                [events, delay @ ..] => Some(Batching {
+                    max_events: events.parse().context("MAX_EVENTS")?,
+                    max_delay_ms: delay
+                        .first()
+                        .map_or(Ok(100), |d| d.parse())
+                        .context("MAX_DELAY_MS")?,
+                }),
+            };
+            (url, integrations, rate, seconds, backlog, batch)
+        }
+        _ => bail!(
+            "usage: event-delivery DATABASE_URL INTEGRATIONS RATE SECONDS BACKLOG [MAX_EVENTS [MAX_DELAY_MS]]"
+        ),
     };
     let integrations: usize = integrations.parse().context("INTEGRATIONS")?;
     let rate: u64 = rate.parse().context("RATE")?;
@@ -157,6 +185,7 @@ async fn main() -> anyhow::Result<()> {
                     secret_auth_ref_uri: format!("authref://file/tenants/{tenant}/hook"),
                     enabled: true,
                     incident_members: Default::default(),
+                    batch,
                 },
             )
             .await?;
@@ -174,7 +203,34 @@ async fn main() -> anyhow::Result<()> {
     };
 
     // Phase 1: steady rate, delay from event time to arrival.
-    let webhooks = Webhooks::start(&sinks, &settings)?.context("enabled")?;
+    if seconds > 0 {
+        steady(
+            &mut bench,
+            &sinks,
+            &settings,
+            &receiver,
+            rate,
+            seconds,
+            integrations,
+        )
+        .await?;
+    }
+    if backlog > 0 {
+        drain(&mut bench, &sinks, &settings, &receiver, backlog).await?;
+    }
+    Ok(())
+}
+
+async fn steady(
+    bench: &mut Bench,
+    sinks: &actors::sinks::Context,
+    settings: &WebhookSettings,
+    receiver: &Receiver,
+    rate: u64,
+    seconds: u64,
+    integrations: usize,
+) -> anyhow::Result<()> {
+    let webhooks = Webhooks::start(sinks, settings)?.context("enabled")?;
     let tick = Duration::from_millis(50);
     let per_tick = (rate as f64 * tick.as_secs_f64()).max(1.0);
     let started = Instant::now();
@@ -216,8 +272,17 @@ async fn main() -> anyhow::Result<()> {
         delays.last().copied().unwrap_or(f64::NAN),
     );
     webhooks.stop().await;
+    Ok(())
+}
 
-    // Phase 2: a backlog appended while delivery is stopped, then drained.
+/// Phase 2: a backlog appended while delivery is stopped, then drained.
+async fn drain(
+    bench: &mut Bench,
+    sinks: &actors::sinks::Context,
+    settings: &WebhookSettings,
+    receiver: &Receiver,
+    backlog: usize,
+) -> anyhow::Result<()> {
     let before = receiver.received.load(Ordering::Relaxed);
     let mut left = backlog;
     while left > 0 {
@@ -226,7 +291,7 @@ async fn main() -> anyhow::Result<()> {
         left -= n;
     }
     let started = Instant::now();
-    let webhooks = Webhooks::start(&sinks, &settings)?.context("enabled")?;
+    let webhooks = Webhooks::start(sinks, settings)?.context("enabled")?;
     let deadline = started + Duration::from_secs(600);
     while receiver.received.load(Ordering::Relaxed) < before + backlog as u64
         && Instant::now() < deadline

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use actors::events::TypeFilter;
 use actors::sinks::webhooks::{self, target};
-use actors::store::webhooks::{DeliveryQuery, SubscriptionFields, SubscriptionQuery};
+use actors::store::webhooks::{Batching, DeliveryQuery, SubscriptionFields, SubscriptionQuery};
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -29,6 +29,10 @@ use crate::auth::Scope;
 pub const MAX_EVENT_TYPES: usize = 32;
 /// Most entries in `integrationIds`.
 pub const MAX_INTEGRATION_IDS: usize = 100;
+/// Most events in one batched POST.
+pub const MAX_BATCH_EVENTS: u32 = 1_000;
+/// Longest `batch.maxDelayMs`.
+pub const MAX_BATCH_DELAY_MS: u32 = 60_000;
 
 #[derive(ApiResponse)]
 pub enum SubscriptionCreated {
@@ -134,7 +138,8 @@ impl WebhooksApi {
     /// Create a webhook subscription
     ///
     /// Health events of the tenant committed from now on that match the filters are POSTed
-    /// to `targetUrl` as `application/cloudevents+json`, signed with the secret behind
+    /// to `targetUrl` as `application/cloudevents+json` (or, with `batch`, as
+    /// `application/cloudevents-batch+json`, several events per POST), signed with the secret behind
     /// `secretAuthRefUri` (`X-Stella-Signature-256: sha256=<hex HMAC-SHA256(secret,
     /// "{X-Stella-Timestamp}.{body}")>`), in order per integration, at least once (the event
     /// id is the `Idempotency-Key`). The target is resolved now and refused when the SSRF
@@ -406,6 +411,25 @@ async fn fields(
     )?
     .map(|r| r.to_string())
     .unwrap_or_default();
+    let batch = match body.batch {
+        None => None,
+        Some(b) if !(1..=MAX_BATCH_EVENTS).contains(&b.max_events) => {
+            return Err(ApiError::invalid(
+                "batch.maxEvents",
+                format!("from 1 to {MAX_BATCH_EVENTS}"),
+            ));
+        }
+        Some(b) if b.max_delay_ms > MAX_BATCH_DELAY_MS => {
+            return Err(ApiError::invalid(
+                "batch.maxDelayMs",
+                format!("from 0 to {MAX_BATCH_DELAY_MS}"),
+            ));
+        }
+        Some(b) => Some(Batching {
+            max_events: b.max_events,
+            max_delay_ms: b.max_delay_ms,
+        }),
+    };
     Ok(SubscriptionFields {
         name,
         target_url,
@@ -414,5 +438,6 @@ async fn fields(
         secret_auth_ref_uri,
         enabled: body.enabled.unwrap_or(true),
         incident_members: body.incident_members.map(Into::into).unwrap_or_default(),
+        batch,
     })
 }

@@ -15,10 +15,13 @@
 //! application/cloudevents+json`, and `ce-id` / `ce-type` for consumers that route on headers.
 //!
 //! # Delivery
-//! At least once, in outbox order. The relay reads the outbox after its cursor
-//! ([`CURSOR`] in `event_cursors`), publishes a batch without waiting, awaits the acks in
-//! order, and moves the cursor past the acknowledged prefix. A failure or a restart re-publishes
-//! at most the unacknowledged tail, which `Nats-Msg-Id` de-duplicates. An event the server
+//! At least once, in outbox order. The relay reads the outbox after what it has published,
+//! publishes a batch without waiting, and, while that batch's acks come back, reads and
+//! publishes the next one; then it awaits the earlier batch's acks in order and moves its
+//! cursor ([`CURSOR`] in `event_cursors`) past the acknowledged prefix. So a round trip to
+//! JetStream and one to the database overlap, and at most two batches are unacknowledged. A
+//! failure or a restart re-publishes at most that unacknowledged tail, which `Nats-Msg-Id`
+//! de-duplicates. An event the server
 //! refuses for good (larger than its `max_payload`) would hold the channel up, logged at every
 //! retry; health events are a few hundred bytes.
 //!
@@ -35,9 +38,11 @@
 //! - `subject`: subject encoding, one token per tenant.
 //! - This file: the relay, an [`OutboxSink`] driven by [`sink::spawn`].
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use async_nats::connection::State;
+use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::{self, message::PublishMessage, stream};
 use async_nats::{Auth, AuthError, ConnectOptions};
 use connectors::secrets::{SecretError, SecretResolver};
@@ -132,6 +137,8 @@ impl NatsRelay {
             check_stream: false,
             cursor: None,
             gate,
+            in_flight: VecDeque::new(),
+            published: 0,
         };
         Self {
             stop,
@@ -168,6 +175,12 @@ struct Relay {
     cursor: Option<i64>,
     /// How far the outbox may be read (the incident correlator's gate).
     gate: watch::Receiver<i64>,
+    /// Read after the cursor, acks not yet awaited, in outbox order: at most two batches (the
+    /// one being read and sent, and the one before). An event left to its incident was not
+    /// published and has no ack to wait for.
+    in_flight: VecDeque<(i64, Option<PublishAckFuture>)>,
+    /// The last event read (the cursor, or beyond it while acks are awaited).
+    published: i64,
 }
 
 // === impl Relay ===
@@ -191,6 +204,7 @@ impl OutboxSink for Relay {
             }
         };
         if js.client().connection_state() != State::Connected {
+            self.abandon();
             self.check_stream = true;
             return Err(RelayError::Disconnected);
         }
@@ -202,36 +216,41 @@ impl OutboxSink for Relay {
             Some(cursor) => cursor,
             None => *self.cursor.insert(self.store.cursor(CURSOR).await?),
         };
+        if self.in_flight.is_empty() {
+            self.published = cursor;
+        }
+        // Publish the next batch while the previous one's acks are still coming back, never
+        // past the incident correlator's gate.
+        let batch = self.config.batch;
         let until = *self.gate.borrow();
         let events = self
             .store
-            .events_between(cursor, until, self.config.batch)
+            .events_between(self.published, until, batch)
             .await?;
-        let Some(last) = events.last().map(|e| e.seq) else {
-            return Ok(Progress::Idle);
-        };
-        // An open incident's members' events are left to the incident unless configured.
-        let admitted: Vec<StoredEvent> = events
-            .iter()
-            .filter(|e| self.config.incident_members.admits(e.incident_id))
-            .cloned()
-            .collect();
-        let result = publish(&js, &self.config, &admitted).await;
-        let (acked, fresh) = match &result {
-            // Everything read is handed on, the events left out included.
-            Ok((_, fresh)) => (Some(last), *fresh),
-            Err((done, _)) => *done,
+        let more = events.len() as u64 >= batch;
+        let fresh_batch = events.len();
+        let sent = publish(&js, &self.config, &events, &mut self.in_flight).await;
+        if let Some(seq) = self.in_flight.back().map(|(seq, _)| *seq) {
+            self.published = seq;
+        }
+        // Await every ack but the batch just sent while there is more to read; all of them
+        // once the outbox is drained (or a publish failed).
+        let keep = if more && sent.is_ok() { fresh_batch } else { 0 };
+        let awaited = await_acks(&mut self.in_flight, keep).await;
+        let (acked, fresh) = match &awaited {
+            Ok(done) | Err((done, _)) => *done,
         };
         if let Some(seq) = acked {
             self.store.set_cursor(CURSOR, seq).await?;
             self.cursor = Some(seq);
             metrics::published(CHANNEL, fresh);
         }
-        if let Err((_, error)) = result {
+        if let Err(error) = sent.and(awaited.map(|_| ()).map_err(|(_, e)| e)) {
+            self.abandon();
             self.check_stream = true;
             return Err(error);
         }
-        Ok(if events.len() as u64 >= self.config.batch {
+        Ok(if more || !self.in_flight.is_empty() {
             Progress::More
         } else {
             Progress::Idle
@@ -239,54 +258,72 @@ impl OutboxSink for Relay {
     }
 }
 
-/// Publishes `events` in order without waiting, then awaits the acks in order. Returns the
-/// last sequence number of the acknowledged prefix and how many of those JetStream stored (not
-/// duplicates), with the first error if there was one.
+impl Relay {
+    /// Forgets the publishes whose acks were not awaited: they go out again from the cursor
+    /// (JetStream drops those it stored, by `Nats-Msg-Id`).
+    fn abandon(&mut self) {
+        self.in_flight.clear();
+        if let Some(cursor) = self.cursor {
+            self.published = cursor;
+        }
+    }
+}
+
+/// Publishes `events` in order without waiting, appending each ack to be awaited to
+/// `in_flight`; stops at the first failure.
 async fn publish(
     js: &jetstream::Context,
     config: &RelayConfig,
     events: &[StoredEvent],
-) -> Result<(Option<i64>, usize), ((Option<i64>, usize), RelayError)> {
-    let mut pending = Vec::with_capacity(events.len());
-    let mut failure = None;
+    in_flight: &mut VecDeque<(i64, Option<PublishAckFuture>)>,
+) -> Result<(), RelayError> {
     for event in events {
-        let message = match message(event) {
-            Ok(message) => message,
-            Err(error) => {
-                failure = Some(error);
-                break;
-            }
-        };
+        // An open incident's members' events are left to the incident unless configured;
+        // the cursor still moves past them in order.
+        if !config.incident_members.admits(event.incident_id) {
+            in_flight.push_back((event.seq, None));
+            continue;
+        }
+        let message = message(event)?;
         let subject = config.subject(&event.tenant_id, &event.event_type);
-        match js.send_publish(subject, message).await {
-            Ok(ack) => pending.push((event.seq, ack)),
-            Err(source) => {
-                failure = Some(RelayError::Publish {
+        let ack =
+            js.send_publish(subject, message)
+                .await
+                .map_err(|source| RelayError::Publish {
                     seq: event.seq,
                     source,
-                });
-                break;
-            }
-        }
+                })?;
+        in_flight.push_back((event.seq, Some(ack)));
     }
+    Ok(())
+}
+
+/// Awaits the acks in order until `keep` are left. Returns the last sequence number of the
+/// acknowledged prefix and how many of those JetStream stored (not duplicates), with the
+/// first error if there was one (the acks after it are left in `in_flight`).
+async fn await_acks(
+    in_flight: &mut VecDeque<(i64, Option<PublishAckFuture>)>,
+    keep: usize,
+) -> Result<(Option<i64>, usize), ((Option<i64>, usize), RelayError)> {
     let mut acked = None;
     let mut fresh = 0;
-    for (seq, ack) in pending {
+    while in_flight.len() > keep {
+        let Some((seq, ack)) = in_flight.pop_front() else {
+            break;
+        };
+        let Some(ack) = ack else {
+            acked = Some(seq);
+            continue;
+        };
         match ack.await {
             Ok(ack) => {
                 acked = Some(seq);
                 fresh += usize::from(!ack.duplicate);
             }
-            Err(source) => {
-                failure = Some(RelayError::Publish { seq, source });
-                break;
-            }
+            Err(source) => return Err(((acked, fresh), RelayError::Publish { seq, source })),
         }
     }
-    match failure {
-        None => Ok((acked, fresh)),
-        Some(error) => Err(((acked, fresh), error)),
-    }
+    Ok((acked, fresh))
 }
 
 /// The message of one event: its CloudEvent as the body, and the headers.
@@ -357,8 +394,15 @@ async fn connect(
         .connect(config.servers.as_slice())
         .await
         .map_err(RelayError::Connect)?;
+    // Two batches of acks may be outstanding; the client's default bound (5,000) would make a
+    // larger window wait on itself.
     Ok(jetstream::ContextBuilder::new()
         .timeout(config.timeout)
+        .max_ack_inflight(
+            usize::try_from(2 * config.batch)
+                .unwrap_or(usize::MAX)
+                .max(1),
+        )
         .build(client))
 }
 

@@ -6,8 +6,12 @@
 //! - [`relay`]: reads the outbox after its cursor (`webhooks` in `event_cursors`) and queues one
 //!   `webhook_deliveries` row per matching enabled subscription, moving the cursor in the same
 //!   transaction ([`crate::store::webhooks::WebhookStore::fan_out`]).
+//! - [`heads`]: the queue's heads in memory, kept between refills: new rows are read by id,
+//!   and a key or a subscription is read again only when its memory of it is incomplete or
+//!   the catalog changed it.
 //! - [`worker`]: attempts the oldest pending delivery of each (subscription, ordering key),
-//!   different keys concurrently, and records results in batches.
+//!   different keys concurrently (a batched subscription's attempt carries a prefix of
+//!   several keys' deliveries), and records results in batches.
 //! - [`target`]: which target URLs a subscription may have, and one signed POST.
 //! - [`signature`]: the HMAC-SHA256 signature and its headers.
 //! - retry delays: [`crate::backoff::FullJitter`], exponential with full jitter.
@@ -17,13 +21,15 @@
 //!   and the queue move together, so a crash neither skips nor duplicates a fan-out; a delivery
 //!   is marked delivered only after its 2xx, so a crash mid-delivery re-sends it (same event
 //!   id, which is also the `Idempotency-Key`).
-//! - Order per integration is kept by the queue, not by memory: only the oldest pending row of
-//!   a (subscription, ordering key) is ever attempted, so a failing delivery holds the later
-//!   ones of its key and no other. One worker per daemon is assumed: the set of keys in flight
-//!   lives in memory.
+//! - Order per integration: only the oldest pending rows of a (subscription, ordering key) are
+//!   ever attempted, from the front, one attempt per key at a time, so a failing delivery
+//!   holds the later ones of its key and no other. The queue is the truth and memory a cache
+//!   of its heads: a restart (or a new leader) reads the heads again. One worker per database
+//!   is assumed: the keys in flight live in memory.
 //! - A consumer that is down costs one head per integration and at most
 //!   `per_subscription_concurrency` slots, so it cannot starve the other subscriptions.
 
+pub mod heads;
 pub mod relay;
 pub mod signature;
 pub mod target;
@@ -41,7 +47,6 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::backoff::{Backoff, FullJitter, InvalidBackoff};
-use crate::catalog::Change;
 use crate::sinks as sink;
 use crate::store::webhooks::Subscription;
 
@@ -244,13 +249,16 @@ impl Webhooks {
                 stop: stopped.clone(),
             },
         );
-        tokio::spawn(wake_on_changes(
-            changes.follow(),
-            wake.clone(),
-            stopped.clone(),
-        ));
         let worker = tokio::spawn(
-            worker::Worker::new(store.webhooks(), env.clone(), settings, wake, stopped)?.run(),
+            worker::Worker::new(
+                store.webhooks(),
+                env.clone(),
+                settings,
+                wake,
+                changes.follow(),
+                stopped,
+            )?
+            .run(),
         );
         Ok(Some(Self {
             stop,
@@ -272,27 +280,6 @@ impl Webhooks {
 impl sink::Started for Webhooks {
     async fn stop(self: Box<Self>) {
         Webhooks::stop(*self).await;
-    }
-}
-
-/// Wakes the worker when the queue changed outside the outbox: a delivery put back, or a
-/// subscription created, replaced or deleted.
-async fn wake_on_changes(
-    mut changes: tokio::sync::mpsc::UnboundedReceiver<Change>,
-    wake: Arc<Notify>,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            changed = stop.changed() => if changed.is_err() || *stop.borrow() { break },
-            change = changes.recv() => match change {
-                Some(Change::DeliveryRequeued { .. } | Change::SubscriptionChanged { .. }) => {
-                    wake.notify_one();
-                }
-                Some(_) => {}
-                None => break,
-            },
-        }
     }
 }
 
@@ -344,8 +331,8 @@ pub async fn send_test(
         subscription.tenant_id.as_str(),
         &subscription.target_url,
         &subscription.secret_auth_ref_uri,
-        event_id,
-        &event,
+        target::Payload::Event(event_id),
+        body_of(&event),
     )
     .await;
     let latency_ms = started.elapsed().as_millis() as u64;

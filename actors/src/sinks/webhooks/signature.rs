@@ -16,6 +16,10 @@ pub const TIMESTAMP_HEADER: &str = "X-Stella-Timestamp";
 pub const SIGNATURE_HEADER: &str = "X-Stella-Signature-256";
 /// The media type of a structured-mode CloudEvent.
 pub const CONTENT_TYPE: &str = "application/cloudevents+json";
+/// The media type of a CloudEvents JSON batch: a JSON array of structured-mode events.
+pub const BATCH_CONTENT_TYPE: &str = "application/cloudevents-batch+json";
+/// How many events a batch carries.
+pub const BATCH_SIZE_HEADER: &str = "X-Stella-Batch-Size";
 
 type HmacSha256 = Hmac<Sha256>;
 

@@ -148,8 +148,18 @@ impl SendError {
 /// Most of a response body read (then dropped) so the connection can be reused.
 const MAX_DRAIN_BYTES: usize = 64 * 1024;
 
-/// POSTs `body` (a CloudEvent in structured JSON) to `url`, signed with `secret` at
-/// `timestamp` (unix seconds).
+/// What a POST carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload {
+    /// One CloudEvent in structured mode; its id is also the `Idempotency-Key`.
+    Event(Uuid),
+    /// A CloudEvents JSON batch of this many events; consumers de-duplicate on each event's
+    /// `id`.
+    Batch(usize),
+}
+
+/// POSTs `body` (a CloudEvent in structured JSON, or a batch of them) to `url`, signed with
+/// `secret` at `timestamp` (unix seconds).
 ///
 /// # Errors
 /// [`SendError`] when no HTTP answer came: the SSRF guard refused the target, or the
@@ -159,7 +169,7 @@ pub async fn post(
     timeout: Duration,
     url: &str,
     secret: &Secret,
-    event_id: Uuid,
+    payload: Payload,
     timestamp: i64,
     body: Vec<u8>,
 ) -> Result<Answer, SendError> {
@@ -177,14 +187,21 @@ pub async fn post(
         return Err(connectors::Error::TargetRefused(ip.to_string()).into());
     }
     let client = outbound.client().map_err(connectors::Error::Network)?;
-    let id = event_id.to_string();
     let signature = signature::sign(secret.expose().as_bytes(), timestamp, &body);
-    let response = client
-        .post(parsed)
-        .timeout(timeout)
-        .header(reqwest::header::CONTENT_TYPE, signature::CONTENT_TYPE)
-        .header(signature::EVENT_ID_HEADER, &id)
-        .header(signature::IDEMPOTENCY_KEY_HEADER, &id)
+    let request = client.post(parsed).timeout(timeout);
+    let request = match payload {
+        Payload::Event(event_id) => {
+            let id = event_id.to_string();
+            request
+                .header(reqwest::header::CONTENT_TYPE, signature::CONTENT_TYPE)
+                .header(signature::EVENT_ID_HEADER, &id)
+                .header(signature::IDEMPOTENCY_KEY_HEADER, &id)
+        }
+        Payload::Batch(n) => request
+            .header(reqwest::header::CONTENT_TYPE, signature::BATCH_CONTENT_TYPE)
+            .header(signature::BATCH_SIZE_HEADER, n.to_string()),
+    };
+    let response = request
         .header(signature::TIMESTAMP_HEADER, timestamp.to_string())
         .header(signature::SIGNATURE_HEADER, signature)
         .headers(connectors::trace::headers())

@@ -1,7 +1,9 @@
-//! The delivery worker: picks the heads of the queue, sends them concurrently (one per
-//! (subscription, ordering key) at a time), and records the results in batches.
+//! The delivery worker: takes what is due from the queue's heads in memory ([`Heads`]), sends
+//! it concurrently (one attempt per (subscription, ordering key) at a time; a batched
+//! subscription's attempt carries several keys' deliveries), and records the results in
+//! batches.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,19 +12,19 @@ use connectors::ConnectorEnv;
 use connectors::authref::AuthRef;
 use connectors::secrets::TenantRef;
 use serde_json::Value;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::{Notify, watch};
 use tokio::task::{Id, JoinSet};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-use super::target::{self, Answer, SendError};
+use super::heads::{Heads, Job, Limits};
+use super::target::{self, Answer, Payload, SendError};
 use super::{InvalidWebhookSettings, WebhookSettings, body_of};
 use crate::backoff::FullJitter;
+use crate::catalog::Change;
 use crate::events::metrics;
-use crate::store::webhooks::{Head, OutboxEvent, Outcome, WebhookStore};
-
-/// Deliveries of one key go out one at a time, in queue order.
-type Key = (Uuid, Uuid);
+use crate::store::webhooks::{OutboxEvent, Outcome, Pending, WebhookStore};
 
 /// How long attempts in flight get to finish at shutdown before they are abandoned (and sent
 /// again after the next start).
@@ -31,10 +33,13 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Longest pause between tries to record results while the database is failing.
 const MAX_RECORD_DELAY: Duration = Duration::from_secs(10);
 
+/// How often the backlog metrics are brought up to date.
+const BACKLOG_EVERY: Duration = Duration::from_secs(1);
+
 /// What a finished attempt reports.
 struct Done {
-    key: Key,
-    outcome: Outcome,
+    job: Job,
+    outcomes: Vec<Outcome>,
 }
 
 pub struct Worker {
@@ -47,14 +52,12 @@ pub struct Worker {
     backoff: FullJitter,
     dead_after: chrono::Duration,
     wake: Arc<Notify>,
+    changes: UnboundedReceiver<Change>,
     stop: watch::Receiver<bool>,
-    /// Keys with an attempt in flight (or finished and not yet recorded).
-    busy: HashSet<Key>,
-    /// Attempts in flight (or unrecorded) per subscription.
-    per_sub: HashMap<Uuid, usize>,
+    heads: Heads,
     tasks: JoinSet<Done>,
-    /// The key of each running task, so a panicking attempt still frees its key.
-    task_keys: HashMap<Id, (Key, i64)>,
+    /// The job of each running task, so a panicking attempt still frees its keys.
+    task_jobs: HashMap<Id, Job>,
 }
 
 impl Worker {
@@ -65,6 +68,7 @@ impl Worker {
         env: ConnectorEnv,
         settings: &WebhookSettings,
         wake: Arc<Notify>,
+        changes: UnboundedReceiver<Change>,
         stop: watch::Receiver<bool>,
     ) -> Result<Self, InvalidWebhookSettings> {
         settings.validate()?;
@@ -78,30 +82,53 @@ impl Worker {
             backoff: settings.backoff()?,
             dead_after: settings.dead_letter_after(),
             wake,
+            changes,
             stop,
-            busy: HashSet::new(),
-            per_sub: HashMap::new(),
+            heads: Heads::new(Limits::default()),
             tasks: JoinSet::new(),
-            task_keys: HashMap::new(),
+            task_jobs: HashMap::new(),
         })
     }
 
     pub async fn run(mut self) {
-        let mut look = true;
+        // `refill`: read the database (new rows, changed subscriptions); `take`: start what is
+        // due from memory.
+        let mut refill = true;
+        let mut take = true;
         let mut next_look = tokio::time::Instant::now() + self.poll;
+        let mut backlog_at = tokio::time::Instant::now();
         loop {
             if *self.stop.borrow() {
                 break;
             }
-            if look && self.tasks.len() < self.concurrency {
-                next_look = match self.fill().await {
-                    Ok(next) => next,
+            if refill {
+                match self.heads.refill(&self.store).await {
+                    Ok(()) => refill = self.heads.more(),
                     Err(error) => {
                         tracing::warn!(message = "Reading the webhook queue failed.", %error);
+                        refill = false;
+                        next_look = tokio::time::Instant::now() + self.poll;
+                    }
+                }
+                take = true;
+            }
+            if take && self.tasks.len() < self.concurrency {
+                next_look = match self.fill().await {
+                    Ok(next) => next.min(tokio::time::Instant::now() + self.poll),
+                    Err(error) => {
+                        tracing::warn!(message = "Reading the outbox for webhooks failed.", %error);
                         tokio::time::Instant::now() + self.poll
                     }
                 };
-                look = false;
+                take = false;
+            }
+            if tokio::time::Instant::now() >= backlog_at {
+                backlog::publish(self.heads.backlog());
+                backlog_at = tokio::time::Instant::now() + BACKLOG_EVERY;
+            }
+            if refill {
+                // More of a big backlog to read: go on after what is due has started.
+                continue;
             }
             tokio::select! {
                 changed = self.stop.changed() => if changed.is_err() { break },
@@ -111,13 +138,26 @@ impl Worker {
                         done.push(self.done(joined));
                     }
                     self.record(done.into_iter().flatten().collect()).await;
-                    look = true;
+                    take = true;
+                    refill = self.heads.wants_refill();
                 }
-                _ = self.wake.notified() => look = true,
-                _ = tokio::time::sleep_until(next_look) => look = true,
+                Some(change) = self.changes.recv() => {
+                    if let Some(subscription) = subscription_of(&change) {
+                        self.heads.invalidate(subscription);
+                        while let Ok(change) = self.changes.try_recv() {
+                            if let Some(subscription) = subscription_of(&change) {
+                                self.heads.invalidate(subscription);
+                            }
+                        }
+                        refill = true;
+                    }
+                }
+                _ = self.wake.notified() => refill = true,
+                _ = tokio::time::sleep_until(next_look) => { refill = true; take = true; }
             }
         }
         self.drain().await;
+        backlog::publish(Vec::new());
     }
 
     /// At shutdown: waits a moment for attempts in flight, records what finished, abandons
@@ -132,7 +172,7 @@ impl Worker {
             }
         }
         self.tasks.abort_all();
-        let outcomes: Vec<Outcome> = done.into_iter().map(|d| d.outcome).collect();
+        let outcomes: Vec<Outcome> = done.into_iter().flat_map(|d| d.outcomes).collect();
         if let Err(error) = self.store.record(&outcomes).await {
             tracing::warn!(
                 message = "Recording webhook results at shutdown failed; they will be sent again.",
@@ -144,29 +184,21 @@ impl Worker {
     fn done(&mut self, joined: Result<(Id, Done), tokio::task::JoinError>) -> Option<Done> {
         match joined {
             Ok((id, done)) => {
-                self.task_keys.remove(&id);
+                self.task_jobs.remove(&id);
                 Some(done)
             }
             Err(e) => {
-                // A panicking attempt: free its key; the delivery stays pending and is retried.
-                if let Some((key, delivery)) = self.task_keys.remove(&e.id()) {
+                // A panicking attempt: free its keys; its deliveries stay pending and are
+                // retried.
+                if let Some(job) = self.task_jobs.remove(&e.id()) {
                     tracing::error!(
                         message = "A webhook attempt panicked.",
-                        delivery_id = delivery
+                        delivery_id = job.rows.first().map_or(0, |r| r.id),
+                        deliveries = job.rows.len(),
                     );
-                    self.release(key);
+                    self.heads.finish(&job, None);
                 }
                 None
-            }
-        }
-    }
-
-    fn release(&mut self, key: Key) {
-        self.busy.remove(&key);
-        if let Some(n) = self.per_sub.get_mut(&key.0) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.per_sub.remove(&key.0);
             }
         }
     }
@@ -174,7 +206,7 @@ impl Worker {
     /// Records results (retrying while the database fails, so no key is freed before its
     /// result is stored: freeing it early could send the same head twice), then frees keys.
     async fn record(&mut self, done: Vec<Done>) {
-        let outcomes: Vec<Outcome> = done.iter().map(|d| d.outcome.clone()).collect();
+        let outcomes: Vec<Outcome> = done.iter().flat_map(|d| d.outcomes.clone()).collect();
         let mut delay = Duration::from_millis(100);
         loop {
             match self.store.record(&outcomes).await {
@@ -194,72 +226,68 @@ impl Worker {
             }
         }
         for d in done {
-            self.release(d.key);
+            self.heads.finish(&d.job, Some(&d.outcomes));
         }
     }
 
-    /// Starts attempts for the due heads that have a free slot; returns when to look again.
+    /// Starts what is due with a free slot; returns when to look again.
     async fn fill(&mut self) -> Result<tokio::time::Instant, sea_orm::DbErr> {
         let free = self.concurrency.saturating_sub(self.tasks.len());
-        let limit = (self.busy.len() + 2 * free) as u64;
-        let heads = self
-            .store
-            .heads(self.per_subscription as u64, limit)
-            .await?;
-        let now = Utc::now();
-        let mut next = now + chrono::Duration::from_std(self.poll).unwrap_or_default();
-        let mut due = Vec::new();
-        let mut planned: HashMap<Uuid, usize> = HashMap::new();
-        for head in heads {
-            let key = (head.subscription_id, head.ordering_key);
-            if self.busy.contains(&key) {
-                continue;
-            }
-            if head.next_attempt_at > now {
-                next = next.min(head.next_attempt_at);
-                continue;
-            }
-            let sub_load = self
-                .per_sub
-                .get(&head.subscription_id)
-                .copied()
-                .unwrap_or(0)
-                + planned.get(&head.subscription_id).copied().unwrap_or(0);
-            if due.len() >= free || sub_load >= self.per_subscription {
-                continue;
-            }
-            *planned.entry(head.subscription_id).or_default() += 1;
-            due.push(head);
-        }
-        if !due.is_empty() {
-            let seqs: Vec<i64> = due.iter().map(|h| h.event_seq).collect();
-            // Several subscriptions' heads can be the same event.
-            let events = self.store.outbox_events(&seqs).await?;
-            for head in due {
-                let event = events.get(&head.event_seq).cloned();
-                self.spawn(head, event);
+        let (jobs, next) = self.heads.take(Utc::now(), free, self.per_subscription);
+        if !jobs.is_empty() {
+            let seqs: Vec<i64> = jobs
+                .iter()
+                .flat_map(|j| j.rows.iter().map(|r| r.event_seq))
+                .collect();
+            // Several subscriptions' deliveries can be of the same event.
+            let events = match self.store.outbox_events(&seqs).await {
+                Ok(events) => events,
+                Err(error) => {
+                    for job in &jobs {
+                        self.heads.finish(job, None);
+                    }
+                    return Err(error);
+                }
+            };
+            for job in jobs {
+                let payloads = job
+                    .rows
+                    .iter()
+                    .map(|r| events.get(&r.event_seq).cloned())
+                    .collect();
+                self.spawn(job, payloads);
             }
         }
-        let wait = (next - Utc::now()).to_std().unwrap_or_default();
+        let wait = next
+            .map(|at| (at - Utc::now()).to_std().unwrap_or_default())
+            .unwrap_or(self.poll);
         Ok(tokio::time::Instant::now() + wait)
     }
 
-    fn spawn(&mut self, head: Head, event: Option<OutboxEvent>) {
-        let key = (head.subscription_id, head.ordering_key);
-        self.busy.insert(key);
-        *self.per_sub.entry(head.subscription_id).or_default() += 1;
-        let delivery = head.id;
+    fn spawn(&mut self, job: Job, events: Vec<Option<OutboxEvent>>) {
         let attempt = Attempt {
             env: self.env.clone(),
             timeout: self.timeout,
             backoff: self.backoff,
             dead_after: self.dead_after,
         };
+        let task_job = job.clone();
         let handle = self.tasks.spawn(async move {
-            let outcome = attempt.run(head, event).await;
-            Done { key, outcome }
+            let outcomes = attempt.run(&job, events).await;
+            Done { job, outcomes }
         });
-        self.task_keys.insert(handle.id(), (key, delivery));
+        self.task_jobs.insert(handle.id(), task_job);
+    }
+}
+
+/// The subscription whose queue a catalog change touches.
+fn subscription_of(change: &Change) -> Option<Uuid> {
+    match change {
+        Change::SubscriptionChanged { id, .. } => Some(*id),
+        Change::DeliveryRequeued {
+            subscription_id, ..
+        } => Some(*subscription_id),
+        _ => None,
     }
 }
 
@@ -272,63 +300,95 @@ struct Attempt {
 }
 
 impl Attempt {
-    async fn run(self, head: Head, event: Option<OutboxEvent>) -> Outcome {
-        let Some(event) = event else {
-            let at = Utc::now();
-            metrics::delivery("dead");
-            return Outcome::Dead {
-                id: head.id,
-                status_code: None,
-                error: "the event is no longer in the outbox".into(),
-                at,
-            };
+    /// Sends a job (one event, or a batch) and says how each of its deliveries ended. An
+    /// event pruned from the outbox meanwhile is dead; a batch goes out without it.
+    async fn run(self, job: &Job, events: Vec<Option<OutboxEvent>>) -> Vec<Outcome> {
+        let mut outcomes = Vec::with_capacity(job.rows.len());
+        let mut sending: Vec<(&Pending, OutboxEvent)> = Vec::with_capacity(job.rows.len());
+        for (row, event) in job.rows.iter().zip(events) {
+            match event {
+                Some(event) => sending.push((row, event)),
+                None => {
+                    metrics::delivery("dead");
+                    outcomes.push(Outcome::Dead {
+                        id: row.id,
+                        status_code: None,
+                        error: "the event is no longer in the outbox".into(),
+                        at: Utc::now(),
+                    });
+                }
+            }
+        }
+        if sending.is_empty() {
+            return outcomes;
+        }
+        let target = &job.target;
+        let (payload, body) = match (target.batch, sending.as_slice()) {
+            (None, [(row, event)]) => (Payload::Event(row.event_id), body_of(&event.payload)),
+            _ => (
+                Payload::Batch(sending.len()),
+                batch_body(sending.iter().map(|(_, e)| &e.payload)),
+            ),
         };
         // The delivery's span: its trace goes to the receiver as `traceparent`.
+        let (first, _) = sending[0];
         let span = tracing::info_span!(
             "webhook_delivery",
-            tenant_id = %head.tenant_id,
-            subscription_id = %head.subscription_id,
-            event_id = %head.event_id,
-            attempt = head.attempts + 1,
+            tenant_id = %target.tenant_id,
+            subscription_id = %first.subscription_id,
+            event_id = %first.event_id,
+            events = sending.len(),
+            attempt = first.attempts + 1,
         );
         let result = sign_and_post(
             &self.env,
             self.timeout,
-            &head.tenant_id,
-            &head.target_url,
-            &head.secret_auth_ref_uri,
-            head.event_id,
-            &event.payload,
+            &target.tenant_id,
+            &target.target_url,
+            &target.secret_auth_ref_uri,
+            payload,
+            body,
         )
         .instrument(span)
         .await;
         let at = Utc::now();
         match result {
             Ok(Answer::Accepted(code)) => {
-                metrics::delivery("delivered");
-                let delay = (at - event.time).num_microseconds().unwrap_or(i64::MAX);
-                metrics::delivery_delay(delay as f64 / 1_000_000.0);
-                Outcome::Delivered {
-                    id: head.id,
-                    status_code: code,
-                    at,
+                for (row, event) in sending {
+                    metrics::delivery("delivered");
+                    let delay = (at - event.time).num_microseconds().unwrap_or(i64::MAX);
+                    metrics::delivery_delay(delay as f64 / 1_000_000.0);
+                    outcomes.push(Outcome::Delivered {
+                        id: row.id,
+                        status_code: code,
+                        at,
+                    });
                 }
             }
             Ok(Answer::Refused {
                 status,
                 retry_after,
-            }) => self.failed(
-                &head,
-                at,
-                Some(status),
-                format!("the target answered HTTP {status}"),
-                retry_after,
-            ),
+            }) => {
+                for (row, _) in sending {
+                    outcomes.push(self.failed(
+                        job,
+                        row,
+                        at,
+                        Some(status),
+                        format!("the target answered HTTP {status}"),
+                        retry_after,
+                    ));
+                }
+            }
             Err(e) => {
                 let retry_after = e.retry_after();
-                self.failed(&head, at, None, e.to_string(), retry_after)
+                let error = e.to_string();
+                for (row, _) in sending {
+                    outcomes.push(self.failed(job, row, at, None, error.clone(), retry_after));
+                }
             }
         }
+        outcomes
     }
 
     /// A failed attempt: dead once past the dead-letter time, else retried after the backoff
@@ -336,7 +396,8 @@ impl Attempt {
     /// so that the last attempt falls on it.
     fn failed(
         &self,
-        head: &Head,
+        job: &Job,
+        head: &Pending,
         at: DateTime<Utc>,
         status_code: Option<u16>,
         error: String,
@@ -347,7 +408,7 @@ impl Attempt {
             metrics::delivery("dead");
             tracing::warn!(
                 message = "Webhook delivery dead-lettered.",
-                tenant_id = %head.tenant_id,
+                tenant_id = %job.target.tenant_id,
                 subscription_id = %head.subscription_id,
                 delivery_id = head.id,
                 event_id = %head.event_id,
@@ -388,7 +449,7 @@ impl Attempt {
 
 /// Resolves the signing secret (at use time, never stored) inside the subscription's
 /// tenant's namespace, checks that the secret may be used for the target's host, and POSTs
-/// the event.
+/// the body (one event, or a batch), signed.
 ///
 /// # Errors
 /// [`SendError`] when no HTTP answer came, or the secret is outside the tenant's namespace or
@@ -399,8 +460,8 @@ pub(crate) async fn sign_and_post(
     tenant: &str,
     url: &str,
     secret_auth_ref_uri: &str,
-    event_id: Uuid,
-    event: &Value,
+    payload: Payload,
+    body: Vec<u8>,
 ) -> Result<Answer, SendError> {
     let reference: AuthRef = secret_auth_ref_uri
         .parse()
@@ -415,9 +476,80 @@ pub(crate) async fn sign_and_post(
         timeout,
         url,
         secret,
-        event_id,
+        payload,
         timestamp,
-        body_of(event),
+        body,
     )
     .await
+}
+
+/// A CloudEvents JSON batch: the events' structured JSON as one array, in order.
+pub(crate) fn batch_body<'a>(events: impl Iterator<Item = &'a Value>) -> Vec<u8> {
+    let mut body = vec![b'['];
+    for (i, event) in events.enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend(body_of(event));
+    }
+    body.push(b']');
+    body
+}
+
+/// `integration_webhook_backlog_oldest_seconds` and `integration_webhook_backlog`, one series
+/// per subscription the worker delivers to (so as many series as subscriptions), from the
+/// worker's memory: no query.
+mod backlog {
+    use std::sync::{Mutex, OnceLock};
+
+    use chrono::Utc;
+    use opentelemetry::KeyValue;
+    use opentelemetry::metrics::ObservableGauge;
+
+    use super::super::heads::Backlog;
+
+    static LATEST: Mutex<Vec<Backlog>> = Mutex::new(Vec::new());
+
+    fn labels(b: &Backlog) -> [KeyValue; 1] {
+        [KeyValue::new("subscription", b.subscription_id.to_string())]
+    }
+
+    fn gauges() -> &'static [ObservableGauge<f64>; 2] {
+        static GAUGES: OnceLock<[ObservableGauge<f64>; 2]> = OnceLock::new();
+        GAUGES.get_or_init(|| {
+            let meter = opentelemetry::global::meter("stella-integrations");
+            [
+                meter
+                    .f64_observable_gauge("integration_webhook_backlog_oldest_seconds")
+                    .with_description(
+                        "Age of the oldest pending webhook delivery, per subscription, in seconds (0 when none is pending).",
+                    )
+                    .with_callback(|observer| {
+                        let now = Utc::now();
+                        for b in LATEST.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                            let age = b.oldest.map_or(0.0, |t| {
+                                (now - t).num_milliseconds().max(0) as f64 / 1000.0
+                            });
+                            observer.observe(age, &labels(b));
+                        }
+                    })
+                    .build(),
+                meter
+                    .f64_observable_gauge("integration_webhook_backlog")
+                    .with_description("Pending webhook deliveries, per subscription.")
+                    .with_callback(|observer| {
+                        for b in LATEST.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                            observer.observe(b.pending as f64, &labels(b));
+                        }
+                    })
+                    .build(),
+            ]
+        })
+    }
+
+    /// Replaces what the gauges report (empty when the worker stops).
+    pub(super) fn publish(backlog: Vec<Backlog>) {
+        gauges();
+        *LATEST.lock().unwrap_or_else(|e| e.into_inner()) = backlog;
+    }
 }

@@ -4,8 +4,10 @@
 //!   same transaction) and reads their deliveries.
 //! - The webhook relay and delivery worker use [`WebhookStore`], which sees every tenant: the
 //!   relay fans the outbox out into `webhook_deliveries` rows ([`WebhookStore::fan_out`]), moving
-//!   its cursor in the same transaction; the worker picks the oldest pending delivery of each
-//!   (subscription, ordering key) ([`WebhookStore::heads`]) and records attempts in batches
+//!   its cursor in the same transaction; the worker reads the rows queued since it last looked
+//!   ([`WebhookStore::pending_after`]), re-reads one key or one subscription when its memory
+//!   of them is incomplete ([`WebhookStore::pending_of_key`],
+//!   [`WebhookStore::subscription_queue`]), and records attempts in batches
 //!   ([`WebhookStore::record`]).
 
 use std::collections::HashSet;
@@ -65,6 +67,31 @@ pub struct SubscriptionFields {
     pub enabled: bool,
     /// Whether the status events of an open incident's members are delivered one by one.
     pub incident_members: IncidentMembers,
+    /// Batched delivery; `None` for one event per POST.
+    pub batch: Option<Batching>,
+}
+
+/// Batched delivery of a subscription: CloudEvents JSON batches of at most `max_events`
+/// events, sent when that many are due or when the oldest due one has waited `max_delay_ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Batching {
+    pub max_events: u32,
+    pub max_delay_ms: u32,
+}
+
+impl Batching {
+    /// The batching of a stored subscription (`None` when it sends one event per POST).
+    pub fn of(s: &Subscription) -> Option<Self> {
+        let max_events = u32::try_from(s.batch_max_events?).ok().filter(|n| *n > 0)?;
+        let max_delay_ms = s
+            .batch_max_delay_ms
+            .and_then(|ms| u32::try_from(ms).ok())
+            .unwrap_or(0);
+        Some(Self {
+            max_events,
+            max_delay_ms,
+        })
+    }
 }
 
 /// Which subscriptions to list (oldest first).
@@ -146,6 +173,7 @@ fn details(m: &Subscription) -> Value {
         "enabled": m.enabled,
         "incidentMembers": m.incident_members,
         "version": m.version,
+        "batch": Batching::of(m).map(|b| json!({"maxEvents": b.max_events, "maxDelayMs": b.max_delay_ms})),
     })
 }
 
@@ -167,4 +195,4 @@ mod subscriptions;
 #[cfg(test)]
 mod tests;
 
-pub use queue::{FanOut, Head, OutboxEvent, Outcome, WebhookStore};
+pub use queue::{FanOut, OutboxEvent, Outcome, Pending, SubscriptionQueue, Target, WebhookStore};

@@ -48,22 +48,40 @@ pub struct FanOut {
     pub cursor: i64,
 }
 
-/// The oldest pending delivery of one (subscription, ordering key), with what sending needs.
-#[derive(Clone, Debug)]
-pub struct Head {
+/// A pending delivery, as the worker holds it in memory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pending {
     pub id: i64,
-    pub tenant_id: String,
     pub subscription_id: Uuid,
     pub ordering_key: Uuid,
     pub event_seq: i64,
     pub event_id: Uuid,
-    pub event_type: String,
     pub attempts: i32,
     pub next_attempt_at: DateTime<Utc>,
     /// Where the dead-letter clock starts: when the delivery was queued, or requeued by hand.
     pub queued_at: DateTime<Utc>,
+}
+
+/// A subscription as the worker needs it: where and how to send.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    pub id: Uuid,
+    pub tenant_id: String,
+    /// Live and enabled: its deliveries go out. Otherwise they wait (disabled) or are dead
+    /// (deleted).
+    pub active: bool,
     pub target_url: String,
     pub secret_auth_ref_uri: String,
+    pub batch: Option<Batching>,
+}
+
+/// The oldest pending deliveries of each key of one subscription, and how many it has.
+#[derive(Clone, Debug, Default)]
+pub struct SubscriptionQueue {
+    /// The oldest pending delivery of each (subscription, ordering key), in id order.
+    pub heads: Vec<Pending>,
+    /// Pending deliveries of the subscription (up to the bound asked for).
+    pub pending: u64,
 }
 
 /// An event as sent: its time and its CloudEvent.
@@ -126,30 +144,59 @@ fn statement(backend: DatabaseBackend, sql: &str, values: Vec<sea_orm::Value>) -
     Statement::from_sql_and_values(backend, sql, values)
 }
 
-/// The oldest pending delivery of each (subscription, ordering key) whose subscription is
-/// live and enabled, at most `per_subscription` of each subscription (soonest due first), so
-/// one subscription with many stuck integrations cannot fill every slot. Portable SQL: a
-/// grouped `MIN(id)` over the queue index, and `ROW_NUMBER()` (SQLite 3.25+, PostgreSQL).
-const HEADS_SQL: &str = "\
-SELECT id, tenant_id, subscription_id, ordering_key, event_seq, event_id, event_type, attempts, \
-       next_attempt_at, created_at, requeued_at, target_url, secret_auth_ref_uri \
-FROM ( \
-    SELECT d.id, d.tenant_id, d.subscription_id, d.ordering_key, d.event_seq, d.event_id, \
-           d.event_type, d.attempts, d.next_attempt_at, d.created_at, d.requeued_at, \
-           s.target_url, s.secret_auth_ref_uri, \
-           ROW_NUMBER() OVER (PARTITION BY d.subscription_id \
-                              ORDER BY d.next_attempt_at, d.id) AS subscription_rank \
-    FROM ( \
-        SELECT MIN(id) AS head_id FROM webhook_deliveries WHERE status = 'pending' \
-        GROUP BY subscription_id, ordering_key \
-    ) heads \
-    JOIN webhook_deliveries d ON d.id = heads.head_id \
-    JOIN webhook_subscriptions s ON s.id = d.subscription_id \
-    WHERE s.enabled AND s.deleted_at IS NULL \
-) ranked \
-WHERE subscription_rank <= ? \
-ORDER BY next_attempt_at, id \
-LIMIT ?";
+/// Pending deliveries after an id, in id order: the worker's scan of what the relay queued.
+/// The primary key serves it; new rows are almost all pending.
+const SCAN_SQL: &str = "SELECT id, subscription_id, ordering_key, event_seq, event_id, attempts, \
+     next_attempt_at, created_at, requeued_at FROM webhook_deliveries \
+     WHERE status = 'pending' AND id > ? ORDER BY id LIMIT ?";
+
+/// The oldest pending deliveries of one key up to an id (the partial index on pending rows).
+const KEY_SQL: &str = "SELECT id, subscription_id, ordering_key, event_seq, event_id, attempts, \
+     next_attempt_at, created_at, requeued_at FROM webhook_deliveries \
+     WHERE status = 'pending' AND subscription_id = ? AND ordering_key = ? AND id <= ? \
+     ORDER BY id LIMIT ?";
+
+/// The oldest pending delivery of each key of one subscription up to an id (the partial
+/// index on pending rows: one range of it).
+const SUBSCRIPTION_HEADS_SQL: &str = "SELECT id, subscription_id, ordering_key, event_seq, \
+     event_id, attempts, next_attempt_at, created_at, requeued_at FROM webhook_deliveries \
+     WHERE id IN (SELECT MIN(id) FROM webhook_deliveries \
+                  WHERE status = 'pending' AND subscription_id = ? AND id <= ? \
+                  GROUP BY ordering_key) \
+     ORDER BY id";
+
+const SUBSCRIPTION_COUNT_SQL: &str = "SELECT COUNT(*) AS n FROM webhook_deliveries \
+     WHERE status = 'pending' AND subscription_id = ? AND id <= ?";
+
+fn target_of(s: Subscription) -> Target {
+    Target {
+        id: s.id,
+        active: s.enabled && s.deleted_at.is_none(),
+        batch: Batching::of(&s),
+        tenant_id: s.tenant_id,
+        target_url: s.target_url,
+        secret_auth_ref_uri: s.secret_auth_ref_uri,
+    }
+}
+
+fn pending_of(r: &sea_orm::QueryResult) -> Result<Pending, DbErr> {
+    let created_at: DateTime<Utc> = r.try_get("", "created_at")?;
+    let requeued_at: Option<DateTime<Utc>> = r.try_get("", "requeued_at")?;
+    Ok(Pending {
+        id: r.try_get("", "id")?,
+        subscription_id: r.try_get("", "subscription_id")?,
+        ordering_key: r.try_get("", "ordering_key")?,
+        event_seq: r.try_get("", "event_seq")?,
+        event_id: r.try_get("", "event_id")?,
+        attempts: r.try_get("", "attempts")?,
+        next_attempt_at: r.try_get("", "next_attempt_at")?,
+        queued_at: requeued_at.unwrap_or(created_at),
+    })
+}
+
+/// Values per `IN (…)` list: batched deliveries can record tens of thousands at once, and
+/// SQLite takes at most 32,766 variables in a statement.
+const IN_CHUNK: usize = 5_000;
 
 /// Rows per multi-row INSERT of deliveries (15 columns, well under SQLite's 32766 variables).
 const INSERT_CHUNK: usize = 1000;
@@ -262,46 +309,134 @@ impl WebhookStore {
         })
     }
 
-    /// Up to `limit` heads of the queue (see [`HEADS_SQL`]), soonest due first, at most
-    /// `per_subscription` of each subscription. Heads not yet due are included, so the
-    /// caller knows when to look again.
+    async fn pending_rows(
+        &self,
+        sql: &str,
+        values: Vec<sea_orm::Value>,
+    ) -> Result<Vec<Pending>, DbErr> {
+        let backend = self.db.get_database_backend();
+        let txn = self.begin_read().await?;
+        let rows = txn.query_all_raw(statement(backend, sql, values)).await?;
+        txn.commit().await?;
+        rows.iter().map(pending_of).collect()
+    }
+
+    /// Up to `limit` pending deliveries with an id above `after`, in id order: what was
+    /// queued since the worker last looked (ids grow with each fan-out).
     ///
     /// # Errors
     /// [`DbErr`].
-    pub async fn heads(&self, per_subscription: u64, limit: u64) -> Result<Vec<Head>, DbErr> {
+    pub async fn pending_after(&self, after: i64, limit: u64) -> Result<Vec<Pending>, DbErr> {
+        self.pending_rows(SCAN_SQL, vec![after.into(), (limit.max(1) as i64).into()])
+            .await
+    }
+
+    /// The oldest `limit` pending deliveries of one (subscription, ordering key) with an id
+    /// up to `upto`, in id order.
+    ///
+    /// # Errors
+    /// [`DbErr`].
+    pub async fn pending_of_key(
+        &self,
+        subscription_id: Uuid,
+        ordering_key: Uuid,
+        upto: i64,
+        limit: u64,
+    ) -> Result<Vec<Pending>, DbErr> {
+        self.pending_rows(
+            KEY_SQL,
+            vec![
+                subscription_id.into(),
+                ordering_key.into(),
+                upto.into(),
+                (limit.max(1) as i64).into(),
+            ],
+        )
+        .await
+    }
+
+    /// The oldest pending delivery of each key of one subscription with an id up to `upto`,
+    /// and how many pending deliveries it has up there, read in one snapshot.
+    ///
+    /// # Errors
+    /// [`DbErr`].
+    pub async fn subscription_queue(
+        &self,
+        subscription_id: Uuid,
+        upto: i64,
+    ) -> Result<SubscriptionQueue, DbErr> {
         let backend = self.db.get_database_backend();
         let txn = self.begin_read().await?;
-        let rows = txn
-            .query_all_raw(statement(
+        let values = || vec![subscription_id.into(), upto.into()];
+        let heads = txn
+            .query_all_raw(statement(backend, SUBSCRIPTION_HEADS_SQL, values()))
+            .await?;
+        let count = txn
+            .query_one_raw(statement(backend, SUBSCRIPTION_COUNT_SQL, values()))
+            .await?;
+        txn.commit().await?;
+        let pending: i64 = match count {
+            Some(row) => row.try_get("", "n")?,
+            None => 0,
+        };
+        Ok(SubscriptionQueue {
+            heads: heads.iter().map(pending_of).collect::<Result<_, _>>()?,
+            pending: u64::try_from(pending).unwrap_or(0),
+        })
+    }
+
+    /// The highest delivery id there is (0 for none): where the worker's scan starts.
+    ///
+    /// # Errors
+    /// [`DbErr`].
+    pub async fn last_delivery_id(&self) -> Result<i64, DbErr> {
+        let backend = self.db.get_database_backend();
+        let txn = self.begin_read().await?;
+        let row = txn
+            .query_one_raw(statement(
                 backend,
-                HEADS_SQL,
-                vec![
-                    (per_subscription.max(1) as i64).into(),
-                    (limit.max(1) as i64).into(),
-                ],
+                "SELECT COALESCE(MAX(id), 0) AS id FROM webhook_deliveries",
+                vec![],
             ))
             .await?;
         txn.commit().await?;
-        rows.iter()
-            .map(|r| {
-                let created_at: DateTime<Utc> = r.try_get("", "created_at")?;
-                let requeued_at: Option<DateTime<Utc>> = r.try_get("", "requeued_at")?;
-                Ok(Head {
-                    id: r.try_get("", "id")?,
-                    tenant_id: r.try_get("", "tenant_id")?,
-                    subscription_id: r.try_get("", "subscription_id")?,
-                    ordering_key: r.try_get("", "ordering_key")?,
-                    event_seq: r.try_get("", "event_seq")?,
-                    event_id: r.try_get("", "event_id")?,
-                    event_type: r.try_get("", "event_type")?,
-                    attempts: r.try_get("", "attempts")?,
-                    next_attempt_at: r.try_get("", "next_attempt_at")?,
-                    queued_at: requeued_at.unwrap_or(created_at),
-                    target_url: r.try_get("", "target_url")?,
-                    secret_auth_ref_uri: r.try_get("", "secret_auth_ref_uri")?,
-                })
-            })
-            .collect()
+        match row {
+            Some(row) => row.try_get("", "id"),
+            None => Ok(0),
+        }
+    }
+
+    /// Every live, enabled subscription.
+    ///
+    /// # Errors
+    /// [`DbErr`].
+    pub async fn active_targets(&self) -> Result<Vec<Target>, DbErr> {
+        let txn = self.begin_read().await?;
+        let rows = webhook_subscription::Entity::find()
+            .filter(webhook_subscription::Column::DeletedAt.is_null())
+            .filter(webhook_subscription::Column::Enabled.eq(true))
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(rows.into_iter().map(target_of).collect())
+    }
+
+    /// The subscriptions with these ids, deleted ones included (inactive); an id that was
+    /// never a subscription is absent.
+    ///
+    /// # Errors
+    /// [`DbErr`].
+    pub async fn targets(&self, ids: &[Uuid]) -> Result<Vec<Target>, DbErr> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let txn = self.begin_read().await?;
+        let rows = webhook_subscription::Entity::find()
+            .filter(webhook_subscription::Column::Id.is_in(ids.iter().copied()))
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(rows.into_iter().map(target_of).collect())
     }
 
     /// The outbox events with these sequence numbers (a pruned one is absent).
@@ -313,10 +448,15 @@ impl WebhookStore {
             return Ok(HashMap::new());
         }
         let txn = self.begin_read().await?;
-        let rows = event::Entity::find()
-            .filter(event::Column::Seq.is_in(seqs.iter().copied()))
-            .all(&txn)
-            .await?;
+        let mut rows = Vec::with_capacity(seqs.len());
+        for chunk in seqs.chunks(IN_CHUNK) {
+            rows.extend(
+                event::Entity::find()
+                    .filter(event::Column::Seq.is_in(chunk.iter().copied()))
+                    .all(&txn)
+                    .await?,
+            );
+        }
         txn.commit().await?;
         Ok(rows
             .into_iter()
@@ -362,31 +502,33 @@ impl WebhookStore {
         }
         let txn = self.begin().await?;
         for (code, (ids, at)) in delivered {
-            webhook_delivery::Entity::update_many()
-                .col_expr(
-                    webhook_delivery::Column::Status,
-                    Expr::value(DeliveryStatus::Delivered.as_str()),
-                )
-                .col_expr(
-                    webhook_delivery::Column::Attempts,
-                    sea_orm::sea_query::ExprTrait::add(
-                        Expr::col(webhook_delivery::Column::Attempts),
-                        1,
-                    ),
-                )
-                .col_expr(webhook_delivery::Column::LastAttemptAt, Expr::value(at))
-                .col_expr(
-                    webhook_delivery::Column::LastStatusCode,
-                    Expr::value(i32::from(code)),
-                )
-                .col_expr(
-                    webhook_delivery::Column::LastError,
-                    Expr::value(Option::<String>::None),
-                )
-                .col_expr(webhook_delivery::Column::DeliveredAt, Expr::value(at))
-                .filter(webhook_delivery::Column::Id.is_in(ids))
-                .exec(&txn)
-                .await?;
+            for ids in ids.chunks(IN_CHUNK) {
+                webhook_delivery::Entity::update_many()
+                    .col_expr(
+                        webhook_delivery::Column::Status,
+                        Expr::value(DeliveryStatus::Delivered.as_str()),
+                    )
+                    .col_expr(
+                        webhook_delivery::Column::Attempts,
+                        sea_orm::sea_query::ExprTrait::add(
+                            Expr::col(webhook_delivery::Column::Attempts),
+                            1,
+                        ),
+                    )
+                    .col_expr(webhook_delivery::Column::LastAttemptAt, Expr::value(at))
+                    .col_expr(
+                        webhook_delivery::Column::LastStatusCode,
+                        Expr::value(i32::from(code)),
+                    )
+                    .col_expr(
+                        webhook_delivery::Column::LastError,
+                        Expr::value(Option::<String>::None),
+                    )
+                    .col_expr(webhook_delivery::Column::DeliveredAt, Expr::value(at))
+                    .filter(webhook_delivery::Column::Id.is_in(ids.iter().copied()))
+                    .exec(&txn)
+                    .await?;
+            }
         }
         for o in outcomes {
             let (id, status, code, error, at, next) = match o {

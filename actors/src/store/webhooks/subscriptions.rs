@@ -62,6 +62,8 @@ impl TenantStore {
             updated_at: Set(now),
             deleted_at: Set(None),
             incident_members: Set(fields.incident_members.as_str().to_owned()),
+            batch_max_events: Set(fields.batch.map(|b| clamp_i32(b.max_events))),
+            batch_max_delay_ms: Set(fields.batch.map(|b| clamp_i32(b.max_delay_ms))),
         };
         let created = row.insert(&txn).await?;
         audit::record(
@@ -134,6 +136,8 @@ impl TenantStore {
         row.secret_auth_ref_uri = Set(fields.secret_auth_ref_uri);
         row.enabled = Set(fields.enabled);
         row.incident_members = Set(fields.incident_members.as_str().to_owned());
+        row.batch_max_events = Set(fields.batch.map(|b| clamp_i32(b.max_events)));
+        row.batch_max_delay_ms = Set(fields.batch.map(|b| clamp_i32(b.max_delay_ms)));
         row.version = Set(before.version + 1);
         row.updated_at = Set(Utc::now());
         let after = row.update(&txn).await?;
@@ -311,6 +315,10 @@ impl TenantStore {
         txn.commit().await?;
         Ok(Some(after))
     }
+}
+
+fn clamp_i32(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 fn check_version(expected: Option<i64>, current: i64) -> Result<(), CatalogError> {

@@ -22,6 +22,7 @@ fn fields(name: &str, types: &[&str], integrations: &[Uuid], enabled: bool) -> S
         secret_auth_ref_uri: "authref://env/HOOK_SECRET".into(),
         enabled,
         incident_members: Default::default(),
+        batch: None,
     }
 }
 
@@ -289,7 +290,7 @@ async fn queue(
 }
 
 #[tokio::test]
-async fn heads_are_the_oldest_pending_delivery_of_each_key_of_live_subscriptions() {
+async fn the_worker_reads_new_rows_by_id_and_one_key_or_subscription_at_a_time() {
     use DeliveryStatus::{Dead, Delivered, Pending};
     let store = testing::store().await;
     let a = tenant(&store, "ta");
@@ -313,32 +314,79 @@ async fn heads_are_the_oldest_pending_delivery_of_each_key_of_live_subscriptions
         .await
         .unwrap()
         .id;
+    let webhooks = store.webhooks();
+    assert_eq!(webhooks.last_delivery_id().await.unwrap(), 0);
     let (k1, k2) = (Uuid::now_v7(), Uuid::now_v7());
     let now = Utc::now();
     let past = now - ChronoDuration::seconds(5);
     let later = now + ChronoDuration::hours(1);
-    queue(&store, s1, 1, k1, Delivered, past).await;
+    let delivered = queue(&store, s1, 1, k1, Delivered, past).await;
     let s1_k1 = queue(&store, s1, 2, k1, Pending, past).await;
-    queue(&store, s1, 3, k1, Pending, past).await;
+    let s1_k1_next = queue(&store, s1, 3, k1, Pending, past).await;
     let s1_k2 = queue(&store, s1, 4, k2, Pending, later).await;
     queue(&store, s2, 5, k1, Dead, past).await;
     let s2_k1 = queue(&store, s2, 6, k1, Pending, now).await;
-    queue(&store, off, 7, k1, Pending, past).await;
+    let off_k1 = queue(&store, off, 7, k1, Pending, past).await;
     let dropped = queue(&store, gone, 8, k1, Pending, past).await;
     a.subscription_delete("u", gone, None).await.unwrap();
+    assert_eq!(webhooks.last_delivery_id().await.unwrap(), dropped);
 
-    let webhooks = store.webhooks();
-    let ids = |heads: Vec<Head>| heads.iter().map(|h| h.id).collect::<Vec<_>>();
+    let ids = |rows: Vec<super::Pending>| rows.iter().map(|r| r.id).collect::<Vec<_>>();
+    // New rows by id: pending ones only, in id order, from where the scan stopped.
     assert_eq!(
-        ids(webhooks.heads(8, 10).await.unwrap()),
-        [s1_k1, s2_k1, s1_k2]
+        ids(webhooks.pending_after(0, 100).await.unwrap()),
+        [s1_k1, s1_k1_next, s1_k2, s2_k1, off_k1]
     );
-    // At most one per subscription: a subscription's other keys wait for a slot.
-    assert_eq!(ids(webhooks.heads(1, 10).await.unwrap()), [s1_k1, s2_k1]);
-    assert_eq!(ids(webhooks.heads(8, 1).await.unwrap()), [s1_k1]);
-    let head = &webhooks.heads(8, 1).await.unwrap()[0];
-    assert_eq!(head.target_url, "https://hooks.example.com/in");
-    assert_eq!((head.event_seq, head.ordering_key), (2, k1));
+    assert_eq!(
+        ids(webhooks.pending_after(s1_k1_next, 2).await.unwrap()),
+        [s1_k2, s2_k1]
+    );
+    // One key, up to an id.
+    assert_eq!(
+        ids(webhooks.pending_of_key(s1, k1, dropped, 10).await.unwrap()),
+        [s1_k1, s1_k1_next]
+    );
+    assert_eq!(
+        ids(webhooks.pending_of_key(s1, k1, s1_k1, 10).await.unwrap()),
+        [s1_k1]
+    );
+    // One subscription's heads and its count.
+    let q = webhooks.subscription_queue(s1, dropped).await.unwrap();
+    assert_eq!(ids(q.heads.clone()), [s1_k1, s1_k2]);
+    assert_eq!(q.pending, 3);
+    let head = &q.heads[0];
+    assert_eq!(
+        (head.event_seq, head.ordering_key, head.attempts),
+        (2, k1, 0)
+    );
+    assert_eq!(
+        webhooks
+            .subscription_queue(s1, s1_k1)
+            .await
+            .unwrap()
+            .pending,
+        1
+    );
+    // Where each subscription sends, and whether it is live.
+    let mut targets = webhooks
+        .targets(&[s1, off, gone, Uuid::now_v7()])
+        .await
+        .unwrap();
+    targets.sort_by_key(|t| t.id);
+    let active: Vec<(Uuid, bool)> = targets.iter().map(|t| (t.id, t.active)).collect();
+    assert_eq!(active, [(s1, true), (off, false), (gone, false)]);
+    assert_eq!(targets[0].target_url, "https://hooks.example.com/in");
+    assert_eq!(targets[0].tenant_id, "ta");
+    let mut live: Vec<Uuid> = webhooks
+        .active_targets()
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    live.sort();
+    assert_eq!(live, [s1, s2]);
+    let _ = delivered;
 
     // Results: the delivered head makes way for the next of its key; a failure stays head.
     let at = Utc::now();
@@ -366,9 +414,8 @@ async fn heads_are_the_oldest_pending_delivery_of_each_key_of_live_subscriptions
         ])
         .await
         .unwrap();
-    let heads = webhooks.heads(8, 10).await.unwrap();
-    assert_eq!(heads.len(), 3);
-    assert_eq!(heads[0].event_seq, 3, "the next of s1/k1");
+    let q = webhooks.subscription_queue(s1, dropped).await.unwrap();
+    assert_eq!(ids(q.heads), [s1_k1_next, s1_k2], "the next of s1/k1");
     let rows = deliveries(&store).await;
     let row = |id: i64| rows.iter().find(|d| d.id == id).unwrap().clone();
     let delivered = row(s1_k1);
@@ -427,8 +474,9 @@ async fn heads_are_the_oldest_pending_delivery_of_each_key_of_live_subscriptions
         .unwrap();
     let listed: Vec<i64> = page.items.iter().map(|d| d.id).collect();
     assert_eq!(listed, [s2_k1, dead_id], "newest first");
-    // The requeued delivery is older, so it is its key's head again.
-    let heads = webhooks.heads(8, 10).await.unwrap();
-    assert!(heads.iter().any(|h| h.id == dead_id));
-    assert!(!heads.iter().any(|h| h.id == s2_k1));
+    // The requeued delivery is older, so it is its key's head again; its clock is fresh.
+    let q = webhooks.subscription_queue(s2, dropped).await.unwrap();
+    assert_eq!(ids(q.heads.clone()), [dead_id]);
+    let clock = q.heads[0].queued_at - requeued.requeued_at.unwrap();
+    assert!(clock.num_milliseconds().abs() < 1, "{clock}");
 }

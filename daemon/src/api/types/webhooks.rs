@@ -1,6 +1,6 @@
 //! Bodies of `/api/v1/webhook-subscriptions`: webhook subscriptions and their deliveries.
 
-use actors::store::webhooks::{Delivery, DeliveryStatus, Subscription};
+use actors::store::webhooks::{Batching, Delivery, DeliveryStatus, Subscription};
 use chrono::{DateTime, Utc};
 use poem_openapi::{Enum, Object};
 use uuid::Uuid;
@@ -29,6 +29,9 @@ pub struct WebhookSubscription {
     pub updated_at: DateTime<Utc>,
     /// Whether the status events of an open incident's members are delivered one by one.
     pub incident_members: IncidentMembers,
+    /// Batched delivery; null for one event per POST.
+    #[oai(nullable)]
+    pub batch: Option<WebhookBatch>,
 }
 
 /// Whether a subscription gets the status events of an open incident's members one by one
@@ -58,8 +61,31 @@ impl From<IncidentMembers> for actors::events::incidents::IncidentMembers {
     }
 }
 
+/// Batched delivery: the due events go out as `application/cloudevents-batch+json` (a JSON
+/// array of structured CloudEvents, in order per integration), one POST and one signature
+/// per batch, when `maxEvents` are due or the oldest has waited `maxDelayMs`. A batch that
+/// is not answered 2xx is retried as a whole.
+#[derive(Debug, Clone, Copy, Object)]
+#[oai(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookBatch {
+    /// Most events per POST, 1 to 1000.
+    pub max_events: u32,
+    /// Longest the oldest due event waits for a batch to fill, 0 to 60000 ms.
+    pub max_delay_ms: u32,
+}
+
+impl From<Batching> for WebhookBatch {
+    fn from(b: Batching) -> Self {
+        Self {
+            max_events: b.max_events,
+            max_delay_ms: b.max_delay_ms,
+        }
+    }
+}
+
 impl From<Subscription> for WebhookSubscription {
     fn from(m: Subscription) -> Self {
+        let batch = Batching::of(&m).map(Into::into);
         Self {
             id: m.id,
             name: m.name,
@@ -75,6 +101,7 @@ impl From<Subscription> for WebhookSubscription {
                 &m.incident_members,
             )
             .into(),
+            batch,
         }
     }
 }
@@ -102,6 +129,8 @@ pub struct WebhookSubscriptionInput {
     /// `suppress` (default): while an incident is open, its members' status events are not
     /// delivered one by one, only the incident's; `deliver`: both.
     pub incident_members: Option<IncidentMembers>,
+    /// Batched delivery; absent or null for one event per POST.
+    pub batch: Option<WebhookBatch>,
 }
 
 /// A page of subscriptions, oldest first.
