@@ -242,7 +242,17 @@ mod leak {
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        let client = reqwest::Client::new();
+        // Read the logs as they come: a full pipe would stop the daemon at its next log line.
+        let mut stderr = child.stderr.take().unwrap();
+        let log_reader = std::thread::spawn(move || {
+            let mut logs = String::new();
+            let _ = stderr.read_to_string(&mut logs);
+            logs
+        });
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
         let base = format!("http://127.0.0.1:{port}/api/v1");
         let deadline = Instant::now() + Duration::from_secs(30);
         while client
@@ -324,14 +334,8 @@ mod leak {
             .args(["-TERM", &child.id().to_string()])
             .status()
             .unwrap();
-        let mut logs = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut logs)
-            .unwrap();
         child.wait().unwrap();
+        let logs = log_reader.join().unwrap();
         let mut database = Vec::new();
         for entry in std::fs::read_dir(dir.path()).unwrap() {
             let path = entry.unwrap().path();
