@@ -336,7 +336,9 @@ impl OciConnector {
     }
 }
 
-fn valid_repository_name(name: &str) -> bool {
+/// Whether `name` is a repository name as the distribution specification writes them (a
+/// cursor is one, so nothing else reaches the registry's query).
+pub(crate) fn valid_repository_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 255
         && name.chars().all(|c| {
@@ -362,31 +364,38 @@ impl Connector for OciConnector {
             url.query_pairs_mut().append_pair("last", last);
         }
         let response = self.get(url.as_str(), Some(CATALOG_SCOPE)).await?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(outbound::status_error(status, "catalog"));
-        }
-        let has_next = outbound::link_next(response.headers()).is_some();
-        let catalog: Catalog =
-            outbound::read_json(response, self.env.outbound.max_response_bytes(), "catalog")
-                .await?;
-        let next_cursor = if has_next {
-            catalog.repositories.last().cloned()
-        } else {
-            None
-        };
-        Ok(ResourcePage {
-            resources: catalog
-                .repositories
-                .into_iter()
-                .map(|name| Resource {
-                    id: name.clone(),
-                    name,
-                    kind: "image_repository",
-                    url: None,
-                })
-                .collect(),
-            next_cursor,
-        })
+        catalog_page(response, self.env.outbound.max_response_bytes()).await
     }
+}
+
+/// One page of a registry's `/v2/_catalog` answer: its repositories, and the last of them as
+/// the cursor when a `Link: rel="next"` says there are more.
+pub(crate) async fn catalog_page(
+    response: reqwest::Response,
+    max_bytes: u64,
+) -> Result<ResourcePage, Error> {
+    let status = response.status();
+    if !status.is_success() {
+        return Err(outbound::status_error(status, "catalog"));
+    }
+    let has_next = outbound::link_next(response.headers()).is_some();
+    let catalog: Catalog = outbound::read_json(response, max_bytes, "catalog").await?;
+    let next_cursor = if has_next {
+        catalog.repositories.last().cloned()
+    } else {
+        None
+    };
+    Ok(ResourcePage {
+        resources: catalog
+            .repositories
+            .into_iter()
+            .map(|name| Resource {
+                id: name.clone(),
+                name,
+                kind: "image_repository",
+                url: None,
+            })
+            .collect(),
+        next_cursor,
+    })
 }

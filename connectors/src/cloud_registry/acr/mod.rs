@@ -29,9 +29,10 @@ use serde::Deserialize;
 use super::tokens::{Minted, TokenKey};
 use crate::config::{self, ConfigError};
 use crate::connector::{
-    Connector, ConnectorEnv, Error, IntegrationSpec, Resource, ResourcePage, SharedConnector,
+    Connector, ConnectorEnv, Error, IntegrationSpec, ResourcePage, SharedConnector,
 };
 use crate::health::HealthReport;
+use crate::oci_registry::{catalog_page, valid_repository_name};
 use crate::outbound;
 use crate::provider::{Capability, Provider};
 use crate::secrets::{Secret, TenantRef};
@@ -162,12 +163,6 @@ struct AccessAnswer {
 }
 
 #[derive(Deserialize)]
-struct Catalog {
-    #[serde(default)]
-    repositories: Vec<String>,
-}
-
-#[derive(Deserialize)]
 struct JwtExpiry {
     exp: Option<i64>,
 }
@@ -190,14 +185,6 @@ fn minted_jwt(token: String) -> Minted {
         Some(exp) => Minted::new(Secret::new(token), now, exp),
         None => Minted::lasting(Secret::new(token), now, UNKNOWN_LIFETIME),
     }
-}
-
-fn valid_repository_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 255
-        && name.chars().all(|c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-' | '/')
-        })
 }
 
 // === impl AcrConnector ===
@@ -369,32 +356,7 @@ impl AcrConnector {
             url.query_pairs_mut().append_pair("last", last);
         }
         let response = self.get(url.as_str(), CATALOG_SCOPE).await?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(outbound::status_error(status, "catalog"));
-        }
-        let has_next = outbound::link_next(response.headers()).is_some();
-        let catalog: Catalog =
-            outbound::read_json(response, self.env.outbound.max_response_bytes(), "catalog")
-                .await?;
-        let next_cursor = if has_next {
-            catalog.repositories.last().cloned()
-        } else {
-            None
-        };
-        Ok(ResourcePage {
-            resources: catalog
-                .repositories
-                .into_iter()
-                .map(|name| Resource {
-                    id: name.clone(),
-                    name,
-                    kind: "image_repository",
-                    url: None,
-                })
-                .collect(),
-            next_cursor,
-        })
+        catalog_page(response, self.env.outbound.max_response_bytes()).await
     }
 }
 
