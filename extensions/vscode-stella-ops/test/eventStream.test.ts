@@ -169,7 +169,8 @@ test('event stream: a refused position (422) is forgotten and the stream starts 
   try {
     t.setPosition('not-a-number');
     t.c.start();
-    await until('open', () => hub.openStreams === 1);
+    // The hub counts the stream before the client has read its headers: wait for the client.
+    await until('open', () => hub.openStreams === 1 && t.opened.length === 1);
     assert.equal(t.forgot, 1);
     assert.deepEqual(hub.state.eventRequests.map((r) => r.lastEventId), ['not-a-number', undefined]);
     assert.deepEqual(t.opened, [false]);
