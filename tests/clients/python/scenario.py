@@ -19,7 +19,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -296,7 +296,7 @@ def main() -> int:
         ("delete", scenario.delete),
     ]
     passed = 0
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     for name, step in steps:
         try:
             step()
@@ -306,7 +306,7 @@ def main() -> int:
             return 1
         passed += 1
         print(f"python client: {name}: ok")
-    elapsed = (datetime.now(timezone.utc) - started).total_seconds()
+    elapsed = (datetime.now(UTC) - started).total_seconds()
     print(f"python client: scenario done in {elapsed:.1f} s")
     print(f"{passed} passed, 0 failed")
     return 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -27,7 +28,6 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 WAIT_SECONDS = 30
@@ -35,7 +35,7 @@ T = TypeVar("T")
 
 
 class Browser:
-    def __init__(self, chromium: str, driver: str) -> None:
+    def __init__(self, chromium: str, driver: str, profile: str) -> None:
         options = webdriver.ChromeOptions()
         options.binary_location = chromium
         for argument in (
@@ -45,7 +45,12 @@ class Browser:
             "--disable-gpu",
             "--window-size=1400,1800",
             "--no-first-run",
+            # The machine has no way out: no background connections, updates or sync to try.
             "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-quic",
+            f"--user-data-dir={profile}",
         ):
             options.add_argument(argument)
         self.driver: WebDriver = webdriver.Chrome(service=Service(executable_path=driver), options=options)
@@ -142,7 +147,8 @@ def main() -> int:
     args = parser.parse_args()
     key = os.environ["STELLA_KEY"]
 
-    browser = Browser(args.chromium, args.chromedriver)
+    profile = tempfile.TemporaryDirectory(prefix="swagger-ui-chromium-")
+    browser = Browser(args.chromium, args.chromedriver, profile.name)
     passed = 0
     try:
         steps: list[tuple[str, Callable[[], None]]] = []
@@ -204,6 +210,7 @@ def main() -> int:
         return 0
     finally:
         browser.driver.quit()
+        profile.cleanup()
 
 
 if __name__ == "__main__":
