@@ -78,6 +78,24 @@ def expect(value: object, kind: type[T], what: str) -> T:
     return value
 
 
+def create_body(name: str, config: dict[str, Any] | None = None) -> IntegrationCreate:
+    """An `inmemory` integration's registration, read from JSON by the generated model as a
+    program holding its configuration as JSON does (the model types `type` and `config` as the
+    document says: a string or an enumeration, free JSON or a model of its own)."""
+    body: dict[str, Any] = {"type": "inmemory", "name": name}
+    if config is not None:
+        body["config"] = config
+    return IntegrationCreate.from_dict(body)
+
+
+def update_body(name: str, config: dict[str, Any] | None = None) -> IntegrationUpdate:
+    """A replacement body, read from JSON by the generated model like `create_body`."""
+    body: dict[str, Any] = {"name": name}
+    if config is not None:
+        body["config"] = config
+    return IntegrationUpdate.from_dict(body)
+
+
 def etag_of(version: int) -> str:
     return f'"{version}"'
 
@@ -121,11 +139,7 @@ class Scenario:
 
     def create(self) -> None:
         for i in range(COUNT):
-            body = IntegrationCreate(
-                type_="inmemory",
-                name=f"{PREFIX}-{i}",
-                config={"behaviour": "healthy"},
-            )
+            body = create_body(f"{PREFIX}-{i}", {"behaviour": "healthy"})
             answer = integration_create.sync_detailed(client=self.client, body=body)
             check(answer.status_code == 201, f"create answered {answer.status_code}: {answer.content!r}")
             created = expect(answer.parsed, Integration, "create")
@@ -138,9 +152,7 @@ class Scenario:
             check(location.endswith(f"/api/v1/integrations/{created.id}"), f"Location {location!r}")
             self.ids.append(created.id)
         # The same name again is a conflict, answered as a typed problem.
-        again = integration_create.sync_detailed(
-            client=self.client, body=IntegrationCreate(type_="inmemory", name=f"{PREFIX}-0")
-        )
+        again = integration_create.sync_detailed(client=self.client, body=create_body(f"{PREFIX}-0"))
         problem = expect(again.parsed, Problem, "duplicate name")
         check(again.status_code == 409 and problem.code == "conflict", f"duplicate name: {problem.to_dict()}")
 
@@ -173,7 +185,7 @@ class Scenario:
         check(etag == etag_of(current.version), f"GET ETag {etag!r} for version {current.version}")
         assert etag is not None
 
-        body = IntegrationUpdate(name=f"{PREFIX}-renamed", config={"behaviour": "healthy"})
+        body = update_body(f"{PREFIX}-renamed", {"behaviour": "healthy"})
         answer = integration_update.sync_detailed(target, client=self.client, body=body, if_match=etag)
         check(answer.status_code == 200, f"update answered {answer.status_code}: {answer.content!r}")
         updated = expect(answer.parsed, Integration, "update")
@@ -182,7 +194,7 @@ class Scenario:
         check(answer.headers.get("etag") == etag_of(updated.version), "the update's ETag is its version")
 
         stale = integration_update.sync_detailed(
-            target, client=self.client, body=IntegrationUpdate(name=f"{PREFIX}-lost"), if_match=etag
+            target, client=self.client, body=update_body(f"{PREFIX}-lost"), if_match=etag
         )
         problem = expect(stale.parsed, Problem, "stale update")
         check(stale.status_code == 412, f"a stale If-Match answered {stale.status_code}")
