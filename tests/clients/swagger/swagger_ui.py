@@ -151,11 +151,9 @@ def main() -> int:
     browser = Browser(args.chromium, args.chromedriver, profile.name)
     passed = 0
     try:
-        steps: list[tuple[str, Callable[[], None]]] = []
 
         def load() -> None:
             browser.driver.get(f"{args.url}/docs")
-            browser.find(".swagger-ui .info .title")
             title = browser.find(".swagger-ui .info .title").text
             assert "StellaOps Integrations" in title, f"title {title!r}"
 
@@ -184,7 +182,7 @@ def main() -> int:
             block = operation(browser, "integration_list")
             execute(browser, block, "401")
 
-        steps = [
+        steps: list[tuple[str, Callable[[], None]]] = [
             ("load /docs", load),
             ("Authorize with an API key", authorise),
             ("Try it out / Execute GET /api/v1/integrations: 200", list_integrations),
