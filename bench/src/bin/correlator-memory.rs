@@ -15,7 +15,8 @@
 //! once half of its integrations fail; the rest join it), and memory is read again with every
 //! integration failing and a member of an open incident.
 //!
-//! Usage: `correlator-memory COUNT TENANTS`. Prints one JSON line.
+//! Usage: `correlator-memory COUNT TENANTS`. Prints one JSON line (and the figures known so far
+//! on standard error after each phase).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -108,6 +109,8 @@ async fn main() -> anyhow::Result<()> {
             format!("{shape}_track_s"),
             json!(round2(took.as_secs_f64())),
         );
+        // What is known so far, in case a long storm is cut short.
+        eprintln!("{}", serde_json::Value::Object(out.clone()));
         if own {
             drop(c);
             continue;
