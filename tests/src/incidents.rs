@@ -26,13 +26,13 @@ const RESOLVED: &str = "dev.stellaops.integration.incident.resolved";
 
 /// An OCI registry as far as a health check goes (`GET /v2/` answers 200), on a fixed
 /// loopback port; taken down, the port refuses connections.
-struct Provider {
+pub(crate) struct Provider {
     addr: SocketAddr,
     task: Option<JoinHandle<()>>,
 }
 
 impl Provider {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         Self {
@@ -41,17 +41,17 @@ impl Provider {
         }
     }
 
-    fn base_url(&self) -> String {
+    pub(crate) fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    fn down(&mut self) {
+    pub(crate) fn down(&mut self) {
         if let Some(task) = self.task.take() {
             task.abort();
         }
     }
 
-    async fn up(&mut self) {
+    pub(crate) async fn up(&mut self) {
         // The port was ours a moment ago; binding it again may take a few tries.
         for _ in 0..100 {
             if let Ok(listener) = tokio::net::TcpListener::bind(self.addr).await {

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actors::events::StoredEvent;
+use actors::events::incidents::IncidentMembers;
 use actors::sinks::nats::{self, CONTENT_TYPE, CURSOR, MSG_ID_HEADER, NatsSettings};
 use actors::store::SystemStore;
 use daemon::config::Config;
@@ -18,7 +19,10 @@ use tokio::time::Instant;
 use tokio_stream::StreamExt;
 use uuid::Uuid;
 
-use crate::context::{TENANT_A, TENANT_B, TestContext, WRITER_A, WRITER_B, api_key, standard_keys};
+use crate::context::{
+    READER_A, TENANT_A, TENANT_B, TestContext, WRITER_A, WRITER_B, api_key, standard_keys,
+};
+use crate::incidents::Provider;
 
 /// Where the test's NATS server is, when not on the default port.
 const ENV_NATS_URL: &str = "STELLA_TEST_NATS_URL";
@@ -560,4 +564,211 @@ async fn invalid_settings_stop_the_daemon_from_starting() {
     let chain = format!("{error}: {:?}", std::error::Error::source(&error));
     assert!(chain.contains("events.nats"), "{chain}");
     assert!(!chain.contains("hunter2"), "{chain}");
+}
+
+// === incident members on NATS ===
+
+const OPENED: &str = "dev.stellaops.integration.incident.opened";
+const RESOLVED: &str = "dev.stellaops.integration.incident.resolved";
+/// Integrations behind the provider that goes down: more than `min_members`.
+const FLEET: usize = 8;
+
+/// Every message of a stream, as (CloudEvents id, type), in stream order.
+async fn stream_events(js: &async_nats::jetstream::Context, name: &str) -> Vec<(String, String)> {
+    let mut stream = js.get_stream(name).await.expect("the relay's stream");
+    let info = stream.info().await.expect("stream info").clone();
+    let mut out = Vec::new();
+    if info.state.messages == 0 {
+        return out;
+    }
+    for seq in info.state.first_sequence..=info.state.last_sequence {
+        let message = stream.get_raw_message(seq).await.expect("stored message");
+        let body: Value = serde_json::from_slice(&message.payload).expect("a CloudEvent");
+        out.push((
+            body["id"].as_str().expect("an id").to_owned(),
+            body["type"].as_str().expect("a type").to_owned(),
+        ));
+    }
+    out
+}
+
+/// `FLEET` registries of tenant A behind one provider on loopback, checked every 2 s, that goes
+/// down until an incident opens and comes back until it is resolved, with the relay publishing
+/// to the machine's JetStream with `incident_members = members`. Returns the outbox events
+/// written from the outage on, and the stream's messages of those events, in stream order.
+async fn an_outage_on_nats(members: IncidentMembers) -> (Vec<StoredEvent>, Vec<(String, String)>) {
+    let url = nats_url();
+    let client = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(5))
+        .connect(url.as_str())
+        .await
+        .unwrap_or_else(|e| {
+            panic!("NATS with JetStream must answer at {url} (run scripts/nats-up): {e}")
+        });
+    let js = async_nats::jetstream::new(client);
+    delete_stale_streams(&js).await;
+    let names = Names::new();
+    let mut provider = Provider::start().await;
+    let ctx = TestContext::start_with(|c| {
+        c.health.interval_seconds = 2;
+        c.health.degraded_after = 1;
+        c.health.unhealthy_after = 2;
+        c.health.healthy_after = 1;
+        c.health.backoff_min_seconds = 1;
+        c.health.backoff_max_seconds = 1;
+        c.health.timeout_seconds = 2;
+        c.health.writer_flush_ms = 20;
+        c.events.alerts.flap_transitions = 100_000;
+        c.events.alerts.reminder_interval_seconds = 0;
+        c.connectors.outbound.allow_private_networks = vec!["127.0.0.1/32".into()];
+        c.connectors.outbound.per_host_requests_per_second = 100_000;
+        c.connectors.outbound.per_host_burst = 100_000;
+        c.incidents.window_seconds = 30;
+        c.incidents.min_members = 5;
+        c.incidents.min_share = 0.5;
+        c.incidents.hold_seconds = 5;
+        c.incidents.resolve_after_seconds = 5;
+        c.incidents.update_interval_seconds = 60;
+        c.events.nats = NatsSettings {
+            url: Some(url.clone()),
+            subject_prefix: names.prefix.clone(),
+            stream: names.stream.clone(),
+            max_age_seconds: 3600,
+            batch: BATCH,
+            timeout_ms: 2000,
+            poll_interval_ms: 200,
+            backoff_min_ms: 100,
+            backoff_max_ms: 1000,
+            incident_members: members,
+            ..NatsSettings::default()
+        };
+    })
+    .await;
+    let system = system_store(&ctx.database_url).await;
+    for i in 0..FLEET {
+        let body = json!({"type": "oci_registry", "name": format!("registry-{i}"),
+            "config": {"baseUrl": provider.base_url()}});
+        ctx.post("/api/v1/integrations", WRITER_A, &body)
+            .await
+            .ok(201);
+    }
+    let all_healthy = async || {
+        let page = ctx
+            .get("/api/v1/integrations?limit=100", READER_A)
+            .await
+            .ok(200)
+            .clone();
+        let items = page["items"].as_array().expect("items").clone();
+        (items.len() == FLEET && items.iter().all(|i| i["status"] == "healthy")).then_some(())
+    };
+    eventually("the fleet is healthy", all_healthy).await;
+    // Everything written so far is published (or left to an incident) before the outage.
+    let before = eventually("the relay caught up", async || {
+        let last = outbox(&system).await.last().map_or(0, |e| e.seq);
+        (cursor(&system).await >= last).then_some(last)
+    })
+    .await;
+
+    provider.down();
+    eventually("one incident open with the whole fleet", async || {
+        let open = ctx
+            .get("/api/v1/incidents?state=open", READER_A)
+            .await
+            .ok(200)
+            .clone();
+        let items = open["items"].as_array().expect("items").clone();
+        (items.len() == 1 && items[0]["memberCount"] == FLEET).then_some(())
+    })
+    .await;
+    provider.up().await;
+    eventually("the incident resolved", async || {
+        let all = ctx.get("/api/v1/incidents", READER_A).await.ok(200).clone();
+        let items = all["items"].as_array().expect("items").clone();
+        (items.len() == 1 && items[0]["state"] == "resolved").then_some(())
+    })
+    .await;
+    eventually("the fleet is healthy again", all_healthy).await;
+    // The relay has passed every event written until now.
+    let events = eventually("the relay caught up again", async || {
+        let events = outbox(&system).await;
+        let last = events.last().map_or(0, |e| e.seq);
+        (cursor(&system).await >= last).then_some(events)
+    })
+    .await;
+    let ours: Vec<StoredEvent> = events.into_iter().filter(|e| e.seq > before).collect();
+    let ids: HashSet<String> = ours.iter().map(|e| e.id.to_string()).collect();
+    let stream: Vec<(String, String)> = stream_events(&js, &names.stream)
+        .await
+        .into_iter()
+        .filter(|(id, _)| ids.contains(id))
+        .collect();
+    js.delete_stream(&names.stream)
+        .await
+        .expect("delete the stream");
+    ctx.cleanup().await;
+    (ours, stream)
+}
+
+/// The outbox's ids of `events`, in outbox order.
+fn ids_of<'a>(events: impl Iterator<Item = &'a StoredEvent>) -> Vec<String> {
+    events.map(|e| e.id.to_string()).collect()
+}
+
+fn count(stream: &[(String, String)], event_type: &str) -> usize {
+    stream.iter().filter(|(_, t)| t == event_type).count()
+}
+
+#[tokio::test]
+async fn with_members_suppressed_nats_receives_the_incident_and_no_member_status_change() {
+    let (events, stream) = an_outage_on_nats(IncidentMembers::Suppress).await;
+    let members: Vec<&StoredEvent> = events.iter().filter(|e| e.incident_id.is_some()).collect();
+    // Every member failed, and recovered, while the incident was open.
+    assert!(
+        members.len() >= 2 * FLEET,
+        "{} member events in the outbox",
+        members.len()
+    );
+    assert_eq!(count(&stream, OPENED), 1, "{stream:?}");
+    assert_eq!(count(&stream, RESOLVED), 1, "{stream:?}");
+    let health: Vec<&(String, String)> = stream
+        .iter()
+        .filter(|(_, t)| t.starts_with("dev.stellaops.integration.health."))
+        .collect();
+    assert!(
+        health.is_empty(),
+        "member status changes on NATS: {health:?}"
+    );
+    // Exactly the events that are not a member's, once each, in outbox order.
+    let expected = ids_of(events.iter().filter(|e| e.incident_id.is_none()));
+    let got: Vec<String> = stream.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(got, expected);
+}
+
+#[tokio::test]
+async fn with_members_delivered_nats_receives_the_incident_and_every_member_status_change() {
+    let (events, stream) = an_outage_on_nats(IncidentMembers::Deliver).await;
+    let members = events.iter().filter(|e| e.incident_id.is_some()).count();
+    assert!(
+        members >= 2 * FLEET,
+        "{members} member events in the outbox"
+    );
+    assert_eq!(count(&stream, OPENED), 1, "{stream:?}");
+    assert_eq!(count(&stream, RESOLVED), 1, "{stream:?}");
+    let health = stream
+        .iter()
+        .filter(|(_, t)| t.starts_with("dev.stellaops.integration.health."))
+        .count();
+    assert_eq!(
+        health,
+        events
+            .iter()
+            .filter(|e| e
+                .event_type
+                .starts_with("dev.stellaops.integration.health."))
+            .count()
+    );
+    assert!(health >= members);
+    // Every event, members' included, once each, in outbox order.
+    let got: Vec<String> = stream.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(got, ids_of(events.iter()));
 }

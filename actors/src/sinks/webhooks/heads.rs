@@ -18,6 +18,12 @@
 //!   its deliveries is in flight, its keys are dropped and its heads read again
 //!   ([`WebhookStore::subscription_queue`]). A requeued delivery is older than the rows of its
 //!   key in memory; reading the heads again puts it first.
+//! - **Everything**, now and then ([`Heads::resync`], every `resync_seconds`): every live
+//!   subscription is read again as at start. The scan by id trusts that rows commit in id
+//!   order; a row that breaks it (written by another process whose transaction took an id
+//!   early and committed late, or put back to pending by hand) is below `scanned` when it
+//!   becomes visible, and this re-read is what finds it. Its cost is one heads query per live
+//!   subscription, and each subscription pauses until its attempts in flight have ended.
 //!
 //! # Order
 //! A key's rows are held in id order and only sent from the front; a key with an attempt in
@@ -148,6 +154,8 @@ pub struct Heads {
     /// Rows read from the database, for tests and logs.
     read: u64,
     started: bool,
+    /// Every live subscription is to be read again at the next refill.
+    resync: bool,
 }
 
 // === impl Heads ===
@@ -164,6 +172,7 @@ impl Heads {
             more: false,
             read: 0,
             started: false,
+            resync: false,
         }
     }
 
@@ -193,9 +202,16 @@ impl Heads {
         sub.ready.clear();
     }
 
+    /// Reads every live subscription again at the next refill, as at start, so that a pending
+    /// row below [`Heads::scanned`] that the scan by id could not see is found.
+    pub fn resync(&mut self) {
+        self.resync = true;
+    }
+
     /// Brings memory up to date: at the first call every live subscription is read (and the
-    /// scan starts after the last row there is); then subscriptions that changed and keys
-    /// that ran out are read again, and the rows queued since the last scan are read.
+    /// scan starts after the last row there is); then subscriptions that changed (all of them
+    /// after [`Heads::resync`]) and keys that ran out are read again, and the rows queued
+    /// since the last scan are read.
     ///
     /// # Errors
     /// [`DbErr`]; what was read before the error is kept, and the next call goes on.
@@ -210,6 +226,16 @@ impl Heads {
             }
             self.scanned = last;
             self.started = true;
+            self.resync = false;
+        }
+        if self.resync {
+            let known: Vec<Uuid> = self.subs.keys().copied().collect();
+            let live = store.active_targets().await?;
+            // Known ones too: one disabled or deleted meanwhile drops out at its reload.
+            for id in known.into_iter().chain(live.into_iter().map(|t| t.id)) {
+                self.invalidate(id);
+            }
+            self.resync = false;
         }
         self.reload(store).await?;
         self.read_keys_again(store).await?;
@@ -576,6 +602,7 @@ impl Heads {
     /// Whether there are keys to read again (a refill has work without new rows).
     pub fn wants_refill(&self) -> bool {
         self.more
+            || self.resync
             || !self.reread.is_empty()
             || self
                 .subs

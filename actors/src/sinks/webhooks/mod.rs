@@ -89,6 +89,12 @@ pub struct WebhookSettings {
     /// How often the relay and the worker look for work without being woken.
     #[serde(default = "default_poll_interval_ms")]
     pub poll_interval_ms: u64,
+    /// How often the delivery worker reads every subscription's pending deliveries again in
+    /// full (0: never). Between these it reads only rows newer than the last it saw, so this
+    /// is what finds a row that became pending with an older id (committed late by another
+    /// process, or put back by hand).
+    #[serde(default = "default_resync_seconds")]
+    pub resync_seconds: u64,
 }
 
 const fn default_true() -> bool {
@@ -118,6 +124,9 @@ const fn default_relay_batch() -> u64 {
 const fn default_poll_interval_ms() -> u64 {
     1_000
 }
+const fn default_resync_seconds() -> u64 {
+    300
+}
 
 impl Default for WebhookSettings {
     fn default() -> Self {
@@ -131,6 +140,7 @@ impl Default for WebhookSettings {
             dead_letter_after_seconds: default_dead_letter_after(),
             relay_batch: default_relay_batch(),
             poll_interval_ms: default_poll_interval_ms(),
+            resync_seconds: default_resync_seconds(),
         }
     }
 }
@@ -185,6 +195,11 @@ impl WebhookSettings {
 
     pub fn poll_interval(&self) -> Duration {
         Duration::from_millis(self.poll_interval_ms)
+    }
+
+    /// How often the worker reads the whole queue again; `None` when never.
+    pub fn resync_interval(&self) -> Option<Duration> {
+        (self.resync_seconds > 0).then(|| Duration::from_secs(self.resync_seconds))
     }
 
     pub fn dead_letter_after(&self) -> chrono::Duration {

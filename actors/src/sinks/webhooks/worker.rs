@@ -49,6 +49,8 @@ pub struct Worker {
     per_subscription: usize,
     timeout: Duration,
     poll: Duration,
+    /// How often the heads are read again in full.
+    resync: Option<Duration>,
     backoff: FullJitter,
     dead_after: chrono::Duration,
     wake: Arc<Notify>,
@@ -79,6 +81,7 @@ impl Worker {
             per_subscription: settings.per_subscription_concurrency,
             timeout: settings.request_timeout(),
             poll: settings.poll_interval(),
+            resync: settings.resync_interval(),
             backoff: settings.backoff()?,
             dead_after: settings.dead_letter_after(),
             wake,
@@ -97,9 +100,18 @@ impl Worker {
         let mut take = true;
         let mut next_look = tokio::time::Instant::now() + self.poll;
         let mut backlog_at = tokio::time::Instant::now();
+        // The first refill reads everything anyway.
+        let mut resync_at = self.resync.map(|every| tokio::time::Instant::now() + every);
         loop {
             if *self.stop.borrow() {
                 break;
+            }
+            if let Some(at) = resync_at
+                && tokio::time::Instant::now() >= at
+            {
+                self.heads.resync();
+                refill = true;
+                resync_at = self.resync.map(|every| tokio::time::Instant::now() + every);
             }
             if refill {
                 match self.heads.refill(&self.store).await {

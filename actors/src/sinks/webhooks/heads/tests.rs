@@ -348,3 +348,111 @@ async fn after_a_restart_a_batched_subscription_sends_what_it_holds_without_wait
     let (rest, _) = heads.take(now + ChronoDuration::seconds(61), 10, 8);
     assert_eq!(seqs(&rest), [vec![s[1], s[3]]]);
 }
+
+/// Sets a delivery's status straight in the database, as another process's late commit or an
+/// operator's edit would; exactly one row must change.
+async fn set_status(store: &Store, id: i64, status: &str) {
+    use sea_orm::{ConnectionTrait, Statement};
+    let sql = match store.backend() {
+        sea_orm::DatabaseBackend::Postgres => {
+            "UPDATE webhook_deliveries SET status = $1 WHERE id = $2"
+        }
+        _ => "UPDATE webhook_deliveries SET status = ? WHERE id = ?",
+    };
+    let txn = crate::store::begin_all_tenants(&store.db, true)
+        .await
+        .unwrap();
+    let done = txn
+        .execute_raw(Statement::from_sql_and_values(
+            store.backend(),
+            sql,
+            [status.into(), id.into()],
+        ))
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    assert_eq!(done.rows_affected(), 1, "delivery {id}");
+}
+
+#[tokio::test]
+async fn a_row_that_turns_pending_below_the_scan_is_found_by_the_resync_only() {
+    let store = testing::store().await;
+    let sub = subscribe(&store, None).await;
+    let (k1, k2, k3) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let mut heads = Heads::new(Limits::default());
+    assert!(next(&store, &mut heads).await.is_empty());
+
+    // k1's row exists but is not pending yet when the scan passes it and k2's newer row.
+    let s = emit(&store, &[k1, k2]).await;
+    let late = store
+        .webhooks()
+        .pending_after(0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.event_seq == s[0])
+        .unwrap();
+    set_status(&store, late.id, "delivered").await;
+    let first = next(&store, &mut heads).await;
+    assert_eq!(seqs(&first), [vec![s[1]]]);
+    assert!(heads.scanned() > late.id);
+    deliver(&store, &mut heads, &first[0]).await;
+
+    // Now it is pending, below what the scan has seen: refills by id never read it.
+    set_status(&store, late.id, "pending").await;
+    let t = emit(&store, &[k3]).await;
+    let second = next(&store, &mut heads).await;
+    assert_eq!(seqs(&second), [vec![t[0]]], "only the new row");
+    deliver(&store, &mut heads, &second[0]).await;
+    for _ in 0..3 {
+        assert!(next(&store, &mut heads).await.is_empty());
+    }
+    assert!(!heads.wants_refill());
+    assert_eq!(heads.backlog()[0].pending, 0, "memory does not know it");
+
+    // The full re-read finds it, and it is sent like any other.
+    heads.resync();
+    assert!(heads.wants_refill());
+    let third = next(&store, &mut heads).await;
+    assert_eq!(seqs(&third), [vec![s[0]]]);
+    assert!(third.iter().all(|j| j.target.id == sub));
+    assert_eq!(heads.backlog()[0].pending, 1);
+    deliver(&store, &mut heads, &third[0]).await;
+    assert!(next(&store, &mut heads).await.is_empty());
+    assert_eq!(heads.backlog()[0].pending, 0);
+
+    // A resync with nothing missed sends nothing twice.
+    heads.resync();
+    assert!(next(&store, &mut heads).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_resync_finds_a_subscription_whose_only_rows_are_below_the_scan() {
+    let store = testing::store().await;
+    let mut heads = Heads::new(Limits::default());
+    assert!(next(&store, &mut heads).await.is_empty());
+    // Two subscriptions the worker has not met, one row each; the one with the lower id
+    // turns pending only after the scan has passed it, so the scan never meets its
+    // subscription.
+    subscribe(&store, None).await;
+    subscribe(&store, None).await;
+    let s = emit(&store, &[Uuid::now_v7()]).await;
+    let rows = store.webhooks().pending_after(0, 10).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    let (hidden, visible) = (&rows[0], &rows[1]);
+    assert!(hidden.id < visible.id);
+    let (unseen, seen) = (hidden.subscription_id, visible.subscription_id);
+    set_status(&store, hidden.id, "dead").await;
+    let first = next(&store, &mut heads).await;
+    assert_eq!(seqs(&first), [vec![s[0]]]);
+    assert_eq!(first[0].target.id, seen);
+    deliver(&store, &mut heads, &first[0]).await;
+    set_status(&store, hidden.id, "pending").await;
+    assert!(next(&store, &mut heads).await.is_empty());
+    assert!(heads.backlog().iter().all(|b| b.subscription_id != unseen));
+
+    heads.resync();
+    let found = next(&store, &mut heads).await;
+    assert_eq!(seqs(&found), [vec![s[0]]]);
+    assert_eq!(found[0].target.id, unseen);
+}
