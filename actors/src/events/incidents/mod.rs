@@ -26,9 +26,13 @@
 //!   the incident (`events.incident_id`); channels that suppress incident members (webhook
 //!   subscriptions by default, NATS by setting) skip them. SSE and the history show them as
 //!   ever. A failure that may still become part of an incident is **held** for
-//!   `hold_seconds` (measured from the event's time): the channels do not read past it until it
-//!   is decided ([`Correlator::gate`]), so the first members of an incident are not sent one by
-//!   one either. A single failing integration is held that long, then alerts as before.
+//!   `hold_seconds` from when the correlator takes it in: the channels do not read past it until
+//!   it is decided ([`Correlator::gate`]), so the first members of an incident are not sent one
+//!   by one either. A single failing integration is held that long, then alerts as before.
+//! - **Time**: the window is measured between the failures' own times, and the hold from when
+//!   the correlator reads each failure, so a correlator behind the outbox (a busy database, a
+//!   backlog after a restart) still sees a storm as one: it never compares an old event's time
+//!   with the present.
 //! - **Egress**: the egress self-check reports the hub's own outage ([`Correlator::egress`]);
 //!   every tenant with integrations gets one incident of domain `egress` (value `hub`) until it
 //!   ends. Its members are all the tenant's integrations (the first `listed_members` stored and
@@ -564,7 +568,9 @@ impl Correlator {
                 tag = tag.or(Some(open.id));
                 continue;
             }
-            let window_start = now - secs(self.settings.window_seconds);
+            // Failures that started within the window before this one, by the events' own
+            // times: how far behind the outbox the correlator reads does not matter.
+            let window_start = o.time.min(now) - secs(self.settings.window_seconds);
             let recent = state
                 .failing
                 .values()
@@ -595,7 +601,7 @@ impl Correlator {
                 seq: o.seq,
                 tenant,
                 integration_id: o.integration_id,
-                decide_at: o.time + secs(self.settings.hold_seconds),
+                decide_at: now + secs(self.settings.hold_seconds),
             });
         }
     }

@@ -76,6 +76,19 @@ impl Harness {
 
     /// A status event of `id` now; returns its `seq`.
     fn status(&mut self, tenant: &str, id: Uuid, status: &str, reason: Option<&str>) -> i64 {
+        let now = self.now();
+        self.status_at(tenant, id, status, reason, now)
+    }
+
+    /// A status event of `id` that happened at `time`, read now.
+    fn status_at(
+        &mut self,
+        tenant: &str,
+        id: Uuid,
+        status: &str,
+        reason: Option<&str>,
+        time: DateTime<Utc>,
+    ) -> i64 {
         self.seq += 1;
         let o = Observed {
             seq: self.seq,
@@ -83,7 +96,7 @@ impl Harness {
             integration_id: id,
             status: status.to_owned(),
             reason: reason.map(str::to_owned),
-            time: self.now(),
+            time,
         };
         let now = self.now();
         self.c.observe(&o, now, &mut self.fx);
@@ -136,6 +149,31 @@ fn ids(data: &Value, field: &str) -> Vec<Uuid> {
 fn sorted(mut v: Vec<Uuid>) -> Vec<Uuid> {
     v.sort();
     v
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_correlator_reading_a_backlog_sees_a_storm_long_past_as_one_incident() {
+    let mut h = Harness::new(settings());
+    let fleet = h.fleet("acme", 8, &[provider()]);
+    // The failures happened a second apart ten minutes ago; the correlator reads them now,
+    // one by one, as it catches up with the outbox.
+    let then = h.now() - chrono::Duration::minutes(10);
+    let mut seqs = Vec::new();
+    for (i, id) in fleet.iter().enumerate() {
+        let at = then + chrono::Duration::seconds(i as i64);
+        seqs.push(h.status_at("acme", *id, "degraded", Some("network"), at));
+        h.advance(1).await;
+    }
+    let opened = h.of(EventKind::IncidentOpened);
+    assert_eq!(opened.len(), 1, "one incident, not eight alerts");
+    assert_eq!(opened[0]["memberCount"], 5);
+    // Every failure belongs to it: the first four were held from when they were read, not
+    // from their (old) times, so none went out on its own.
+    let mut tagged: Vec<i64> = h.fx.tags.iter().map(|(s, _)| *s).collect();
+    tagged.sort();
+    assert_eq!(tagged, seqs);
+    let now = h.now();
+    assert_eq!(h.c.gate(now, h.seq), h.seq);
 }
 
 #[tokio::test(start_paused = true)]
