@@ -226,7 +226,7 @@ impl ApiKeysApi {
         state: Data<&Arc<AppState>>,
         #[oai(scope = "Scope::Admin")] auth: BearerAuth,
         body: Json<ApiKeyCreate>,
-    ) -> Result<ApiKeyCreatedResponse, Problems<{ s::AUTHENTICATED | s::BODY }>> {
+    ) -> Result<ApiKeyCreatedResponse, Problems<{ s::AUTHENTICATED | s::BODY | s::CONFLICT }>> {
         let principal = auth.require(Scope::Admin)?;
         let body = body.0;
         if body.scopes.is_empty() {

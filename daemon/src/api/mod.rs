@@ -154,12 +154,15 @@ pub fn routes(
     let docs_state = state.clone();
     let mut route = Route::new()
         .nest("/", service)
-        .at(
+        .nest(
             "/docs",
-            poem::endpoint::make_sync(move |_| {
-                let spec = document::render(&site(&docs_state));
-                poem::web::Html(page.replacen(&generated, &spec, 1))
-            }),
+            Route::new().at(
+                "/",
+                poem::endpoint::make_sync(move |_| {
+                    let spec = document::render(&site(&docs_state));
+                    poem::web::Html(page.replacen(&generated, &spec, 1))
+                }),
+            ),
         )
         .at(
             "/openapi.json",

@@ -332,8 +332,10 @@ impl WebhooksApi {
         /// The delivery's `id`.
         #[oai(name = "deliveryId")]
         delivery_id: Path<i64>,
-    ) -> Result<Json<WebhookDelivery>, Problems<{ s::AUTHENTICATED | s::PARAMETERS | s::NOT_FOUND }>>
-    {
+    ) -> Result<
+        Json<WebhookDelivery>,
+        Problems<{ s::AUTHENTICATED | s::PARAMETERS | s::NOT_FOUND | s::CONFLICT }>,
+    > {
         let principal = auth.require(Scope::Write)?;
         let requeued = state
             .catalog
