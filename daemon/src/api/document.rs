@@ -11,8 +11,9 @@
 //! - **Servers.** `http.public_url` when set, else `/` (relative to where the document was
 //!   read).
 //! - **Links.** From each creating operation's 201 to the operations taking the new object's
-//!   id, and from each list's 200 to the operations taking an item's id, so that clients and
-//!   stateful fuzzers can follow them.
+//!   id, so that clients and stateful fuzzers can follow them.
+//! - **Preconditions.** `If-Match` is described by its grammar (`*` or entity tags), which
+//!   the handlers enforce with 400.
 //! - **Schemas** ([`schemas`]): enumerations kept as strings on the wire, the bounds the
 //!   handlers check, examples. The provider types `type` may name are the built-in ones in
 //!   the checked-in document, and those registered now (plugins included) in a hub's.
@@ -25,6 +26,11 @@ use serde_json::{Map, Value, json};
 
 /// The example authority named when no `[auth.jwt] issuer` is configured.
 pub const EXAMPLE_ISSUER: &str = "https://authority.example.com";
+
+/// `If-Match` as [`super::precondition`] parses it (RFC 9110 §13.1.1): `*`, or a
+/// comma-separated list of strong or weak entity tags of visible ASCII characters.
+pub const IF_MATCH_PATTERN: &str =
+    r#"^[ \t]*(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)[ \t]*$"#;
 
 /// The deployment-specific parts of the document.
 #[derive(Debug, Default, Clone)]
@@ -66,6 +72,7 @@ pub fn complete(mut doc: Value, site: &Site) -> Value {
     });
     scopes(&mut doc);
     optional_lists(&mut doc);
+    event_streams(&mut doc);
     let provider_types = site.provider_types.clone().unwrap_or_else(|| {
         connectors::registry::builtin()
             .iter()
@@ -155,6 +162,45 @@ fn response_descriptions(doc: &mut Value) {
     });
 }
 
+/// An event stream's schema describes one event, as SSE clients (and schemathesis) read it:
+/// poem-openapi describes the stream as an array of its items, which no event matches.
+fn event_streams(doc: &mut Value) {
+    for_each_operation(doc, |_, _, operation| {
+        let Some(responses) = operation
+            .get_mut("responses")
+            .and_then(Value::as_object_mut)
+        else {
+            return;
+        };
+        for response in responses.values_mut() {
+            let Some(stream) = response.pointer_mut("/content/text~1event-stream") else {
+                continue;
+            };
+            let item = stream["schema"]["items"].clone();
+            stream["schema"] = json!({
+                "type": "object",
+                "description": "One server-sent event. The first carries only `retry` (the \
+                    reconnection delay in milliseconds); each later one is a health event.",
+                "properties": {
+                    "id": {
+                        "type": "string",
+                        "pattern": "^[0-9]+$",
+                        "description": "The event's position in the tenant's event log: send \
+                            it back as `Last-Event-ID` (or `after`) to resume.",
+                    },
+                    "event": { "type": "string", "enum": ["message"] },
+                    "data": {
+                        "type": "string",
+                        "description": "The CloudEvent, as JSON (`x-data-schema`).",
+                    },
+                    "retry": { "type": "integer", "minimum": 0 },
+                },
+                "x-data-schema": item,
+            });
+        }
+    });
+}
+
 /// Repeatable query parameters are optional.
 fn optional_lists(doc: &mut Value) {
     for_each_operation(doc, |_, _, operation| {
@@ -168,6 +214,10 @@ fn optional_lists(doc: &mut Value) {
             if parameter["in"] == "query" && parameter["schema"]["type"] == "array" {
                 parameter["required"] = Value::Bool(false);
             }
+            if parameter["in"] == "header" && parameter["name"] == "If-Match" {
+                parameter["schema"]["pattern"] = json!(IF_MATCH_PATTERN);
+                parameter["example"] = json!("\"3\"");
+            }
         }
     });
 }
@@ -180,8 +230,8 @@ struct Operation {
     path_parameters: Vec<String>,
 }
 
-/// Links from creating operations (201) and lists (200 with `items`) to the operations that
-/// take the created or listed object's id in the next path segment.
+/// Links from creating operations (201) to the operations that take the created object's id
+/// in the next path segment.
 fn links(doc: &mut Value) {
     let mut operations = Vec::new();
     for_each_operation(doc, |path, method, operation| {
@@ -197,9 +247,10 @@ fn links(doc: &mut Value) {
     });
     let mut found: Vec<(String, String, &'static str, Map<String, Value>)> = Vec::new();
     for source in &operations {
+        // Only creations: a link from a list's first item is unusable whenever the list is
+        // empty, which is where a client (or a stateful fuzzer) starts.
         let (status, pointer) = match source.method.as_str() {
             "post" => ("201", "$response.body#/id"),
-            "get" => ("200", "$response.body#/items/0/id"),
             _ => continue,
         };
         let mut source_links = Map::new();
@@ -229,8 +280,7 @@ fn links(doc: &mut Value) {
                 json!({
                     "operationId": target.id,
                     "parameters": parameters,
-                    "description": format!("`{new_parameter}` of the {} to `{}`.",
-                        if status == "201" { "created object" } else { "first item" },
+                    "description": format!("`{new_parameter}` of the created object to `{}`.",
                         target.id),
                 }),
             );
@@ -289,6 +339,18 @@ mod tests {
 
     fn doc(site: &Site) -> Value {
         serde_json::from_str(&render(site)).unwrap()
+    }
+
+    #[test]
+    fn the_if_match_pattern_admits_only_what_the_parser_accepts() {
+        let pattern = regex::Regex::new(IF_MATCH_PATTERN).unwrap();
+        for accepted in ["*", "\"3\"", "W/\"3\"", " \"1\", \"2\" ", "\"abc\",W/\"x\""] {
+            assert!(pattern.is_match(accepted), "{accepted}");
+            assert!(crate::api::precondition::Precondition::parse(accepted.as_bytes()).is_ok());
+        }
+        for refused in ["3", "\"3", "3; drop", "\"a b\""] {
+            assert!(!pattern.is_match(refused), "{refused}");
+        }
     }
 
     #[test]

@@ -572,6 +572,11 @@ impl From<connectors::connector::Error> for ApiError {
                 ERROR_CODE_PROVIDER_TIMEOUT,
                 detail,
             )),
+            // The integration itself is incomplete or points where it may not: the caller can
+            // fix it, so a 422 naming the integration's field, not a provider failure.
+            E::NoCredentials(_) | E::BadCredential(_) => ApiError::invalid("authRefUri", detail),
+            E::TargetRefused(_) => ApiError::invalid("config", detail),
+            E::InvalidCursor => ApiError::bad_request("cursor: not a cursor of this list"),
             _ => ApiError::from_problem(Problem::new(
                 StatusCode::BAD_GATEWAY,
                 ERROR_CODE_PROVIDER,
