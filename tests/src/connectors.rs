@@ -183,9 +183,11 @@ async fn the_ssrf_guard_refuses_loopback_targets_by_default() {
         .await;
     assert_eq!(check.ok(200)["status"], "unhealthy");
     assert_eq!(check.body["reason"], "network", "{:?}", check.body);
-    ctx.get(&format!("/api/v1/integrations/{id}/resources"), READER_A)
-        .await
-        .problem(502);
+    // The integration points where it may not: the caller's to fix, so a 422 on `config`.
+    let refused = ctx
+        .get(&format!("/api/v1/integrations/{id}/resources"), READER_A)
+        .await;
+    assert_eq!(refused.problem(422)["errors"][0]["field"], "config");
     // The in-memory double cannot list resources.
     let memory = ctx.create(WRITER_A, "mem", "inmemory").await;
     let resources = ctx

@@ -10,7 +10,7 @@ use poem_openapi::payload::Json;
 use uuid::Uuid;
 
 use super::ApiTags;
-use super::error::ApiError;
+use super::error::{ApiError, Problems, status as s};
 use super::security::BearerAuth;
 use super::types::{AuditPage, cursor};
 use crate::AppState;
@@ -28,7 +28,7 @@ impl AuditApi {
     async fn audit_list(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
+        #[oai(scope = "Scope::Read")] auth: BearerAuth,
         /// Only records of this integration (deleted ones included).
         #[oai(name = "integrationId")]
         integration_id: Query<Option<String>>,
@@ -37,7 +37,7 @@ impl AuditApi {
         limit: Query<Option<u32>>,
         /// The `nextCursor` of the previous page.
         cursor: Query<Option<String>>,
-    ) -> Result<Json<AuditPage>, ApiError> {
+    ) -> Result<Json<AuditPage>, Problems<{ s::AUTHENTICATED | s::PARAMETERS }>> {
         let principal = auth.require(Scope::Read)?;
         let integration_id = match integration_id.0.as_deref() {
             None | Some("") => None,

@@ -15,7 +15,7 @@ use poem_openapi::{Object, OpenApi};
 use uuid::Uuid;
 
 use super::ApiTags;
-use super::error::{ApiError, ERROR_CODE_UNAVAILABLE, Problem};
+use super::error::{ApiError, ERROR_CODE_UNAVAILABLE, Problem, Problems, status as s};
 use super::security::BearerAuth;
 use super::types::HealthCheckResult;
 use crate::AppState;
@@ -66,13 +66,13 @@ impl ClusterApi {
     async fn cluster_get(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
-    ) -> Result<Json<ClusterStatus>, ApiError> {
+        #[oai(scope = "Scope::Admin")] auth: BearerAuth,
+    ) -> Result<Json<ClusterStatus>, Problems<{ s::AUTHENTICATED | s::NOT_FOUND }>> {
         auth.require(Scope::Admin)?;
         let Some(cluster) = &state.cluster else {
-            return Err(ApiError::not_found(
-                "this daemon runs alone: [cluster] enabled is off",
-            ));
+            return Err(
+                ApiError::not_found("this daemon runs alone: [cluster] enabled is off").into(),
+            );
         };
         let store = state.store.cluster();
         let ttl = cluster.lease_ttl.as_secs_f64();

@@ -136,6 +136,113 @@ pub enum ApiError {
     GatewayTimeout(Json<Problem>),
 }
 
+/// The error statuses an operation declares, as a set: `Problems<{ status::NOT_FOUND |
+/// status::CONFLICT }>`. One bit per variant of [`ApiError`].
+pub mod status {
+    pub const BAD_REQUEST: u32 = 1 << 0;
+    pub const UNAUTHORIZED: u32 = 1 << 1;
+    pub const FORBIDDEN: u32 = 1 << 2;
+    pub const NOT_FOUND: u32 = 1 << 3;
+    pub const CONFLICT: u32 = 1 << 4;
+    pub const PRECONDITION_FAILED: u32 = 1 << 5;
+    pub const PAYLOAD_TOO_LARGE: u32 = 1 << 6;
+    pub const UNSUPPORTED_MEDIA_TYPE: u32 = 1 << 7;
+    pub const UNPROCESSABLE: u32 = 1 << 8;
+    pub const TOO_MANY_REQUESTS: u32 = 1 << 9;
+    pub const INTERNAL: u32 = 1 << 10;
+    pub const NOT_IMPLEMENTED: u32 = 1 << 11;
+    pub const BAD_GATEWAY: u32 = 1 << 12;
+    pub const UNAVAILABLE: u32 = 1 << 13;
+    pub const GATEWAY_TIMEOUT: u32 = 1 << 14;
+
+    /// What every operation behind the bearer scheme can answer: no or a bad token (401), a
+    /// missing scope (403), the token's rate limit (429), an internal error (500), the key
+    /// store or the catalog unavailable (503).
+    pub const AUTHENTICATED: u32 =
+        UNAUTHORIZED | FORBIDDEN | TOO_MANY_REQUESTS | INTERNAL | UNAVAILABLE;
+    /// What every operation with path or query parameters can answer: a parameter that does not
+    /// parse (400) or holds a NUL character (422).
+    pub const PARAMETERS: u32 = BAD_REQUEST | UNPROCESSABLE;
+    /// What every operation with a JSON body can answer: malformed JSON (400), a body over the
+    /// limit (413), not JSON (415), invalid content (422).
+    pub const BODY: u32 = BAD_REQUEST | PAYLOAD_TOO_LARGE | UNSUPPORTED_MEDIA_TYPE | UNPROCESSABLE;
+    /// The failures of a call to the provider behind an integration.
+    pub const PROVIDER: u32 = TOO_MANY_REQUESTS | BAD_GATEWAY | GATEWAY_TIMEOUT | UNPROCESSABLE;
+
+    /// The bit of an HTTP status, 0 for a status no [`super::ApiError`] carries.
+    pub const fn bit(status: u16) -> u32 {
+        match status {
+            400 => BAD_REQUEST,
+            401 => UNAUTHORIZED,
+            403 => FORBIDDEN,
+            404 => NOT_FOUND,
+            409 => CONFLICT,
+            412 => PRECONDITION_FAILED,
+            413 => PAYLOAD_TOO_LARGE,
+            415 => UNSUPPORTED_MEDIA_TYPE,
+            422 => UNPROCESSABLE,
+            429 => TOO_MANY_REQUESTS,
+            500 => INTERNAL,
+            501 => NOT_IMPLEMENTED,
+            502 => BAD_GATEWAY,
+            503 => UNAVAILABLE,
+            504 => GATEWAY_TIMEOUT,
+            _ => 0,
+        }
+    }
+}
+
+/// The error half of one operation's response: an [`ApiError`] whose status is one of the set
+/// `S` (see [`status`]). The document lists only those statuses for the operation, so a
+/// generated client knows which errors it can meet.
+///
+/// A status outside `S` is a bug in the operation's declaration: debug builds (every test and
+/// the fuzzer) panic on it, so the connection fails and the test with it; release builds log
+/// it and still send the problem.
+#[derive(Debug)]
+pub struct Problems<const S: u32>(pub ApiError);
+
+impl<const S: u32, E: Into<ApiError>> From<E> for Problems<S> {
+    fn from(e: E) -> Self {
+        Problems(e.into())
+    }
+}
+
+impl<const S: u32> Problems<S> {
+    /// Whether the set `S` holds `status`.
+    pub const fn declares(status: u16) -> bool {
+        let bit = status::bit(status);
+        bit != 0 && S & bit != 0
+    }
+}
+
+impl<const S: u32> ApiResponse for Problems<S> {
+    fn meta() -> poem_openapi::registry::MetaResponses {
+        let mut meta = ApiError::meta();
+        meta.responses
+            .retain(|r| r.status.is_some_and(Self::declares));
+        meta
+    }
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        ApiError::register(registry);
+    }
+}
+
+impl<const S: u32> From<Problems<S>> for poem::Error {
+    fn from(problems: Problems<S>) -> Self {
+        let status = problems.0.status();
+        if !Problems::<S>::declares(status) {
+            tracing::error!(
+                message = "An operation answered with a status its document does not declare.",
+                status,
+            );
+            debug_assert!(false, "undeclared error status {status}");
+        }
+        problems.0.into()
+    }
+}
+
 /// The `WWW-Authenticate` challenge sent with every 401.
 pub const BEARER_CHALLENGE: &str = "Bearer realm=\"stella-integrations\"";
 
@@ -163,6 +270,26 @@ impl ApiError {
                 ERROR_CODE_INTERNAL,
                 None,
             ))),
+        }
+    }
+
+    /// The HTTP status of this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::TooManyRequests(p, _) | ApiError::Unauthorized(p, _) => p.0.status,
+            ApiError::BadRequest(p)
+            | ApiError::Forbidden(p)
+            | ApiError::NotFound(p)
+            | ApiError::Conflict(p)
+            | ApiError::PreconditionFailed(p)
+            | ApiError::PayloadTooLarge(p)
+            | ApiError::UnsupportedMediaType(p)
+            | ApiError::Unprocessable(p)
+            | ApiError::Internal(p)
+            | ApiError::NotImplemented(p)
+            | ApiError::BadGateway(p)
+            | ApiError::Unavailable(p)
+            | ApiError::GatewayTimeout(p) => p.0.status,
         }
     }
 
@@ -445,6 +572,11 @@ impl From<connectors::connector::Error> for ApiError {
                 ERROR_CODE_PROVIDER_TIMEOUT,
                 detail,
             )),
+            // The integration itself is incomplete or points where it may not: the caller can
+            // fix it, so a 422 naming the integration's field, not a provider failure.
+            E::NoCredentials(_) | E::BadCredential(_) => ApiError::invalid("authRefUri", detail),
+            E::TargetRefused(_) => ApiError::invalid("config", detail),
+            E::InvalidCursor => ApiError::bad_request("cursor: not a cursor of this list"),
             _ => ApiError::from_problem(Problem::new(
                 StatusCode::BAD_GATEWAY,
                 ERROR_CODE_PROVIDER,

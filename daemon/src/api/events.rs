@@ -21,7 +21,7 @@ use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
 use super::ApiTags;
-use super::error::ApiError;
+use super::error::{ApiError, Problems, status as s};
 use super::security::BearerAuth;
 use crate::AppState;
 use crate::auth::Scope;
@@ -32,6 +32,11 @@ const BACKFILL_PAGE: u64 = 500;
 const CLIENT_BUFFER: usize = 256;
 /// A comment line this often keeps proxies from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// The reconnection delay the stream announces when it opens, in milliseconds.
+pub const RECONNECT_MS: u64 = 3_000;
+
+/// The stream's items: `None` once at the start (sent as the `retry:` field), then events.
+type OptionalEvents = futures::stream::BoxStream<'static, Option<CloudEvent>>;
 
 /// A health event in CloudEvents 1.0 structured JSON.
 #[derive(Debug, Clone, Object)]
@@ -106,7 +111,7 @@ impl EventsApi {
     async fn event_stream(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
+        #[oai(scope = "Scope::Read")] auth: BearerAuth,
         /// Only these event types; `prefix.*` matches a family, such as
         /// `dev.stellaops.integration.health.*`. Repeat for several.
         #[oai(name = "type")]
@@ -120,7 +125,10 @@ impl EventsApi {
         #[oai(name = "Last-Event-ID")]
         _last_event_id: Header<Option<String>>,
         request: &poem::Request,
-    ) -> Result<EventStream<futures::stream::BoxStream<'static, CloudEvent>>, ApiError> {
+    ) -> Result<
+        EventStream<OptionalEvents>,
+        Problems<{ s::AUTHENTICATED | s::PARAMETERS | s::NOT_FOUND }>,
+    > {
         let principal = auth.require(Scope::Read)?;
         let filter =
             TypeFilter::new(types.0).map_err(|e| ApiError::invalid("type", e.to_string()))?;
@@ -160,14 +168,19 @@ impl EventsApi {
                 _ = shutting_down.wait_for(|stopping| *stopping) => {}
             }
         });
-        let stream = futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|event| (event, rx))
+        // The stream opens with a `retry:` field, so a client sees at once that it is up
+        // (and how soon to reconnect), not only when the first event comes.
+        let opening = futures::stream::once(async { None });
+        let events = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|event| (Some(event), rx))
         });
-        Ok(
-            EventStream::new(Box::pin(stream) as futures::stream::BoxStream<'static, CloudEvent>)
-                .keep_alive(KEEP_ALIVE)
-                .to_event(|event| Event::message(event.to_json_string()).id(event.seq.to_string())),
-        )
+        let stream = futures::StreamExt::chain(opening, events);
+        Ok(EventStream::new(Box::pin(stream) as OptionalEvents)
+            .keep_alive(KEEP_ALIVE)
+            .to_event(|event| match event {
+                Some(event) => Event::message(event.to_json_string()).id(event.seq.to_string()),
+                None => Event::retry(RECONNECT_MS),
+            }))
     }
 }
 

@@ -11,7 +11,7 @@ use poem_openapi::payload::Json;
 use uuid::Uuid;
 
 use super::ApiTags;
-use super::error::ApiError;
+use super::error::{Problems, status as s};
 use super::security::BearerAuth;
 use super::types::cursor;
 use super::types::incidents::{IncidentDetail, IncidentPage, IncidentState};
@@ -30,7 +30,7 @@ impl IncidentsApi {
     async fn incident_list(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
+        #[oai(scope = "Scope::Read")] auth: BearerAuth,
         /// Only incidents in this state.
         #[oai(name = "state")]
         incident_state: Query<Option<IncidentState>>,
@@ -39,7 +39,7 @@ impl IncidentsApi {
         limit: Query<Option<u32>>,
         /// The `nextCursor` of the previous page.
         cursor: Query<Option<String>>,
-    ) -> Result<Json<IncidentPage>, ApiError> {
+    ) -> Result<Json<IncidentPage>, Problems<{ s::AUTHENTICATED | s::PARAMETERS }>> {
         let principal = auth.require(Scope::Read)?;
         let before = cursor::parse(cursor.0.as_deref(), cursor::decode_uuid)?;
         let page = state
@@ -62,9 +62,10 @@ impl IncidentsApi {
     async fn incident_get(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
+        #[oai(scope = "Scope::Read")] auth: BearerAuth,
         id: Path<Uuid>,
-    ) -> Result<Json<IncidentDetail>, ApiError> {
+    ) -> Result<Json<IncidentDetail>, Problems<{ s::AUTHENTICATED | s::PARAMETERS | s::NOT_FOUND }>>
+    {
         let principal = auth.require(Scope::Read)?;
         let (incident, members) = state
             .store

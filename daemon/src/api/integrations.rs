@@ -12,7 +12,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 use uuid::Uuid;
 
-use super::error::{ApiError, ERROR_CODE_UNAVAILABLE, Problem};
+use super::error::{ApiError, ERROR_CODE_UNAVAILABLE, Problem, Problems, status as s};
 use super::precondition::IfMatch;
 use super::security::BearerAuth;
 use super::types::history::{HealthSummaryPage, SummaryGranularity};
@@ -44,6 +44,7 @@ pub enum IntegrationCreated {
 
 #[derive(ApiResponse)]
 pub enum IntegrationOk {
+    /// The integration.
     #[oai(status = 200)]
     Ok(
         Json<Integration>,
@@ -81,7 +82,7 @@ impl IntegrationsApi {
     async fn integration_list(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
+        #[oai(scope = "Scope::Read")] auth: BearerAuth,
         /// Only integrations of this provider type.
         #[oai(name = "type")]
         provider_type: Query<Option<String>>,
@@ -93,8 +94,8 @@ impl IntegrationsApi {
         limit: Query<Option<u32>>,
         /// The `nextCursor` of the previous page.
         cursor: Query<Option<String>>,
-    ) -> Result<Json<IntegrationPage>, ApiError> {
-        list(&state, &auth, provider_type.0, status.0, limit.0, cursor.0).await
+    ) -> Result<Json<IntegrationPage>, Problems<{ s::AUTHENTICATED | s::PARAMETERS }>> {
+        Ok(list(&state, &auth, provider_type.0, status.0, limit.0, cursor.0).await?)
     }
 
     /// List integrations of one type
@@ -109,7 +110,7 @@ impl IntegrationsApi {
     async fn integration_list_by_type(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
+        #[oai(scope = "Scope::Read")] auth: BearerAuth,
         /// The provider type, such as `harbor`.
         #[oai(name = "type")]
         provider_type: Path<String>,
@@ -118,8 +119,8 @@ impl IntegrationsApi {
         limit: Query<Option<u32>>,
         /// The `nextCursor` of the previous page.
         cursor: Query<Option<String>>,
-    ) -> Result<Json<IntegrationPage>, ApiError> {
-        list(
+    ) -> Result<Json<IntegrationPage>, Problems<{ s::AUTHENTICATED | s::PARAMETERS }>> {
+        Ok(list(
             &state,
             &auth,
             Some(provider_type.0),
@@ -127,7 +128,7 @@ impl IntegrationsApi {
             limit.0,
             cursor.0,
         )
-        .await
+        .await?)
     }
 
     /// Get an integration
@@ -135,9 +136,9 @@ impl IntegrationsApi {
     async fn integration_get(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
+        #[oai(scope = "Scope::Read")] auth: BearerAuth,
         id: Path<Uuid>,
-    ) -> Result<IntegrationOk, ApiError> {
+    ) -> Result<IntegrationOk, Problems<{ s::AUTHENTICATED | s::PARAMETERS | s::NOT_FOUND }>> {
         let principal = auth.require(Scope::Read)?;
         let found = state
             .store
@@ -156,11 +157,14 @@ impl IntegrationsApi {
     async fn integration_create(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
+        #[oai(scope = "Scope::Write")] auth: BearerAuth,
         /// Test the configuration against the provider first; 422 if it does not work.
         verify: Query<Option<bool>>,
         body: Json<IntegrationCreate>,
-    ) -> Result<IntegrationCreated, ApiError> {
+    ) -> Result<
+        IntegrationCreated,
+        Problems<{ s::AUTHENTICATED | s::PARAMETERS | s::BODY | s::CONFLICT | s::PROVIDER }>,
+    > {
         let principal = auth.require(Scope::Write)?;
         let body = body.0;
         let new = NewIntegration {
@@ -206,7 +210,7 @@ impl IntegrationsApi {
     async fn integration_update(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
+        #[oai(scope = "Scope::Write")] auth: BearerAuth,
         id: Path<Uuid>,
         /// The `ETag` this update was based on, or `*`.
         #[oai(name = "If-Match")]
@@ -214,7 +218,20 @@ impl IntegrationsApi {
         /// Test the new configuration against the provider first; 422 if it does not work.
         verify: Query<Option<bool>>,
         body: Json<IntegrationUpdate>,
-    ) -> Result<IntegrationOk, ApiError> {
+    ) -> Result<
+        IntegrationOk,
+        Problems<
+            {
+                s::AUTHENTICATED
+                    | s::PARAMETERS
+                    | s::BODY
+                    | s::NOT_FOUND
+                    | s::CONFLICT
+                    | s::PRECONDITION_FAILED
+                    | s::PROVIDER
+            },
+        >,
+    > {
         let principal = auth.require(Scope::Write)?;
         let precondition = validate::if_match(&if_match)?;
         let tenant = state.store.tenant(principal.tenant.clone());
@@ -254,12 +271,15 @@ impl IntegrationsApi {
     async fn integration_delete(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
+        #[oai(scope = "Scope::Write")] auth: BearerAuth,
         id: Path<Uuid>,
         /// The `ETag` this delete was based on, or `*`.
         #[oai(name = "If-Match")]
         if_match: IfMatch,
-    ) -> Result<IntegrationDeleted, ApiError> {
+    ) -> Result<
+        IntegrationDeleted,
+        Problems<{ s::AUTHENTICATED | s::PARAMETERS | s::NOT_FOUND | s::PRECONDITION_FAILED }>,
+    > {
         let principal = auth.require(Scope::Write)?;
         let expected_version = validate::if_match(&if_match)?
             .expected_version(current_version(&state, &principal.tenant, id.0))
@@ -290,9 +310,12 @@ impl IntegrationsApi {
         &self,
         state: Data<&Arc<AppState>>,
         req: &poem::Request,
-        auth: BearerAuth,
+        #[oai(scope = "Scope::Write")] auth: BearerAuth,
         id: Path<Uuid>,
-    ) -> Result<Json<HealthCheckResult>, ApiError> {
+    ) -> Result<
+        Json<HealthCheckResult>,
+        Problems<{ s::AUTHENTICATED | s::PARAMETERS | s::NOT_FOUND }>,
+    > {
         let principal = auth.require(Scope::Write)?;
         state
             .store
@@ -321,7 +344,7 @@ impl IntegrationsApi {
     async fn integration_health_get(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
+        #[oai(scope = "Scope::Read")] auth: BearerAuth,
         id: Path<Uuid>,
         /// Only results checked at or after this time (RFC 3339).
         since: Query<Option<chrono::DateTime<chrono::Utc>>>,
@@ -330,7 +353,10 @@ impl IntegrationsApi {
         limit: Query<Option<u32>>,
         /// The `nextCursor` of the previous page.
         cursor: Query<Option<String>>,
-    ) -> Result<Json<IntegrationHealth>, ApiError> {
+    ) -> Result<
+        Json<IntegrationHealth>,
+        Problems<{ s::AUTHENTICATED | s::PARAMETERS | s::NOT_FOUND }>,
+    > {
         let principal = auth.require(Scope::Read)?;
         let tenant = state.store.tenant(principal.tenant.clone());
         let integration = tenant.integration_get(id.0).await?;
@@ -410,7 +436,7 @@ impl IntegrationsApi {
     async fn integration_health_summary_list(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
+        #[oai(scope = "Scope::Read")] auth: BearerAuth,
         id: Path<Uuid>,
         /// `hour` (the default) or `day`.
         granularity: Query<Option<SummaryGranularity>>,
@@ -421,7 +447,10 @@ impl IntegrationsApi {
         limit: Query<Option<u32>>,
         /// The `nextCursor` of the previous page.
         cursor: Query<Option<String>>,
-    ) -> Result<Json<HealthSummaryPage>, ApiError> {
+    ) -> Result<
+        Json<HealthSummaryPage>,
+        Problems<{ s::AUTHENTICATED | s::PARAMETERS | s::NOT_FOUND }>,
+    > {
         let principal = auth.require(Scope::Read)?;
         let tenant = state.store.tenant(principal.tenant.clone());
         tenant.integration_get(id.0).await?;
@@ -457,13 +486,18 @@ impl IntegrationsApi {
     async fn integration_monitoring_set(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
+        #[oai(scope = "Scope::Write")] auth: BearerAuth,
         id: Path<Uuid>,
         /// The `ETag` this change was based on, or `*`.
         #[oai(name = "If-Match")]
         if_match: IfMatch,
         body: Json<MonitoringSettings>,
-    ) -> Result<IntegrationOk, ApiError> {
+    ) -> Result<
+        IntegrationOk,
+        Problems<
+            { s::AUTHENTICATED | s::PARAMETERS | s::BODY | s::NOT_FOUND | s::PRECONDITION_FAILED },
+        >,
+    > {
         let principal = auth.require(Scope::Write)?;
         let precondition = validate::if_match(&if_match)?;
         if let Some(seconds) = body.0.interval_seconds
@@ -476,7 +510,8 @@ impl IntegrationsApi {
                     validate::MIN_INTERVAL_SECONDS,
                     validate::MAX_INTERVAL_SECONDS
                 ),
-            ));
+            )
+            .into());
         }
         let expected_version = precondition
             .expected_version(current_version(&state, &principal.tenant, id.0))

@@ -19,7 +19,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
 use super::ApiTags;
-use super::error::{ApiError, ERROR_CODE_CONFLICT, Problem};
+use super::error::{ApiError, ERROR_CODE_CONFLICT, Problem, Problems, status as s};
 use super::security::BearerAuth;
 use crate::AppState;
 use crate::auth::{ConfiguredKey, Scope, api_key};
@@ -224,13 +224,13 @@ impl ApiKeysApi {
     async fn api_key_create(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
+        #[oai(scope = "Scope::Admin")] auth: BearerAuth,
         body: Json<ApiKeyCreate>,
-    ) -> Result<ApiKeyCreatedResponse, ApiError> {
+    ) -> Result<ApiKeyCreatedResponse, Problems<{ s::AUTHENTICATED | s::BODY | s::CONFLICT }>> {
         let principal = auth.require(Scope::Admin)?;
         let body = body.0;
         if body.scopes.is_empty() {
-            return Err(ApiError::invalid("scopes", "at least one scope"));
+            return Err(ApiError::invalid("scopes", "at least one scope").into());
         }
         if let Some(missing) = body
             .scopes
@@ -238,15 +238,15 @@ impl ApiKeysApi {
             .map(|s| Scope::from(*s))
             .find(|s| !principal.has(*s))
         {
-            return Err(ApiError::forbidden(missing.as_str()));
+            return Err(ApiError::forbidden(missing.as_str()).into());
         }
         let now = Utc::now();
         if let Some(at) = body.expires_at {
             if at <= now {
-                return Err(ApiError::invalid("expiresAt", "must be in the future"));
+                return Err(ApiError::invalid("expiresAt", "must be in the future").into());
             }
             if at > now + MAX_LIFETIME {
-                return Err(ApiError::invalid("expiresAt", "at most five years ahead"));
+                return Err(ApiError::invalid("expiresAt", "at most five years ahead").into());
             }
         }
         let name = check_name(body.name)?;
@@ -296,8 +296,8 @@ impl ApiKeysApi {
     async fn api_key_list(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
-    ) -> Result<Json<ApiKeyList>, ApiError> {
+        #[oai(scope = "Scope::Admin")] auth: BearerAuth,
+    ) -> Result<Json<ApiKeyList>, Problems<{ s::AUTHENTICATED }>> {
         let principal = auth.require(Scope::Admin)?;
         let mut items: Vec<ApiKey> = state
             .auth
@@ -321,9 +321,9 @@ impl ApiKeysApi {
     async fn api_key_get(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
+        #[oai(scope = "Scope::Admin")] auth: BearerAuth,
         id: Path<String>,
-    ) -> Result<Json<ApiKey>, ApiError> {
+    ) -> Result<Json<ApiKey>, Problems<{ s::AUTHENTICATED | s::PARAMETERS | s::NOT_FOUND }>> {
         let principal = auth.require(Scope::Admin)?;
         if let Some(k) = state
             .auth
@@ -339,7 +339,7 @@ impl ApiKeysApi {
             .api_key_get(&id.0)
             .await?
             .map(|m| Json(of_stored(m)))
-            .ok_or_else(|| not_found(&id.0))
+            .ok_or_else(|| not_found(&id.0).into())
     }
 
     /// Delete an API key
@@ -351,9 +351,12 @@ impl ApiKeysApi {
     async fn api_key_delete(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
+        #[oai(scope = "Scope::Admin")] auth: BearerAuth,
         id: Path<String>,
-    ) -> Result<ApiKeyDeleted, ApiError> {
+    ) -> Result<
+        ApiKeyDeleted,
+        Problems<{ s::AUTHENTICATED | s::PARAMETERS | s::NOT_FOUND | s::CONFLICT }>,
+    > {
         let principal = auth.require(Scope::Admin)?;
         if state
             .auth
@@ -370,7 +373,8 @@ impl ApiKeysApi {
                         .to_owned(),
                 )
                 .with_field("id", "configured key"),
-            ));
+            )
+            .into());
         }
         let deleted = state
             .store

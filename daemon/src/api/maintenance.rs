@@ -13,13 +13,13 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use uuid::Uuid;
 
 use super::ApiTags;
-use super::error::ApiError;
+use super::error::{ApiError, Problems, status as s};
 use super::security::BearerAuth;
 use crate::AppState;
 use crate::auth::Scope;
 
 /// Longest `reason`.
-const MAX_REASON_CHARS: usize = 500;
+pub const MAX_REASON_CHARS: usize = 500;
 
 /// How a window repeats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -153,10 +153,13 @@ impl MaintenanceApi {
     async fn maintenance_window_create(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
+        #[oai(scope = "Scope::Write")] auth: BearerAuth,
         id: Path<Uuid>,
         body: Json<MaintenanceWindowCreate>,
-    ) -> Result<WindowCreated, ApiError> {
+    ) -> Result<
+        WindowCreated,
+        Problems<{ s::AUTHENTICATED | s::PARAMETERS | s::BODY | s::NOT_FOUND }>,
+    > {
         let principal = auth.require(Scope::Write)?;
         let body = body.0;
         if body
@@ -167,7 +170,8 @@ impl MaintenanceApi {
             return Err(ApiError::invalid(
                 "reason",
                 format!("at most {MAX_REASON_CHARS} characters"),
-            ));
+            )
+            .into());
         }
         let new = NewMaintenanceWindow {
             starts_at: body.starts_at,
@@ -205,9 +209,12 @@ impl MaintenanceApi {
     async fn maintenance_window_list(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
+        #[oai(scope = "Scope::Read")] auth: BearerAuth,
         id: Path<Uuid>,
-    ) -> Result<Json<MaintenanceWindowList>, ApiError> {
+    ) -> Result<
+        Json<MaintenanceWindowList>,
+        Problems<{ s::AUTHENTICATED | s::PARAMETERS | s::NOT_FOUND }>,
+    > {
         let principal = auth.require(Scope::Read)?;
         let rows = state
             .store
@@ -230,10 +237,13 @@ impl MaintenanceApi {
     async fn maintenance_window_get(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
+        #[oai(scope = "Scope::Read")] auth: BearerAuth,
         id: Path<Uuid>,
         #[oai(name = "windowId")] window_id: Path<Uuid>,
-    ) -> Result<Json<MaintenanceWindow>, ApiError> {
+    ) -> Result<
+        Json<MaintenanceWindow>,
+        Problems<{ s::AUTHENTICATED | s::PARAMETERS | s::NOT_FOUND }>,
+    > {
         let principal = auth.require(Scope::Read)?;
         let window = state
             .store
@@ -254,10 +264,10 @@ impl MaintenanceApi {
     async fn maintenance_window_delete(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
+        #[oai(scope = "Scope::Write")] auth: BearerAuth,
         id: Path<Uuid>,
         #[oai(name = "windowId")] window_id: Path<Uuid>,
-    ) -> Result<WindowDeleted, ApiError> {
+    ) -> Result<WindowDeleted, Problems<{ s::AUTHENTICATED | s::PARAMETERS | s::NOT_FOUND }>> {
         let principal = auth.require(Scope::Write)?;
         state
             .catalog

@@ -4,7 +4,10 @@
 //! - [`integrations`], [`maintenance`], [`events`], [`incidents`], [`webhooks`], [`audit`],
 //!   [`cluster`], [`keys`], [`system`]: operations, one module per resource.
 //! - [`types`]: request and response bodies (never storage models).
-//! - [`error`]: every error as `application/problem+json`, mapped in one place.
+//! - [`error`]: every error as `application/problem+json`, mapped in one place; each
+//!   operation declares the error statuses it can answer with `Problems<{ .. }>`.
+//! - [`document`]: the OpenAPI document, completed (scopes, servers, links) where
+//!   poem-openapi stops.
 //! - [`security`]: the bearer scheme; [`validate`]: field checks; [`precondition`]:
 //!   `If-Match`.
 //! - [`edge`]: checks every request passes before routing (body size, NUL characters).
@@ -15,6 +18,7 @@
 
 pub mod audit;
 pub mod cluster;
+pub mod document;
 pub mod edge;
 pub mod error;
 pub mod events;
@@ -92,6 +96,15 @@ pub fn service() -> OpenApiService<Apis, ()> {
         "StellaOps Integrations",
         env!("CARGO_PKG_VERSION"),
     )
+    .license(
+        poem_openapi::LicenseObject::new(env!("CARGO_PKG_LICENSE"))
+            .url("https://www.gnu.org/licenses/agpl-3.0.html"),
+    )
+    .contact(
+        poem_openapi::ContactObject::new()
+            .name("StellaOps")
+            .url("https://git.stella-ops.org/stella-ops.org/git.stella-ops.org"),
+    )
     .description(
         "The integration catalog and connector hub: register connections to external tools \
          (GitHub App, GitLab, Harbor, OCI registries, CI systems) per tenant and follow their \
@@ -99,9 +112,31 @@ pub fn service() -> OpenApiService<Apis, ()> {
     )
 }
 
-/// The OpenAPI document, as served at `/openapi.json` and checked in at the repository root.
+/// The OpenAPI document as checked in at the repository root: the one a hub without
+/// `http.public_url` and without a JWT authority serves.
 pub fn spec_json() -> String {
-    service().spec()
+    document::render(&document::Site::default())
+}
+
+/// The document a hub serves, naming its own public URL and JWT authority.
+fn site(state: &AppState) -> document::Site {
+    document::Site {
+        public_url: state.public_url.clone(),
+        issuer: state
+            .auth
+            .jwt_issuer()
+            .map(|i| i.trim_end_matches('/').to_owned()),
+        provider_types: Some(
+            state
+                .registry
+                .read()
+                .expect("registry lock")
+                .provider_types()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+        ),
+    }
 }
 
 /// Every route of the main listener; `/metrics` among them unless it has a listener of its
@@ -112,12 +147,31 @@ pub fn routes(
     metrics: Option<poem::RouteMethod>,
 ) -> impl Endpoint {
     let service = service();
-    let docs = service.swagger_ui();
-    let spec = service.spec_endpoint();
+    // Swagger UI's page embeds the document: the generated one is swapped for the completed.
+    let generated = service.spec();
+    let page = service.swagger_ui_html();
+    let spec_state = state.clone();
+    let docs_state = state.clone();
     let mut route = Route::new()
         .nest("/", service)
-        .nest("/docs", docs)
-        .at("/openapi.json", spec);
+        .nest(
+            "/docs",
+            Route::new().at(
+                "/",
+                poem::endpoint::make_sync(move |_| {
+                    let spec = document::render(&site(&docs_state));
+                    poem::web::Html(page.replacen(&generated, &spec, 1))
+                }),
+            ),
+        )
+        .at(
+            "/openapi.json",
+            poem::endpoint::make_sync(move |_| {
+                poem::Response::builder()
+                    .content_type("application/json")
+                    .body(document::render(&site(&spec_state)))
+            }),
+        );
     if let Some(metrics) = metrics {
         route = route.at("/metrics", metrics);
     }

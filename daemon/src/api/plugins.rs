@@ -11,7 +11,7 @@ use poem_openapi::{Object, OpenApi};
 use serde_json::Value;
 
 use super::ApiTags;
-use super::error::{ApiError, ERROR_CODE_INTERNAL, Problem};
+use super::error::{ApiError, ERROR_CODE_INTERNAL, Problem, Problems, status as s};
 use super::security::BearerAuth;
 use crate::AppState;
 use crate::auth::Scope;
@@ -78,8 +78,8 @@ impl PluginsApi {
     async fn plugin_list(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
-    ) -> Result<Json<Vec<Plugin>>, ApiError> {
+        #[oai(scope = "Scope::Read")] auth: BearerAuth,
+    ) -> Result<Json<Vec<Plugin>>, Problems<{ s::AUTHENTICATED }>> {
         auth.require(Scope::Read)?;
         let known = state.store.plugins().await.map_err(|error| {
             tracing::error!(message = "Reading plugin metadata failed.", %error);
@@ -135,8 +135,8 @@ impl PluginsApi {
     async fn plugin_discover(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
-    ) -> Result<Json<DiscoveryReport>, ApiError> {
+        #[oai(scope = "Scope::Admin")] auth: BearerAuth,
+    ) -> Result<Json<DiscoveryReport>, Problems<{ s::AUTHENTICATED }>> {
         let principal = auth.require(Scope::Admin)?;
         let report = state.plugins.discover().await.map_err(|error| {
             tracing::error!(message = "Plugin discovery failed.", %error);

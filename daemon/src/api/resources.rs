@@ -12,7 +12,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
 use super::ApiTags;
-use super::error::ApiError;
+use super::error::{ApiError, Problems, status as s};
 use super::security::BearerAuth;
 use super::validate;
 use crate::AppState;
@@ -68,6 +68,7 @@ pub struct Webhook {
 
 #[derive(ApiResponse)]
 pub enum WebhookCreated {
+    /// Created on the provider.
     #[oai(status = 201)]
     Created(Json<Webhook>),
 }
@@ -103,11 +104,14 @@ impl ResourcesApi {
     async fn integration_resources_list(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
+        #[oai(scope = "Scope::Read")] auth: BearerAuth,
         id: Path<Uuid>,
         /// The `nextCursor` of the previous page.
         cursor: Query<Option<String>>,
-    ) -> Result<Json<ResourcePage>, ApiError> {
+    ) -> Result<
+        Json<ResourcePage>,
+        Problems<{ s::AUTHENTICATED | s::PARAMETERS | s::NOT_FOUND | s::PROVIDER }>,
+    > {
         let principal = auth.require(Scope::Read)?;
         let connector = connector(&state, principal, id.0).await?;
         let page = connector
@@ -140,16 +144,19 @@ impl ResourcesApi {
     async fn integration_webhook_create(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
+        #[oai(scope = "Scope::Write")] auth: BearerAuth,
         id: Path<Uuid>,
         body: Json<WebhookCreate>,
-    ) -> Result<WebhookCreated, ApiError> {
+    ) -> Result<
+        WebhookCreated,
+        Problems<{ s::AUTHENTICATED | s::PARAMETERS | s::BODY | s::NOT_FOUND | s::PROVIDER }>,
+    > {
         let principal = auth.require(Scope::Write)?;
         let body = body.0;
         connectors::config::check_http_url("url", &body.url)
             .map_err(|e| ApiError::invalid("url", e.message()))?;
         if body.target.trim().is_empty() {
-            return Err(ApiError::invalid("target", "must not be empty"));
+            return Err(ApiError::invalid("target", "must not be empty").into());
         }
         let secret = validate::auth_ref(
             &state,

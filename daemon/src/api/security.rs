@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use poem::Request;
-use poem_openapi::SecurityScheme;
 use poem_openapi::auth::Bearer;
+use poem_openapi::registry::MetaOAuthScope;
+use poem_openapi::{OAuthScopes, SecurityScheme};
 
 use super::error::ApiError;
 use crate::AppState;
@@ -36,6 +37,40 @@ impl BearerAuth {
             Ok(&self.0)
         } else {
             Err(ApiError::forbidden(scope.as_str()))
+        }
+    }
+}
+
+/// The scopes, as named in security requirements: each operation declares the one it needs
+/// with `#[oai(scope = "Scope::Read")]` on its `BearerAuth` argument, and
+/// [`super::document`] turns that into the document's OpenID Connect requirement.
+impl OAuthScopes for Scope {
+    fn meta() -> Vec<MetaOAuthScope> {
+        [Scope::Read, Scope::Write, Scope::Admin]
+            .into_iter()
+            .map(|scope| MetaOAuthScope {
+                name: scope.as_str(),
+                description: Some(description(scope)),
+            })
+            .collect()
+    }
+
+    fn name(&self) -> &'static str {
+        self.as_str()
+    }
+}
+
+/// What a scope allows, for the document.
+const fn description(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Read => {
+            "Read the tenant's integrations, health, events, incidents, audit trail and webhook subscriptions."
+        }
+        Scope::Write => {
+            "Everything `integrations:read` allows, and create, change and delete them."
+        }
+        Scope::Admin => {
+            "Everything `integrations:write` allows, and manage API keys, discover plugins and read the cluster."
         }
     }
 }

@@ -8,7 +8,7 @@ use poem_openapi::OpenApi;
 use poem_openapi::payload::Json;
 
 use super::ApiTags;
-use super::error::{ApiError, ERROR_CODE_UNAVAILABLE, Problem};
+use super::error::{ApiError, ERROR_CODE_UNAVAILABLE, Problem, Problems, status as s};
 use super::types::ProbeStatus;
 use crate::AppState;
 
@@ -34,7 +34,7 @@ impl SystemApi {
     async fn system_ready(
         &self,
         state: Data<&Arc<AppState>>,
-    ) -> Result<Json<ProbeStatus>, ApiError> {
+    ) -> Result<Json<ProbeStatus>, Problems<{ s::UNAVAILABLE }>> {
         let unavailable = |detail: &str| {
             ApiError::from_problem(Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -45,16 +45,17 @@ impl SystemApi {
         if state.cluster.as_ref().is_some_and(|c| !c.view.renewing()) {
             return Err(unavailable(
                 "this replica cannot renew its cluster leases (the database is unreachable or slow)",
-            ));
+            )
+            .into());
         }
         match state.store.is_migrated().await {
             Ok(true) => Ok(Json(ProbeStatus {
                 status: "ok".into(),
             })),
-            Ok(false) => Err(unavailable("migrations are pending")),
+            Ok(false) => Err(unavailable("migrations are pending").into()),
             Err(error) => {
                 tracing::warn!(message = "Readiness check failed.", %error);
-                Err(unavailable("the database is unreachable"))
+                Err(unavailable("the database is unreachable").into())
             }
         }
     }

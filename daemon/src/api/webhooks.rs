@@ -13,7 +13,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 use uuid::Uuid;
 
-use super::error::ApiError;
+use super::error::{ApiError, Problems, status as s};
 use super::precondition::IfMatch;
 use super::security::BearerAuth;
 use super::types::cursor;
@@ -51,6 +51,7 @@ pub enum SubscriptionCreated {
 
 #[derive(ApiResponse)]
 pub enum SubscriptionOk {
+    /// The subscription.
     #[oai(status = 200)]
     Ok(
         Json<WebhookSubscription>,
@@ -91,13 +92,13 @@ impl WebhooksApi {
     async fn webhook_subscription_list(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
+        #[oai(scope = "Scope::Read")] auth: BearerAuth,
         /// Page size (1 to 200, default 50).
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<u32>>,
         /// The `nextCursor` of the previous page.
         cursor: Query<Option<String>>,
-    ) -> Result<Json<WebhookSubscriptionPage>, ApiError> {
+    ) -> Result<Json<WebhookSubscriptionPage>, Problems<{ s::AUTHENTICATED | s::PARAMETERS }>> {
         let principal = auth.require(Scope::Read)?;
         let after = cursor::parse(cursor.0.as_deref(), cursor::decode_uuid)?;
         let page = state
@@ -123,9 +124,9 @@ impl WebhooksApi {
     async fn webhook_subscription_get(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
+        #[oai(scope = "Scope::Read")] auth: BearerAuth,
         id: Path<Uuid>,
-    ) -> Result<SubscriptionOk, ApiError> {
+    ) -> Result<SubscriptionOk, Problems<{ s::AUTHENTICATED | s::PARAMETERS | s::NOT_FOUND }>> {
         let principal = auth.require(Scope::Read)?;
         let found = state
             .store
@@ -152,9 +153,9 @@ impl WebhooksApi {
     async fn webhook_subscription_create(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
+        #[oai(scope = "Scope::Write")] auth: BearerAuth,
         body: Json<WebhookSubscriptionInput>,
-    ) -> Result<SubscriptionCreated, ApiError> {
+    ) -> Result<SubscriptionCreated, Problems<{ s::AUTHENTICATED | s::BODY | s::CONFLICT }>> {
         let principal = auth.require(Scope::Write)?;
         let tenant = state.store.tenant(principal.tenant.clone());
         let fields = fields(&state, &tenant, body.0).await?;
@@ -189,13 +190,25 @@ impl WebhooksApi {
     async fn webhook_subscription_update(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
+        #[oai(scope = "Scope::Write")] auth: BearerAuth,
         id: Path<Uuid>,
         /// The `ETag` this change was based on, or `*`.
         #[oai(name = "If-Match")]
         if_match: IfMatch,
         body: Json<WebhookSubscriptionInput>,
-    ) -> Result<SubscriptionOk, ApiError> {
+    ) -> Result<
+        SubscriptionOk,
+        Problems<
+            {
+                s::AUTHENTICATED
+                    | s::PARAMETERS
+                    | s::BODY
+                    | s::NOT_FOUND
+                    | s::CONFLICT
+                    | s::PRECONDITION_FAILED
+            },
+        >,
+    > {
         let principal = auth.require(Scope::Write)?;
         let precondition = validate::if_match(&if_match)?;
         let tenant = state.store.tenant(principal.tenant.clone());
@@ -229,12 +242,15 @@ impl WebhooksApi {
     async fn webhook_subscription_delete(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
+        #[oai(scope = "Scope::Write")] auth: BearerAuth,
         id: Path<Uuid>,
         /// The `ETag` this delete was based on, or `*`.
         #[oai(name = "If-Match")]
         if_match: IfMatch,
-    ) -> Result<SubscriptionDeleted, ApiError> {
+    ) -> Result<
+        SubscriptionDeleted,
+        Problems<{ s::AUTHENTICATED | s::PARAMETERS | s::NOT_FOUND | s::PRECONDITION_FAILED }>,
+    > {
         let principal = auth.require(Scope::Write)?;
         let tenant = state.store.tenant(principal.tenant.clone());
         let expected_version = validate::if_match(&if_match)?
@@ -265,7 +281,7 @@ impl WebhooksApi {
     async fn webhook_delivery_list(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
+        #[oai(scope = "Scope::Read")] auth: BearerAuth,
         id: Path<Uuid>,
         /// Only deliveries in this state.
         status: Query<Option<DeliveryState>>,
@@ -274,7 +290,10 @@ impl WebhooksApi {
         limit: Query<Option<u32>>,
         /// The `nextCursor` of the previous page.
         cursor: Query<Option<String>>,
-    ) -> Result<Json<WebhookDeliveryPage>, ApiError> {
+    ) -> Result<
+        Json<WebhookDeliveryPage>,
+        Problems<{ s::AUTHENTICATED | s::PARAMETERS | s::NOT_FOUND }>,
+    > {
         let principal = auth.require(Scope::Read)?;
         let before = cursor::parse(cursor.0.as_deref(), cursor::decode_i64)?;
         let page = state
@@ -308,12 +327,15 @@ impl WebhooksApi {
     async fn webhook_delivery_retry(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
+        #[oai(scope = "Scope::Write")] auth: BearerAuth,
         id: Path<Uuid>,
         /// The delivery's `id`.
         #[oai(name = "deliveryId")]
         delivery_id: Path<i64>,
-    ) -> Result<Json<WebhookDelivery>, ApiError> {
+    ) -> Result<
+        Json<WebhookDelivery>,
+        Problems<{ s::AUTHENTICATED | s::PARAMETERS | s::NOT_FOUND | s::CONFLICT }>,
+    > {
         let principal = auth.require(Scope::Write)?;
         let requeued = state
             .catalog
@@ -337,9 +359,12 @@ impl WebhooksApi {
     async fn webhook_subscription_test(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: BearerAuth,
+        #[oai(scope = "Scope::Write")] auth: BearerAuth,
         id: Path<Uuid>,
-    ) -> Result<Json<WebhookTestResult>, ApiError> {
+    ) -> Result<
+        Json<WebhookTestResult>,
+        Problems<{ s::AUTHENTICATED | s::PARAMETERS | s::NOT_FOUND }>,
+    > {
         let principal = auth.require(Scope::Write)?;
         let subscription = state
             .store

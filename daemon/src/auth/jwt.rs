@@ -82,6 +82,11 @@ impl JwtVerifier {
         }
     }
 
+    /// The configured issuer, which the API document names as the OpenID Connect authority.
+    pub fn issuer(&self) -> &str {
+        &self.config.issuer
+    }
+
     /// Verifies signature, `iss`, `aud`, `exp` and `nbf`, then reads tenant, subject and
     /// scopes from the configured claims.
     ///

@@ -195,6 +195,11 @@ impl Authenticator {
         self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// The JWT authority's issuer, when JWTs are accepted.
+    pub fn jwt_issuer(&self) -> Option<String> {
+        self.keys().jwt.as_ref().map(|j| j.issuer().to_owned())
+    }
+
     /// The configured keys of `tenant` (read-only through the API).
     pub fn configured_keys(&self, tenant: &TenantId) -> Vec<ConfiguredKey> {
         self.keys()

@@ -1,0 +1,400 @@
+//! The OpenAPI document: what poem-openapi generates from the operations, completed with what
+//! it cannot express, in one pass applied both to the served `/openapi.json` (and Swagger UI)
+//! and to the checked-in `openapi.json`.
+//!
+//! - **Scopes.** Each operation names its scope on its `BearerAuth` argument
+//!   (`#[oai(scope = "Scope::Read")]`); poem-openapi would put it on the bearer requirement,
+//!   which OpenAPI 3.0 forbids for `http` schemes. Here each requirement becomes two
+//!   alternatives: `BearerAuth` (an API key or a JWT, as Swagger UI's "Authorize" takes it)
+//!   and `OpenIdConnect` with the scope, so that generators and Swagger UI show it. The scope
+//!   is also stated in the operation's description and in `x-required-scopes`.
+//! - **Servers.** `http.public_url` when set, else `/` (relative to where the document was
+//!   read).
+//! - **Links.** From each creating operation's 201 to the operations taking the new object's
+//!   id, so that clients and stateful fuzzers can follow them.
+//! - **Preconditions.** `If-Match` is described by its grammar (`*` or entity tags), which
+//!   the handlers enforce with 400.
+//! - **Schemas** ([`schemas`]): enumerations kept as strings on the wire, the bounds the
+//!   handlers check, examples. The provider types `type` may name are the built-in ones in
+//!   the checked-in document, and those registered now (plugins included) in a hub's.
+//! - **Optional lists.** A repeatable query parameter is never required: absent, it is an
+//!   empty list.
+
+mod schemas;
+
+use serde_json::{Map, Value, json};
+
+/// The example authority named when no `[auth.jwt] issuer` is configured.
+pub const EXAMPLE_ISSUER: &str = "https://authority.example.com";
+
+/// `If-Match` as [`super::precondition`] parses it (RFC 9110 §13.1.1): `*`, or a
+/// comma-separated list of strong or weak entity tags of visible ASCII characters.
+pub const IF_MATCH_PATTERN: &str =
+    r#"^[ \t]*(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)[ \t]*$"#;
+
+/// The deployment-specific parts of the document.
+#[derive(Debug, Default, Clone)]
+pub struct Site {
+    /// `http.public_url`, without a trailing `/`.
+    pub public_url: Option<String>,
+    /// `[auth.jwt] issuer`, without a trailing `/`.
+    pub issuer: Option<String>,
+    /// The provider types registered now, plugins included; the built-in connectors' when
+    /// `None`.
+    pub provider_types: Option<Vec<String>>,
+}
+
+/// The document for `site`, as pretty JSON.
+pub fn render(site: &Site) -> String {
+    let raw: Value =
+        serde_json::from_str(&super::service().spec()).expect("poem-openapi writes JSON");
+    serde_json::to_string_pretty(&complete(raw, site)).expect("a JSON value serialises")
+}
+
+/// Applies every completion listed in the module's documentation.
+pub fn complete(mut doc: Value, site: &Site) -> Value {
+    doc["servers"] = json!([{
+        "url": site.public_url.clone().unwrap_or_else(|| "/".to_owned()),
+        "description": if site.public_url.is_some() {
+            "This hub (`http.public_url`)."
+        } else {
+            "The hub serving this document."
+        },
+    }]);
+    let issuer = site.issuer.as_deref().unwrap_or(EXAMPLE_ISSUER);
+    doc["components"]["securitySchemes"]["OpenIdConnect"] = json!({
+        "type": "openIdConnect",
+        "openIdConnectUrl": format!("{issuer}/.well-known/openid-configuration"),
+        "description": "A JWT from the authority configured under `[auth.jwt]`, whose `scope` \
+            (or `scp`) claim holds the scope each operation names. Send it as a bearer token \
+            (`BearerAuth`) like an API key; this scheme states the scopes. The document served \
+            by a hub names its own authority; the checked-in copy names an example one.",
+    });
+    scopes(&mut doc);
+    optional_lists(&mut doc);
+    event_streams(&mut doc);
+    let provider_types = site.provider_types.clone().unwrap_or_else(|| {
+        connectors::registry::builtin()
+            .iter()
+            .map(|f| f.provider_type().to_owned())
+            .collect()
+    });
+    schemas::complete(&mut doc, &provider_types);
+    response_descriptions(&mut doc);
+    links(&mut doc);
+    doc
+}
+
+/// The bearer requirement's scopes move to an `OpenIdConnect` alternative.
+fn scopes(doc: &mut Value) {
+    for_each_operation(doc, |_, _, operation| {
+        let Some(requirements) = operation.get("security").and_then(Value::as_array) else {
+            return;
+        };
+        let scopes: Vec<Value> = requirements
+            .iter()
+            .filter_map(|r| r.get("BearerAuth").and_then(Value::as_array))
+            .flatten()
+            .cloned()
+            .collect();
+        if scopes.is_empty() {
+            return;
+        }
+        operation["security"] = json!([{ "BearerAuth": [] }, { "OpenIdConnect": scopes }]);
+        operation["x-required-scopes"] = Value::Array(scopes.clone());
+        let names: Vec<String> = scopes
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|s| format!("`{s}`"))
+            .collect();
+        let line = format!(
+            "Requires the {} scope (an API key or a JWT holding it).",
+            names.join(", ")
+        );
+        let description = match operation.get("description").and_then(Value::as_str) {
+            Some(d) => format!("{d}\n\n{line}"),
+            None => line,
+        };
+        operation["description"] = Value::String(description);
+    });
+}
+
+/// A success response without a description of its own is described by its body's schema.
+fn response_descriptions(doc: &mut Value) {
+    let schemas = doc["components"]["schemas"].clone();
+    let described = |reference: &Value| -> Option<String> {
+        let name = reference.as_str()?.rsplit('/').next()?;
+        schemas[name]["description"].as_str().map(str::to_owned)
+    };
+    for_each_operation(doc, |_, _, operation| {
+        let Some(responses) = operation
+            .get_mut("responses")
+            .and_then(Value::as_object_mut)
+        else {
+            return;
+        };
+        for response in responses.values_mut() {
+            if response["description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty())
+            {
+                continue;
+            }
+            let Some((media_type, content)) = response
+                .get("content")
+                .and_then(Value::as_object)
+                .and_then(|c| c.iter().next())
+            else {
+                continue;
+            };
+            let schema = &content["schema"];
+            let description = if media_type == "text/event-stream" {
+                Some("A stream of server-sent events: a `retry:` field first, then one CloudEvent per message.".to_owned())
+            } else if let Some(d) = described(&schema["$ref"]) {
+                Some(d)
+            } else {
+                described(&schema["items"]["$ref"]).map(|d| format!("A list; each item: {d}"))
+            };
+            if let Some(description) = description {
+                response["description"] = Value::String(description);
+            }
+        }
+    });
+}
+
+/// An event stream's schema describes one event, as SSE clients (and schemathesis) read it:
+/// poem-openapi describes the stream as an array of its items, which no event matches.
+fn event_streams(doc: &mut Value) {
+    for_each_operation(doc, |_, _, operation| {
+        let Some(responses) = operation
+            .get_mut("responses")
+            .and_then(Value::as_object_mut)
+        else {
+            return;
+        };
+        for response in responses.values_mut() {
+            let Some(stream) = response.pointer_mut("/content/text~1event-stream") else {
+                continue;
+            };
+            let item = stream["schema"]["items"].clone();
+            stream["schema"] = json!({
+                "type": "object",
+                "description": "One server-sent event. The first carries only `retry` (the \
+                    reconnection delay in milliseconds); each later one is a health event.",
+                "properties": {
+                    "id": {
+                        "type": "string",
+                        "pattern": "^[0-9]+$",
+                        "description": "The event's position in the tenant's event log: send \
+                            it back as `Last-Event-ID` (or `after`) to resume.",
+                    },
+                    "event": { "type": "string", "enum": ["message"] },
+                    "data": {
+                        "type": "string",
+                        "description": "The CloudEvent, as JSON (`x-data-schema`).",
+                    },
+                    "retry": { "type": "integer", "minimum": 0 },
+                },
+                "x-data-schema": item,
+            });
+        }
+    });
+}
+
+/// Repeatable query parameters are optional.
+fn optional_lists(doc: &mut Value) {
+    for_each_operation(doc, |_, _, operation| {
+        let Some(parameters) = operation
+            .get_mut("parameters")
+            .and_then(Value::as_array_mut)
+        else {
+            return;
+        };
+        for parameter in parameters {
+            if parameter["in"] == "query" && parameter["schema"]["type"] == "array" {
+                parameter["required"] = Value::Bool(false);
+            }
+            if parameter["in"] == "header" && parameter["name"] == "If-Match" {
+                parameter["schema"]["pattern"] = json!(IF_MATCH_PATTERN);
+                parameter["example"] = json!("\"3\"");
+            }
+        }
+    });
+}
+
+/// One operation as the link builder sees it.
+struct Operation {
+    path: String,
+    method: String,
+    id: String,
+    path_parameters: Vec<String>,
+}
+
+/// Links from creating operations (201) to the operations that take the created object's id
+/// in the next path segment.
+fn links(doc: &mut Value) {
+    let mut operations = Vec::new();
+    for_each_operation(doc, |path, method, operation| {
+        operations.push(Operation {
+            path: path.to_owned(),
+            method: method.to_owned(),
+            id: operation["operationId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            path_parameters: path_parameters(path),
+        });
+    });
+    let mut found: Vec<(String, String, &'static str, Map<String, Value>)> = Vec::new();
+    for source in &operations {
+        // Only creations: a link from a list's first item is unusable whenever the list is
+        // empty, which is where a client (or a stateful fuzzer) starts.
+        let (status, pointer) = match source.method.as_str() {
+            "post" => ("201", "$response.body#/id"),
+            _ => continue,
+        };
+        let mut source_links = Map::new();
+        for target in &operations {
+            let Some(rest) = target.path.strip_prefix(&format!("{}/{{", source.path)) else {
+                continue;
+            };
+            let Some(new_parameter) = rest.split('}').next() else {
+                continue;
+            };
+            let mut parameters = Map::new();
+            for name in &target.path_parameters {
+                let value = if name == new_parameter {
+                    pointer.to_owned()
+                } else if source.path_parameters.contains(name) {
+                    format!("$request.path.{name}")
+                } else {
+                    continue;
+                };
+                parameters.insert(name.clone(), Value::String(value));
+            }
+            if parameters.len() != target.path_parameters.len() {
+                continue;
+            }
+            source_links.insert(
+                target.id.clone(),
+                json!({
+                    "operationId": target.id,
+                    "parameters": parameters,
+                    "description": format!("`{new_parameter}` of the created object to `{}`.",
+                        target.id),
+                }),
+            );
+        }
+        if !source_links.is_empty() {
+            found.push((
+                source.path.clone(),
+                source.method.clone(),
+                status,
+                source_links,
+            ));
+        }
+    }
+    for (path, method, status, source_links) in found {
+        let pointer = format!(
+            "/paths/{}/{method}/responses/{status}",
+            path.replace('~', "~0").replace('/', "~1")
+        );
+        let Some(response) = doc.pointer_mut(&pointer) else {
+            continue;
+        };
+        let has_body = response
+            .get("content")
+            .and_then(Value::as_object)
+            .is_some_and(|c| !c.is_empty());
+        if has_body {
+            response["links"] = Value::Object(source_links);
+        }
+    }
+}
+
+fn path_parameters(path: &str) -> Vec<String> {
+    path.split('/')
+        .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn for_each_operation(doc: &mut Value, mut f: impl FnMut(&str, &str, &mut Value)) {
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (path, operations) in paths.iter_mut() {
+        let Some(operations) = operations.as_object_mut() else {
+            continue;
+        };
+        for (method, operation) in operations.iter_mut() {
+            f(path, method, operation);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(site: &Site) -> Value {
+        serde_json::from_str(&render(site)).unwrap()
+    }
+
+    #[test]
+    fn the_if_match_pattern_admits_only_what_the_parser_accepts() {
+        let pattern = regex::Regex::new(IF_MATCH_PATTERN).unwrap();
+        for accepted in ["*", "\"3\"", "W/\"3\"", " \"1\", \"2\" ", "\"abc\",W/\"x\""] {
+            assert!(pattern.is_match(accepted), "{accepted}");
+            assert!(crate::api::precondition::Precondition::parse(accepted.as_bytes()).is_ok());
+        }
+        for refused in ["3", "\"3", "3; drop", "\"a b\""] {
+            assert!(!pattern.is_match(refused), "{refused}");
+        }
+    }
+
+    #[test]
+    fn servers_follow_the_public_url() {
+        assert_eq!(doc(&Site::default())["servers"][0]["url"], "/");
+        let site = Site {
+            public_url: Some("https://hub.example.org".into()),
+            issuer: Some("https://login.example.org".into()),
+            provider_types: None,
+        };
+        let d = doc(&site);
+        assert_eq!(d["servers"][0]["url"], "https://hub.example.org");
+        assert_eq!(
+            d["components"]["securitySchemes"]["OpenIdConnect"]["openIdConnectUrl"],
+            "https://login.example.org/.well-known/openid-configuration"
+        );
+    }
+
+    #[test]
+    fn bearer_requirements_carry_no_scopes_and_oidc_ones_do() {
+        let d = doc(&Site::default());
+        let op = &d["paths"]["/api/v1/integrations"]["post"];
+        assert_eq!(
+            op["security"],
+            json!([{ "BearerAuth": [] }, { "OpenIdConnect": ["integrations:write"] }])
+        );
+        assert!(op["description"].as_str().unwrap().ends_with(
+            "Requires the `integrations:write` scope (an API key or a JWT holding it)."
+        ));
+    }
+
+    #[test]
+    fn created_objects_link_to_the_operations_taking_their_id() {
+        let d = doc(&Site::default());
+        let links = &d["paths"]["/api/v1/integrations/{id}/maintenance-windows"]["post"]["responses"]
+            ["201"]["links"];
+        assert_eq!(
+            links["maintenance_window_delete"]["parameters"],
+            json!({ "id": "$request.path.id", "windowId": "$response.body#/id" })
+        );
+        let links = &d["paths"]["/api/v1/integrations"]["post"]["responses"]["201"]["links"];
+        assert_eq!(
+            links["integration_get"]["parameters"],
+            json!({ "id": "$response.body#/id" })
+        );
+    }
+}

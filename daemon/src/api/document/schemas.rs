@@ -1,0 +1,337 @@
+//! What the schemas say beyond the Rust types: the enumerations kept as strings on the wire,
+//! the bounds the handlers check, and examples of every request body and the main responses.
+//! Each value comes from the constant or enum the handlers use, so they cannot drift apart.
+
+use connectors::Reason;
+use serde_json::{Value, json};
+
+use crate::api::{keys, maintenance, validate, webhooks};
+
+/// Every health-check reason, as the wire names it.
+pub fn reasons() -> Vec<&'static str> {
+    const ALL: [Reason; 13] = [
+        Reason::AuthFailed,
+        Reason::Forbidden,
+        Reason::RateLimited,
+        Reason::CredentialUnavailable,
+        Reason::CredentialExpiring,
+        Reason::CertificateExpiring,
+        Reason::QuotaLow,
+        Reason::Timeout,
+        Reason::Network,
+        Reason::Tls,
+        Reason::ProviderDegraded,
+        Reason::BadResponse,
+        Reason::ConnectorFailed,
+    ];
+    // A reason added to the enum stops this match from compiling until it is listed above.
+    const fn listed(reason: Reason) {
+        match reason {
+            Reason::AuthFailed
+            | Reason::Forbidden
+            | Reason::RateLimited
+            | Reason::CredentialUnavailable
+            | Reason::CredentialExpiring
+            | Reason::CertificateExpiring
+            | Reason::QuotaLow
+            | Reason::Timeout
+            | Reason::Network
+            | Reason::Tls
+            | Reason::ProviderDegraded
+            | Reason::BadResponse
+            | Reason::ConnectorFailed => {}
+        }
+    }
+    ALL.iter()
+        .map(|r| {
+            listed(*r);
+            r.as_str()
+        })
+        .collect()
+}
+
+/// A stored check's status: a health, or `rate_limited` for a check the provider asked to
+/// pause (not counted as a failure).
+pub fn recorded_statuses() -> Vec<&'static str> {
+    let mut statuses: Vec<&str> = [
+        connectors::Health::Healthy,
+        connectors::Health::Degraded,
+        connectors::Health::Unhealthy,
+    ]
+    .iter()
+    .map(|h| h.as_str())
+    .collect();
+    statuses.push("rate_limited");
+    statuses
+}
+
+/// Applies the enumerations, bounds and examples to `doc`'s component schemas and request
+/// bodies. `provider_types` are the types `type` may name when registering.
+pub fn complete(doc: &mut Value, provider_types: &[String]) {
+    let schemas = &mut doc["components"]["schemas"];
+    let reasons = reasons();
+    for (schema, property, nullable) in [
+        ("HealthCheckResult", "reason", true),
+        ("HealthHistoryEntry", "reason", true),
+        ("Integration", "statusReason", true),
+        ("IntegrationHealth", "statusReason", true),
+    ] {
+        set_enum(schemas, schema, property, &reasons, nullable);
+    }
+    set_enum(
+        schemas,
+        "HealthHistoryEntry",
+        "status",
+        &recorded_statuses(),
+        false,
+    );
+    let mut types: Vec<&str> = provider_types.iter().map(String::as_str).collect();
+    types.sort_unstable();
+    set_enum(schemas, "IntegrationCreate", "type", &types, false);
+
+    let name = json!({
+        "minLength": 1,
+        "maxLength": validate::MAX_NAME_CHARS,
+        "pattern": "\\S",
+    });
+    for schema in [
+        "IntegrationCreate",
+        "IntegrationUpdate",
+        "WebhookSubscriptionInput",
+    ] {
+        merge(schemas, schema, "name", &name);
+    }
+    for schema in ["IntegrationCreate", "IntegrationUpdate"] {
+        merge(schemas, schema, "config", &json!({ "type": "object" }));
+        merge(
+            schemas,
+            schema,
+            "authRefUri",
+            &json!({ "pattern": "^authref://", "maxLength": 2048 }),
+        );
+    }
+    merge(
+        schemas,
+        "MonitoringSettings",
+        "intervalSeconds",
+        &json!({
+            "minimum": validate::MIN_INTERVAL_SECONDS,
+            "maximum": validate::MAX_INTERVAL_SECONDS,
+        }),
+    );
+    merge(
+        schemas,
+        "MaintenanceWindowCreate",
+        "reason",
+        &json!({ "maxLength": maintenance::MAX_REASON_CHARS }),
+    );
+    merge(
+        schemas,
+        "ApiKeyCreate",
+        "name",
+        &json!({ "maxLength": keys::MAX_NAME_CHARS, "pattern": "\\S" }),
+    );
+    merge(schemas, "ApiKeyCreate", "scopes", &json!({ "minItems": 1 }));
+    merge(
+        schemas,
+        "WebhookSubscriptionInput",
+        "eventTypes",
+        &json!({ "maxItems": webhooks::MAX_EVENT_TYPES }),
+    );
+    merge(
+        schemas,
+        "WebhookSubscriptionInput",
+        "integrationIds",
+        &json!({ "maxItems": webhooks::MAX_INTEGRATION_IDS }),
+    );
+    merge(
+        schemas,
+        "WebhookSubscriptionInput",
+        "secretAuthRefUri",
+        &json!({ "pattern": "^authref://" }),
+    );
+    merge(
+        schemas,
+        "WebhookBatch",
+        "maxEvents",
+        &json!({ "minimum": 1, "maximum": webhooks::MAX_BATCH_EVENTS }),
+    );
+    merge(
+        schemas,
+        "WebhookBatch",
+        "maxDelayMs",
+        &json!({ "minimum": 0, "maximum": webhooks::MAX_BATCH_DELAY_MS }),
+    );
+
+    for (schema, example) in response_examples() {
+        if let Some(s) = schemas.get_mut(schema).and_then(Value::as_object_mut) {
+            s.insert("example".into(), example);
+        }
+    }
+    for (operation, example) in request_examples() {
+        super::for_each_operation(doc, |_, _, op| {
+            if op["operationId"] != operation {
+                return;
+            }
+            let media_types = op
+                .pointer_mut("/requestBody/content")
+                .and_then(Value::as_object_mut);
+            for media_type in media_types.into_iter().flat_map(|m| m.values_mut()) {
+                media_type["example"] = example.clone();
+            }
+        });
+    }
+}
+
+/// Sets `enum` on a string property (with `null` among the values when it is nullable).
+fn set_enum(schemas: &mut Value, schema: &str, property: &str, values: &[&str], nullable: bool) {
+    let mut values: Vec<Value> = values.iter().map(|v| json!(v)).collect();
+    if nullable {
+        values.push(Value::Null);
+    }
+    merge(schemas, schema, property, &json!({ "enum": values }));
+}
+
+/// Adds `extra`'s keys to a property's schema. A property that is not there is a mistake in
+/// this table, caught by the unit test below rather than silently skipped in the document.
+fn merge(schemas: &mut Value, schema: &str, property: &str, extra: &Value) {
+    let Some(target) = schemas
+        .pointer_mut(&format!("/{schema}/properties/{property}"))
+        .and_then(Value::as_object_mut)
+    else {
+        debug_assert!(false, "no property {schema}.{property}");
+        return;
+    };
+    // A `$ref` cannot have siblings in OpenAPI 3.0: wrap it.
+    if let Some(reference) = target.remove("$ref") {
+        target.insert("allOf".into(), json!([{ "$ref": reference }]));
+    }
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        target.insert(k.clone(), v.clone());
+    }
+}
+
+/// An example of each request body, by operation.
+fn request_examples() -> Vec<(&'static str, Value)> {
+    let integration = json!({
+        "type": "gitlab",
+        "name": "gitlab-main",
+        "config": { "baseUrl": "https://gitlab.example.com" },
+        "authRefUri": "authref://vault/gitlab/main#token",
+    });
+    let mut update = integration.clone();
+    update.as_object_mut().unwrap().remove("type");
+    let subscription = json!({
+        "name": "ops-alerts",
+        "targetUrl": "https://hooks.example.com/stella",
+        "eventTypes": ["dev.stellaops.integration.health.*"],
+        "secretAuthRefUri": "authref://vault/webhooks/ops#secret",
+        "enabled": true,
+        "incidentMembers": "suppress",
+        "batch": { "maxEvents": 50, "maxDelayMs": 2000 },
+    });
+    vec![
+        ("integration_create", integration),
+        ("integration_update", update),
+        (
+            "integration_monitoring_set",
+            json!({ "paused": false, "intervalSeconds": 300 }),
+        ),
+        (
+            "maintenance_window_create",
+            json!({
+                "startsAt": "2030-01-04T22:00:00Z",
+                "endsAt": "2030-01-05T02:00:00Z",
+                "recurrence": "weekly",
+                "until": "2030-06-30T00:00:00Z",
+                "reason": "Weekly registry upgrade",
+            }),
+        ),
+        (
+            "integration_webhook_create",
+            json!({
+                "target": "octo-org/hello-world",
+                "url": "https://hub.example.com/hooks/github",
+                "events": ["push"],
+                "secretAuthRefUri": "authref://vault/github/hooks#secret",
+            }),
+        ),
+        ("webhook_subscription_create", subscription.clone()),
+        ("webhook_subscription_update", subscription),
+        (
+            "api_key_create",
+            json!({
+                "name": "ci-scanner",
+                "scopes": ["integrations:read"],
+                "expiresAt": "2030-01-01T00:00:00Z",
+            }),
+        ),
+    ]
+}
+
+/// Examples of the main response bodies, by schema.
+fn response_examples() -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "Integration",
+            json!({
+                "id": "01933b8e-8f9c-7c3e-9f41-2b6c0d1e5a77",
+                "tenantId": "acme",
+                "type": "gitlab",
+                "name": "gitlab-main",
+                "config": { "baseUrl": "https://gitlab.example.com" },
+                "authRefUri": "authref://vault/gitlab/main#token",
+                "status": "unhealthy",
+                "statusReason": "auth_failed",
+                "lastCheckedAt": "2030-01-05T10:15:00Z",
+                "monitoringPaused": false,
+                "checkIntervalSeconds": 300,
+                "version": 3,
+                "createdAt": "2030-01-01T09:00:00Z",
+                "updatedAt": "2030-01-05T10:15:00Z",
+            }),
+        ),
+        (
+            "HealthCheckResult",
+            json!({
+                "status": "degraded",
+                "reason": "credential_expiring",
+                "message": "the token expires in 5 days",
+                "latencyMs": 182,
+                "checkedAt": "2030-01-05T10:15:00Z",
+                "expiresAt": "2030-01-10T00:00:00Z",
+                "certificateExpiresAt": "2030-09-01T00:00:00Z",
+                "quotaRemaining": 4870,
+                "quotaLimit": 5000,
+                "quotaResetAt": "2030-01-05T11:00:00Z",
+            }),
+        ),
+        (
+            "Problem",
+            json!({
+                "type": "urn:stellaops:problem:validation_failed",
+                "title": "Unprocessable Entity",
+                "status": 422,
+                "detail": "name: must not be empty",
+                "code": "validation_failed",
+                "errors": [{ "field": "name", "message": "must not be empty" }],
+            }),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_property_exists() {
+        // `merge` asserts in debug builds; completing the generated document runs them all.
+        let mut doc: Value = serde_json::from_str(&crate::api::service().spec()).unwrap();
+        complete(&mut doc, &["gitlab".to_owned()]);
+        assert_eq!(
+            doc["components"]["schemas"]["IntegrationCreate"]["properties"]["type"]["enum"],
+            json!(["gitlab"])
+        );
+    }
+}
