@@ -80,6 +80,13 @@ pub fn complete(mut doc: Value, site: &Site) -> Value {
             .collect()
     });
     schemas::complete(&mut doc, &provider_types);
+    for schema in doc["components"]["schemas"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|schemas| schemas.values_mut())
+    {
+        schemas::for_generators(schema);
+    }
     response_descriptions(&mut doc);
     links(&mut doc);
     doc

@@ -88,6 +88,13 @@ pub fn complete(doc: &mut Value, provider_types: &[String]) {
     let mut types: Vec<&str> = provider_types.iter().map(String::as_str).collect();
     types.sort_unstable();
     set_enum(schemas, "IntegrationCreate", "type", &types, false);
+    // Absent or null both mean one event per POST.
+    merge(
+        schemas,
+        "WebhookSubscriptionInput",
+        "batch",
+        &json!({ "nullable": true }),
+    );
 
     let name = json!({
         "minLength": 1,
@@ -180,6 +187,46 @@ pub fn complete(doc: &mut Value, provider_types: &[String]) {
                 media_type["example"] = example.clone();
             }
         });
+    }
+}
+
+/// Rewrites what poem-openapi writes in forms client generators misread, recursively:
+/// - `allOf: [{$ref}, {description, nullable}]` (a described or optional reference) becomes
+///   `{description, nullable, allOf: [{$ref}]}`: openapi-python-client drops a property whose
+///   `allOf` mixes a reference with a schema that has no type, and openapi-typescript makes it
+///   `T & unknown`;
+/// - an object with neither `properties` nor `additionalProperties` (a free-form JSON object,
+///   such as a provider's `config`) states `additionalProperties: true`, or openapi-typescript
+///   types it `Record<string, never>` and nothing can be sent in it.
+pub fn for_generators(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            if let Some(Value::Array(parts)) = map.get_mut("allOf")
+                && parts.len() > 1
+                && parts[0].get("$ref").is_some()
+                && parts[1..]
+                    .iter()
+                    .all(|p| p.get("$ref").is_none() && p.get("type").is_none())
+            {
+                let extra: Vec<Value> = parts.drain(1..).collect();
+                for part in extra {
+                    for (k, v) in part.as_object().into_iter().flatten() {
+                        map.entry(k.clone()).or_insert_with(|| v.clone());
+                    }
+                }
+            }
+            if map.get("type") == Some(&json!("object"))
+                && !map.contains_key("properties")
+                && !map.contains_key("additionalProperties")
+            {
+                map.insert("additionalProperties".into(), Value::Bool(true));
+            }
+            for value in map.values_mut() {
+                for_generators(value);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(for_generators),
+        _ => {}
     }
 }
 
@@ -323,6 +370,39 @@ fn response_examples() -> Vec<(&'static str, Value)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn described_references_and_free_form_objects_read_as_generators_expect() {
+        let mut schema = json!({
+            "properties": {
+                "batch": {"allOf": [{"$ref": "#/components/schemas/B"},
+                                    {"description": "d", "nullable": true}]},
+                "config": {"type": "object", "description": "c"},
+                "typed": {"type": "object", "properties": {"a": {"type": "string"}}},
+                "both": {"allOf": [{"$ref": "#/components/schemas/A"},
+                                   {"$ref": "#/components/schemas/B"}]},
+            }
+        });
+        for_generators(&mut schema);
+        assert_eq!(
+            schema["properties"]["batch"],
+            json!({"allOf": [{"$ref": "#/components/schemas/B"}], "description": "d",
+                   "nullable": true})
+        );
+        assert_eq!(schema["properties"]["config"]["additionalProperties"], true);
+        assert!(
+            schema["properties"]["typed"]
+                .get("additionalProperties")
+                .is_none()
+        );
+        assert_eq!(
+            schema["properties"]["both"]["allOf"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+    }
 
     #[test]
     fn every_listed_property_exists() {
