@@ -18,8 +18,9 @@ use tokio::task::{Id, JoinSet};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
+use super::certificates::TargetCertificates;
 use super::heads::{Heads, Job, Limits};
-use super::target::{self, Answer, Payload, SendError};
+use super::target::{self, Answer, Payload, Reply, SendError};
 use super::{InvalidWebhookSettings, WebhookSettings, body_of};
 use crate::backoff::FullJitter;
 use crate::catalog::Change;
@@ -58,6 +59,7 @@ pub struct Worker {
     tasks: JoinSet<Done>,
     /// The job of each running task, so a panicking attempt still frees its keys.
     task_jobs: HashMap<Id, Job>,
+    certificates: TargetCertificates,
 }
 
 impl Worker {
@@ -70,6 +72,7 @@ impl Worker {
         wake: Arc<Notify>,
         changes: UnboundedReceiver<Change>,
         stop: watch::Receiver<bool>,
+        certificates: TargetCertificates,
     ) -> Result<Self, InvalidWebhookSettings> {
         settings.validate()?;
         Ok(Self {
@@ -87,6 +90,7 @@ impl Worker {
             heads: Heads::new(Limits::default()),
             tasks: JoinSet::new(),
             task_jobs: HashMap::new(),
+            certificates,
         })
     }
 
@@ -270,6 +274,7 @@ impl Worker {
             timeout: self.timeout,
             backoff: self.backoff,
             dead_after: self.dead_after,
+            certificates: self.certificates.clone(),
         };
         let task_job = job.clone();
         let handle = self.tasks.spawn(async move {
@@ -297,6 +302,7 @@ struct Attempt {
     timeout: Duration,
     backoff: FullJitter,
     dead_after: chrono::Duration,
+    certificates: TargetCertificates,
 }
 
 impl Attempt {
@@ -352,7 +358,17 @@ impl Attempt {
         .instrument(span)
         .await;
         let at = Utc::now();
-        match result {
+        if let Ok(Reply {
+            certificate: Some(certificate),
+            ..
+        }) = &result
+        {
+            let subscription = first.subscription_id;
+            self.certificates
+                .observe(subscription, &target.target_url, *certificate, at)
+                .await;
+        }
+        match result.map(|reply| reply.answer) {
             Ok(Answer::Accepted(code)) => {
                 for (row, event) in sending {
                     metrics::delivery("delivered");
@@ -462,7 +478,7 @@ pub(crate) async fn sign_and_post(
     secret_auth_ref_uri: &str,
     payload: Payload,
     body: Vec<u8>,
-) -> Result<Answer, SendError> {
+) -> Result<Reply, SendError> {
     let reference: AuthRef = secret_auth_ref_uri
         .parse()
         .map_err(|_| SendError::BadSecretRef)?;
