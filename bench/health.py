@@ -2,21 +2,26 @@
 """Health-engine benchmark on PostgreSQL.
 
 For each fleet size and connector (in-memory, or the OCI connector against a loopback provider
-mock), seeds the catalog, starts the release daemon with an interval that makes 3,333
+mock: `http` needs no authentication, `oci-token` is a token-auth registry with the daemon's
+token cache, `oci-token-nocache` the same registry with the cache turned off by
+`token_cache_max_entries = 0`, as before the cache), seeds the catalog, starts the release daemon with an interval that makes 3,333
 checks/s, and measures: time from start to all monitors scheduled, sustained checks/s, p99
 schedule lateness, RSS per monitored integration beyond an empty daemon, and CPU microseconds
 per check. For the HTTP case it runs the floor (bench/src/bin/health-floor.rs: tokio + reqwest
 + bulk inserts, no actors) in the same run and reports the ratio.
 
 Usage: bench/health.py [--sizes 10000,100000,1000000] [--modes inmemory,http]
-                       [--warmup S] [--window S]
-Results go to bench/out/health.json and are printed, one JSON line per case; each case also
+                       [--warmup S] [--window S] [--token-lifetime S]
+The token-auth modes also report the requests per check the mock received (`/_stats`) and
+the mock's own CPU per check.
+Binaries are read from $CARGO_TARGET_DIR/release (target/release when unset). Results go to
+bench/out/health.json (or --out) and are printed, one JSON line per case; each case also
 writes bench/out/health-trace-SIZE-MODE.json, sampled every 5 s from the daemon's start.
 """
 import argparse, json, os, re, signal, socket, subprocess, sys, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REL = os.path.join(ROOT, "target", "release")
+REL = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release")
 OUT = os.path.join(ROOT, "bench", "out")
 DB = "stella_bench_health"
 APP_URL = f"postgres://stella_app@127.0.0.1:5432/{DB}"
@@ -147,7 +152,7 @@ def p99(b0, b1):
     return None
 
 
-def daemon_config(port, interval, mock_port):
+def daemon_config(port, interval, mock_port, token_cache=True):
     return f"""
 [http]
 listen = "127.0.0.1:{port}"
@@ -173,13 +178,13 @@ writer_flush_ms = 200
 allow_private_networks = ["127.0.0.1/32"]
 per_host_requests_per_second = 1000000
 per_host_burst = 1000000
-"""
+""" + ("" if token_cache else "token_cache_max_entries = 0\n")
 
 
-def start_daemon(tmp, port, interval, mock_port):
+def start_daemon(tmp, port, interval, mock_port, token_cache=True):
     path = os.path.join(tmp, "bench.toml")
     with open(path, "w") as f:
-        f.write(daemon_config(port, interval, mock_port))
+        f.write(daemon_config(port, interval, mock_port, token_cache))
     log = open(os.path.join(tmp, "daemon.log"), "w")
     p = subprocess.Popen([os.path.join(REL, "stella-integrations"), "--config", path],
                          stdout=log, stderr=log, env={k: v for k, v in os.environ.items()
@@ -212,11 +217,22 @@ def empty_rss(tmp):
     return rss, heap
 
 
-def run_case(tmp, size, mode, warmup, window, base_rss, mock_port):
+def mock_stats(mock):
+    with urllib.request.urlopen(f"http://127.0.0.1:{mock['port']}/_stats", timeout=30) as r:
+        stats = json.loads(r.read())
+    stats["cpu_s"] = proc_stat(mock["proc"].pid)[0]
+    return stats
+
+
+def run_case(tmp, size, mode, warmup, window, base_rss, mock_port, token_mock=None):
     interval = max(1, round(size / TARGET_RATE))
     fresh_db()
+    token_mode = mode in ("oci-token", "oci-token-nocache")
     if mode == "inmemory":
         kind, config = "inmemory", "{}"
+    elif token_mode:
+        kind = "oci_registry"
+        config = json.dumps({"baseUrl": f"http://127.0.0.1:{token_mock['port']}"})
     else:
         kind, config = "oci_registry", json.dumps({"baseUrl": f"http://127.0.0.1:{mock_port}"})
     t = time.time()
@@ -226,7 +242,7 @@ def run_case(tmp, size, mode, warmup, window, base_rss, mock_port):
     psql("ANALYZE", db=DB)
     port = free_port()
     started = time.time()
-    p = start_daemon(tmp, port, interval, mock_port)
+    p = start_daemon(tmp, port, interval, mock_port, token_cache=(mode != "oci-token-nocache"))
     try:
         trace = Trace(p.pid, port)
         scheduled = None
@@ -243,9 +259,11 @@ def run_case(tmp, size, mode, warmup, window, base_rss, mock_port):
         # measures the steady state.
         warmup = max(warmup, round(interval * (1 + JITTER)) + 5)
         trace.sleep(warmup)
+        m0 = mock_stats(token_mock) if token_mode else None
         s0, (cpu0, _) = trace.sample(), proc_stat(p.pid)
         trace.sleep(window)
         s1, (cpu1, rss) = trace.sample(), proc_stat(p.pid)
+        m1 = mock_stats(token_mock) if token_mode else None
         checks = s1["checks"] - s0["checks"]
         result = {
             "size": size, "mode": mode, "interval_s": interval, "warmup_s": warmup,
@@ -257,6 +275,13 @@ def run_case(tmp, size, mode, warmup, window, base_rss, mock_port):
             "cpu_us_per_check": round((cpu1 - cpu0) * 1e6 / max(checks, 1), 1),
             "heap_bytes": s1["heap"],
         }
+        if token_mode:
+            d = {k: m1[k] - m0[k] for k in m1}
+            requests = d["pings_ok"] + d["pings_challenged"] + d["tokens"]
+            result["token_lifetime_s"] = token_mock["lifetime"]
+            result["mock_requests"] = {k: v for k, v in d.items() if k != "cpu_s"}
+            result["requests_per_check"] = round(requests / max(checks, 1), 3)
+            result["mock_cpu_us_per_check"] = round(d["cpu_s"] * 1e6 / max(checks, 1), 1)
         with open(os.path.join(OUT, f"health-trace-{size}-{mode}.json"), "w") as f:
             json.dump(trace.rates(), f, indent=1)
     finally:
@@ -279,25 +304,36 @@ def main():
     ap.add_argument("--modes", default="inmemory,http")
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--window", type=int, default=60)
+    ap.add_argument("--token-lifetime", type=int, default=300,
+                    help="expires_in of the token-auth mock's tokens (Docker Hub's is 300)")
+    ap.add_argument("--out", default="health.json", help="file name under bench/out")
     args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
     tmp = os.path.join(OUT, "health-work")
     os.makedirs(tmp, exist_ok=True)
     mock_port = free_port()
     mock = subprocess.Popen([os.path.join(REL, "provider-mock"), f"127.0.0.1:{mock_port}"])
+    token_mock = None
+    if any(m.startswith("oci-token") for m in args.modes.split(",")):
+        port = free_port()
+        token_mock = {"port": port, "lifetime": args.token_lifetime, "proc": subprocess.Popen(
+            [os.path.join(REL, "provider-mock"), f"127.0.0.1:{port}",
+             "--token-auth", str(args.token_lifetime)])}
     results = []
     try:
         base, base_heap = empty_rss(tmp)
         print(f"empty daemon RSS: {base / 1e6:.1f} MB, heap: {base_heap}", flush=True)
         for size in [int(s) for s in args.sizes.split(",")]:
             for mode in args.modes.split(","):
-                r = run_case(tmp, size, mode, args.warmup, args.window, base, mock_port)
+                r = run_case(tmp, size, mode, args.warmup, args.window, base, mock_port, token_mock)
                 print(json.dumps(r), flush=True)
                 results.append(r)
     finally:
         mock.terminate()
+        if token_mock:
+            token_mock["proc"].terminate()
         psql(f"DROP DATABASE IF EXISTS {DB}")
-    with open(os.path.join(OUT, "health.json"), "w") as f:
+    with open(os.path.join(OUT, args.out), "w") as f:
         json.dump({"empty_rss_bytes": base, "empty_heap_bytes": base_heap, "results": results}, f, indent=2)
 
 

@@ -71,7 +71,7 @@ impl ConnectorEnv {
             outbound: Outbound::new(&settings.outbound)?,
             secrets: SecretResolver::new(&settings.secrets)?,
             cloud_tokens: crate::cloud_registry::TokenCache::default(),
-            tokens: TokenCache::default(),
+            tokens: TokenCache::new(settings.outbound.token_cache_max_entries),
         })
     }
 

@@ -78,6 +78,12 @@ pub struct OutboundSettings {
     /// self-hosted GitLab or Harbor behind a private CA).
     #[serde(default)]
     pub ca_certificates: Vec<std::path::PathBuf>,
+    /// Most short-lived provider tokens (registry bearer tokens) kept for reuse until shortly
+    /// before they expire, one per integration and purpose; about 200 bytes each. 0 keeps
+    /// none: every check then mints its token anew (three requests instead of one on a
+    /// token-auth registry).
+    #[serde(default = "default_token_cache_max_entries")]
+    pub token_cache_max_entries: usize,
 }
 
 const fn default_request_timeout_ms() -> u64 {
@@ -104,6 +110,9 @@ const fn default_quota_warning_percent() -> u8 {
 const fn default_certificate_warning_days() -> u32 {
     14
 }
+const fn default_token_cache_max_entries() -> usize {
+    crate::outbound::token_cache::DEFAULT_MAX_TOKENS
+}
 
 impl Default for OutboundSettings {
     fn default() -> Self {
@@ -118,6 +127,7 @@ impl Default for OutboundSettings {
             quota_warning_percent: default_quota_warning_percent(),
             certificate_warning_days: default_certificate_warning_days(),
             ca_certificates: Vec::new(),
+            token_cache_max_entries: default_token_cache_max_entries(),
         }
     }
 }

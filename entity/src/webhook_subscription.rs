@@ -29,6 +29,10 @@ pub struct Model {
     pub batch_max_events: Option<i32>,
     /// Batched delivery: how long the oldest due event may wait for a batch to fill.
     pub batch_max_delay_ms: Option<i32>,
+    /// The `notAfter` of the TLS certificate the target presented on its latest delivery.
+    pub target_certificate_expires_at: Option<DateTimeUtc>,
+    /// The `notAfter` of the target certificate already announced as expiring.
+    pub target_certificate_warned_for: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -26,6 +26,7 @@ mod m20261206_000012_create_cluster;
 mod m20261206_000013_create_incidents;
 mod m20261206_000014_webhook_batching;
 mod m20261206_000015_manage_api_keys;
+mod m20261206_000016_target_certificates;
 pub mod rls;
 
 pub struct Migrator;
@@ -49,6 +50,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000013_create_incidents::Migration),
             Box::new(m20261206_000014_webhook_batching::Migration),
             Box::new(m20261206_000015_manage_api_keys::Migration),
+            Box::new(m20261206_000016_target_certificates::Migration),
         ]
     }
 }

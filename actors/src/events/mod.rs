@@ -64,10 +64,12 @@ pub enum EventKind {
     IncidentUpdated,
     /// The incident is over.
     IncidentResolved,
+    /// The TLS certificate of a webhook subscription's target expires soon (no integration).
+    SubscriptionCertificateExpiring,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 10] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::HealthChanged,
         EventKind::HealthRecovered,
         EventKind::HealthReminder,
@@ -78,6 +80,7 @@ impl EventKind {
         EventKind::IncidentOpened,
         EventKind::IncidentUpdated,
         EventKind::IncidentResolved,
+        EventKind::SubscriptionCertificateExpiring,
     ];
 
     /// The CloudEvents `type`.
@@ -93,6 +96,9 @@ impl EventKind {
             EventKind::IncidentOpened => "dev.stellaops.integration.incident.opened",
             EventKind::IncidentUpdated => "dev.stellaops.integration.incident.updated",
             EventKind::IncidentResolved => "dev.stellaops.integration.incident.resolved",
+            EventKind::SubscriptionCertificateExpiring => {
+                "dev.stellaops.integration.subscription.certificate_expiring"
+            }
         }
     }
 

@@ -280,6 +280,24 @@ async fn a_kept_token_makes_one_request_not_three() {
     assert_eq!(requests(&f).await, 11);
 }
 
+/// `token_cache_max_entries = 0` (the operator's way to turn the cache off, and the
+/// benchmark's "before"): every check goes through the whole exchange again.
+#[tokio::test]
+async fn with_no_room_for_tokens_every_check_mints_one() {
+    let config = |url: &str| json!({"baseUrl": url, "username": USER});
+    let f = Fixture::tuned(&Factory, ("registry", PASSWORD), config, |s| {
+        s.outbound.token_cache_max_entries = 0;
+    })
+    .await;
+    mount_token_registry(&f, TOKEN, 300).await;
+    let c = f.build();
+    for n in 1..=3 {
+        assert_eq!(c.check_health().await, HealthReport::healthy());
+        assert_eq!(requests(&f).await, 3 * n, "ping, token, ping every time");
+    }
+    assert!(f.env.tokens.is_empty());
+}
+
 #[tokio::test]
 async fn an_expired_or_refused_token_is_replaced() {
     let f = fixture().await;

@@ -108,11 +108,12 @@ impl Default for TokenCache {
 }
 
 impl TokenCache {
-    /// A store keeping at most about `max` tokens (at least one).
+    /// A store keeping at most about `max` tokens; with 0 it keeps none (every lookup
+    /// misses, so every check mints its token anew).
     pub fn new(max: usize) -> Self {
         Self {
             inner: Arc::new(Inner {
-                max: max.max(1),
+                max,
                 entries: Mutex::new(HashMap::new()),
             }),
         }
@@ -143,7 +144,7 @@ impl TokenCache {
     /// [`usable_lifetime`]. A token with no usable lifetime left is not stored.
     pub fn insert(&self, key: TokenKey, token: Secret, lifetime: Duration) {
         let keep = usable_lifetime(lifetime);
-        if keep.is_zero() {
+        if keep.is_zero() || self.inner.max == 0 {
             return;
         }
         let now = Instant::now();
@@ -324,6 +325,15 @@ mod tests {
             );
             assert!(cache.len() <= 3);
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_store_of_size_zero_keeps_nothing() {
+        let cache = TokenCache::new(0);
+        let k = key("acme", "i1", "authref://env/REG", "a");
+        cache.insert(k.clone(), Secret::new("t"), Duration::from_secs(600));
+        assert!(cache.get(&k).is_none());
+        assert!(cache.is_empty());
     }
 
     #[tokio::test]

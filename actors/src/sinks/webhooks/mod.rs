@@ -13,6 +13,8 @@
 //!   different keys concurrently (a batched subscription's attempt carries a prefix of
 //!   several keys' deliveries), and records results in batches.
 //! - [`target`]: which target URLs a subscription may have, and one signed POST.
+//! - [`certificates`]: the certificate each target presents, kept on its subscription and
+//!   announced once when it comes within the warning horizon.
 //! - [`signature`]: the HMAC-SHA256 signature and its headers.
 //! - retry delays: [`crate::backoff::FullJitter`], exponential with full jitter.
 //!
@@ -29,6 +31,7 @@
 //! - A consumer that is down costs one head per integration and at most
 //!   `per_subscription_concurrency` slots, so it cannot starve the other subscriptions.
 
+pub mod certificates;
 pub mod heads;
 pub mod relay;
 pub mod signature;
@@ -272,6 +275,11 @@ impl Webhooks {
                 wake,
                 changes.follow(),
                 stopped,
+                certificates::TargetCertificates::new(
+                    store.webhooks(),
+                    hub.clone(),
+                    env.outbound.certificate_warning(),
+                ),
             )?
             .run(),
         );
@@ -351,7 +359,7 @@ pub async fn send_test(
     )
     .await;
     let latency_ms = started.elapsed().as_millis() as u64;
-    let (status_code, error) = match result {
+    let (status_code, error) = match result.map(|reply| reply.answer) {
         Ok(target::Answer::Accepted(code)) => (Some(code), None),
         Ok(target::Answer::Refused { status, .. }) => (
             Some(status),

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use connectors::outbound::Outbound;
+use connectors::outbound::{Outbound, PeerCertificate};
 use connectors::secrets::{Secret, SecretError};
 use connectors::url_check::{self, CredentialName, UrlProblem};
 use reqwest::StatusCode;
@@ -122,6 +122,14 @@ pub enum Answer {
     },
 }
 
+/// What the target answered, and the TLS certificate it answered over (read on this
+/// connection; `None` for `http` targets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply {
+    pub answer: Answer,
+    pub certificate: Option<PeerCertificate>,
+}
+
 /// Why an attempt got no answer. Messages are safe to store and show: no secret, no body.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -159,7 +167,8 @@ pub enum Payload {
 }
 
 /// POSTs `body` (a CloudEvent in structured JSON, or a batch of them) to `url`, signed with
-/// `secret` at `timestamp` (unix seconds).
+/// `secret` at `timestamp` (unix seconds), and tells what the target answered and the
+/// certificate it presented.
 ///
 /// # Errors
 /// [`SendError`] when no HTTP answer came: the SSRF guard refused the target, or the
@@ -172,7 +181,7 @@ pub async fn post(
     payload: Payload,
     timestamp: i64,
     body: Vec<u8>,
-) -> Result<Answer, SendError> {
+) -> Result<Reply, SendError> {
     let parsed = Url::parse(url).map_err(|_| SendError::BadUrl)?;
     // A literal address never reaches the guarded resolver: judge it here.
     let literal = match parsed.host() {
@@ -209,6 +218,11 @@ pub async fn post(
         .send()
         .await
         .map_err(connectors::Error::from)?;
+    let certificate = response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(reqwest::tls::TlsInfo::peer_certificate)
+        .and_then(PeerCertificate::from_der);
     let status = response.status();
     let retry_after = matches!(
         status,
@@ -217,13 +231,17 @@ pub async fn post(
     .then(|| connectors::outbound::retry_after(response.headers()))
     .flatten();
     drain(response).await;
-    Ok(if status.is_success() {
+    let answer = if status.is_success() {
         Answer::Accepted(status.as_u16())
     } else {
         Answer::Refused {
             status: status.as_u16(),
             retry_after,
         }
+    };
+    Ok(Reply {
+        answer,
+        certificate,
     })
 }
 

@@ -18,8 +18,9 @@ use tokio::task::{Id, JoinSet};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
+use super::certificates::TargetCertificates;
 use super::heads::{Heads, Job, Limits};
-use super::target::{self, Answer, Payload, SendError};
+use super::target::{self, Answer, Payload, Reply, SendError};
 use super::{InvalidWebhookSettings, WebhookSettings, body_of};
 use crate::backoff::FullJitter;
 use crate::catalog::Change;
@@ -60,6 +61,7 @@ pub struct Worker {
     tasks: JoinSet<Done>,
     /// The job of each running task, so a panicking attempt still frees its keys.
     task_jobs: HashMap<Id, Job>,
+    certificates: TargetCertificates,
 }
 
 impl Worker {
@@ -72,6 +74,7 @@ impl Worker {
         wake: Arc<Notify>,
         changes: UnboundedReceiver<Change>,
         stop: watch::Receiver<bool>,
+        certificates: TargetCertificates,
     ) -> Result<Self, InvalidWebhookSettings> {
         settings.validate()?;
         Ok(Self {
@@ -90,6 +93,7 @@ impl Worker {
             heads: Heads::new(Limits::default()),
             tasks: JoinSet::new(),
             task_jobs: HashMap::new(),
+            certificates,
         })
     }
 
@@ -282,6 +286,7 @@ impl Worker {
             timeout: self.timeout,
             backoff: self.backoff,
             dead_after: self.dead_after,
+            certificates: self.certificates.clone(),
         };
         let task_job = job.clone();
         let handle = self.tasks.spawn(async move {
@@ -309,6 +314,7 @@ struct Attempt {
     timeout: Duration,
     backoff: FullJitter,
     dead_after: chrono::Duration,
+    certificates: TargetCertificates,
 }
 
 impl Attempt {
@@ -364,7 +370,17 @@ impl Attempt {
         .instrument(span)
         .await;
         let at = Utc::now();
-        match result {
+        if let Ok(Reply {
+            certificate: Some(certificate),
+            ..
+        }) = &result
+        {
+            let subscription = first.subscription_id;
+            self.certificates
+                .observe(subscription, &target.target_url, *certificate, at)
+                .await;
+        }
+        match result.map(|reply| reply.answer) {
             Ok(Answer::Accepted(code)) => {
                 for (row, event) in sending {
                     metrics::delivery("delivered");
@@ -474,7 +490,7 @@ pub(crate) async fn sign_and_post(
     secret_auth_ref_uri: &str,
     payload: Payload,
     body: Vec<u8>,
-) -> Result<Answer, SendError> {
+) -> Result<Reply, SendError> {
     let reference: AuthRef = secret_auth_ref_uri
         .parse()
         .map_err(|_| SendError::BadSecretRef)?;

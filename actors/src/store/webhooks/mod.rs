@@ -8,7 +8,8 @@
 //!   ([`WebhookStore::pending_after`]), re-reads one key or one subscription when its memory
 //!   of them is incomplete ([`WebhookStore::pending_of_key`],
 //!   [`WebhookStore::subscription_queue`]), and records attempts in batches
-//!   ([`WebhookStore::record`]).
+//!   ([`WebhookStore::record`]), and keeps the certificate each target presented
+//!   ([`WebhookStore::record_target_certificate`]), announcing one about to expire once.
 
 use std::collections::HashSet;
 
@@ -190,9 +191,11 @@ fn delivery_details(d: &Delivery) -> Value {
     })
 }
 
+mod certificates;
 mod queue;
 mod subscriptions;
 #[cfg(test)]
 mod tests;
 
+pub use certificates::TargetCertificate;
 pub use queue::{FanOut, OutboxEvent, Outcome, Pending, SubscriptionQueue, Target, WebhookStore};

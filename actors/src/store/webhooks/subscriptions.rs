@@ -64,6 +64,8 @@ impl TenantStore {
             incident_members: Set(fields.incident_members.as_str().to_owned()),
             batch_max_events: Set(fields.batch.map(|b| clamp_i32(b.max_events))),
             batch_max_delay_ms: Set(fields.batch.map(|b| clamp_i32(b.max_delay_ms))),
+            target_certificate_expires_at: Set(None),
+            target_certificate_warned_for: Set(None),
         };
         let created = row.insert(&txn).await?;
         audit::record(
@@ -129,6 +131,11 @@ impl TenantStore {
         let before = self.live_subscription(&txn, id).await?;
         check_version(expected_version, before.version)?;
         let mut row: webhook_subscription::ActiveModel = before.clone().into();
+        if fields.target_url != before.target_url {
+            // What the old target presented says nothing of the new one.
+            row.target_certificate_expires_at = Set(None);
+            row.target_certificate_warned_for = Set(None);
+        }
         row.name = Set(fields.name);
         row.target_url = Set(fields.target_url);
         row.event_types = Set(json!(fields.event_types));

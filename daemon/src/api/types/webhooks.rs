@@ -32,6 +32,13 @@ pub struct WebhookSubscription {
     /// Batched delivery; null for one event per POST.
     #[oai(nullable)]
     pub batch: Option<WebhookBatch>,
+    /// When the TLS certificate the target presented on its latest delivery expires; null
+    /// before the first delivery over `https`, and after `targetUrl` changes. Within
+    /// `certificate_warning_days` of it, one
+    /// `dev.stellaops.integration.subscription.certificate_expiring` event is sent per
+    /// certificate; once expired, deliveries fail (`lastError` names the TLS failure).
+    #[oai(nullable)]
+    pub target_certificate_expires_at: Option<DateTime<Utc>>,
 }
 
 /// Whether a subscription gets the status events of an open incident's members one by one
@@ -102,6 +109,7 @@ impl From<Subscription> for WebhookSubscription {
             )
             .into(),
             batch,
+            target_certificate_expires_at: m.target_certificate_expires_at,
         }
     }
 }
