@@ -375,17 +375,3 @@ async fn open_streams_end_when_the_daemon_stops() {
         .expect("shutdown does not wait for open event streams");
     assert!(stream.next(Duration::from_secs(2)).await.is_none());
 }
-
-/// A stream shows it is up before any event: it opens with the reconnection delay.
-#[tokio::test]
-async fn a_stream_opens_with_its_retry_field_before_any_event() {
-    let ctx = TestContext::start().await;
-    let mut sse = Sse::open(&ctx, READER_A, "", None).await;
-    let first = tokio::time::timeout(Duration::from_secs(10), sse.body.next())
-        .await
-        .expect("the stream sent nothing")
-        .expect("the stream ended")
-        .unwrap();
-    assert_eq!(std::str::from_utf8(&first).unwrap(), "retry: 3000\n\n");
-    ctx.cleanup().await;
-}

@@ -156,7 +156,7 @@ fn response_descriptions(doc: &mut Value) {
             };
             let schema = &content["schema"];
             let description = if media_type == "text/event-stream" {
-                Some("A stream of server-sent events: a `retry:` field first, then one CloudEvent per message.".to_owned())
+                Some("A stream of server-sent events: one CloudEvent per message, comment lines while idle.".to_owned())
             } else if let Some(d) = described(&schema["$ref"]) {
                 Some(d)
             } else {

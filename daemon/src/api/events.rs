@@ -32,11 +32,9 @@ const BACKFILL_PAGE: u64 = 500;
 const CLIENT_BUFFER: usize = 256;
 /// A comment line this often keeps proxies from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
-/// The reconnection delay the stream announces when it opens, in milliseconds.
-pub const RECONNECT_MS: u64 = 3_000;
 
-/// The stream's items: `None` once at the start (sent as the `retry:` field), then events.
-type OptionalEvents = futures::stream::BoxStream<'static, Option<CloudEvent>>;
+/// The stream's events, as the feed hands them over.
+type Events = futures::stream::BoxStream<'static, CloudEvent>;
 
 /// A health event in CloudEvents 1.0 structured JSON.
 #[derive(Debug, Clone, Object)]
@@ -125,10 +123,8 @@ impl EventsApi {
         #[oai(name = "Last-Event-ID")]
         _last_event_id: Header<Option<String>>,
         request: &poem::Request,
-    ) -> Result<
-        EventStream<OptionalEvents>,
-        Problems<{ s::AUTHENTICATED | s::PARAMETERS | s::NOT_FOUND }>,
-    > {
+    ) -> Result<EventStream<Events>, Problems<{ s::AUTHENTICATED | s::PARAMETERS | s::NOT_FOUND }>>
+    {
         let principal = auth.require(Scope::Read)?;
         let filter =
             TypeFilter::new(types.0).map_err(|e| ApiError::invalid("type", e.to_string()))?;
@@ -168,19 +164,15 @@ impl EventsApi {
                 _ = shutting_down.wait_for(|stopping| *stopping) => {}
             }
         });
-        // The stream opens with a `retry:` field, so a client sees at once that it is up
-        // (and how soon to reconnect), not only when the first event comes.
-        let opening = futures::stream::once(async { None });
-        let events = futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|event| (Some(event), rx))
+        // Nothing is sent before the first event: a `retry:` field would set the clients'
+        // reconnection delay, which is theirs to choose. Idle streams get a comment line every
+        // KEEP_ALIVE.
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|event| (event, rx))
         });
-        let stream = futures::StreamExt::chain(opening, events);
-        Ok(EventStream::new(Box::pin(stream) as OptionalEvents)
+        Ok(EventStream::new(Box::pin(stream) as Events)
             .keep_alive(KEEP_ALIVE)
-            .to_event(|event| match event {
-                Some(event) => Event::message(event.to_json_string()).id(event.seq.to_string()),
-                None => Event::retry(RECONNECT_MS),
-            }))
+            .to_event(|event| Event::message(event.to_json_string()).id(event.seq.to_string())))
     }
 }
 

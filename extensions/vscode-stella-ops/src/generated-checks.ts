@@ -16,4 +16,7 @@ export type _Integration = Assert<Extends<Daemon['schemas']['Integration'], Inte
 export type _IntegrationStatus = Assert<Extends<Daemon['schemas']['Integration']['status'], IntegrationStatus>>;
 export type _HealthCheck = Assert<Extends<Daemon['schemas']['HealthCheckResult'], HealthCheckResult>>;
 export type _ListPage = Assert<Extends<Daemon['schemas']['IntegrationPage'], { items: Integration[]; nextCursor?: string | null }>>;
-export type _Create = Assert<Extends<IntegrationCreate, Daemon['schemas']['IntegrationCreate']>>;
+// `type` names any registered connector: the checked-in document enumerates the built-in ones,
+// a hub's own document adds its plugins', so the extension keeps it a string.
+export type _Create = Assert<Extends<Omit<IntegrationCreate, 'type'>, Omit<Daemon['schemas']['IntegrationCreate'], 'type'>>>;
+export type _CreateType = Assert<Extends<Daemon['schemas']['IntegrationCreate']['type'], IntegrationCreate['type']>>;

@@ -90,8 +90,9 @@ export interface HealthCheckResult {
 }
 
 export interface IntegrationCreate {
+  /** A registered connector's type: the built-in ones and the hub's plugins'. */
   type: string;
   name: string;
-  config?: unknown;
+  config?: Record<string, unknown>;
   authRefUri?: string;
 }
