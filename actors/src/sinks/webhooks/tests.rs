@@ -21,22 +21,37 @@ use crate::tenant::TenantId;
 const SECRET: &str = "whsec_unit-test-secret";
 const TENANT: &str = "ta";
 
-struct Fixture {
-    store: Store,
+/// A store, an event hub and an environment with the tenant's webhook secret at
+/// `authref://file/tenants/ta/hook`; also used by the certificate tests.
+pub(super) struct Fixture {
+    pub(super) store: Store,
     env: connectors::ConnectorEnv,
-    hub: EventHub,
+    pub(super) hub: EventHub,
     changes: ChangeFeed,
     _secrets: tempfile::TempDir,
 }
 
 async fn fixture(allow_loopback: bool) -> Fixture {
+    fixture_trusting(allow_loopback, None).await
+}
+
+/// A fixture whose outbound TLS also trusts `ca_pem` when given.
+pub(super) async fn fixture_trusting(allow_loopback: bool, ca_pem: Option<&str>) -> Fixture {
     connectors::outbound::ensure_crypto_provider();
     let secrets = tempfile::tempdir().unwrap();
     let folder = secrets.path().join("tenants").join(TENANT);
     std::fs::create_dir_all(&folder).unwrap();
     std::fs::write(folder.join("hook"), SECRET).unwrap();
+    let ca_certificates = ca_pem
+        .map(|pem| {
+            let path = secrets.path().join("receiver-ca.pem");
+            std::fs::write(&path, pem).unwrap();
+            vec![path]
+        })
+        .unwrap_or_default();
     let settings = Settings {
         outbound: OutboundSettings {
+            ca_certificates,
             allow_private_networks: if allow_loopback {
                 vec!["127.0.0.0/8".into()]
             } else {
@@ -58,7 +73,7 @@ async fn fixture(allow_loopback: bool) -> Fixture {
     }
 }
 
-fn fast() -> WebhookSettings {
+pub(super) fn fast() -> WebhookSettings {
     WebhookSettings {
         backoff_min_ms: 20,
         backoff_max_ms: 100,
@@ -69,7 +84,7 @@ fn fast() -> WebhookSettings {
 }
 
 impl Fixture {
-    fn sinks(&self) -> crate::sinks::Context {
+    pub(super) fn sinks(&self) -> crate::sinks::Context {
         crate::sinks::Context {
             store: self.store.clone(),
             env: self.env.clone(),
@@ -104,7 +119,7 @@ impl Fixture {
     }
 
     /// Appends one event per integration, in order, and tells the hub.
-    async fn emit(&self, integrations: &[Uuid]) -> Vec<Uuid> {
+    pub(super) async fn emit(&self, integrations: &[Uuid]) -> Vec<Uuid> {
         let events: Vec<NewEvent> = integrations
             .iter()
             .map(|i| {
@@ -128,7 +143,7 @@ impl Fixture {
         ids
     }
 
-    async fn deliveries(&self, subscription: Uuid) -> Vec<Delivery> {
+    pub(super) async fn deliveries(&self, subscription: Uuid) -> Vec<Delivery> {
         let mut page = self
             .store
             .tenant(TenantId::new(TENANT).unwrap())
@@ -148,7 +163,7 @@ impl Fixture {
 
     /// Polls until `done` holds for the subscription's deliveries (oldest first), for at
     /// most `within`.
-    async fn until(
+    pub(super) async fn until(
         &self,
         subscription: Uuid,
         within: Duration,

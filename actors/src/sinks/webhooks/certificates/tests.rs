@@ -6,17 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use connectors::settings::{OutboundSettings, SecretsSettings, Settings};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
-use crate::catalog::ChangeFeed;
-use crate::events::hub::EventHub;
-use crate::events::{EventKind, NewEvent, StoredEvent};
-use crate::sinks::webhooks::{WebhookSettings, Webhooks};
-use crate::store::webhooks::{Delivery, DeliveryQuery, Subscription, SubscriptionFields};
-use crate::store::{Store, testing};
+use crate::events::StoredEvent;
+use crate::sinks::webhooks::Webhooks;
+use crate::sinks::webhooks::tests::{Fixture, fast, fixture_trusting};
+use crate::store::webhooks::{Delivery, Subscription, SubscriptionFields};
 use crate::tenant::TenantId;
 
 const TENANT: &str = "ta";
@@ -92,66 +89,18 @@ async fn receiver(not_before: i64, not_after: i64) -> (u16, String, tokio::task:
     (port, cert.pem(), server)
 }
 
-struct Fixture {
-    store: Store,
-    env: connectors::ConnectorEnv,
-    hub: EventHub,
-    changes: ChangeFeed,
-    _dir: tempfile::TempDir,
-}
-
-/// A store, and an environment trusting `ca_pem` and loopback targets, warning 14 days
-/// before a certificate expires (the default horizon).
+/// A fixture trusting `ca_pem` and loopback targets, warning 14 days before a certificate
+/// expires (the default horizon).
 async fn fixture(ca_pem: &str) -> Fixture {
-    connectors::outbound::ensure_crypto_provider();
-    let dir = tempfile::tempdir().unwrap();
-    let folder = dir.path().join("tenants").join(TENANT);
-    std::fs::create_dir_all(&folder).unwrap();
-    std::fs::write(folder.join("hook"), "whsec_certificate-test").unwrap();
-    let ca = dir.path().join("receiver-ca.pem");
-    std::fs::write(&ca, ca_pem).unwrap();
-    let settings = Settings {
-        outbound: OutboundSettings {
-            allow_private_networks: vec!["127.0.0.0/8".into()],
-            ca_certificates: vec![ca],
-            ..OutboundSettings::default()
-        },
-        secrets: SecretsSettings {
-            secrets_dir: Some(dir.path().to_owned()),
-            ..SecretsSettings::default()
-        },
-    };
-    Fixture {
-        store: testing::store().await,
-        env: connectors::ConnectorEnv::new(&settings).unwrap(),
-        hub: EventHub::default(),
-        changes: ChangeFeed::default(),
-        _dir: dir,
-    }
-}
-
-fn fast() -> WebhookSettings {
-    WebhookSettings {
-        backoff_min_ms: 20,
-        backoff_max_ms: 100,
-        poll_interval_ms: 50,
-        request_timeout_ms: 2_000,
-        ..WebhookSettings::default()
-    }
+    fixture_trusting(true, Some(ca_pem)).await
 }
 
 impl Fixture {
     fn start(&self) -> Webhooks {
-        let ctx = crate::sinks::Context {
-            store: self.store.clone(),
-            env: self.env.clone(),
-            hub: self.hub.clone(),
-            changes: self.changes.clone(),
-        };
-        Webhooks::start(&ctx, &fast()).unwrap().unwrap()
+        Webhooks::start(&self.sinks(), &fast()).unwrap().unwrap()
     }
 
-    async fn subscribe(&self, port: u16) -> Uuid {
+    async fn subscribe_tls(&self, port: u16) -> Uuid {
         self.store
             .tenant(TenantId::new(TENANT).unwrap())
             .subscription_create(
@@ -182,62 +131,19 @@ impl Fixture {
             .unwrap()
     }
 
-    async fn emit(&self, n: usize) {
-        let events: Vec<NewEvent> = (0..n)
-            .map(|_| {
-                NewEvent::new(
-                    EventKind::HealthChanged,
-                    TENANT.into(),
-                    Some(Uuid::now_v7()),
-                    Utc::now(),
-                    json!({"status": "unhealthy"}),
-                )
-            })
-            .collect();
-        let stored = self
-            .store
-            .system()
-            .write_results(&[], &[], &events)
-            .await
-            .unwrap();
-        self.hub.publish(stored);
-    }
-
-    async fn deliveries(&self, subscription: Uuid) -> Vec<Delivery> {
-        self.store
-            .tenant(TenantId::new(TENANT).unwrap())
-            .delivery_list(
-                subscription,
-                &DeliveryQuery {
-                    limit: 200,
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap()
-            .items
-    }
-
-    /// Polls the subscription's deliveries until `done` holds, for at most 15 s.
-    async fn until(&self, subscription: Uuid, done: impl Fn(&[Delivery]) -> bool) -> Vec<Delivery> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            let rows = self.deliveries(subscription).await;
-            if done(&rows) {
-                return rows;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "condition not reached: {rows:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
     async fn warnings(&self) -> Vec<StoredEvent> {
         let all = self.store.system().events_after(0, 1000).await.unwrap();
         all.into_iter().filter(|e| e.event_type == TYPE).collect()
     }
+}
+
+/// How long a test waits for its deliveries.
+const WITHIN: Duration = Duration::from_secs(15);
+
+/// `n` health events of new integrations.
+async fn emit(f: &Fixture, n: usize) {
+    let integrations: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
+    f.emit(&integrations).await;
 }
 
 fn delivered(n: usize) -> impl Fn(&[Delivery]) -> bool {
@@ -248,11 +154,11 @@ fn delivered(n: usize) -> impl Fn(&[Delivery]) -> bool {
 async fn a_target_certificate_near_its_end_is_kept_and_announced_once() {
     let (port, pem, server) = receiver(-10, 3).await;
     let f = fixture(&pem).await;
-    let sub = f.subscribe(port).await;
+    let sub = f.subscribe_tls(port).await;
     let mut live = f.hub.subscribe();
     let running = f.start();
-    f.emit(3).await;
-    f.until(sub, delivered(3)).await;
+    emit(&f, 3).await;
+    f.until(sub, WITHIN, delivered(3)).await;
     running.stop().await;
 
     let kept = f
@@ -282,8 +188,8 @@ async fn a_target_certificate_near_its_end_is_kept_and_announced_once() {
     // A restarted worker (memory empty) delivers again over the same certificate: the
     // database remembers it was announced.
     let running = f.start();
-    f.emit(2).await;
-    f.until(sub, delivered(5)).await;
+    emit(&f, 2).await;
+    f.until(sub, WITHIN, delivered(5)).await;
     running.stop().await;
     assert_eq!(
         f.warnings().await.len(),
@@ -297,10 +203,10 @@ async fn a_target_certificate_near_its_end_is_kept_and_announced_once() {
 async fn a_target_certificate_far_from_its_end_is_kept_without_a_warning() {
     let (port, pem, server) = receiver(-10, 20).await;
     let f = fixture(&pem).await;
-    let sub = f.subscribe(port).await;
+    let sub = f.subscribe_tls(port).await;
     let running = f.start();
-    f.emit(2).await;
-    f.until(sub, delivered(2)).await;
+    emit(&f, 2).await;
+    f.until(sub, WITHIN, delivered(2)).await;
     running.stop().await;
     let kept = f
         .subscription(sub)
@@ -318,11 +224,11 @@ async fn an_expired_target_certificate_fails_the_delivery_with_tls() {
     for (not_before, not_after, what) in [(-30, -1, "expired"), (1, 30, "not yet valid")] {
         let (port, pem, server) = receiver(not_before, not_after).await;
         let f = fixture(&pem).await;
-        let sub = f.subscribe(port).await;
+        let sub = f.subscribe_tls(port).await;
         let running = f.start();
-        f.emit(1).await;
+        emit(&f, 1).await;
         let rows = f
-            .until(sub, |rows| {
+            .until(sub, WITHIN, |rows| {
                 rows.len() == 1 && rows[0].attempts >= 1 && rows[0].last_error.is_some()
             })
             .await;
