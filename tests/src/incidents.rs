@@ -144,8 +144,8 @@ impl Receiver {
 // === helpers ===
 
 /// A daemon that checks every 2 s, turns degraded at the first failure, lets requests go to
-/// loopback, and correlates with a short hold and quiet period.
-async fn daemon(
+/// loopback, and correlates with a short hold and quiet period; also used by the NATS tests.
+pub(crate) async fn daemon(
     secrets: &tempfile::TempDir,
     customize: impl FnOnce(&mut daemon::config::Config),
 ) -> TestContext {
@@ -184,7 +184,7 @@ async fn daemon(
     .await
 }
 
-async fn registry(ctx: &TestContext, key: &str, name: &str, base_url: &str) -> Uuid {
+pub(crate) async fn registry(ctx: &TestContext, key: &str, name: &str, base_url: &str) -> Uuid {
     let body = json!({"type": "oci_registry", "name": name, "config": {"baseUrl": base_url}});
     ctx.post("/api/v1/integrations", key, &body).await.ok(201)["id"]
         .as_str()

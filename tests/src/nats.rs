@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::context::{
     READER_A, TENANT_A, TENANT_B, TestContext, WRITER_A, WRITER_B, api_key, standard_keys,
 };
-use crate::incidents::Provider;
+use crate::incidents::{self, Provider};
 
 /// Where the test's NATS server is, when not on the default port.
 const ENV_NATS_URL: &str = "STELLA_TEST_NATS_URL";
@@ -609,26 +609,8 @@ async fn an_outage_on_nats(members: IncidentMembers) -> (Vec<StoredEvent>, Vec<(
     delete_stale_streams(&js).await;
     let names = Names::new();
     let mut provider = Provider::start().await;
-    let ctx = TestContext::start_with(|c| {
-        c.health.interval_seconds = 2;
-        c.health.degraded_after = 1;
-        c.health.unhealthy_after = 2;
-        c.health.healthy_after = 1;
-        c.health.backoff_min_seconds = 1;
-        c.health.backoff_max_seconds = 1;
-        c.health.timeout_seconds = 2;
-        c.health.writer_flush_ms = 20;
-        c.events.alerts.flap_transitions = 100_000;
-        c.events.alerts.reminder_interval_seconds = 0;
-        c.connectors.outbound.allow_private_networks = vec!["127.0.0.1/32".into()];
-        c.connectors.outbound.per_host_requests_per_second = 100_000;
-        c.connectors.outbound.per_host_burst = 100_000;
-        c.incidents.window_seconds = 30;
-        c.incidents.min_members = 5;
-        c.incidents.min_share = 0.5;
-        c.incidents.hold_seconds = 5;
-        c.incidents.resolve_after_seconds = 5;
-        c.incidents.update_interval_seconds = 60;
+    let secrets = tempfile::tempdir().unwrap();
+    let ctx = incidents::daemon(&secrets, |c| {
         c.events.nats = NatsSettings {
             url: Some(url.clone()),
             subject_prefix: names.prefix.clone(),
@@ -646,11 +628,13 @@ async fn an_outage_on_nats(members: IncidentMembers) -> (Vec<StoredEvent>, Vec<(
     .await;
     let system = system_store(&ctx.database_url).await;
     for i in 0..FLEET {
-        let body = json!({"type": "oci_registry", "name": format!("registry-{i}"),
-            "config": {"baseUrl": provider.base_url()}});
-        ctx.post("/api/v1/integrations", WRITER_A, &body)
-            .await
-            .ok(201);
+        incidents::registry(
+            &ctx,
+            WRITER_A,
+            &format!("registry-{i}"),
+            &provider.base_url(),
+        )
+        .await;
     }
     let all_healthy = async || {
         let page = ctx
