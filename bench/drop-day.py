@@ -21,26 +21,21 @@ Needs history-bench and stella-integrations in target/release (or BENCH_BIN_DIR)
 import argparse, datetime as dt, json, os, subprocess, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from history import REL, app_url, bytes_per_row, fill_results, psql, step, timed_sql  # noqa: E402
+import history  # noqa: E402
+from history import app_url, bytes_per_row, fill_results, psql, step, timed_sql  # noqa: E402
 
 DB, TABLESPACE = "stella_bench_drop_day", "stella_bench_drop_day"
 
 
 def fresh_db(tablespace_dir):
-    psql("DO $$ BEGIN CREATE ROLE stella_app LOGIN NOSUPERUSER NOBYPASSRLS; "
-         "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$")
+    """The benchmark's database, in a tablespace at `tablespace_dir` when given."""
     psql(f"DROP DATABASE IF EXISTS {DB}")
-    placed = ""
     if tablespace_dir:
         psql(f"DROP TABLESPACE IF EXISTS {TABLESPACE}")
         os.makedirs(tablespace_dir, exist_ok=True)
         subprocess.run(["chown", "postgres:postgres", tablespace_dir], check=True)
         psql(f"CREATE TABLESPACE {TABLESPACE} LOCATION '{tablespace_dir}'")
-        placed = f" TABLESPACE {TABLESPACE}"
-    psql(f"CREATE DATABASE {DB} OWNER stella_app{placed}")
-    subprocess.run([os.path.join(REL, "stella-integrations"), "migrate"], check=True,
-                   env={**os.environ, "DATABASE_URL": app_url(DB)},
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    history.fresh_db(DB, tablespace=TABLESPACE if tablespace_dir else None)
 
 
 def drop_page_cache():

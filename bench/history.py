@@ -46,11 +46,12 @@ def psql(sql, db="postgres", capture=False):
     return r.stdout.strip() if capture else None
 
 
-def fresh_db(db, migrate=True):
+def fresh_db(db, migrate=True, tablespace=None):
     psql("DO $$ BEGIN CREATE ROLE stella_app LOGIN NOSUPERUSER NOBYPASSRLS; "
          "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$")
     psql(f"DROP DATABASE IF EXISTS {db}")
-    psql(f"CREATE DATABASE {db} OWNER stella_app")
+    placed = f" TABLESPACE {tablespace}" if tablespace else ""
+    psql(f"CREATE DATABASE {db} OWNER stella_app{placed}")
     if migrate:
         subprocess.run([os.path.join(REL, "stella-integrations"), "migrate"], check=True,
                        env={**os.environ, "DATABASE_URL": app_url(db)},
