@@ -22,6 +22,8 @@
 
 mod schemas;
 
+use std::sync::{Arc, PoisonError};
+
 use serde_json::{Map, Value, json};
 
 /// The example authority named when no `[auth.jwt] issuer` is configured.
@@ -33,7 +35,7 @@ pub const IF_MATCH_PATTERN: &str =
     r#"^[ \t]*(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)[ \t]*$"#;
 
 /// The deployment-specific parts of the document.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Site {
     /// `http.public_url`, without a trailing `/`.
     pub public_url: Option<String>,
@@ -49,6 +51,27 @@ pub fn render(site: &Site) -> String {
     let raw: Value =
         serde_json::from_str(&super::service().spec()).expect("poem-openapi writes JSON");
     serde_json::to_string_pretty(&complete(raw, site)).expect("a JSON value serialises")
+}
+
+/// The document last rendered and the site it was rendered for. A site changes only when
+/// plugins are discovered, so `/openapi.json` and `/docs` do not build the document again on
+/// every request.
+#[derive(Debug, Default)]
+pub struct Rendered(std::sync::Mutex<Option<(Site, Arc<str>)>>);
+
+impl Rendered {
+    /// The document for `site`, rendered again only when `site` differs from the last one's.
+    pub fn for_site(&self, site: Site) -> Arc<str> {
+        let mut last = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((rendered_for, document)) = last.as_ref()
+            && *rendered_for == site
+        {
+            return document.clone();
+        }
+        let document: Arc<str> = render(&site).into();
+        *last = Some((site, document.clone()));
+        document
+    }
 }
 
 /// Applies every completion listed in the module's documentation.
@@ -358,6 +381,21 @@ mod tests {
         for refused in ["3", "\"3", "3; drop", "\"a b\""] {
             assert!(!pattern.is_match(refused), "{refused}");
         }
+    }
+
+    #[test]
+    fn a_document_is_rendered_again_only_for_another_site() {
+        let rendered = Rendered::default();
+        let first = rendered.for_site(Site::default());
+        assert!(Arc::ptr_eq(&first, &rendered.for_site(Site::default())));
+        let plugins = Site {
+            provider_types: Some(vec!["inmemory".into(), "my_plugin".into()]),
+            ..Site::default()
+        };
+        let second = rendered.for_site(plugins.clone());
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert!(second.contains("my_plugin") && !first.contains("my_plugin"));
+        assert!(Arc::ptr_eq(&second, &rendered.for_site(plugins)));
     }
 
     #[test]

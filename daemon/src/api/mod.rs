@@ -152,6 +152,8 @@ pub fn routes(
     let page = service.swagger_ui_html();
     let spec_state = state.clone();
     let docs_state = state.clone();
+    let rendered = Arc::new(document::Rendered::default());
+    let docs_rendered = rendered.clone();
     let mut route = Route::new()
         .nest("/", service)
         .nest(
@@ -159,7 +161,7 @@ pub fn routes(
             Route::new().at(
                 "/",
                 poem::endpoint::make_sync(move |_| {
-                    let spec = document::render(&site(&docs_state));
+                    let spec = docs_rendered.for_site(site(&docs_state));
                     poem::web::Html(page.replacen(&generated, &spec, 1))
                 }),
             ),
@@ -169,7 +171,7 @@ pub fn routes(
             poem::endpoint::make_sync(move |_| {
                 poem::Response::builder()
                     .content_type("application/json")
-                    .body(document::render(&site(&spec_state)))
+                    .body(rendered.for_site(site(&spec_state)).to_string())
             }),
         );
     if let Some(metrics) = metrics {
