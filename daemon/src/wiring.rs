@@ -343,6 +343,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
             .vault_addr
             .clone()
             .or_else(|| std::env::var(connectors::settings::ENV_VAULT_ADDR).ok()),
+        default_interval: std::time::Duration::from_secs(config.health.interval_seconds),
         commits: local_commits.clone(),
         egress,
         clock: Default::default(),

@@ -50,6 +50,9 @@ pub struct IncidentOptions {
     /// The vault address (`[connectors.secrets] vault_addr` or `VAULT_ADDR`), for the vault
     /// domain.
     pub vault_addr: Option<String>,
+    /// How often an integration without its own interval is checked (`[health]
+    /// interval_seconds`): the correlator estimates from it how many were checked.
+    pub default_interval: std::time::Duration,
     /// Where this replica announces what it appends (the hub itself when alone).
     pub commits: EventHub,
     /// The egress self-check's verdict.
@@ -143,8 +146,19 @@ impl Correlating {
             m.auth_ref_uri.as_deref(),
             self.options.vault_addr.as_deref(),
         );
-        self.correlator
-            .upsert(m.id, std::sync::Arc::from(m.tenant_id.as_str()), domains);
+        let every = m
+            .check_interval_seconds
+            .and_then(|s| u64::try_from(s).ok())
+            .map_or(
+                self.options.default_interval,
+                std::time::Duration::from_secs,
+            );
+        self.correlator.upsert(
+            m.id,
+            std::sync::Arc::from(m.tenant_id.as_str()),
+            domains,
+            every,
+        );
     }
 
     /// The first pass: the catalog's live integrations, the incidents left open, the cursor.

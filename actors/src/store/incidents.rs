@@ -284,6 +284,8 @@ mod tests {
     use crate::events::{EventKind, NewEvent};
     use crate::store::testing;
     use crate::store::webhooks::{DeliveryQuery, SubscriptionFields};
+
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(300);
     use crate::tenant::TenantId;
 
     fn failure(tenant: &str, id: Uuid) -> NewEvent {
@@ -334,10 +336,14 @@ mod tests {
         let mut correlator = Correlator::new(IncidentSettings::default());
         let fleet: Vec<Uuid> = (0..6).map(|_| Uuid::now_v7()).collect();
         for id in &fleet {
-            correlator.upsert(*id, Arc::from("ta"), vec![host.clone()]);
+            correlator.upsert(*id, Arc::from("ta"), vec![host.clone()], EVERY);
         }
-        let stranger = Uuid::now_v7();
-        correlator.upsert(stranger, Arc::from("tb"), vec![host.clone()]);
+        // Tenant b has five there too (enough to be held), one of which fails.
+        let theirs_fleet: Vec<Uuid> = (0..5).map(|_| Uuid::now_v7()).collect();
+        for id in &theirs_fleet {
+            correlator.upsert(*id, Arc::from("tb"), vec![host.clone()], EVERY);
+        }
+        let stranger = theirs_fleet[0];
         let mut events: Vec<NewEvent> = fleet.iter().map(|id| failure("ta", *id)).collect();
         events.push(failure("tb", stranger));
         let stored = store

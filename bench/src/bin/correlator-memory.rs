@@ -12,7 +12,8 @@
 //!
 //! Then the storm, on the shared shape: every integration reports `degraded` with reason
 //! `provider_degraded` one after the other within a minute (one incident opens per tenant
-//! once half of its integrations fail; the rest join it), and memory is read again with every
+//! once `min_members` of its integrations have failed, every check failing; the rest join
+//! it), and memory is read again with every
 //! integration failing and a member of an open incident.
 //!
 //! Usage: `correlator-memory COUNT TENANTS`. Prints one JSON line (and the figures known so far
@@ -34,6 +35,8 @@ use uuid::Uuid;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const VAULT: &str = "https://vault.internal:8200";
+/// The `[health] interval_seconds` default.
+const CHECKED_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
 fn allocated() -> anyhow::Result<i64> {
     epoch::advance().map_err(|e| anyhow::anyhow!("jemalloc epoch: {e}"))?;
@@ -69,7 +72,7 @@ fn track(c: &mut Correlator, fleet: &[(Uuid, Arc<str>, usize)], tenants: usize, 
         let auth_ref = format!("authref://vault/secret/tenants/{tenant}/ci/{i}#token");
         let domains = domains_of("oci_registry", &config, Some(&auth_ref), Some(VAULT));
         assert_eq!(domains.len(), 2, "a provider and the vault");
-        c.upsert(*id, tenant.clone(), domains);
+        c.upsert(*id, tenant.clone(), domains, CHECKED_EVERY);
     }
 }
 

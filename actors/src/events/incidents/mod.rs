@@ -14,9 +14,17 @@
 //!   ends it. Integrations in a maintenance window send no status events (noise control holds
 //!   them), so they never count.
 //! - **Open**: no incident of that (tenant, domain) is open, and the integrations whose
-//!   failure started within the last `window_seconds` number at least `min_members` and at
-//!   least `min_share` of the domain's monitored integrations. Every integration failing in
-//!   the domain at that moment becomes a member; any that fails while it is open joins.
+//!   failure started within the window number at least `min_members` and at least
+//!   `min_share` of the domain's integrations **checked** since the first of those failures.
+//!   Healthy checks send no events, so that number is estimated from the integrations' check
+//!   intervals: the domain checks Σ 1/interval integrations a second, so a span of `s` seconds
+//!   checked `rate × s + 1` of them, and never more than all. An outage that fails every check
+//!   thus opens an incident as soon as `min_members` have failed, whatever the interval,
+//!   while a few failures among many healthy checks open nothing. The window is
+//!   `window_seconds`, or the domain's mean check interval when that is longer, so a small
+//!   domain checked every few minutes still sees its integrations fail within one window.
+//!   Every integration failing in the domain at that moment becomes a member; any that fails
+//!   while it is open joins.
 //! - **Updated**: when members join or recover, at most one `incident.updated` every
 //!   `update_interval_seconds` (coalesced), and never in the second the incident opened.
 //! - **Resolved**: once fewer than `min_members` members are still failing, and have been for
@@ -28,7 +36,9 @@
 //!   ever. A failure that may still become part of an incident is **held** for
 //!   `hold_seconds` from when the correlator takes it in: the channels do not read past it until
 //!   it is decided ([`Correlator::gate`]), so the first members of an incident are not sent one
-//!   by one either. A single failing integration is held that long, then alerts as before.
+//!   by one either. A single failing integration is held that long, then alerts as before;
+//!   in a domain of fewer than `min_members` integrations, which can never open an incident,
+//!   it is not held at all.
 //! - **Time**: the window is measured between the failures' own times, and the hold from when
 //!   the correlator reads each failure, so a correlator behind the outbox (a busy database, a
 //!   backlog after a restart) still sees a storm as one: it never compares an old event's time
@@ -66,14 +76,16 @@ pub struct IncidentSettings {
     /// Correlate failures into incidents (and hold candidate events for `hold_seconds`).
     #[serde(default = "default_true")]
     pub enabled: bool,
-    /// Failures that started within this long count toward opening an incident.
+    /// Failures that started within this long count toward opening an incident (or within
+    /// the domain's mean check interval, when that is longer).
     #[serde(default = "default_window")]
     pub window_seconds: u64,
     /// At least this many integrations of one domain must fail (2 at least: one failing
     /// integration always alerts on its own).
     #[serde(default = "default_min_members")]
     pub min_members: usize,
-    /// And at least this share (0 to 1) of the tenant's integrations in the domain.
+    /// And at least this share (0 to 1) of the tenant's integrations in the domain that were
+    /// checked since the first of those failures (estimated from their check intervals).
     #[serde(default = "default_min_share")]
     pub min_share: f64,
     /// How long a failure that may become part of an incident is held back from webhooks
@@ -372,6 +384,8 @@ type DomainKey = (Arc<str>, Domain);
 struct Known {
     tenant: Arc<str>,
     domains: Vec<Domain>,
+    /// Seconds between two checks (at least 1).
+    interval: u32,
 }
 
 struct Failing {
@@ -383,6 +397,8 @@ struct Failing {
 struct DomainState {
     /// Monitored integrations of the tenant in the domain.
     population: usize,
+    /// Checks a second of those integrations: Σ 1/interval.
+    check_rate: f64,
     failing: HashMap<Uuid, Failing>,
     open: Option<Open>,
 }
@@ -464,23 +480,34 @@ impl Correlator {
         self.known.len()
     }
 
-    /// Records (or moves) a monitored integration and its domains. Paused integrations are
-    /// [`Correlator::remove`]d instead: they cannot fail.
-    pub fn upsert(&mut self, id: Uuid, tenant: Arc<str>, domains: Vec<Domain>) {
+    /// Records (or moves) a monitored integration, its domains and how often it is checked.
+    /// Paused integrations are [`Correlator::remove`]d instead: they cannot fail.
+    pub fn upsert(&mut self, id: Uuid, tenant: Arc<str>, domains: Vec<Domain>, every: Duration) {
+        let interval = u32::try_from(every.as_secs()).unwrap_or(u32::MAX).max(1);
         if let Some(old) = self.known.get(&id)
             && old.tenant == tenant
             && old.domains == domains
+            && old.interval == interval
         {
             return;
         }
         self.remove(id);
         for domain in &domains {
-            self.domains
+            let state = self
+                .domains
                 .entry((tenant.clone(), domain.clone()))
-                .or_default()
-                .population += 1;
+                .or_default();
+            state.population += 1;
+            state.check_rate += 1.0 / f64::from(interval);
         }
-        self.known.insert(id, Known { tenant, domains });
+        self.known.insert(
+            id,
+            Known {
+                tenant,
+                domains,
+                interval,
+            },
+        );
     }
 
     /// Forgets a deleted or paused integration (it stays a member of incidents it was in).
@@ -492,6 +519,11 @@ impl Correlator {
             let key = (old.tenant.clone(), domain);
             if let Some(state) = self.domains.get_mut(&key) {
                 state.population = state.population.saturating_sub(1);
+                state.check_rate = if state.population == 0 {
+                    0.0
+                } else {
+                    (state.check_rate - 1.0 / f64::from(old.interval)).max(0.0)
+                };
                 state.failing.remove(&id);
                 if state.population == 0 && state.open.is_none() {
                     self.domains.remove(&key);
@@ -538,13 +570,14 @@ impl Correlator {
                 continue;
             }
             let reason: Arc<str> = Arc::from(o.reason.as_deref().unwrap_or_default());
-            state
-                .failing
-                .entry(o.integration_id)
-                .or_insert_with(|| Failing {
+            let mut started = false;
+            state.failing.entry(o.integration_id).or_insert_with(|| {
+                started = true;
+                Failing {
                     since: o.time,
                     reason: reason.clone(),
-                });
+                }
+            });
             if let Some(open) = &mut state.open {
                 let joined = !open.members.contains_key(&o.integration_id);
                 let member = open
@@ -568,15 +601,23 @@ impl Correlator {
                 tag = tag.or(Some(open.id));
                 continue;
             }
+            if !started {
+                // Still failing (degraded to unhealthy, a reminder): no new failure in the
+                // window, so nothing to decide, but held like its first failure, so that an
+                // incident opening in the meantime takes it too.
+                candidate |= state.population >= self.settings.min_members;
+                continue;
+            }
             // Failures that started within the window before this one, by the events' own
             // times: how far behind the outbox the correlator reads does not matter.
-            let window_start = o.time.min(now) - secs(self.settings.window_seconds);
-            let recent = state
+            let window_start = o.time.min(now) - state.window(self.settings.window_seconds);
+            let (recent, first) = state
                 .failing
                 .values()
                 .filter(|f| f.since > window_start)
-                .count();
-            let share_met = recent as f64 >= self.settings.min_share * state.population as f64;
+                .fold((0, o.time), |(n, first), f| (n + 1, first.min(f.since)));
+            let share_met =
+                recent as f64 >= self.settings.min_share * state.checked_between(first, o.time);
             if recent >= self.settings.min_members && share_met {
                 let open = open_incident(&self.settings, &tenant, &key.1, state, now, fx);
                 let id = open.id;
@@ -591,7 +632,8 @@ impl Correlator {
                 state.open = Some(open);
                 tag = tag.or(Some(id));
             } else {
-                candidate = true;
+                // A domain too small to reach the count never opens: nothing to wait for.
+                candidate |= state.population >= self.settings.min_members;
             }
         }
         if let Some(id) = tag {
@@ -795,6 +837,25 @@ impl Correlator {
             }
         }
         state.open = Some(open);
+    }
+}
+
+impl DomainState {
+    /// The correlation window: `window_seconds`, or the mean check interval when longer.
+    fn window(&self, window_seconds: u64) -> chrono::Duration {
+        let round = if self.check_rate > 0.0 {
+            (self.population as f64 / self.check_rate).ceil() as u64
+        } else {
+            0
+        };
+        secs(window_seconds.max(round))
+    }
+
+    /// How many of the domain's integrations were checked from `first` to `last`, by their
+    /// check intervals: the first check itself, plus the rate over the span, at most all.
+    fn checked_between(&self, first: DateTime<Utc>, last: DateTime<Utc>) -> f64 {
+        let span = (last - first).num_milliseconds().max(0) as f64 / 1000.0;
+        (1.0 + self.check_rate * span).min(self.population as f64)
     }
 }
 

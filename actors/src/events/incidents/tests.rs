@@ -16,6 +16,8 @@ use crate::status::Status;
 
 const HOST: &str = "https://git.example.com:443";
 const VAULT: &str = "https://vault.example.com:8200";
+/// How often the harness's integrations are checked.
+const EVERY: Duration = Duration::from_secs(60);
 
 fn provider() -> Domain {
     Domain::new(DomainKind::Provider, HOST)
@@ -63,12 +65,24 @@ impl Harness {
         self.clock.now()
     }
 
-    /// `n` integrations of `tenant` in `domains`.
+    /// `n` integrations of `tenant` in `domains`, checked every minute.
     fn fleet(&mut self, tenant: &str, n: usize, domains: &[Domain]) -> Vec<Uuid> {
+        self.fleet_checked(tenant, n, domains, EVERY)
+    }
+
+    /// `n` integrations of `tenant` in `domains`, checked `every` so often.
+    fn fleet_checked(
+        &mut self,
+        tenant: &str,
+        n: usize,
+        domains: &[Domain],
+        every: Duration,
+    ) -> Vec<Uuid> {
         (0..n)
             .map(|_| {
                 let id = Uuid::now_v7();
-                self.c.upsert(id, Arc::from(tenant), domains.to_vec());
+                self.c
+                    .upsert(id, Arc::from(tenant), domains.to_vec(), every);
                 id
             })
             .collect()
@@ -186,6 +200,8 @@ async fn the_count_threshold_opens_one_incident_and_takes_the_held_failures_with
         h.advance(1).await;
     }
     assert!(h.fx.events.is_empty(), "four of eight is under the count");
+    // The first gets worse meanwhile: held like its first failure.
+    seqs.push(h.status("acme", fleet[0], "unhealthy", Some("network")));
     // Held: the channels stop before the first failure.
     let now = h.now();
     assert_eq!(h.c.gate(now, h.seq), seqs[0] - 1);
@@ -224,16 +240,79 @@ async fn the_count_threshold_opens_one_incident_and_takes_the_held_failures_with
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_share_threshold_must_be_met_too() {
+async fn a_few_failures_among_many_healthy_checks_open_nothing_until_half_fail() {
     let mut h = Harness::new(settings());
-    let fleet = h.fleet("acme", 20, &[provider()]);
-    for id in &fleet[..9] {
+    // Forty integrations checked every 10 s: four checks a second.
+    let fleet = h.fleet_checked("acme", 40, &[provider()], Duration::from_secs(10));
+    // One check in four fails, for ten seconds: ten failures, over the count of five, but
+    // of about 37 integrations checked.
+    for id in &fleet[..10] {
         h.fail("acme", *id);
+        h.advance(1).await;
     }
-    assert!(h.fx.events.is_empty(), "9 of 20 is under half");
-    h.fail("acme", fleet[9]);
+    assert!(h.fx.events.is_empty(), "10 of ~37 checked is under half");
+    // Then every check fails, four a second. By now all forty were checked since the first
+    // failure (1 + 4 × 10 > 40), so the incident opens once twenty of them fail.
+    let mut opened_at = None;
+    for (n, id) in fleet[10..].iter().enumerate() {
+        h.fail("acme", *id);
+        if opened_at.is_none() && !h.of(EventKind::IncidentOpened).is_empty() {
+            opened_at = Some(10 + n + 1);
+        }
+        tokio::time::advance(Duration::from_millis(250)).await;
+    }
+    assert_eq!(opened_at, Some(20), "opened at the twentieth failure");
     assert_eq!(h.of(EventKind::IncidentOpened).len(), 1);
-    assert_eq!(h.of(EventKind::IncidentOpened)[0]["memberCount"], 10);
+    assert_eq!(h.of(EventKind::IncidentOpened)[0]["memberCount"], 20);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_outage_opens_as_soon_as_the_count_fails_whatever_the_check_interval() {
+    let mut h = Harness::new(settings());
+    // A thousand integrations on the five-minute default: 3.3 checks a second. Every check
+    // fails: the fifth failure, 1.2 s in, opens the incident though 995 were not checked yet.
+    let fleet = h.fleet_checked("acme", 1000, &[provider()], Duration::from_secs(300));
+    let mut seqs = Vec::new();
+    for id in &fleet[..5] {
+        seqs.push(h.fail("acme", *id));
+        tokio::time::advance(Duration::from_millis(300)).await;
+    }
+    let opened = h.of(EventKind::IncidentOpened);
+    assert_eq!(opened.len(), 1);
+    assert_eq!(opened[0]["memberCount"], 5);
+    // None of the five went out on its own: all are the incident's.
+    let mut tagged: Vec<i64> = h.fx.tags.iter().map(|(s, _)| *s).collect();
+    tagged.sort();
+    assert_eq!(tagged, seqs);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_small_domain_checked_every_five_minutes_sees_its_outage_within_one_round() {
+    let mut h = Harness::new(settings());
+    // Eight integrations checked every 300 s fail one every 37.5 s as their checks come:
+    // never five within the 60 s window, but the window of a domain is at least its check
+    // interval.
+    let fleet = h.fleet_checked("acme", 8, &[provider()], Duration::from_secs(300));
+    for id in &fleet[..4] {
+        h.fail("acme", *id);
+        tokio::time::advance(Duration::from_millis(37_500)).await;
+        h.tick();
+    }
+    assert!(h.fx.events.is_empty());
+    h.fail("acme", fleet[4]);
+    let opened = h.of(EventKind::IncidentOpened);
+    assert_eq!(opened.len(), 1, "the fifth failure, 150 s after the first");
+    assert_eq!(opened[0]["memberCount"], 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_domain_smaller_than_the_count_holds_nothing() {
+    let mut h = Harness::new(settings());
+    let fleet = h.fleet("acme", 4, &[provider()]);
+    let seq = h.fail("acme", fleet[0]);
+    let now = h.now();
+    assert_eq!(h.c.gate(now, seq), seq, "four can never make five");
+    assert_eq!(h.c.next_decision(), None);
 }
 
 #[tokio::test(start_paused = true)]
@@ -258,8 +337,9 @@ async fn updates_are_coalesced_to_one_a_minute() {
     for id in &fleet[..20] {
         h.fail("acme", *id);
     }
+    // Opened at the fifth failure, every check failing; fifteen joined at once.
     assert_eq!(h.of(EventKind::IncidentOpened).len(), 1);
-    assert_eq!(h.of(EventKind::IncidentOpened)[0]["memberCount"], 20);
+    assert_eq!(h.of(EventKind::IncidentOpened)[0]["memberCount"], 5);
     // Twenty more join, one every 5 s over 100 s.
     for id in &fleet[20..] {
         h.advance(5).await;
@@ -465,7 +545,7 @@ async fn the_vault_domain_opens_on_unavailable_credentials_only() {
                 DomainKind::Provider,
                 format!("https://h{i}.example.com:443"),
             );
-            h.c.upsert(id, Arc::from("acme"), vec![host, vault()]);
+            h.c.upsert(id, Arc::from("acme"), vec![host, vault()], EVERY);
             id
         })
         .collect();
