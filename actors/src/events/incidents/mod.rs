@@ -56,6 +56,7 @@ pub mod domain;
 #[cfg(test)]
 mod tests;
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -420,6 +421,9 @@ struct Open {
     row_dirty: bool,
     /// Since when fewer than `min_members` members fail.
     quiet_since: Option<DateTime<Utc>>,
+    /// Members not recovered that still fail in the domain, kept as they change (so a tick
+    /// does not walk the members).
+    failing: usize,
     members: HashMap<Uuid, Member>,
     /// For an egress incident: every integration of the tenant, though only the first
     /// `listed_members` are in `members`.
@@ -492,19 +496,25 @@ impl Correlator {
             return;
         }
         self.remove(id);
-        for domain in &domains {
-            let state = self
-                .domains
-                .entry((tenant.clone(), domain.clone()))
-                .or_default();
+        // Every integration of a (tenant, domain) shares the map key's strings: one copy of
+        // a tenant's name and of an endpoint, however many integrations sit behind it.
+        let mut tenant = tenant;
+        let mut interned = Vec::with_capacity(domains.len());
+        for domain in domains {
+            let (key, state) = match self.domains.entry((tenant.clone(), domain)) {
+                Entry::Occupied(e) => (e.key().clone(), e.into_mut()),
+                Entry::Vacant(e) => (e.key().clone(), e.insert(DomainState::default())),
+            };
             state.population += 1;
             state.check_rate += 1.0 / f64::from(interval);
+            tenant = key.0;
+            interned.push(key.1);
         }
         self.known.insert(
             id,
             Known {
                 tenant,
-                domains,
+                domains: interned,
                 interval,
             },
         );
@@ -524,7 +534,11 @@ impl Correlator {
                 } else {
                     (state.check_rate - 1.0 / f64::from(old.interval)).max(0.0)
                 };
+                let counted = state.counted(id);
                 state.failing.remove(&id);
+                if counted && let Some(open) = &mut state.open {
+                    open.failing -= 1;
+                }
                 if state.population == 0 && state.open.is_none() {
                     self.domains.remove(&key);
                 }
@@ -553,87 +567,99 @@ impl Correlator {
             let Some(state) = self.domains.get_mut(&key) else {
                 continue;
             };
-            if !compatible {
-                state.failing.remove(&o.integration_id);
-                if let Some(open) = &mut state.open
-                    && let Some(member) = open.members.get_mut(&o.integration_id)
-                {
-                    if o.status == "healthy" && member.recovered_at.is_none() {
-                        member.recovered_at = Some(o.time);
+            let before = state.counted(o.integration_id);
+            let open_before = state.open.as_ref().map(|open| open.id);
+            'step: {
+                if !compatible {
+                    state.failing.remove(&o.integration_id);
+                    if let Some(open) = &mut state.open
+                        && let Some(member) = open.members.get_mut(&o.integration_id)
+                    {
+                        if o.status == "healthy" && member.recovered_at.is_none() {
+                            member.recovered_at = Some(o.time);
+                            open.dirty = true;
+                            open.row_dirty = true;
+                            fx.members
+                                .push(member_row(open.id, &tenant, o.integration_id, member));
+                        }
+                        tag = tag.or(Some(open.id));
+                    }
+                    break 'step;
+                }
+                let reason: Arc<str> = Arc::from(o.reason.as_deref().unwrap_or_default());
+                let mut started = false;
+                state.failing.entry(o.integration_id).or_insert_with(|| {
+                    started = true;
+                    Failing {
+                        since: o.time,
+                        reason: reason.clone(),
+                    }
+                });
+                if let Some(open) = &mut state.open {
+                    let joined = !open.members.contains_key(&o.integration_id);
+                    let member = open
+                        .members
+                        .entry(o.integration_id)
+                        .or_insert_with(|| Member {
+                            reason: Some(reason.clone()),
+                            joined_at: o.time,
+                            recovered_at: None,
+                        });
+                    if joined {
+                        crate::events::metrics::incident_members(key.1.kind, 1);
+                    }
+                    if member.recovered_at.take().is_some() || joined {
                         open.dirty = true;
                         open.row_dirty = true;
                         fx.members
                             .push(member_row(open.id, &tenant, o.integration_id, member));
                     }
+                    open.member_count = open.members.len();
                     tag = tag.or(Some(open.id));
+                    break 'step;
                 }
-                continue;
-            }
-            let reason: Arc<str> = Arc::from(o.reason.as_deref().unwrap_or_default());
-            let mut started = false;
-            state.failing.entry(o.integration_id).or_insert_with(|| {
-                started = true;
-                Failing {
-                    since: o.time,
-                    reason: reason.clone(),
+                if !started {
+                    // Still failing (degraded to unhealthy, a reminder): no new failure in the
+                    // window, so nothing to decide, but held like its first failure, so that an
+                    // incident opening in the meantime takes it too.
+                    candidate |= state.population >= self.settings.min_members;
+                    break 'step;
                 }
-            });
-            if let Some(open) = &mut state.open {
-                let joined = !open.members.contains_key(&o.integration_id);
-                let member = open
-                    .members
-                    .entry(o.integration_id)
-                    .or_insert_with(|| Member {
-                        reason: Some(reason.clone()),
-                        joined_at: o.time,
-                        recovered_at: None,
+                // Failures that started within the window before this one, by the events' own
+                // times: how far behind the outbox the correlator reads does not matter.
+                let window_start = o.time.min(now) - state.window(self.settings.window_seconds);
+                let (recent, first) = state
+                    .failing
+                    .values()
+                    .filter(|f| f.since > window_start)
+                    .fold((0, o.time), |(n, first), f| (n + 1, first.min(f.since)));
+                let share_met =
+                    recent as f64 >= self.settings.min_share * state.checked_between(first, o.time);
+                if recent >= self.settings.min_members && share_met {
+                    let open = open_incident(&self.settings, &tenant, &key.1, state, now, fx);
+                    let id = open.id;
+                    // The members' failures still held go with the incident.
+                    self.held.retain(|h| {
+                        let member =
+                            h.tenant == tenant && open.members.contains_key(&h.integration_id);
+                        if member {
+                            fx.tags.push((h.seq, id));
+                        }
+                        !member
                     });
-                if joined {
-                    crate::events::metrics::incident_members(key.1.kind, 1);
+                    state.open = Some(open);
+                    tag = tag.or(Some(id));
+                } else {
+                    // A domain too small to reach the count never opens: nothing to wait for.
+                    candidate |= state.population >= self.settings.min_members;
                 }
-                if member.recovered_at.take().is_some() || joined {
-                    open.dirty = true;
-                    open.row_dirty = true;
-                    fx.members
-                        .push(member_row(open.id, &tenant, o.integration_id, member));
-                }
-                open.member_count = open.members.len();
-                tag = tag.or(Some(open.id));
-                continue;
             }
-            if !started {
-                // Still failing (degraded to unhealthy, a reminder): no new failure in the
-                // window, so nothing to decide, but held like its first failure, so that an
-                // incident opening in the meantime takes it too.
-                candidate |= state.population >= self.settings.min_members;
-                continue;
-            }
-            // Failures that started within the window before this one, by the events' own
-            // times: how far behind the outbox the correlator reads does not matter.
-            let window_start = o.time.min(now) - state.window(self.settings.window_seconds);
-            let (recent, first) = state
-                .failing
-                .values()
-                .filter(|f| f.since > window_start)
-                .fold((0, o.time), |(n, first), f| (n + 1, first.min(f.since)));
-            let share_met =
-                recent as f64 >= self.settings.min_share * state.checked_between(first, o.time);
-            if recent >= self.settings.min_members && share_met {
-                let open = open_incident(&self.settings, &tenant, &key.1, state, now, fx);
-                let id = open.id;
-                // The members' failures still held go with the incident.
-                self.held.retain(|h| {
-                    let member = h.tenant == tenant && open.members.contains_key(&h.integration_id);
-                    if member {
-                        fx.tags.push((h.seq, id));
-                    }
-                    !member
-                });
-                state.open = Some(open);
-                tag = tag.or(Some(id));
-            } else {
-                // A domain too small to reach the count never opens: nothing to wait for.
-                candidate |= state.population >= self.settings.min_members;
+            // The open incident's count of failing members follows this integration.
+            let after = state.counted(o.integration_id);
+            if let Some(open) = &mut state.open
+                && Some(open.id) == open_before
+            {
+                open.failing = (open.failing + usize::from(after)) - usize::from(before);
             }
         }
         if let Some(id) = tag {
@@ -658,11 +684,15 @@ impl Correlator {
             let Some(open) = &mut state.open else {
                 continue;
             };
-            let failing = open
-                .members
-                .iter()
-                .filter(|(id, m)| m.recovered_at.is_none() && state.failing.contains_key(id))
-                .count();
+            let failing = open.failing;
+            debug_assert_eq!(
+                failing,
+                open.members
+                    .iter()
+                    .filter(|(id, m)| m.recovered_at.is_none() && state.failing.contains_key(id))
+                    .count(),
+                "the failing members, kept as they change, are those counted"
+            );
             if failing >= min {
                 open.quiet_since = None;
             } else {
@@ -766,6 +796,7 @@ impl Correlator {
                 dirty: false,
                 row_dirty: false,
                 quiet_since: None,
+                failing: 0,
                 members,
                 member_count,
             };
@@ -805,6 +836,7 @@ impl Correlator {
             dirty: false,
             row_dirty: false,
             quiet_since: None,
+            failing: 0,
             members: members
                 .into_iter()
                 .map(|m| {
@@ -827,6 +859,7 @@ impl Correlator {
             .domains
             .entry((row.tenant.clone(), row.domain.clone()))
             .or_default();
+        let mut open = open;
         for (id, m) in &open.members {
             if m.recovered_at.is_none() {
                 let reason = m.reason.clone().unwrap_or_else(|| row.reason.clone());
@@ -834,6 +867,7 @@ impl Correlator {
                     since: m.joined_at,
                     reason,
                 });
+                open.failing += 1;
             }
         }
         state.open = Some(open);
@@ -841,6 +875,15 @@ impl Correlator {
 }
 
 impl DomainState {
+    /// Whether `id` counts among the open incident's failing members.
+    fn counted(&self, id: Uuid) -> bool {
+        self.open.as_ref().is_some_and(|open| {
+            open.members
+                .get(&id)
+                .is_some_and(|m| m.recovered_at.is_none())
+        }) && self.failing.contains_key(&id)
+    }
+
     /// The correlation window: `window_seconds`, or the mean check interval when longer.
     fn window(&self, window_seconds: u64) -> chrono::Duration {
         let round = if self.check_rate > 0.0 {
@@ -907,6 +950,7 @@ fn open_incident(
         dirty: false,
         row_dirty: false,
         quiet_since: None,
+        failing: members.len(),
         member_count: members.len(),
         members,
     };
