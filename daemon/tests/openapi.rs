@@ -94,7 +94,7 @@ fn responses_are_described_and_creations_located() {
                 continue;
             }
             assert!(
-                created["headers"].get("LOCATION").is_some(),
+                created["headers"].get("Location").is_some(),
                 "{method} {path} 201 has no Location"
             );
             assert!(

@@ -240,6 +240,17 @@ impl IntegrationsApi {
             .expected_version(async { Ok(current.version) })
             .await?;
         let body = body.0;
+        if body
+            .provider_type
+            .as_ref()
+            .is_some_and(|t| *t != current.provider_type)
+        {
+            return Err(ApiError::invalid(
+                "type",
+                "an integration's type cannot change; register a new integration instead",
+            )
+            .into());
+        }
         let changes = IntegrationChanges {
             name: validate::name(&body.name)?,
             config: validate::config(&state, &current.provider_type, body.config).await?,

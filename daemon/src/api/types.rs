@@ -137,6 +137,11 @@ pub struct IntegrationCreate {
 #[derive(Debug, Clone, Object)]
 #[oai(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IntegrationUpdate {
+    /// The integration's provider type, which cannot change. It selects the `config` schema
+    /// that applies; when given, it must be the integration's type. Omitting it is still
+    /// accepted, though the document requires it for the variant to be chosen.
+    #[oai(rename = "type")]
+    pub provider_type: Option<String>,
     pub name: String,
     pub config: Option<Value>,
     pub auth_ref_uri: Option<String>,

@@ -18,6 +18,10 @@ pub const MAX_INTERVAL_SECONDS: i32 = 86_400;
 /// Longest integration name.
 pub const MAX_NAME_CHARS: usize = 100;
 
+/// What [`name`] accepts, as the document's `pattern`: something other than white space,
+/// and no control characters (C0, DEL, C1). The length bound is `maxLength`.
+pub const NAME_PATTERN: &str = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$";
+
 pub fn name(name: &str) -> Result<String, ApiError> {
     let trimmed = name.trim();
     if trimmed.is_empty() {
@@ -142,6 +146,29 @@ mod tests {
         assert!(name(&"x".repeat(101)).is_err());
         assert!(name(&"é".repeat(100)).is_ok());
         assert!(name("a\u{0}b").is_err());
+    }
+
+    #[test]
+    fn the_name_pattern_admits_what_name_accepts() {
+        let pattern = regex::Regex::new(NAME_PATTERN).unwrap();
+        for candidate in [
+            "gitlab-main",
+            " a ",
+            "é",
+            "   ",
+            "",
+            "a\u{0}b",
+            "J\u{8e}",
+            "a\tb",
+            "x\u{7f}",
+            "\u{a0}",
+        ] {
+            assert_eq!(
+                pattern.is_match(candidate),
+                name(candidate).is_ok(),
+                "{candidate:?}"
+            );
+        }
     }
 
     #[test]

@@ -65,6 +65,17 @@ pub fn recorded_statuses() -> Vec<&'static str> {
     statuses
 }
 
+/// Request bodies declared with `#[oai(deny_unknown_fields)]` (the integration bodies are
+/// closed per provider type, in [`super::configs`]).
+const CLOSED_INPUTS: [&str; 6] = [
+    "ApiKeyCreate",
+    "MaintenanceWindowCreate",
+    "MonitoringSettings",
+    "WebhookBatch",
+    "WebhookCreate",
+    "WebhookSubscriptionInput",
+];
+
 /// Applies the enumerations, bounds and examples to `doc`'s component schemas and request
 /// bodies. `provider_types` are the types `type` may name when registering.
 pub fn complete(doc: &mut Value, provider_types: &[String]) {
@@ -99,7 +110,7 @@ pub fn complete(doc: &mut Value, provider_types: &[String]) {
     let name = json!({
         "minLength": 1,
         "maxLength": validate::MAX_NAME_CHARS,
-        "pattern": "\\S",
+        "pattern": validate::NAME_PATTERN,
     });
     for schema in [
         "IntegrationCreate",
@@ -114,7 +125,10 @@ pub fn complete(doc: &mut Value, provider_types: &[String]) {
             schemas,
             schema,
             "authRefUri",
-            &json!({ "pattern": "^authref://", "maxLength": 2048 }),
+            &json!({
+                "pattern": connectors::authref::PATTERN,
+                "maxLength": connectors::authref::MAX_LEN,
+            }),
         );
     }
     merge(
@@ -155,7 +169,31 @@ pub fn complete(doc: &mut Value, provider_types: &[String]) {
         schemas,
         "WebhookSubscriptionInput",
         "secretAuthRefUri",
-        &json!({ "pattern": "^authref://" }),
+        &json!({
+            "pattern": connectors::authref::PATTERN,
+            "maxLength": connectors::authref::MAX_LEN,
+        }),
+    );
+    let url = json!({
+        "pattern": connectors::config::HTTP_URL_PATTERN,
+        "maxLength": actors::sinks::webhooks::target::MAX_URL_CHARS,
+    });
+    merge(schemas, "WebhookSubscriptionInput", "targetUrl", &url);
+    // Passed to the provider after `check_http_url`, which bounds no length.
+    merge(
+        schemas,
+        "WebhookCreate",
+        "url",
+        &json!({ "pattern": connectors::config::HTTP_URL_PATTERN }),
+    );
+    merge(
+        schemas,
+        "WebhookCreate",
+        "secretAuthRefUri",
+        &json!({
+            "pattern": connectors::authref::PATTERN,
+            "maxLength": connectors::authref::MAX_LEN,
+        }),
     );
     merge(
         schemas,
@@ -169,6 +207,17 @@ pub fn complete(doc: &mut Value, provider_types: &[String]) {
         "maxDelayMs",
         &json!({ "minimum": 0, "maximum": webhooks::MAX_BATCH_DELAY_MS }),
     );
+
+    // The request bodies refuse unknown fields (`deny_unknown_fields`), which poem-openapi
+    // does not write down.
+    for schema in CLOSED_INPUTS {
+        match schemas.get_mut(schema).and_then(Value::as_object_mut) {
+            Some(s) => {
+                s.insert("additionalProperties".into(), Value::Bool(false));
+            }
+            None => debug_assert!(false, "no schema {schema}"),
+        }
+    }
 
     for (schema, example) in response_examples() {
         if let Some(s) = schemas.get_mut(schema).and_then(Value::as_object_mut) {
@@ -264,15 +313,17 @@ fn request_examples() -> Vec<(&'static str, Value)> {
         "type": "gitlab",
         "name": "gitlab-main",
         "config": { "baseUrl": "https://gitlab.example.com" },
-        "authRefUri": "authref://vault/gitlab/main#token",
+        "authRefUri": "authref://vault/secret/tenants/acme/gitlab-main#token",
     });
-    let mut update = integration.clone();
-    update.as_object_mut().unwrap().remove("type");
+    let update = integration.clone();
     let subscription = json!({
         "name": "ops-alerts",
-        "targetUrl": "https://hooks.example.com/stella",
+        // The documentation network (RFC 5737): a hub refuses it unless its
+        // `allow_private_networks` lists it, like every target that does not resolve to a
+        // public address; a name that resolves nowhere would be refused everywhere.
+        "targetUrl": "https://192.0.2.10/stella",
         "eventTypes": ["dev.stellaops.integration.health.*"],
-        "secretAuthRefUri": "authref://vault/webhooks/ops#secret",
+        "secretAuthRefUri": "authref://vault/secret/tenants/acme/webhooks/ops#secret",
         "enabled": true,
         "incidentMembers": "suppress",
         "batch": { "maxEvents": 50, "maxDelayMs": 2000 },
@@ -300,7 +351,7 @@ fn request_examples() -> Vec<(&'static str, Value)> {
                 "target": "octo-org/hello-world",
                 "url": "https://hub.example.com/hooks/github",
                 "events": ["push"],
-                "secretAuthRefUri": "authref://vault/github/hooks#secret",
+                "secretAuthRefUri": "authref://vault/secret/tenants/acme/github/hooks#secret",
             }),
         ),
         ("webhook_subscription_create", subscription.clone()),
@@ -327,7 +378,7 @@ fn response_examples() -> Vec<(&'static str, Value)> {
                 "type": "gitlab",
                 "name": "gitlab-main",
                 "config": { "baseUrl": "https://gitlab.example.com" },
-                "authRefUri": "authref://vault/gitlab/main#token",
+                "authRefUri": "authref://vault/secret/tenants/acme/gitlab-main#token",
                 "status": "unhealthy",
                 "statusReason": "auth_failed",
                 "lastCheckedAt": "2030-01-05T10:15:00Z",
