@@ -121,7 +121,60 @@ pub fn complete(mut doc: Value, site: &Site) -> Value {
     }
     response_descriptions(&mut doc);
     links(&mut doc);
+    list_links(&mut doc);
     doc
+}
+
+/// Links from a list's first item to the operation taking its id, where no operation creates
+/// the objects listed: incidents are opened by the hub, deliveries by events. A client (or a
+/// fuzzer) follows them when the list is not empty.
+/// A list's path and method, the operation taking one of its items, and that operation's
+/// parameters (name, runtime expression).
+type ListLink = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+const LIST_LINKS: [ListLink; 2] = [
+    (
+        "/api/v1/incidents",
+        "get",
+        "incident_get",
+        &[("id", "$response.body#/items/0/id")],
+    ),
+    (
+        "/api/v1/webhook-subscriptions/{id}/deliveries",
+        "get",
+        "webhook_delivery_retry",
+        &[
+            ("id", "$request.path.id"),
+            ("deliveryId", "$response.body#/items/0/id"),
+        ],
+    ),
+];
+
+fn list_links(doc: &mut Value) {
+    for (path, method, target, parameters) in LIST_LINKS {
+        let pointer = format!(
+            "/paths/{}/{method}/responses/200",
+            path.replace('~', "~0").replace('/', "~1")
+        );
+        let Some(response) = doc.pointer_mut(&pointer) else {
+            debug_assert!(false, "no 200 answer of {method} {path}");
+            continue;
+        };
+        let parameters: Map<String, Value> = parameters
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), Value::String((*value).to_owned())))
+            .collect();
+        response["links"][target] = json!({
+            "operationId": target,
+            "parameters": parameters,
+            "description": format!("The first listed object's id to `{target}`."),
+        });
+    }
 }
 
 /// The bearer requirement's scopes move to an `OpenIdConnect` alternative.
@@ -554,6 +607,28 @@ mod tests {
         assert!(op["description"].as_str().unwrap().ends_with(
             "Requires the `integrations:write` scope (an API key or a JWT holding it)."
         ));
+    }
+
+    #[test]
+    fn lists_of_objects_nothing_creates_link_to_their_items() {
+        let d = doc(&Site::default());
+        let ids: Vec<&str> = d["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|ops| ops.as_object().unwrap().values())
+            .filter_map(|op| op["operationId"].as_str())
+            .collect();
+        for (path, method, target, _) in LIST_LINKS {
+            assert!(ids.contains(&target), "{target}");
+            let link = &d["paths"][path][method]["responses"]["200"]["links"][target];
+            assert_eq!(link["operationId"], target, "{method} {path}");
+        }
+        assert_eq!(
+            d["paths"]["/api/v1/webhook-subscriptions/{id}/deliveries"]["get"]["responses"]["200"]
+                ["links"]["webhook_delivery_retry"]["parameters"],
+            json!({ "id": "$request.path.id", "deliveryId": "$response.body#/items/0/id" })
+        );
     }
 
     #[test]

@@ -112,7 +112,7 @@ impl From<entity::integration::Model> for Integration {
 #[oai(rename_all = "camelCase")]
 pub struct IntegrationPage {
     pub items: Vec<Integration>,
-    /// Pass as `cursor` to get the next page; absent on the last page.
+    /// Pass as `cursor` to get the next page; null on the last page.
     #[oai(nullable)]
     pub next_cursor: Option<String>,
 }
@@ -288,7 +288,7 @@ pub struct AuditEntry {
     pub id: i64,
     /// Who made the change: `apikey:<id>` or the token's subject.
     pub actor: String,
-    /// `integration.create`, `integration.update` or `integration.delete`.
+    /// What was done, such as `integration.update` (the document enumerates them).
     pub action: String,
     #[oai(nullable)]
     pub integration_id: Option<Uuid>,

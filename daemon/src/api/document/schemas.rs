@@ -99,6 +99,13 @@ pub fn complete(doc: &mut Value, provider_types: &[String]) {
     let mut types: Vec<&str> = provider_types.iter().map(String::as_str).collect();
     types.sort_unstable();
     set_enum(schemas, "IntegrationCreate", "type", &types, false);
+    set_enum(
+        schemas,
+        "AuditEntry",
+        "action",
+        &actors::store::audit_action::ALL,
+        false,
+    );
     // Absent or null both mean one event per POST.
     merge(
         schemas,
@@ -218,6 +225,19 @@ pub fn complete(doc: &mut Value, provider_types: &[String]) {
             None => debug_assert!(false, "no schema {schema}"),
         }
     }
+
+    // The provider type of `by-type/{type}`: the same enumeration as a registration's.
+    super::for_each_operation(doc, |_, _, op| {
+        if op["operationId"] != "integration_list_by_type" {
+            return;
+        }
+        for parameter in op["parameters"].as_array_mut().into_iter().flatten() {
+            if parameter["in"] == "path" && parameter["name"] == "type" {
+                parameter["schema"]["enum"] = json!(types);
+            }
+        }
+    });
+    let schemas = &mut doc["components"]["schemas"];
 
     for (schema, example) in response_examples() {
         if let Some(s) = schemas.get_mut(schema).and_then(Value::as_object_mut) {
