@@ -48,7 +48,7 @@ pub enum ConfigError {
     },
     /// A field holds what looks like a raw credential.
     #[error(
-        "{field}: raw secrets are not accepted in config; store the secret in a vault and pass an authRefUri"
+        "{field}: raw secrets are not accepted in config; store the secret in a vault and pass an authRef"
     )]
     RawSecret { field: String },
     /// The configuration is larger than [`MAX_CONFIG_BYTES`].
@@ -74,7 +74,7 @@ impl ConfigError {
         match self {
             ConfigError::Invalid { message, .. } => message.clone(),
             ConfigError::RawSecret { .. } => {
-                "raw secrets are not accepted in config; store the secret in a vault and pass an authRefUri".into()
+                "raw secrets are not accepted in config; store the secret in a vault and pass an authRef".into()
             }
             ConfigError::TooLarge => format!("larger than {MAX_CONFIG_BYTES} bytes"),
             ConfigError::SecretInUrl(e) => e.message(),

@@ -270,7 +270,7 @@ async fn an_ecr_integration_is_healthy_and_lists_repositories_on_moto() {
         "type": "ecr",
         "name": "ecr-moto",
         "config": {"region": "us-east-1", "endpointUrl": url},
-        "authRefUri": format!("authref://file/tenants/{TENANT_A}/aws"),
+        "authRef": format!("authref://file/tenants/{TENANT_A}/aws"),
     });
     let created = ctx
         .post("/api/v1/integrations?verify=true", WRITER_A, &body)

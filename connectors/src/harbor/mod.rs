@@ -83,7 +83,7 @@ impl Provider for Factory {
             }
             (Some(_), None) => {
                 return Err(Error::Config(ConfigError::invalid(
-                    "authRefUri",
+                    "authRef",
                     "required with a robotAccount (it points at the robot's secret)",
                 )));
             }

@@ -42,13 +42,16 @@ pub fn name(name: &str) -> Result<String, ApiError> {
     Ok(trimmed.to_owned())
 }
 
-/// An integration's `authRefUri`, checked as [`auth_ref`] does, in its stored form.
-pub fn auth_ref_uri(
+/// An integration's `authRef` (or its former name `authRefUri`), checked as [`auth_ref`]
+/// does, in its stored form.
+pub fn integration_auth_ref(
     state: &AppState,
     tenant: &actors::TenantId,
-    uri: Option<String>,
+    auth_ref_value: Option<String>,
+    former: Option<String>,
 ) -> Result<Option<String>, ApiError> {
-    Ok(auth_ref(state, tenant, "authRefUri", uri)?.map(|r| r.to_string()))
+    let uri = super::types::renamed_field("authRef", "authRefUri", auth_ref_value, former)?;
+    Ok(auth_ref(state, tenant, "authRef", uri)?.map(|r| r.to_string()))
 }
 
 /// Parses the AuthRef in `field` and checks that it lies in `tenant`'s secret namespace: a

@@ -128,15 +128,17 @@ pub fn complete(doc: &mut Value, provider_types: &[String]) {
     }
     for schema in ["IntegrationCreate", "IntegrationUpdate"] {
         merge(schemas, schema, "config", &json!({ "type": "object" }));
-        merge(
-            schemas,
-            schema,
-            "authRefUri",
-            &json!({
-                "pattern": connectors::authref::PATTERN,
-                "maxLength": connectors::authref::MAX_LEN,
-            }),
-        );
+        for field in ["authRef", "authRefUri"] {
+            merge(
+                schemas,
+                schema,
+                field,
+                &json!({
+                    "pattern": connectors::authref::PATTERN,
+                    "maxLength": connectors::authref::MAX_LEN,
+                }),
+            );
+        }
     }
     merge(
         schemas,
@@ -172,15 +174,17 @@ pub fn complete(doc: &mut Value, provider_types: &[String]) {
         "integrationIds",
         &json!({ "maxItems": webhooks::MAX_INTEGRATION_IDS }),
     );
-    merge(
-        schemas,
-        "WebhookSubscriptionInput",
-        "secretAuthRefUri",
-        &json!({
-            "pattern": connectors::authref::PATTERN,
-            "maxLength": connectors::authref::MAX_LEN,
-        }),
-    );
+    for field in ["secretAuthRef", "secretAuthRefUri"] {
+        merge(
+            schemas,
+            "WebhookSubscriptionInput",
+            field,
+            &json!({
+                "pattern": connectors::authref::PATTERN,
+                "maxLength": connectors::authref::MAX_LEN,
+            }),
+        );
+    }
     let url = json!({
         "pattern": connectors::config::HTTP_URL_PATTERN,
         "maxLength": actors::sinks::webhooks::target::MAX_URL_CHARS,
@@ -193,15 +197,17 @@ pub fn complete(doc: &mut Value, provider_types: &[String]) {
         "url",
         &json!({ "pattern": connectors::config::HTTP_URL_PATTERN }),
     );
-    merge(
-        schemas,
-        "WebhookCreate",
-        "secretAuthRefUri",
-        &json!({
-            "pattern": connectors::authref::PATTERN,
-            "maxLength": connectors::authref::MAX_LEN,
-        }),
-    );
+    for field in ["secretAuthRef", "secretAuthRefUri"] {
+        merge(
+            schemas,
+            "WebhookCreate",
+            field,
+            &json!({
+                "pattern": connectors::authref::PATTERN,
+                "maxLength": connectors::authref::MAX_LEN,
+            }),
+        );
+    }
     merge(
         schemas,
         "WebhookBatch",
@@ -214,6 +220,15 @@ pub fn complete(doc: &mut Value, provider_types: &[String]) {
         "maxDelayMs",
         &json!({ "minimum": 0, "maximum": webhooks::MAX_BATCH_DELAY_MS }),
     );
+
+    // A subscription names its signing secret: under `secretAuthRef`, or (until the former
+    // name is retired) `secretAuthRefUri`, which the document lists as deprecated.
+    if let Some(required) = schemas
+        .pointer_mut("/WebhookSubscriptionInput/required")
+        .and_then(Value::as_array_mut)
+    {
+        required.push(json!("secretAuthRef"));
+    }
 
     // The request bodies refuse unknown fields (`deny_unknown_fields`), which poem-openapi
     // does not write down.
@@ -333,7 +348,7 @@ fn request_examples() -> Vec<(&'static str, Value)> {
         "type": "gitlab",
         "name": "gitlab-main",
         "config": { "baseUrl": "https://gitlab.example.com" },
-        "authRefUri": "authref://vault/secret/tenants/acme/gitlab-main#token",
+        "authRef": "authref://vault/secret/tenants/acme/gitlab-main#token",
     });
     let update = integration.clone();
     let subscription = json!({
@@ -343,7 +358,7 @@ fn request_examples() -> Vec<(&'static str, Value)> {
         // public address; a name that resolves nowhere would be refused everywhere.
         "targetUrl": "https://192.0.2.10/stella",
         "eventTypes": ["dev.stellaops.integration.health.*"],
-        "secretAuthRefUri": "authref://vault/secret/tenants/acme/webhooks/ops#secret",
+        "secretAuthRef": "authref://vault/secret/tenants/acme/webhooks/ops#secret",
         "enabled": true,
         "incidentMembers": "suppress",
         "batch": { "maxEvents": 50, "maxDelayMs": 2000 },
@@ -371,7 +386,7 @@ fn request_examples() -> Vec<(&'static str, Value)> {
                 "target": "octo-org/hello-world",
                 "url": "https://hub.example.com/hooks/github",
                 "events": ["push"],
-                "secretAuthRefUri": "authref://vault/secret/tenants/acme/github/hooks#secret",
+                "secretAuthRef": "authref://vault/secret/tenants/acme/github/hooks#secret",
             }),
         ),
         ("webhook_subscription_create", subscription.clone()),
@@ -398,7 +413,7 @@ fn response_examples() -> Vec<(&'static str, Value)> {
                 "type": "gitlab",
                 "name": "gitlab-main",
                 "config": { "baseUrl": "https://gitlab.example.com" },
-                "authRefUri": "authref://vault/secret/tenants/acme/gitlab-main#token",
+                "authRef": "authref://vault/secret/tenants/acme/gitlab-main#token",
                 "status": "unhealthy",
                 "statusReason": "auth_failed",
                 "lastCheckedAt": "2030-01-05T10:15:00Z",
