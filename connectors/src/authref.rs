@@ -67,6 +67,12 @@ pub enum AuthRefError {
 }
 
 /// A path segment (or `#key`) an AuthRef may hold: `[A-Za-z0-9._-]`, not empty, `.` or `..`.
+/// What parses as an AuthRef, as a JSON Schema `pattern`: a backend, a path of safe segments
+/// (letters, digits, `.`, `_`, `-`, neither `.` nor `..`) and an optional `#key`. The length
+/// bound is [`MAX_LEN`]; whether the path lies in the caller's tenant namespace depends on
+/// the tenant, which no pattern states.
+pub const PATTERN: &str = r"^authref://(?:vault|env|file)/(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+)(?:/(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+))*(?:#(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+))?$";
+
 pub(crate) fn is_safe(segment: &str) -> bool {
     !segment.is_empty()
         && segment != "."
@@ -137,6 +143,31 @@ impl<'de> serde::Deserialize<'de> for AuthRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pattern_admits_what_parses() {
+        let pattern = regex::Regex::new(PATTERN).unwrap();
+        for candidate in [
+            "authref://vault/secret/tenants/acme/gitlab#token",
+            "authref://env/GITLAB_TOKEN",
+            "authref://file/a/.hidden/...#k.e-y_",
+            "authref://file/a/./b",
+            "authref://file/a/../b",
+            "authref://vault/",
+            "authref://vault/a#",
+            "authref://vault/a#b#c",
+            "authref://s3/a",
+            "authref://vault/a//b",
+            "authref://vault/a b",
+            "https://vault/a",
+        ] {
+            assert_eq!(
+                pattern.is_match(candidate),
+                candidate.parse::<AuthRef>().is_ok(),
+                "{candidate}"
+            );
+        }
+    }
 
     #[test]
     fn parses_backend_path_and_key() {

@@ -11,6 +11,17 @@ use crate::url_check::{self, UrlError};
 /// Largest accepted configuration, serialised as JSON.
 pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
 
+/// What [`check_http_url`] accepts, as a JSON Schema `pattern` for a configuration's URL
+/// fields (`#[schemars(regex(pattern = HTTP_URL_PATTERN))]`): `http` or `https`, a host (a
+/// name, an IPv4 address or a bracketed IPv6 one) without userinfo, an optional port, then a
+/// path or query without whitespace or fragment. The check also refuses query parameters
+/// named like credentials, which no pattern states.
+pub const HTTP_URL_PATTERN: &str = r"^https?://([A-Za-z0-9._~!$&'()*+,;=-]+|\[[0-9A-Fa-f:.]+\])(:([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?([/?][^\s#]*)?$";
+
+/// What [`check_basic_user`] accepts: a basic-authentication user name (1 to 255
+/// characters, with the length stated by `length(min = 1, max = 255)`) without `:`.
+pub const BASIC_USER_PATTERN: &str = "^[^:]*$";
+
 /// Key names (compared case-insensitively, ignoring `_` and `-`) whose string values are
 /// credentials. A configuration must reference credentials through an AuthRef URI instead.
 const SECRET_KEY_SUFFIXES: [&str; 9] = [
@@ -37,7 +48,7 @@ pub enum ConfigError {
     },
     /// A field holds what looks like a raw credential.
     #[error(
-        "{field}: raw secrets are not accepted in config; store the secret in a vault and pass an authRefUri"
+        "{field}: raw secrets are not accepted in config; store the secret in a vault and pass an authRef"
     )]
     RawSecret { field: String },
     /// The configuration is larger than [`MAX_CONFIG_BYTES`].
@@ -63,7 +74,7 @@ impl ConfigError {
         match self {
             ConfigError::Invalid { message, .. } => message.clone(),
             ConfigError::RawSecret { .. } => {
-                "raw secrets are not accepted in config; store the secret in a vault and pass an authRefUri".into()
+                "raw secrets are not accepted in config; store the secret in a vault and pass an authRef".into()
             }
             ConfigError::TooLarge => format!("larger than {MAX_CONFIG_BYTES} bytes"),
             ConfigError::SecretInUrl(e) => e.message(),
@@ -249,6 +260,42 @@ mod tests {
 
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn what_the_url_pattern_admits_check_http_url_accepts() {
+        let pattern = regex::Regex::new(HTTP_URL_PATTERN).unwrap();
+        for admitted in [
+            "https://gitlab.example.com",
+            "http://10.0.0.1:8080/api/v4",
+            "https://[::1]:65535/",
+            "https://h?page=2",
+            "https://a~b_c.example/x/y%20z",
+        ] {
+            assert!(pattern.is_match(admitted), "{admitted}");
+            assert!(check_http_url("u", admitted).is_ok(), "{admitted}");
+        }
+        for refused in [
+            "ftp://example.com",
+            "https://user:pass@example.com",
+            "https://example.com/#frag",
+            "https://example.com:65536",
+            "https://exa mple.com",
+            "https://",
+            "example.com",
+        ] {
+            assert!(!pattern.is_match(refused), "{refused}");
+            assert!(check_http_url("u", refused).is_err(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn what_the_user_pattern_admits_check_basic_user_accepts() {
+        let pattern = regex::Regex::new(BASIC_USER_PATTERN).unwrap();
+        for (user, ok) in [("robot$ci", true), ("a:b", false), ("token", true)] {
+            assert_eq!(pattern.is_match(user), ok, "{user}");
+            assert_eq!(check_basic_user("u", Some(user)).is_ok(), ok, "{user}");
+        }
     }
 
     #[test]

@@ -41,9 +41,11 @@ pub struct Config {
     pub behaviour: Behaviour,
     /// For `flapping`: `h` healthy, `d` degraded, `u` unhealthy, one per check.
     #[serde(default)]
+    #[schemars(length(max = 1024), regex(pattern = "^[hdu]*$"))]
     pub pattern: Option<String>,
     /// Simulated latency of each check, in milliseconds.
     #[serde(default)]
+    #[schemars(range(max = MAX_LATENCY_MS))]
     pub latency_ms: u64,
     /// For `rate_limited`: the Retry-After to report.
     #[serde(default = "default_retry_after_seconds")]

@@ -31,6 +31,9 @@ pub struct AppState {
     pub webhooks: WebhookSettings,
     /// Longest life of one event stream.
     pub stream_max: Duration,
+    /// Longest a `?verify=true` connection test may take: `[health] timeout_seconds`, the
+    /// limit of every health check, as the test is one.
+    pub verify_timeout: Duration,
     /// In a cluster: what this replica owns, and how to reach the others.
     pub cluster: Option<crate::api::cluster::ClusterState>,
     /// Turns `true` when the daemon shuts down: event streams end at once instead of holding

@@ -1,14 +1,10 @@
 //! The connection test before a save (`?verify=true`): the configuration is tried against the
 //! provider, and the save is refused when the provider cannot be reached with it.
 
-use std::time::Duration;
-
 use connectors::{Health, HealthReport, IntegrationSpec, Reason};
+use tracing::Instrument;
 
 use crate::AppState;
-
-/// Longest a `?verify=true` connection test may take.
-pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Why a configuration was not saved.
 #[derive(Debug, thiserror::Error)]
@@ -50,9 +46,24 @@ impl AppState {
             auth_ref: auth_ref_uri.and_then(|u| u.parse().ok()),
         };
         let connector = factory.build(&spec, &self.env)?;
-        let report = tokio::time::timeout(VERIFY_TIMEOUT, connector.test_connection())
-            .await
-            .unwrap_or_else(|_| HealthReport::unhealthy(Reason::Timeout, "no answer in time"));
+        // In a task of its own, as the health engine runs checks: a connector that panics
+        // fails the test instead of the request. The task carries the request's span, so the
+        // provider call stays in the caller's trace.
+        let test = tokio::spawn(
+            async move { connector.test_connection().await }.instrument(tracing::Span::current()),
+        );
+        let abort = test.abort_handle();
+        let report = match tokio::time::timeout(self.verify_timeout, test).await {
+            Ok(Ok(report)) => report,
+            Ok(Err(_)) => HealthReport::unhealthy(
+                Reason::ConnectorFailed,
+                "the connector failed while testing the connection",
+            ),
+            Err(_) => {
+                abort.abort();
+                HealthReport::unhealthy(Reason::Timeout, "no answer in time")
+            }
+        };
         if report.health == Health::Unhealthy {
             return Err(VerifyError::Unreachable {
                 reason: report.reason.map_or("unknown", Reason::as_str),

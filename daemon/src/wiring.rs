@@ -395,6 +395,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         events: hub,
         webhooks: config.events.webhooks.clone(),
         stream_max: Duration::from_secs(config.events.stream_max_seconds.max(1)),
+        verify_timeout: Duration::from_secs(config.health.timeout_seconds),
         cluster: cluster.map(|view| api::cluster::ClusterState {
             view,
             lease_ttl: config.cluster.lease_ttl(),

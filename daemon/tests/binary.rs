@@ -282,7 +282,7 @@ mod leak {
             "/integrations?verify=true",
             Some(serde_json::json!({"type": "oci_registry", "name": "good",
                 "config": {"baseUrl": format!("http://{registry}"), "username": USER},
-                "authRefUri": "authref://env/LEAK_TEST_SECRET"})),
+                "authRef": "authref://env/LEAK_TEST_SECRET"})),
         )
         .await;
         let good_id = good["id"]
@@ -294,7 +294,7 @@ mod leak {
             "/integrations",
             Some(serde_json::json!({"type": "oci_registry", "name": "bad",
                 "config": {"baseUrl": format!("http://{registry}"), "username": USER},
-                "authRefUri": "authref://env/LEAK_TEST_WRONG"})),
+                "authRef": "authref://env/LEAK_TEST_WRONG"})),
         )
         .await;
         let bad_id = bad["id"].as_str().unwrap().to_owned();

@@ -580,7 +580,7 @@ secrets_dir = "{}"
         .post(r2.url("/api/v1/webhook-subscriptions"))
         .bearer_auth(KEY)
         .json(&json!({"name": "receiver", "targetUrl": format!("http://127.0.0.1:{receiver_port}/hook"),
-            "secretAuthRefUri": "authref://file/tenants/acme/hook"}))
+            "secretAuthRef": "authref://file/tenants/acme/hook"}))
         .send()
         .await
         .unwrap();

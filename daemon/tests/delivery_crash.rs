@@ -200,7 +200,7 @@ async fn sigkill_mid_delivery_loses_no_event() {
         reqwest::Method::POST,
         "/alert-subscriptions",
         serde_json::json!({"name": "slow", "targetUrl": format!("http://{consumer_addr}/hook"),
-            "secretAuthRefUri": "authref://file/tenants/t/hook"}),
+            "secretAuthRef": "authref://file/tenants/t/hook"}),
     )
     .await;
     let subscription = subscription["id"].as_str().unwrap().to_owned();

@@ -107,7 +107,7 @@ async fn references_outside_a_moved_namespace_are_kept_and_listed_once() {
         .post(format!("{}/integrations", first.api))
         .bearer_auth(KEY)
         .json(&serde_json::json!({"type": "inmemory", "name": "old",
-            "authRefUri": "authref://file/tenants/t/token"}))
+            "authRef": "authref://file/tenants/t/token"}))
         .send()
         .await
         .unwrap()
@@ -162,7 +162,7 @@ async fn references_outside_a_moved_namespace_are_kept_and_listed_once() {
         .json()
         .await
         .unwrap();
-    assert_eq!(kept["authRefUri"], "authref://file/tenants/t/token");
+    assert_eq!(kept["authRef"], "authref://file/tenants/t/token");
     second.stop();
 }
 

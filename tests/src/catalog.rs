@@ -11,7 +11,7 @@ async fn crud_round_trip() {
         "type": "gitlab",
         "name": "gitlab-main",
         "config": {"baseUrl": "https://gitlab.example.com"},
-        "authRefUri": "authref://vault/secret/tenants/tenant-a/ci/gitlab#token",
+        "authRef": "authref://vault/secret/tenants/tenant-a/ci/gitlab#token",
     });
     let created = ctx.post("/api/v1/integrations", WRITER_A, &body).await;
     let integration = created.ok(201).clone();
@@ -24,7 +24,7 @@ async fn crud_round_trip() {
     assert_eq!(integration["status"], "unknown");
     assert_eq!(integration["tenantId"], "tenant-a");
     assert_eq!(
-        integration["authRefUri"],
+        integration["authRef"],
         "authref://vault/secret/tenants/tenant-a/ci/gitlab#token"
     );
 
@@ -46,7 +46,7 @@ async fn crud_round_trip() {
         .await;
     assert_eq!(updated.ok(200)["name"], "gitlab-renamed");
     assert_eq!(updated.body["version"], 2);
-    assert_eq!(updated.body["authRefUri"], serde_json::Value::Null);
+    assert_eq!(updated.body["authRef"], serde_json::Value::Null);
     assert_eq!(updated.header("etag"), Some("\"2\""));
 
     let listed = ctx.get("/api/v1/integrations", READER_A).await;
@@ -246,5 +246,51 @@ async fn probes_answer() {
     let docs = ctx.client.get(ctx.url("/docs/")).send().await.unwrap();
     assert_eq!(docs.status(), 200);
     assert!(docs.text().await.unwrap().contains("swagger"));
+    ctx.cleanup().await;
+}
+
+/// `authRefUri` and `secretAuthRefUri`, the references' former names, are still accepted as
+/// input for one release; answers use the current names only.
+#[tokio::test]
+async fn the_former_reference_names_are_still_accepted() {
+    let ctx = TestContext::start().await;
+    let reference = "authref://vault/secret/tenants/tenant-a/ci/gitlab#token";
+    let body = json!({"type": "inmemory", "name": "old-name", "authRefUri": reference});
+    let created = ctx.post("/api/v1/integrations", WRITER_A, &body).await;
+    let integration = created.ok(201).clone();
+    assert_eq!(integration["authRef"], reference);
+    assert!(integration.get("authRefUri").is_none(), "{integration}");
+
+    let id = integration["id"].as_str().unwrap().to_owned();
+    let other = "authref://vault/secret/tenants/tenant-a/ci/other#token";
+    let both = json!({"type": "inmemory", "name": "old-name", "authRef": other,
+                      "authRefUri": reference});
+    let refused = ctx
+        .put(&format!("/api/v1/integrations/{id}"), WRITER_A, &both, &[])
+        .await;
+    assert_eq!(refused.problem(422)["errors"][0]["field"], "authRef");
+    let same = json!({"type": "inmemory", "name": "old-name", "authRef": reference,
+                      "authRefUri": reference});
+    ctx.put(&format!("/api/v1/integrations/{id}"), WRITER_A, &same, &[])
+        .await
+        .ok(200);
+
+    let secret = "authref://vault/secret/tenants/tenant-a/hooks#pager";
+    let subscription = json!({"name": "old-secret", "targetUrl": "https://192.0.2.10/in",
+                              "secretAuthRefUri": secret});
+    let ctx_allowing = TestContext::start_with(|c| {
+        c.connectors.outbound.allow_private_networks = vec!["192.0.2.0/24".into()];
+    })
+    .await;
+    let created = ctx_allowing
+        .post("/api/v1/webhook-subscriptions", WRITER_A, &subscription)
+        .await;
+    assert_eq!(created.ok(201)["secretAuthRef"], secret);
+    let missing = json!({"name": "no-secret", "targetUrl": "https://192.0.2.10/in"});
+    let refused = ctx_allowing
+        .post("/api/v1/webhook-subscriptions", WRITER_A, &missing)
+        .await;
+    assert_eq!(refused.problem(422)["errors"][0]["field"], "secretAuthRef");
+    ctx_allowing.cleanup().await;
     ctx.cleanup().await;
 }

@@ -107,6 +107,30 @@ async fn verify_tests_the_configuration_before_saving() {
 }
 
 #[tokio::test]
+async fn verify_refuses_a_connector_that_panics_or_hangs_and_answers() {
+    let ctx = TestContext::start_with(|c| c.health.timeout_seconds = 1).await;
+    for (name, behaviour, reason) in [("p", "panic", "connector_failed"), ("h", "hang", "timeout")]
+    {
+        let body = json!({"type": "inmemory", "name": name, "config": {"behaviour": behaviour}});
+        let started = std::time::Instant::now();
+        let refused = ctx
+            .post("/api/v1/integrations?verify=true", WRITER_A, &body)
+            .await;
+        let problem = refused.problem(422);
+        assert_eq!(problem["code"], "verification_failed", "{behaviour}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains(reason),
+            "{behaviour}: {problem}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{behaviour}: the test outlived [health] timeout_seconds"
+        );
+    }
+    ctx.cleanup().await;
+}
+
+#[tokio::test]
 async fn the_oci_connector_checks_and_lists_a_loopback_registry() {
     let addr = registry().await;
     let ctx = TestContext::start_with(|c| {
@@ -246,7 +270,7 @@ async fn an_ecr_integration_is_healthy_and_lists_repositories_on_moto() {
         "type": "ecr",
         "name": "ecr-moto",
         "config": {"region": "us-east-1", "endpointUrl": url},
-        "authRefUri": format!("authref://file/tenants/{TENANT_A}/aws"),
+        "authRef": format!("authref://file/tenants/{TENANT_A}/aws"),
     });
     let created = ctx
         .post("/api/v1/integrations?verify=true", WRITER_A, &body)

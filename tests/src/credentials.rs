@@ -263,7 +263,7 @@ async fn another_tenants_or_the_daemons_secrets_are_refused_on_every_write() {
             "/api/v1/integrations",
             WRITER_B,
             &json!({"type": "gitlab", "name": "b-own", "config": target,
-                    "authRefUri": "authref://file/tenants/tenant-b/gitlab"}),
+                    "authRef": "authref://file/tenants/tenant-b/gitlab"}),
         )
         .await
         .ok(201)
@@ -277,11 +277,11 @@ async fn another_tenants_or_the_daemons_secrets_are_refused_on_every_write() {
                     path,
                     WRITER_B,
                     &json!({"type": "gitlab", "name": format!("steal-{i}"), "config": target,
-                            "authRefUri": reference}),
+                            "authRef": reference}),
                 )
                 .await;
             let problem = answer.problem(422);
-            assert_eq!(problem["errors"][0]["field"], "authRefUri", "{reference}");
+            assert_eq!(problem["errors"][0]["field"], "authRef", "{reference}");
             assert!(
                 problem["detail"]
                     .as_str()
@@ -293,7 +293,7 @@ async fn another_tenants_or_the_daemons_secrets_are_refused_on_every_write() {
         ctx.put(
             &format!("/api/v1/integrations/{own_id}?verify=true"),
             WRITER_B,
-            &json!({"name": "b-own", "config": target, "authRefUri": reference}),
+            &json!({"name": "b-own", "config": target, "authRef": reference}),
             &[],
         )
         .await
@@ -302,7 +302,7 @@ async fn another_tenants_or_the_daemons_secrets_are_refused_on_every_write() {
             &format!("/api/v1/integrations/{own_id}/webhooks"),
             WRITER_B,
             &json!({"target": "o/r", "url": "https://ci.example.com/hook",
-                    "secretAuthRefUri": reference}),
+                    "secretAuthRef": reference}),
         )
         .await
         .problem(422);
@@ -310,7 +310,7 @@ async fn another_tenants_or_the_daemons_secrets_are_refused_on_every_write() {
             "/api/v1/webhook-subscriptions",
             WRITER_B,
             &json!({"name": format!("steal-{i}"), "targetUrl": "https://93.184.215.14/hook",
-                    "secretAuthRefUri": reference}),
+                    "secretAuthRef": reference}),
         )
         .await
         .problem(422);
@@ -321,7 +321,7 @@ async fn another_tenants_or_the_daemons_secrets_are_refused_on_every_write() {
             "/api/v1/integrations",
             WRITER_B,
             &json!({"type": "gitlab", "name": "x", "config": target,
-                    "authRefUri": "authref://file/tenants/tenant-a/gitlab"}),
+                    "authRef": "authref://file/tenants/tenant-a/gitlab"}),
         )
         .await;
     let detail = refused.problem(422)["detail"].as_str().unwrap().to_owned();
@@ -352,7 +352,7 @@ async fn another_tenants_or_the_daemons_secrets_are_refused_on_every_write() {
         "/api/v1/integrations",
         WRITER_A,
         &json!({"type": "gitlab", "name": "a-own", "config": target,
-                "authRefUri": "authref://file/tenants/tenant-a/gitlab"}),
+                "authRef": "authref://file/tenants/tenant-a/gitlab"}),
     )
     .await
     .ok(201);
@@ -379,7 +379,7 @@ async fn a_link_out_of_the_tenants_folder_and_a_bound_secret_send_nothing() {
             "/api/v1/integrations",
             WRITER_B,
             &json!({"type": "gitlab", "name": "linked", "config": target,
-                    "authRefUri": "authref://file/tenants/tenant-b/link-to-a"}),
+                    "authRef": "authref://file/tenants/tenant-b/link-to-a"}),
         )
         .await
         .ok(201)["id"]
@@ -392,7 +392,7 @@ async fn a_link_out_of_the_tenants_folder_and_a_bound_secret_send_nothing() {
             "/api/v1/integrations",
             WRITER_A,
             &json!({"type": "gitlab", "name": "bound", "config": target,
-                    "authRefUri": "authref://file/tenants/tenant-a/bound"}),
+                    "authRef": "authref://file/tenants/tenant-a/bound"}),
         )
         .await
         .ok(201)["id"]
@@ -432,7 +432,7 @@ async fn a_link_out_of_the_tenants_folder_and_a_bound_secret_send_nothing() {
         &format!("/api/v1/integrations/{bound}"),
         WRITER_A,
         &json!({"name": "bound", "config": {"baseUrl": "https://gitlab.example.com"},
-                "authRefUri": "authref://file/tenants/tenant-a/bound"}),
+                "authRef": "authref://file/tenants/tenant-a/bound"}),
         &[],
     )
     .await
@@ -472,7 +472,7 @@ async fn rows_from_before_the_upgrade_keep_their_data_and_send_nothing() {
                 "/api/v1/integrations",
                 WRITER_B,
                 &json!({"type": "gitlab", "name": format!("old-{i}"), "config": target,
-                        "authRefUri": "authref://file/tenants/tenant-b/gitlab"}),
+                        "authRef": "authref://file/tenants/tenant-b/gitlab"}),
             )
             .await
             .ok(201)
@@ -484,7 +484,7 @@ async fn rows_from_before_the_upgrade_keep_their_data_and_send_nothing() {
             "/api/v1/webhook-subscriptions",
             WRITER_B,
             &json!({"name": "old", "targetUrl": format!("{}/hook", receiver.url()),
-                    "secretAuthRefUri": "authref://file/tenants/tenant-b/gitlab"}),
+                    "secretAuthRef": "authref://file/tenants/tenant-b/gitlab"}),
         )
         .await
         .ok(201)["id"]
@@ -561,7 +561,7 @@ async fn rows_from_before_the_upgrade_keep_their_data_and_send_nothing() {
             .await
             .ok(200)
             .clone();
-        assert_eq!(got["authRefUri"], *reference);
+        assert_eq!(got["authRef"], *reference);
         // Right after start-up a monitor may not be running yet (503, retry later).
         let mut checked = Value::Null;
         wait_until("the monitor answers an on-demand check", async || {

@@ -195,7 +195,7 @@ pub(crate) async fn registry(ctx: &TestContext, key: &str, name: &str, base_url:
 
 async fn subscribe(ctx: &TestContext, key: &str, tenant: &str, url: &str, extra: Value) {
     let mut body = json!({"name": "receiver", "targetUrl": url,
-        "secretAuthRefUri": format!("authref://file/tenants/{tenant}/hook")});
+        "secretAuthRef": format!("authref://file/tenants/{tenant}/hook")});
     if let (Value::Object(body), Value::Object(extra)) = (&mut body, extra) {
         body.extend(extra);
     }

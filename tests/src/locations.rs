@@ -61,7 +61,7 @@ async fn locations_are_absolute_under_the_public_url_and_readable() {
     assert_eq!(read.body["integrationId"], integration.as_str());
 
     let subscription = json!({"name": "pager", "targetUrl": "https://93.184.215.14/hook",
-        "secretAuthRefUri": "authref://vault/secret/tenants/tenant-a/hooks#pager"});
+        "secretAuthRef": "authref://vault/secret/tenants/tenant-a/hooks#pager"});
     let created = ctx
         .post("/api/v1/webhook-subscriptions", WRITER_A, &subscription)
         .await;

@@ -166,7 +166,7 @@ async fn integrations_honour_if_match() {
 async fn webhook_subscriptions_honour_if_match() {
     let ctx = TestContext::start().await;
     let subscription = json!({"name": "pager", "targetUrl": "https://93.184.215.14/hook",
-        "secretAuthRefUri": "authref://vault/secret/tenants/tenant-a/hooks#pager"});
+        "secretAuthRef": "authref://vault/secret/tenants/tenant-a/hooks#pager"});
     let created = ctx
         .post("/api/v1/webhook-subscriptions", WRITER_A, &subscription)
         .await;
@@ -175,7 +175,7 @@ async fn webhook_subscriptions_honour_if_match() {
         created.ok(201)["id"].as_str().unwrap()
     );
     let change = json!({"name": "pager-2", "targetUrl": "https://93.184.215.14/hook",
-        "enabled": false, "secretAuthRefUri": "authref://vault/secret/tenants/tenant-a/hooks#pager"});
+        "enabled": false, "secretAuthRef": "authref://vault/secret/tenants/tenant-a/hooks#pager"});
     if_match_is_never_ignored(&ctx, &path, &change).await;
     ctx.cleanup().await;
 }

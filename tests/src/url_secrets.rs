@@ -178,10 +178,10 @@ async fn integration_updates_with_secrets_in_urls_are_refused() {
             .invalid("config.baseUrl", url);
     }
     let body = json!({"name": "g", "config": {"baseUrl": "https://gitlab.example.com"},
-        "authRefUri": "authref://user:SECRETVALUE@vault/x#k"});
+        "authRef": "authref://user:SECRETVALUE@vault/x#k"});
     raw(&ctx, Method::PUT, &path, &body)
         .await
-        .invalid("authRefUri", "authRefUri");
+        .invalid("authRef", "authRef");
     // Unchanged.
     let read = ctx.get(&path, READER_A).await;
     assert_eq!(
@@ -202,18 +202,18 @@ async fn auth_refs_carrying_credentials_are_refused_without_echo() {
         "SECRETVALUE",
     ] {
         let body = json!({"type": "gitlab", "name": "g",
-            "config": {"baseUrl": "https://gitlab.example.com"}, "authRefUri": reference});
+            "config": {"baseUrl": "https://gitlab.example.com"}, "authRef": reference});
         raw(&ctx, Method::POST, "/api/v1/integrations", &body)
             .await
-            .invalid("authRefUri", reference);
-        let body = json!({"name": "s", "targetUrl": PUBLIC_TARGET, "secretAuthRefUri": reference});
+            .invalid("authRef", reference);
+        let body = json!({"name": "s", "targetUrl": PUBLIC_TARGET, "secretAuthRef": reference});
         raw(&ctx, Method::POST, "/api/v1/webhook-subscriptions", &body)
             .await
-            .invalid("secretAuthRefUri", reference);
+            .invalid("secretAuthRef", reference);
     }
     let id = gitlab(&ctx, "g").await;
     let body = json!({"target": "a/b", "url": "https://hooks.example.com/in",
-        "secretAuthRefUri": "authref://user:SECRETVALUE@vault/x#k"});
+        "secretAuthRef": "authref://user:SECRETVALUE@vault/x#k"});
     raw(
         &ctx,
         Method::POST,
@@ -221,7 +221,7 @@ async fn auth_refs_carrying_credentials_are_refused_without_echo() {
         &body,
     )
     .await
-    .invalid("secretAuthRefUri", "secretAuthRefUri");
+    .invalid("secretAuthRef", "secretAuthRef");
     ctx.cleanup().await;
 }
 
@@ -229,19 +229,19 @@ async fn auth_refs_carrying_credentials_are_refused_without_echo() {
 async fn webhook_subscription_targets_with_secrets_are_refused() {
     let ctx = start().await;
     for url in SECRET_URLS {
-        let body = json!({"name": "s", "targetUrl": url, "secretAuthRefUri": SECRET_REF});
+        let body = json!({"name": "s", "targetUrl": url, "secretAuthRef": SECRET_REF});
         raw(&ctx, Method::POST, "/api/v1/webhook-subscriptions", &body)
             .await
             .invalid("targetUrl", url);
     }
-    let body = json!({"name": "s", "targetUrl": PUBLIC_TARGET, "secretAuthRefUri": SECRET_REF});
+    let body = json!({"name": "s", "targetUrl": PUBLIC_TARGET, "secretAuthRef": SECRET_REF});
     let created = ctx
         .post("/api/v1/webhook-subscriptions", WRITER_A, &body)
         .await;
     let id = created.ok(201)["id"].as_str().unwrap().to_owned();
     let path = format!("/api/v1/webhook-subscriptions/{id}");
     for url in SECRET_URLS {
-        let body = json!({"name": "s", "targetUrl": url, "secretAuthRefUri": SECRET_REF});
+        let body = json!({"name": "s", "targetUrl": url, "secretAuthRef": SECRET_REF});
         raw(&ctx, Method::PUT, &path, &body)
             .await
             .invalid("targetUrl", url);
@@ -279,7 +279,7 @@ async fn harmless_queries_are_still_accepted() {
     ctx.put(&path, WRITER_A, &body, &[]).await.ok(200);
 
     let target = format!("{PUBLIC_TARGET}?per_page=100");
-    let body = json!({"name": "s", "targetUrl": target, "secretAuthRefUri": SECRET_REF});
+    let body = json!({"name": "s", "targetUrl": target, "secretAuthRef": SECRET_REF});
     let sub = ctx
         .post("/api/v1/webhook-subscriptions", WRITER_A, &body)
         .await;
@@ -308,11 +308,11 @@ async fn values_of_the_wrong_type_or_unknown_are_not_echoed() {
         (
             "/api/v1/webhook-subscriptions".to_owned(),
             json!({"name": "s", "targetUrl": ["https://u:SECRETVALUE@h.example.com/"],
-                "secretAuthRefUri": SECRET_REF}),
+                "secretAuthRef": SECRET_REF}),
         ),
         (
             "/api/v1/webhook-subscriptions".to_owned(),
-            json!({"name": "s", "targetUrl": PUBLIC_TARGET, "secretAuthRefUri": {"v": SECRET}}),
+            json!({"name": "s", "targetUrl": PUBLIC_TARGET, "secretAuthRef": {"v": SECRET}}),
         ),
         (
             format!("/api/v1/integrations/{id}/maintenance-windows"),
@@ -344,7 +344,7 @@ async fn values_of_the_wrong_type_or_unknown_are_not_echoed() {
         .await
         .invalid("config", "behaviour");
     // Unknown event types are named by position, not repeated.
-    let body = json!({"name": "s", "targetUrl": PUBLIC_TARGET, "secretAuthRefUri": SECRET_REF,
+    let body = json!({"name": "s", "targetUrl": PUBLIC_TARGET, "secretAuthRef": SECRET_REF,
         "eventTypes": [SECRET]});
     raw(&ctx, Method::POST, "/api/v1/webhook-subscriptions", &body)
         .await

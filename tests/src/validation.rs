@@ -32,16 +32,16 @@ async fn invalid_fields_are_422_naming_the_field() {
             "config",
         ),
         (
-            json!({"type": "inmemory", "name": "a", "authRefUri": "https://vault/x"}),
-            "authRefUri",
+            json!({"type": "inmemory", "name": "a", "authRef": "https://vault/x"}),
+            "authRef",
         ),
         (
-            json!({"type": "inmemory", "name": "a", "authRefUri": "authref://s3/x"}),
-            "authRefUri",
+            json!({"type": "inmemory", "name": "a", "authRef": "authref://s3/x"}),
+            "authRef",
         ),
         (
-            json!({"type": "inmemory", "name": "a", "authRefUri": "authref://vault/"}),
-            "authRefUri",
+            json!({"type": "inmemory", "name": "a", "authRef": "authref://vault/"}),
+            "authRef",
         ),
         (
             json!({"type": "gitlab", "name": "a", "config": {"baseUrl": "ftp://g"}}),
@@ -77,12 +77,7 @@ async fn invalid_fields_are_422_naming_the_field() {
     }
     // The raw-secret problem tells the caller what to do instead.
     let secret = create_answer(&ctx, &json!({"type": "gitlab", "name": "a", "config": {"baseUrl": "https://g", "token": "glpat-123"}})).await;
-    assert!(
-        secret.body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("authRefUri")
-    );
+    assert!(secret.body["detail"].as_str().unwrap().contains("authRef"));
     assert!(
         !secret.body.to_string().contains("glpat-123"),
         "the secret was echoed"
@@ -243,7 +238,7 @@ async fn nul_characters_are_422_never_5xx() {
     };
     let subscription = |name: &str, event_type: &str| {
         json!({"name": name, "targetUrl": "https://93.184.215.14/hook",
-            "eventTypes": [event_type], "secretAuthRefUri": "authref://vault/secret/tenants/tenant-a/hooks#pager"})
+            "eventTypes": [event_type], "secretAuthRef": "authref://vault/secret/tenants/tenant-a/hooks#pager"})
     };
     let bodies: Vec<(Method, String, Value)> = vec![
         (

@@ -170,7 +170,7 @@ async fn pause(ctx: &TestContext, key: &str, id: &str) {
 async fn subscribe(ctx: &TestContext, key: &str, url: &str, secret: &str) -> String {
     let tenant = if key == WRITER_B { TENANT_B } else { TENANT_A };
     let body = json!({"name": "receiver", "targetUrl": url,
-        "secretAuthRefUri": format!("authref://file/tenants/{tenant}/{secret}")});
+        "secretAuthRef": format!("authref://file/tenants/{tenant}/{secret}")});
     ctx.post("/api/v1/webhook-subscriptions", key, &body)
         .await
         .ok(201)["id"]
@@ -247,7 +247,7 @@ async fn subscriptions_are_managed_audited_and_per_tenant() {
     let ctx = TestContext::start_with(|c| c.health.enabled = false).await;
     let body = json!({"name": "pager", "targetUrl": PUBLIC_TARGET,
         "eventTypes": ["dev.stellaops.integration.health.*"],
-        "secretAuthRefUri": "authref://vault/secret/tenants/tenant-a/hooks#pager"});
+        "secretAuthRef": "authref://vault/secret/tenants/tenant-a/hooks#pager"});
     let created = ctx
         .post("/api/v1/webhook-subscriptions", WRITER_A, &body)
         .await;
@@ -259,7 +259,7 @@ async fn subscriptions_are_managed_audited_and_per_tenant() {
     assert_eq!(sub["enabled"], true);
     assert_eq!(sub["integrationIds"], json!([]));
     assert_eq!(
-        sub["secretAuthRefUri"],
+        sub["secretAuthRef"],
         "authref://vault/secret/tenants/tenant-a/hooks#pager"
     );
 
@@ -273,7 +273,7 @@ async fn subscriptions_are_managed_audited_and_per_tenant() {
 
     for n in 0..2 {
         let more = json!({"name": format!("more-{n}"), "targetUrl": PUBLIC_TARGET,
-            "secretAuthRefUri": "authref://vault/secret/tenants/tenant-a/hook"});
+            "secretAuthRef": "authref://vault/secret/tenants/tenant-a/hook"});
         ctx.post("/api/v1/webhook-subscriptions", WRITER_A, &more)
             .await
             .ok(201);
@@ -298,7 +298,7 @@ async fn subscriptions_are_managed_audited_and_per_tenant() {
     assert_eq!(second["nextCursor"], Value::Null);
 
     let change = json!({"name": "pager-2", "targetUrl": PUBLIC_TARGET, "enabled": false,
-        "secretAuthRefUri": "authref://vault/secret/tenants/tenant-a/hooks#pager"});
+        "secretAuthRef": "authref://vault/secret/tenants/tenant-a/hooks#pager"});
     ctx.put(&path, WRITER_A, &change, &[("If-Match", "\"5\"")])
         .await
         .problem(412);
@@ -367,7 +367,7 @@ async fn the_deprecated_alert_subscriptions_path_still_works_under_its_old_names
     let id = sub["id"].as_str().unwrap();
     let path = format!("{OLD}/{id}");
     assert_eq!(sub["secretRef"], secret);
-    assert!(sub.get("secretAuthRefUri").is_none(), "{sub}");
+    assert!(sub.get("secretAuthRef").is_none(), "{sub}");
     assert_eq!(created.header("location"), Some(path.as_str()));
     assert_eq!(created.header("deprecation"), Some("@1796515200"));
     assert_eq!(
@@ -379,7 +379,7 @@ async fn the_deprecated_alert_subscriptions_path_still_works_under_its_old_names
     let new = ctx
         .get(&format!("/api/v1/webhook-subscriptions/{id}"), READER_A)
         .await;
-    assert_eq!(new.ok(200)["secretAuthRefUri"], secret);
+    assert_eq!(new.ok(200)["secretAuthRef"], secret);
     assert!(new.header("deprecation").is_none());
     let listed = ctx.get(&format!("{OLD}?limit=1"), READER_A).await;
     assert_eq!(listed.ok(200)["items"][0]["secretRef"], secret);
@@ -393,10 +393,7 @@ async fn the_deprecated_alert_subscriptions_path_still_works_under_its_old_names
     // Errors are the operations' own, naming the field as the current API does.
     let bad = json!({"name": "x", "targetUrl": PUBLIC_TARGET, "secretRef": "whsec_plain"});
     let refused = ctx.post(OLD, WRITER_A, &bad).await;
-    assert_eq!(
-        refused.problem(422)["errors"][0]["field"],
-        "secretAuthRefUri"
-    );
+    assert_eq!(refused.problem(422)["errors"][0]["field"], "secretAuthRef");
     // Another tenant finds nothing under the old name either.
     ctx.get(&path, WRITER_B).await.problem(404);
     assert_eq!(ctx.delete(&path, WRITER_A, &[]).await.status, 204);
@@ -410,7 +407,7 @@ async fn bad_subscriptions_are_4xx_naming_the_field() {
     let integration = ctx.create(WRITER_A, "real", "inmemory").await;
     let ok = |patch: Value| {
         let mut body = json!({"name": "n", "targetUrl": PUBLIC_TARGET,
-            "secretAuthRefUri": "authref://vault/secret/tenants/tenant-a/hook"});
+            "secretAuthRef": "authref://vault/secret/tenants/tenant-a/hook"});
         for (k, v) in patch.as_object().unwrap() {
             body[k] = v.clone();
         }
@@ -462,12 +459,12 @@ async fn bad_subscriptions_are_4xx_naming_the_field() {
             "integrationIds[1]",
         ),
         (
-            ok(json!({"secretAuthRefUri": "whsec_plaintext-secret"})),
-            "secretAuthRefUri",
+            ok(json!({"secretAuthRef": "whsec_plaintext-secret"})),
+            "secretAuthRef",
         ),
         (
-            ok(json!({"secretAuthRefUri": "authref://s3/bucket"})),
-            "secretAuthRefUri",
+            ok(json!({"secretAuthRef": "authref://s3/bucket"})),
+            "secretAuthRef",
         ),
     ];
     for (body, field) in cases {
@@ -765,7 +762,7 @@ async fn a_batched_subscription_gets_signed_batches_in_order_per_integration() {
         ),
     ] {
         let body = json!({"name": "batched", "targetUrl": receiver.url("/batch"),
-            "secretAuthRefUri": format!("authref://file/tenants/{TENANT_A}/hook-a"),
+            "secretAuthRef": format!("authref://file/tenants/{TENANT_A}/hook-a"),
             "batch": batch});
         let problem = ctx
             .post("/api/v1/webhook-subscriptions", WRITER_A, &body)
@@ -776,7 +773,7 @@ async fn a_batched_subscription_gets_signed_batches_in_order_per_integration() {
     }
     // Five events per POST: the delay is long enough that only full batches go.
     let body = json!({"name": "batched", "targetUrl": receiver.url("/batch"),
-        "secretAuthRefUri": format!("authref://file/tenants/{TENANT_A}/hook-a"),
+        "secretAuthRef": format!("authref://file/tenants/{TENANT_A}/hook-a"),
         "batch": {"maxEvents": 5, "maxDelayMs": 60000}});
     let created = ctx
         .post("/api/v1/webhook-subscriptions", WRITER_A, &body)

@@ -12,6 +12,40 @@ use uuid::Uuid;
 use super::{MAX_PAGE_SIZE, Page, TenantStore};
 use crate::error::CatalogError;
 
+/// The actions an audit record names, as stored and listed.
+pub mod action {
+    pub const INTEGRATION_CREATE: &str = "integration.create";
+    pub const INTEGRATION_UPDATE: &str = "integration.update";
+    pub const INTEGRATION_MONITORING: &str = "integration.monitoring";
+    pub const INTEGRATION_DELETE: &str = "integration.delete";
+    pub const INTEGRATION_TARGET_HOST: &str = "integration.target_host_changed";
+    pub const MAINTENANCE_CREATE: &str = "maintenance.create";
+    pub const MAINTENANCE_DELETE: &str = "maintenance.delete";
+    pub const SUBSCRIPTION_CREATE: &str = "webhook_subscription.create";
+    pub const SUBSCRIPTION_UPDATE: &str = "webhook_subscription.update";
+    pub const SUBSCRIPTION_DELETE: &str = "webhook_subscription.delete";
+    pub const DELIVERY_RETRY: &str = "webhook_subscription.delivery_retry";
+    pub const API_KEY_CREATE: &str = "api_key.create";
+    pub const API_KEY_DELETE: &str = "api_key.delete";
+
+    /// Every action, in the order the API documents them.
+    pub const ALL: [&str; 13] = [
+        INTEGRATION_CREATE,
+        INTEGRATION_UPDATE,
+        INTEGRATION_MONITORING,
+        INTEGRATION_DELETE,
+        INTEGRATION_TARGET_HOST,
+        MAINTENANCE_CREATE,
+        MAINTENANCE_DELETE,
+        SUBSCRIPTION_CREATE,
+        SUBSCRIPTION_UPDATE,
+        SUBSCRIPTION_DELETE,
+        DELIVERY_RETRY,
+        API_KEY_CREATE,
+        API_KEY_DELETE,
+    ];
+}
+
 /// One audit record.
 pub type AuditEntry = entity::audit_log::Model;
 

@@ -57,7 +57,7 @@ pub struct IntegrationQuery {
 }
 
 /// The audit action recorded when the hosts an integration's configuration points at change.
-pub const ACTION_TARGET_HOST: &str = "integration.target_host_changed";
+pub const ACTION_TARGET_HOST: &str = super::audit::action::INTEGRATION_TARGET_HOST;
 
 /// The hosts (`host` or `host:port`) of every absolute URL in an integration's configuration:
 /// where its credentials go.
@@ -185,7 +185,7 @@ impl TenantStore {
             &txn,
             self,
             actor,
-            "integration.create",
+            super::audit::action::INTEGRATION_CREATE,
             Some(created.id),
             details,
         )
@@ -210,7 +210,7 @@ impl TenantStore {
             actor,
             id,
             changes.expected_version,
-            "integration.update",
+            super::audit::action::INTEGRATION_UPDATE,
             |m| {
                 m.name = changes.name;
                 m.config_json = Value::Object(changes.config);
@@ -235,7 +235,7 @@ impl TenantStore {
             actor,
             id,
             changes.expected_version,
-            "integration.monitoring",
+            super::audit::action::INTEGRATION_MONITORING,
             |m| {
                 if let Some(paused) = changes.paused {
                     m.monitoring_paused = paused;
@@ -258,9 +258,15 @@ impl TenantStore {
         id: Uuid,
         expected_version: Option<i64>,
     ) -> Result<Model, CatalogError> {
-        self.change(actor, id, expected_version, "integration.delete", |m| {
-            m.deleted_at = Some(Utc::now());
-        })
+        self.change(
+            actor,
+            id,
+            expected_version,
+            super::audit::action::INTEGRATION_DELETE,
+            |m| {
+                m.deleted_at = Some(Utc::now());
+            },
+        )
         .await
     }
 

@@ -221,7 +221,7 @@ impl TenantStore {
             &txn,
             self,
             actor,
-            "api_key.create",
+            super::audit::action::API_KEY_CREATE,
             None,
             json!({ "after": details(&created) }),
         )
@@ -258,7 +258,7 @@ impl TenantStore {
             &txn,
             self,
             actor,
-            "api_key.delete",
+            super::audit::action::API_KEY_DELETE,
             None,
             json!({ "before": details(&found) }),
         )

@@ -80,7 +80,7 @@ impl TenantStore {
             &txn,
             self,
             actor,
-            "maintenance.create",
+            super::audit::action::MAINTENANCE_CREATE,
             Some(integration_id),
             json!({ "after": details(&created) }),
         )
@@ -158,7 +158,7 @@ impl TenantStore {
             &txn,
             self,
             actor,
-            "maintenance.delete",
+            super::audit::action::MAINTENANCE_DELETE,
             Some(integration_id),
             json!({ "before": details(&found) }),
         )

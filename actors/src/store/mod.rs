@@ -38,7 +38,7 @@ use sea_orm::{
     SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
 
-pub use audit::{AuditEntry, AuditQuery};
+pub use audit::{AuditEntry, AuditQuery, action as audit_action};
 pub use integrations::{IntegrationChanges, IntegrationQuery, MonitoringChanges, NewIntegration};
 pub use system::SystemStore;
 

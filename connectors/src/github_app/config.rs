@@ -19,6 +19,7 @@ pub struct Config {
     pub installation_id: u64,
     /// The API root; `https://<host>/api/v3` for GitHub Enterprise Server.
     #[serde(default = "default_api_base_url")]
+    #[schemars(regex(pattern = crate::config::HTTP_URL_PATTERN))]
     pub api_base_url: String,
     /// Health turns `degraded` when less than this percentage of the core rate limit is left.
     #[serde(default = "default_quota_warning_percent")]

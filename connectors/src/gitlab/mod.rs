@@ -39,6 +39,7 @@ const MAX_EXPIRY_WARNING_DAYS: u32 = 365;
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Config {
     /// The instance URL, such as `https://gitlab.com`.
+    #[schemars(regex(pattern = crate::config::HTTP_URL_PATTERN))]
     pub base_url: String,
     /// Days before a token's `expires_at` at which health turns `degraded`.
     #[serde(default = "default_expiry_warning_days")]

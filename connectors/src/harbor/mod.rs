@@ -45,9 +45,11 @@ const REPOSITORIES: &str = "repositories";
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Config {
     /// The Harbor URL, such as `https://harbor.example.com`.
+    #[schemars(regex(pattern = crate::config::HTTP_URL_PATTERN))]
     pub base_url: String,
     /// The robot account name (`robot$...`); its secret comes from the AuthRef. Without one
     /// (and without an AuthRef) the connector sees what anonymous users see.
+    #[schemars(length(min = 1, max = 255), regex(pattern = crate::config::BASIC_USER_PATTERN))]
     pub robot_account: Option<String>,
 }
 
@@ -81,7 +83,7 @@ impl Provider for Factory {
             }
             (Some(_), None) => {
                 return Err(Error::Config(ConfigError::invalid(
-                    "authRefUri",
+                    "authRef",
                     "required with a robotAccount (it points at the robot's secret)",
                 )));
             }

@@ -40,8 +40,10 @@ const CATALOG_SCOPE: &str = "registry:catalog:*";
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Config {
     /// The registry URL, such as `https://ghcr.io`.
+    #[schemars(regex(pattern = crate::config::HTTP_URL_PATTERN))]
     pub base_url: String,
     /// The user name for basic or token authentication; the password comes from the AuthRef.
+    #[schemars(length(min = 1, max = 255), regex(pattern = crate::config::BASIC_USER_PATTERN))]
     pub username: Option<String>,
     /// Repositories asked for per `/v2/_catalog` page (`n`); registries may cap it lower.
     #[serde(default = "default_catalog_page_size")]

@@ -17,10 +17,16 @@
 //! - **Schemas** ([`schemas`]): enumerations kept as strings on the wire, the bounds the
 //!   handlers check, examples. The provider types `type` may name are the built-in ones in
 //!   the checked-in document, and those registered now (plugins included) in a hub's.
+//! - **Provider configurations** ([`configs`]): the integration bodies as one variant per
+//!   provider type, each with that provider's `config` schema, converted from JSON Schema
+//!   2020-12.
 //! - **Optional lists.** A repeatable query parameter is never required: absent, it is an
 //!   empty list.
 
+mod configs;
 mod schemas;
+
+use std::collections::BTreeMap;
 
 use std::sync::{Arc, PoisonError};
 
@@ -41,9 +47,9 @@ pub struct Site {
     pub public_url: Option<String>,
     /// `[auth.jwt] issuer`, without a trailing `/`.
     pub issuer: Option<String>,
-    /// The provider types registered now, plugins included; the built-in connectors' when
-    /// `None`.
-    pub provider_types: Option<Vec<String>>,
+    /// The provider types registered now, plugins included, with the JSON Schema of each
+    /// one's `config`; the built-in connectors' when `None`.
+    pub providers: Option<BTreeMap<String, Value>>,
 }
 
 /// The document for `site`, as pretty JSON.
@@ -94,15 +100,18 @@ pub fn complete(mut doc: Value, site: &Site) -> Value {
             by a hub names its own authority; the checked-in copy names an example one.",
     });
     scopes(&mut doc);
+    header_names(&mut doc);
     optional_lists(&mut doc);
     event_streams(&mut doc);
-    let provider_types = site.provider_types.clone().unwrap_or_else(|| {
+    let providers = site.providers.clone().unwrap_or_else(|| {
         connectors::registry::builtin()
             .iter()
-            .map(|f| f.provider_type().to_owned())
+            .map(|f| (f.provider_type().to_owned(), f.config_schema()))
             .collect()
     });
+    let provider_types: Vec<String> = providers.keys().cloned().collect();
     schemas::complete(&mut doc, &provider_types);
+    configs::complete(&mut doc["components"]["schemas"], &providers);
     for schema in doc["components"]["schemas"]
         .as_object_mut()
         .into_iter()
@@ -112,7 +121,60 @@ pub fn complete(mut doc: Value, site: &Site) -> Value {
     }
     response_descriptions(&mut doc);
     links(&mut doc);
+    list_links(&mut doc);
     doc
+}
+
+/// Links from a list's first item to the operation taking its id, where no operation creates
+/// the objects listed: incidents are opened by the hub, deliveries by events. A client (or a
+/// fuzzer) follows them when the list is not empty.
+/// A list's path and method, the operation taking one of its items, and that operation's
+/// parameters (name, runtime expression).
+type ListLink = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+const LIST_LINKS: [ListLink; 2] = [
+    (
+        "/api/v1/incidents",
+        "get",
+        "incident_get",
+        &[("id", "$response.body#/items/0/id")],
+    ),
+    (
+        "/api/v1/webhook-subscriptions/{id}/deliveries",
+        "get",
+        "webhook_delivery_retry",
+        &[
+            ("id", "$request.path.id"),
+            ("deliveryId", "$response.body#/items/0/id"),
+        ],
+    ),
+];
+
+fn list_links(doc: &mut Value) {
+    for (path, method, target, parameters) in LIST_LINKS {
+        let pointer = format!(
+            "/paths/{}/{method}/responses/200",
+            path.replace('~', "~0").replace('/', "~1")
+        );
+        let Some(response) = doc.pointer_mut(&pointer) else {
+            debug_assert!(false, "no 200 answer of {method} {path}");
+            continue;
+        };
+        let parameters: Map<String, Value> = parameters
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), Value::String((*value).to_owned())))
+            .collect();
+        response["links"][target] = json!({
+            "operationId": target,
+            "parameters": parameters,
+            "description": format!("The first listed object's id to `{target}`."),
+        });
+    }
 }
 
 /// The bearer requirement's scopes move to an `OpenIdConnect` alternative.
@@ -146,6 +208,47 @@ fn scopes(doc: &mut Value) {
             None => line,
         };
         operation["description"] = Value::String(description);
+    });
+}
+
+/// A response header's conventional spelling (`ETag`, `Location`, `WWW-Authenticate`):
+/// poem-openapi writes them in capitals, which generators copy into their types. HTTP header
+/// names are case-insensitive, so only the document changes.
+pub fn conventional_header_name(name: &str) -> String {
+    name.split('-')
+        .map(|part| match part.to_ascii_lowercase().as_str() {
+            "etag" => "ETag".to_owned(),
+            "www" => "WWW".to_owned(),
+            lower => {
+                let mut chars = lower.chars();
+                chars.next().map_or_else(String::new, |first| {
+                    first.to_ascii_uppercase().to_string() + chars.as_str()
+                })
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// Response headers named as [`conventional_header_name`] spells them.
+fn header_names(doc: &mut Value) {
+    for_each_operation(doc, |_, _, operation| {
+        let Some(responses) = operation
+            .get_mut("responses")
+            .and_then(Value::as_object_mut)
+        else {
+            return;
+        };
+        for response in responses.values_mut() {
+            let Some(headers) = response.get_mut("headers").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            let renamed: Map<String, Value> = std::mem::take(headers)
+                .into_iter()
+                .map(|(name, header)| (conventional_header_name(&name), header))
+                .collect();
+            *headers = renamed;
+        }
     });
 }
 
@@ -258,6 +361,10 @@ struct Operation {
     method: String,
     id: String,
     path_parameters: Vec<String>,
+    /// Takes an `If-Match` header.
+    if_match: bool,
+    /// Answers its 201 with an `ETag` header.
+    created_etag: bool,
 }
 
 /// Links from creating operations (201) to the operations that take the created object's id
@@ -273,6 +380,12 @@ fn links(doc: &mut Value) {
                 .unwrap_or_default()
                 .to_owned(),
             path_parameters: path_parameters(path),
+            if_match: operation["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["in"] == "header" && p["name"] == "If-Match"),
+            created_etag: operation.pointer("/responses/201/headers/ETag").is_some(),
         });
     });
     let mut found: Vec<(String, String, &'static str, Map<String, Value>)> = Vec::new();
@@ -304,6 +417,13 @@ fn links(doc: &mut Value) {
             }
             if parameters.len() != target.path_parameters.len() {
                 continue;
+            }
+            // The created object's version, so that a conditional change can follow at once.
+            if target.if_match && source.created_etag && new_parameter == "id" {
+                parameters.insert(
+                    "header.If-Match".into(),
+                    Value::String("$response.header.ETag".into()),
+                );
             }
             source_links.insert(
                 target.id.clone(),
@@ -389,7 +509,10 @@ mod tests {
         let first = rendered.for_site(Site::default());
         assert!(Arc::ptr_eq(&first, &rendered.for_site(Site::default())));
         let plugins = Site {
-            provider_types: Some(vec!["inmemory".into(), "my_plugin".into()]),
+            providers: Some(BTreeMap::from([
+                ("inmemory".into(), json!({"type": "object"})),
+                ("my_plugin".into(), json!({"type": "object"})),
+            ])),
             ..Site::default()
         };
         let second = rendered.for_site(plugins.clone());
@@ -404,13 +527,72 @@ mod tests {
         let site = Site {
             public_url: Some("https://hub.example.org".into()),
             issuer: Some("https://login.example.org".into()),
-            provider_types: None,
+            providers: None,
         };
         let d = doc(&site);
         assert_eq!(d["servers"][0]["url"], "https://hub.example.org");
         assert_eq!(
             d["components"]["securitySchemes"]["OpenIdConnect"]["openIdConnectUrl"],
             "https://login.example.org/.well-known/openid-configuration"
+        );
+    }
+
+    #[test]
+    fn each_provider_type_registers_with_its_own_config_schema() {
+        let plugin = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "properties": {"url": {"type": "string"}, "depth": {"type": ["integer", "null"]}},
+            "required": ["url"],
+        });
+        let site = Site {
+            providers: Some(BTreeMap::from([
+                (
+                    "inmemory".into(),
+                    connectors::provider::schema_of::<connectors::memory::Config>(),
+                ),
+                ("my_ci".into(), plugin),
+            ])),
+            ..Site::default()
+        };
+        let d = doc(&site);
+        let schemas = &d["components"]["schemas"];
+        for body in ["IntegrationCreate", "IntegrationUpdate"] {
+            assert_eq!(
+                schemas[body]["discriminator"]["mapping"],
+                json!({
+                    "inmemory": format!("#/components/schemas/Inmemory{body}"),
+                    "my_ci": format!("#/components/schemas/MyCi{body}"),
+                }),
+                "{body}"
+            );
+            let variant = &schemas[format!("MyCi{body}")];
+            assert_eq!(variant["properties"]["type"]["enum"], json!(["my_ci"]));
+            assert_eq!(
+                variant["properties"]["config"]["allOf"][0]["$ref"],
+                "#/components/schemas/MyCiConfig"
+            );
+            // The plugin's config has a required field, so an absent config is refused.
+            assert_eq!(variant["required"], json!(["type", "name", "config"]));
+            assert_eq!(
+                schemas[format!("Inmemory{body}")]["required"],
+                json!(["type", "name"])
+            );
+        }
+        assert_eq!(
+            schemas["MyCiConfig"]["properties"]["depth"],
+            json!({"type": "integer", "nullable": true})
+        );
+        assert_eq!(
+            schemas["InmemoryConfig"]["properties"]["behaviour"]["enum"],
+            json!([
+                "healthy",
+                "unhealthy",
+                "flapping",
+                "hang",
+                "panic",
+                "rate_limited"
+            ])
         );
     }
 
@@ -428,6 +610,45 @@ mod tests {
     }
 
     #[test]
+    fn lists_of_objects_nothing_creates_link_to_their_items() {
+        let d = doc(&Site::default());
+        let ids: Vec<&str> = d["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|ops| ops.as_object().unwrap().values())
+            .filter_map(|op| op["operationId"].as_str())
+            .collect();
+        for (path, method, target, _) in LIST_LINKS {
+            assert!(ids.contains(&target), "{target}");
+            let link = &d["paths"][path][method]["responses"]["200"]["links"][target];
+            assert_eq!(link["operationId"], target, "{method} {path}");
+        }
+        assert_eq!(
+            d["paths"]["/api/v1/webhook-subscriptions/{id}/deliveries"]["get"]["responses"]["200"]
+                ["links"]["webhook_delivery_retry"]["parameters"],
+            json!({ "id": "$request.path.id", "deliveryId": "$response.body#/items/0/id" })
+        );
+    }
+
+    #[test]
+    fn response_headers_have_their_conventional_names() {
+        for (written, conventional) in [
+            ("ETAG", "ETag"),
+            ("LOCATION", "Location"),
+            ("WWW-AUTHENTICATE", "WWW-Authenticate"),
+            ("RETRY-AFTER", "Retry-After"),
+            ("CACHE-CONTROL", "Cache-Control"),
+        ] {
+            assert_eq!(conventional_header_name(written), conventional);
+        }
+        let d = doc(&Site::default());
+        let created = &d["paths"]["/api/v1/integrations"]["post"]["responses"]["201"]["headers"];
+        assert!(created.get("ETag").is_some() && created.get("Location").is_some());
+        assert!(created.get("ETAG").is_none());
+    }
+
+    #[test]
     fn created_objects_link_to_the_operations_taking_their_id() {
         let d = doc(&Site::default());
         let links = &d["paths"]["/api/v1/integrations/{id}/maintenance-windows"]["post"]["responses"]
@@ -440,6 +661,10 @@ mod tests {
         assert_eq!(
             links["integration_get"]["parameters"],
             json!({ "id": "$response.body#/id" })
+        );
+        assert_eq!(
+            links["integration_update"]["parameters"],
+            json!({ "id": "$response.body#/id", "header.If-Match": "$response.header.ETag" })
         );
     }
 }

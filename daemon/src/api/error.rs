@@ -574,7 +574,7 @@ impl From<connectors::connector::Error> for ApiError {
             )),
             // The integration itself is incomplete or points where it may not: the caller can
             // fix it, so a 422 naming the integration's field, not a provider failure.
-            E::NoCredentials(_) | E::BadCredential(_) => ApiError::invalid("authRefUri", detail),
+            E::NoCredentials(_) | E::BadCredential(_) => ApiError::invalid("authRef", detail),
             E::TargetRefused(_) => ApiError::invalid("config", detail),
             E::InvalidCursor => ApiError::bad_request("cursor: not a cursor of this list"),
             _ => ApiError::from_problem(Problem::new(

@@ -151,7 +151,7 @@ impl IntegrationsApi {
     /// Register an integration
     ///
     /// Validates the type and its configuration (raw secrets are refused: pass an
-    /// `authRefUri`), stores the integration with status `unknown`, and records the change in
+    /// `authRef`), stores the integration with status `unknown`, and records the change in
     /// the audit trail.
     #[oai(path = "/", method = "post", operation_id = "integration_create")]
     async fn integration_create(
@@ -170,7 +170,12 @@ impl IntegrationsApi {
         let new = NewIntegration {
             name: validate::name(&body.name)?,
             config: validate::config(&state, &body.provider_type, body.config).await?,
-            auth_ref_uri: validate::auth_ref_uri(&state, &principal.tenant, body.auth_ref_uri)?,
+            auth_ref_uri: validate::integration_auth_ref(
+                &state,
+                &principal.tenant,
+                body.auth_ref,
+                body.auth_ref_uri,
+            )?,
             provider_type: body.provider_type,
         };
         if verify.0 == Some(true) {
@@ -204,7 +209,7 @@ impl IntegrationsApi {
 
     /// Update an integration
     ///
-    /// Replaces the name, configuration and `authRefUri`. With `If-Match` (the `ETag` of a
+    /// Replaces the name, configuration and `authRef`. With `If-Match` (the `ETag` of a
     /// read), the update applies only to that version and answers 412 when it is stale.
     #[oai(path = "/:id", method = "put", operation_id = "integration_update")]
     async fn integration_update(
@@ -240,10 +245,26 @@ impl IntegrationsApi {
             .expected_version(async { Ok(current.version) })
             .await?;
         let body = body.0;
+        if body
+            .provider_type
+            .as_ref()
+            .is_some_and(|t| *t != current.provider_type)
+        {
+            return Err(ApiError::invalid(
+                "type",
+                "an integration's type cannot change; register a new integration instead",
+            )
+            .into());
+        }
         let changes = IntegrationChanges {
             name: validate::name(&body.name)?,
             config: validate::config(&state, &current.provider_type, body.config).await?,
-            auth_ref_uri: validate::auth_ref_uri(&state, &principal.tenant, body.auth_ref_uri)?,
+            auth_ref_uri: validate::integration_auth_ref(
+                &state,
+                &principal.tenant,
+                body.auth_ref,
+                body.auth_ref_uri,
+            )?,
             expected_version,
         };
         if verify.0 == Some(true) {

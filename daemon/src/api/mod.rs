@@ -126,14 +126,13 @@ fn site(state: &AppState) -> document::Site {
             .auth
             .jwt_issuer()
             .map(|i| i.trim_end_matches('/').to_owned()),
-        provider_types: Some(
+        providers: Some(
             state
                 .registry
                 .read()
                 .expect("registry lock")
-                .provider_types()
-                .into_iter()
-                .map(str::to_owned)
+                .iter()
+                .map(|f| (f.provider_type().to_owned(), f.config_schema()))
                 .collect(),
         ),
     }

@@ -2,7 +2,7 @@
 //!
 //! The webhook subscriptions were first published as `/api/v1/alert-subscriptions`, with their
 //! signing secret's reference in `secretRef`. Both were renamed so that one concept has one
-//! name (`/api/v1/webhook-subscriptions`, `secretAuthRefUri`, like every other AuthRef). The old
+//! name (`/api/v1/webhook-subscriptions`, `secretAuthRef`, like every other AuthRef). The old
 //! path keeps working for clients written against it: a request is rewritten to the new path
 //! with `secretRef` renamed in its JSON body, and the answer is given back in the old names
 //! (the body's `secretRef`, a `Location` under the old path). Every successful answer says the
@@ -22,7 +22,7 @@ pub const OLD_PREFIX: &str = "/api/v1/alert-subscriptions";
 pub const NEW_PREFIX: &str = "/api/v1/webhook-subscriptions";
 /// The signing secret's field under the old path, and now.
 const OLD_FIELD: &str = "secretRef";
-const NEW_FIELD: &str = "secretAuthRefUri";
+const NEW_FIELD: &str = "secretAuthRef";
 /// When the old path was deprecated: 2026-12-06T00:00:00Z, as an RFC 9745 date.
 const DEPRECATED_SINCE: &str = "@1796515200";
 
@@ -129,23 +129,20 @@ mod tests {
             let out = rename_field(body.to_string().as_bytes(), NEW_FIELD, OLD_FIELD, items);
             serde_json::from_slice::<Value>(&out).unwrap()
         };
-        let one = renamed(
-            serde_json::json!({"secretAuthRefUri": "a", "name": "n"}),
-            true,
-        );
+        let one = renamed(serde_json::json!({"secretAuthRef": "a", "name": "n"}), true);
         assert_eq!(one, serde_json::json!({"secretRef": "a", "name": "n"}));
         let page = renamed(
-            serde_json::json!({"items": [{"secretAuthRefUri": "a"}], "nextCursor": null}),
+            serde_json::json!({"items": [{"secretAuthRef": "a"}], "nextCursor": null}),
             true,
         );
         assert_eq!(page["items"][0], serde_json::json!({"secretRef": "a"}));
         let both = renamed(
-            serde_json::json!({"secretAuthRefUri": "a", "secretRef": "b"}),
+            serde_json::json!({"secretAuthRef": "a", "secretRef": "b"}),
             true,
         );
         assert_eq!(
             both,
-            serde_json::json!({"secretAuthRefUri": "a", "secretRef": "b"})
+            serde_json::json!({"secretAuthRef": "a", "secretRef": "b"})
         );
         assert_eq!(
             rename_field(b"not json", NEW_FIELD, OLD_FIELD, true),

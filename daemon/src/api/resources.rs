@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::ApiTags;
 use super::error::{ApiError, Problems, status as s};
 use super::security::BearerAuth;
+use super::types::renamed_field;
 use super::validate;
 use crate::AppState;
 use crate::auth::{Principal, Scope};
@@ -54,6 +55,10 @@ pub struct WebhookCreate {
     #[oai(default)]
     pub events: Vec<String>,
     /// The signing secret, by reference: `authref://<backend>/<path>[#key]`.
+    pub secret_auth_ref: Option<String>,
+    /// The former name of `secretAuthRef`, still accepted (not with a different
+    /// `secretAuthRef`).
+    #[oai(deprecated)]
     pub secret_auth_ref_uri: Option<String>,
 }
 
@@ -66,10 +71,14 @@ pub struct Webhook {
     pub events: Vec<String>,
 }
 
+/// The answer to a webhook set up on the provider: 200, not 201. The hook is the provider's
+/// resource, which the hub keeps no copy of and cannot read back for the caller (GitHub lists
+/// a repository's hooks only to its admins); so the hub has no URI of its own to give as a
+/// `Location`, and a 201 without one would name the request's URI as the created resource.
 #[derive(ApiResponse)]
 pub enum WebhookCreated {
-    /// Created on the provider.
-    #[oai(status = 201)]
+    /// Set up on the provider: the provider's id of the hook, its delivery URL and events.
+    #[oai(status = 200)]
     Created(Json<Webhook>),
 }
 
@@ -135,7 +144,8 @@ impl ResourcesApi {
     /// Create a webhook on the provider
     ///
     /// For providers that support it (GitHub App); the signing secret is passed by AuthRef.
-    /// 422 for providers that cannot.
+    /// 422 for providers that cannot. Answers 200 with the provider's id of the hook: the
+    /// hook is the provider's resource (manage it there), so there is no `Location` here.
     #[oai(
         path = "/api/v1/integrations/:id/webhooks",
         method = "post",
@@ -161,8 +171,13 @@ impl ResourcesApi {
         let secret = validate::auth_ref(
             &state,
             &principal.tenant,
-            "secretAuthRefUri",
-            body.secret_auth_ref_uri,
+            "secretAuthRef",
+            renamed_field(
+                "secretAuthRef",
+                "secretAuthRefUri",
+                body.secret_auth_ref,
+                body.secret_auth_ref_uri,
+            )?,
         )?;
         let connector = connector(&state, principal, id.0).await?;
         let request = WebhookRequest {

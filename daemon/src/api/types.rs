@@ -67,7 +67,7 @@ pub struct Integration {
     pub config: Value,
     /// Where the credentials are: `authref://<backend>/<path>[#key]`.
     #[oai(nullable)]
-    pub auth_ref_uri: Option<String>,
+    pub auth_ref: Option<String>,
     pub status: IntegrationStatus,
     /// Machine-readable reason of a non-healthy status.
     #[oai(nullable)]
@@ -94,7 +94,7 @@ impl From<entity::integration::Model> for Integration {
             provider_type: m.provider_type,
             name: m.name,
             config: m.config_json,
-            auth_ref_uri: m.auth_ref_uri,
+            auth_ref: m.auth_ref_uri,
             status: IntegrationStatus::from_db(&m.status),
             status_reason: m.status_reason,
             last_checked_at: m.last_checked_at,
@@ -112,7 +112,7 @@ impl From<entity::integration::Model> for Integration {
 #[oai(rename_all = "camelCase")]
 pub struct IntegrationPage {
     pub items: Vec<Integration>,
-    /// Pass as `cursor` to get the next page; absent on the last page.
+    /// Pass as `cursor` to get the next page; null on the last page.
     #[oai(nullable)]
     pub next_cursor: Option<String>,
 }
@@ -127,18 +127,51 @@ pub struct IntegrationCreate {
     /// Unique among the tenant's integrations; 1 to 100 characters.
     pub name: String,
     /// Provider-specific configuration, a JSON object of at most 64 KiB. Credentials are
-    /// refused here: reference them with `authRefUri`.
+    /// refused here: reference them with `authRef`.
     pub config: Option<Value>,
-    /// `authref://<backend>/<path>[#key]`, with backend `vault`, `env` or `file`.
+    /// `authref://<backend>/<path>[#key]`, with backend `vault`, `env` or `file`, in the
+    /// caller's tenant namespace.
+    pub auth_ref: Option<String>,
+    /// The former name of `authRef`, still accepted (not with a different `authRef`).
+    #[oai(deprecated)]
     pub auth_ref_uri: Option<String>,
+}
+
+/// The credential reference a body names, under its name or its former one.
+///
+/// # Errors
+/// 422 when both names are given with different references.
+pub fn renamed_field(
+    field: &str,
+    former: &str,
+    value: Option<String>,
+    former_value: Option<String>,
+) -> Result<Option<String>, super::error::ApiError> {
+    match (value, former_value) {
+        (Some(v), Some(f)) if v != f => Err(super::error::ApiError::invalid(
+            field,
+            format!("{former} is its former name; give one of them"),
+        )),
+        (Some(v), _) | (None, Some(v)) => Ok(Some(v)),
+        (None, None) => Ok(None),
+    }
 }
 
 /// A replacement of an integration's mutable fields (its type cannot change).
 #[derive(Debug, Clone, Object)]
 #[oai(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IntegrationUpdate {
+    /// The integration's provider type, which cannot change. It selects the `config` schema
+    /// that applies; when given, it must be the integration's type. Omitting it is still
+    /// accepted, though the document requires it for the variant to be chosen.
+    #[oai(rename = "type")]
+    pub provider_type: Option<String>,
     pub name: String,
     pub config: Option<Value>,
+    /// As in a registration.
+    pub auth_ref: Option<String>,
+    /// The former name of `authRef`, still accepted (not with a different `authRef`).
+    #[oai(deprecated)]
     pub auth_ref_uri: Option<String>,
 }
 
@@ -283,7 +316,7 @@ pub struct AuditEntry {
     pub id: i64,
     /// Who made the change: `apikey:<id>` or the token's subject.
     pub actor: String,
-    /// `integration.create`, `integration.update` or `integration.delete`.
+    /// What was done, such as `integration.update` (the document enumerates them).
     pub action: String,
     #[oai(nullable)]
     pub integration_id: Option<Uuid>,

@@ -18,6 +18,10 @@ pub const MAX_INTERVAL_SECONDS: i32 = 86_400;
 /// Longest integration name.
 pub const MAX_NAME_CHARS: usize = 100;
 
+/// What [`name`] accepts, as the document's `pattern`: something other than white space,
+/// and no control characters (C0, DEL, C1). The length bound is `maxLength`.
+pub const NAME_PATTERN: &str = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$";
+
 pub fn name(name: &str) -> Result<String, ApiError> {
     let trimmed = name.trim();
     if trimmed.is_empty() {
@@ -38,13 +42,16 @@ pub fn name(name: &str) -> Result<String, ApiError> {
     Ok(trimmed.to_owned())
 }
 
-/// An integration's `authRefUri`, checked as [`auth_ref`] does, in its stored form.
-pub fn auth_ref_uri(
+/// An integration's `authRef` (or its former name `authRefUri`), checked as [`auth_ref`]
+/// does, in its stored form.
+pub fn integration_auth_ref(
     state: &AppState,
     tenant: &actors::TenantId,
-    uri: Option<String>,
+    auth_ref_value: Option<String>,
+    former: Option<String>,
 ) -> Result<Option<String>, ApiError> {
-    Ok(auth_ref(state, tenant, "authRefUri", uri)?.map(|r| r.to_string()))
+    let uri = super::types::renamed_field("authRef", "authRefUri", auth_ref_value, former)?;
+    Ok(auth_ref(state, tenant, "authRef", uri)?.map(|r| r.to_string()))
 }
 
 /// Parses the AuthRef in `field` and checks that it lies in `tenant`'s secret namespace: a
@@ -142,6 +149,29 @@ mod tests {
         assert!(name(&"x".repeat(101)).is_err());
         assert!(name(&"é".repeat(100)).is_ok());
         assert!(name("a\u{0}b").is_err());
+    }
+
+    #[test]
+    fn the_name_pattern_admits_what_name_accepts() {
+        let pattern = regex::Regex::new(NAME_PATTERN).unwrap();
+        for candidate in [
+            "gitlab-main",
+            " a ",
+            "é",
+            "   ",
+            "",
+            "a\u{0}b",
+            "J\u{8e}",
+            "a\tb",
+            "x\u{7f}",
+            "\u{a0}",
+        ] {
+            assert_eq!(
+                pattern.is_match(candidate),
+                name(candidate).is_ok(),
+                "{candidate:?}"
+            );
+        }
     }
 
     #[test]

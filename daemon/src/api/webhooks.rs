@@ -17,6 +17,7 @@ use super::error::{ApiError, Problems, status as s};
 use super::precondition::IfMatch;
 use super::security::BearerAuth;
 use super::types::cursor;
+use super::types::renamed_field;
 use super::types::webhooks::{
     DeliveryState, WebhookDelivery, WebhookDeliveryPage, WebhookSubscription,
     WebhookSubscriptionInput, WebhookSubscriptionPage, WebhookTestResult,
@@ -141,7 +142,7 @@ impl WebhooksApi {
     /// Health events of the tenant committed from now on that match the filters are POSTed
     /// to `targetUrl` as `application/cloudevents+json` (or, with `batch`, as
     /// `application/cloudevents-batch+json`, several events per POST), signed with the secret behind
-    /// `secretAuthRefUri` (`X-Stella-Signature-256: sha256=<hex HMAC-SHA256(secret,
+    /// `secretAuthRef` (`X-Stella-Signature-256: sha256=<hex HMAC-SHA256(secret,
     /// "{X-Stella-Timestamp}.{body}")>`), in order per integration, at least once (the event
     /// id is the `Idempotency-Key`). The target is resolved now and refused when the SSRF
     /// guard would refuse it. Audited.
@@ -428,14 +429,17 @@ async fn fields(
             "no such integration in this tenant",
         ));
     }
-    let secret_auth_ref_uri = validate::auth_ref(
-        state,
-        tenant.tenant(),
+    let secret = renamed_field(
+        "secretAuthRef",
         "secretAuthRefUri",
-        Some(body.secret_auth_ref_uri),
+        body.secret_auth_ref,
+        body.secret_auth_ref_uri,
     )?
-    .map(|r| r.to_string())
-    .unwrap_or_default();
+    .ok_or_else(|| ApiError::invalid("secretAuthRef", "required"))?;
+    let secret_auth_ref_uri =
+        validate::auth_ref(state, tenant.tenant(), "secretAuthRef", Some(secret))?
+            .map(|r| r.to_string())
+            .unwrap_or_default();
     let batch = match body.batch {
         None => None,
         Some(b) if !(1..=MAX_BATCH_EVENTS).contains(&b.max_events) => {

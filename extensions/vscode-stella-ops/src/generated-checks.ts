@@ -16,7 +16,11 @@ export type _Integration = Assert<Extends<Daemon['schemas']['Integration'], Inte
 export type _IntegrationStatus = Assert<Extends<Daemon['schemas']['Integration']['status'], IntegrationStatus>>;
 export type _HealthCheck = Assert<Extends<Daemon['schemas']['HealthCheckResult'], HealthCheckResult>>;
 export type _ListPage = Assert<Extends<Daemon['schemas']['IntegrationPage'], { items: Integration[]; nextCursor?: string | null }>>;
-// `type` names any registered connector: the checked-in document enumerates the built-in ones,
-// a hub's own document adds its plugins', so the extension keeps it a string.
-export type _Create = Assert<Extends<Omit<IntegrationCreate, 'type'>, Omit<Daemon['schemas']['IntegrationCreate'], 'type'>>>;
-export type _CreateType = Assert<Extends<Daemon['schemas']['IntegrationCreate']['type'], IntegrationCreate['type']>>;
+// The document has one registration per provider type, chosen by `type`, each with that provider's
+// `config`. `type` names any registered connector: the checked-in document enumerates the built-in
+// ones, a hub's own document adds its plugins', so the extension keeps it a string and `config` a
+// free-form object (the hub checks it against the provider's schema).
+type DaemonCreate = Daemon['schemas']['IntegrationCreate'];
+export type _Create = Assert<Extends<Omit<IntegrationCreate, 'type' | 'config'>, Omit<Daemon['schemas']['InmemoryIntegrationCreate'], 'type' | 'config'>>>;
+export type _CreateType = Assert<Extends<DaemonCreate['type'], IntegrationCreate['type']>>;
+export type _CreateConfig = Assert<Extends<DaemonCreate['config'], IntegrationCreate['config']>>;

@@ -18,7 +18,7 @@ const item = (id: string, name: string, status: Integration['status'], lastCheck
   type: 'inmemory',
   name,
   config: {},
-  authRefUri: null,
+  authRef: null,
   status,
   statusReason: null,
   lastCheckedAt,

@@ -8,7 +8,7 @@ import type { Integration } from '../src/core/types';
 import { MemoryCache, MemorySecrets, noSleep, startFake, startStubServer } from './helpers';
 
 function integration(name: string, status: Integration['status'], statusReason: string | null = null): Integration {
-  return { id: `00000000-0000-4000-8000-${Buffer.from(name).toString('hex').padStart(12, '0').slice(-12)}`, tenantId: 'default', type: 'inmemory', name, config: {}, authRefUri: null, status, statusReason, lastCheckedAt: null, version: 1, createdAt: '2026-11-28T00:00:00Z', updatedAt: '2026-11-28T00:00:00Z' };
+  return { id: `00000000-0000-4000-8000-${Buffer.from(name).toString('hex').padStart(12, '0').slice(-12)}`, tenantId: 'default', type: 'inmemory', name, config: {}, authRef: null, status, statusReason, lastCheckedAt: null, version: 1, createdAt: '2026-11-28T00:00:00Z', updatedAt: '2026-11-28T00:00:00Z' };
 }
 
 async function stubDaemon(items: Integration[]) {

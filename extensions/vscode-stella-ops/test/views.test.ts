@@ -18,7 +18,7 @@ const mock = require('vscode') as typeof import('./vscode-mock');
 const seed = JSON.parse(fs.readFileSync(path.join(REPO_EXT, 'contracts', 'fake-server', 'seed.json'), 'utf8'));
 const releases: Release[] = seed.releases;
 const environments: Environment[] = seed.environments;
-const integ = (name: string, status: Integration['status'], reason: string | null = null): Integration => ({ id: `id-${name}`, tenantId: 't', type: 'harbor', name, config: {}, authRefUri: null, status, statusReason: reason, lastCheckedAt: '2026-11-28T10:00:00Z', version: 1, createdAt: '', updatedAt: '' });
+const integ = (name: string, status: Integration['status'], reason: string | null = null): Integration => ({ id: `id-${name}`, tenantId: 't', type: 'harbor', name, config: {}, authRef: null, status, statusReason: reason, lastCheckedAt: '2026-11-28T10:00:00Z', version: 1, createdAt: '', updatedAt: '' });
 
 function snap(p: Partial<Snapshot> = {}): Snapshot {
   return {

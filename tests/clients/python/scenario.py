@@ -41,12 +41,12 @@ from stella_integrations_client.models import (
     CloudEvent,
     HealthCheckResult,
     HealthHistoryEntry,
+    InmemoryIntegrationCreate,
+    InmemoryIntegrationUpdate,
     Integration,
-    IntegrationCreate,
     IntegrationHealth,
     IntegrationPage,
     IntegrationStatus,
-    IntegrationUpdate,
     Problem,
 )
 from stella_integrations_client.types import UNSET, Unset
@@ -78,22 +78,22 @@ def expect(value: object, kind: type[T], what: str) -> T:
     return value
 
 
-def create_body(name: str, config: dict[str, Any] | None = None) -> IntegrationCreate:
+def create_body(name: str, config: dict[str, Any] | None = None) -> InmemoryIntegrationCreate:
     """An `inmemory` integration's registration, read from JSON by the generated model as a
-    program holding its configuration as JSON does (the model types `type` and `config` as the
-    document says: a string or an enumeration, free JSON or a model of its own)."""
+    program holding its configuration as JSON does (the document has one registration per
+    provider type, chosen by `type`, each typing `config` as that provider's model)."""
     body: dict[str, Any] = {"type": "inmemory", "name": name}
     if config is not None:
         body["config"] = config
-    return IntegrationCreate.from_dict(body)
+    return InmemoryIntegrationCreate.from_dict(body)
 
 
-def update_body(name: str, config: dict[str, Any] | None = None) -> IntegrationUpdate:
+def update_body(name: str, config: dict[str, Any] | None = None) -> InmemoryIntegrationUpdate:
     """A replacement body, read from JSON by the generated model like `create_body`."""
-    body: dict[str, Any] = {"name": name}
+    body: dict[str, Any] = {"type": "inmemory", "name": name}
     if config is not None:
         body["config"] = config
-    return IntegrationUpdate.from_dict(body)
+    return InmemoryIntegrationUpdate.from_dict(body)
 
 
 def etag_of(version: int) -> str:

@@ -137,7 +137,7 @@ async function updateWithIfMatch(): Promise<void> {
 
   const updated = await client.PUT("/api/v1/integrations/{id}", {
     params: { path: { id }, header: { "If-Match": etag } },
-    body: { name: `${PREFIX}-renamed`, config: { behaviour: "healthy" } },
+    body: { type: "inmemory", name: `${PREFIX}-renamed`, config: { behaviour: "healthy" } },
   });
   check(updated.data !== undefined, `update answered ${updated.response.status}: ${JSON.stringify(updated.error)}`);
   const after = checkIntegration(updated.data, "update");
@@ -147,7 +147,7 @@ async function updateWithIfMatch(): Promise<void> {
 
   const stale = await client.PUT("/api/v1/integrations/{id}", {
     params: { path: { id }, header: { "If-Match": etag } },
-    body: { name: `${PREFIX}-lost` },
+    body: { type: "inmemory", name: `${PREFIX}-lost` },
   });
   const problem = problemOf(stale.error, "stale update");
   check(stale.response.status === 412, `a stale If-Match answered ${stale.response.status}`);

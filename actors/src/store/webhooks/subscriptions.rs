@@ -72,7 +72,7 @@ impl TenantStore {
             &txn,
             self,
             actor,
-            "webhook_subscription.create",
+            crate::store::audit::action::SUBSCRIPTION_CREATE,
             None,
             json!({ "after": details(&created) }),
         )
@@ -152,7 +152,7 @@ impl TenantStore {
             &txn,
             self,
             actor,
-            "webhook_subscription.update",
+            crate::store::audit::action::SUBSCRIPTION_UPDATE,
             None,
             json!({ "before": details(&before), "after": details(&after) }),
         )
@@ -202,7 +202,7 @@ impl TenantStore {
             &txn,
             self,
             actor,
-            "webhook_subscription.delete",
+            crate::store::audit::action::SUBSCRIPTION_DELETE,
             None,
             json!({ "before": details(&before), "pendingDeliveriesDropped": dropped }),
         )
@@ -314,7 +314,7 @@ impl TenantStore {
             &txn,
             self,
             actor,
-            "webhook_subscription.delivery_retry",
+            crate::store::audit::action::DELIVERY_RETRY,
             None,
             json!({ "before": delivery_details(&before), "after": delivery_details(&after) }),
         )

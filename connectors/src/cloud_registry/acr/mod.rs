@@ -52,15 +52,19 @@ const MAX_PAGE_SIZE: u32 = 1000;
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Config {
     /// The registry's login server URL, such as `https://myregistry.azurecr.io`.
+    #[schemars(regex(pattern = crate::config::HTTP_URL_PATTERN))]
     pub login_server: String,
     /// The Entra ID (Azure AD) tenant: its id (a GUID) or a domain such as
     /// `contoso.onmicrosoft.com`.
+    #[schemars(length(min = 1, max = 255), regex(pattern = ID_PATTERN))]
     pub tenant_id: String,
     /// The service principal's application (client) id.
+    #[schemars(length(min = 1, max = 255), regex(pattern = ID_PATTERN))]
     pub client_id: String,
     /// The Entra ID authority, `https://login.microsoftonline.com` by default (another for
     /// national clouds).
     #[serde(default = "default_authority_url")]
+    #[schemars(regex(pattern = crate::config::HTTP_URL_PATTERN))]
     pub authority_url: String,
     /// Repositories asked for per `/v2/_catalog` page (`n`).
     #[serde(default = "default_page_size")]
@@ -77,6 +81,10 @@ const fn default_page_size() -> u32 {
 }
 
 /// A tenant id or client id: goes into a URL path and a form, so letters, digits, `.` and `-`.
+/// What [`valid_id`] accepts besides the length, as the schema's `pattern`: letters, digits,
+/// `.` and `-`, but not `.` or `..` alone.
+pub const ID_PATTERN: &str = r"^([A-Za-z0-9-]|\.[A-Za-z0-9-]|\.\.[A-Za-z0-9.-])[A-Za-z0-9.-]*$";
+
 fn valid_id(id: &str) -> bool {
     (1..=255).contains(&id.len())
         && id

@@ -313,3 +313,21 @@ async fn verification_mints_the_chain_anew_and_proves_the_secret() {
     let report = c.test_connection().await;
     assert_eq!(report.reason, Some(Reason::AuthFailed), "{report:?}");
 }
+
+#[test]
+fn the_schema_pattern_of_ids_admits_what_valid_id_admits() {
+    let pattern = regex::Regex::new(ID_PATTERN).unwrap();
+    for id in [
+        "contoso.onmicrosoft.com",
+        "0b5f3c1e-1234-4f00-9a2b-3c4d5e6f7a8b",
+        ".x",
+        "...",
+        ".",
+        "..",
+        "a b",
+        "a/b",
+        "-",
+    ] {
+        assert_eq!(pattern.is_match(id), valid_id(id), "{id}");
+    }
+}

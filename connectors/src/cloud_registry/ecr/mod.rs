@@ -60,11 +60,14 @@ const MAX_CURSOR_LEN: usize = 4096;
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Config {
     /// The AWS region of the registry, such as `eu-west-1`.
+    #[schemars(regex(pattern = REGION_PATTERN))]
     pub region: String,
     /// The registry's AWS account id (12 digits); the access key's own account when unset.
+    #[schemars(regex(pattern = "^[0-9]{12}$"))]
     pub registry_id: Option<String>,
     /// The ECR API endpoint; `https://api.ecr.<region>.amazonaws.com` when unset. Set it for a
     /// VPC endpoint, a FIPS endpoint or a test server.
+    #[schemars(regex(pattern = crate::config::HTTP_URL_PATTERN))]
     pub endpoint_url: Option<String>,
     /// Repositories asked for per `DescribeRepositories` page (`maxResults`).
     #[serde(default = "default_page_size")]
@@ -75,6 +78,9 @@ pub struct Config {
 const fn default_page_size() -> u32 {
     100
 }
+
+/// What [`valid_region`] accepts, as the schema's `pattern`.
+pub const REGION_PATTERN: &str = "^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$";
 
 fn valid_region(region: &str) -> bool {
     // Used in the default host name: nothing but what AWS region names are made of.

@@ -453,3 +453,21 @@ async fn the_secrets_host_binding_holds_for_every_field() {
     }
     assert_eq!(f.build().check_health().await, HealthReport::healthy());
 }
+
+#[test]
+fn the_schema_pattern_of_regions_admits_what_valid_region_admits() {
+    let pattern = regex::Regex::new(REGION_PATTERN).unwrap();
+    for region in [
+        "eu-west-1",
+        "us-gov-east-1",
+        "a",
+        "-eu",
+        "eu-",
+        "EU-west-1",
+        "eu_west",
+        &"a".repeat(32),
+        &"a".repeat(33),
+    ] {
+        assert_eq!(pattern.is_match(region), valid_region(region), "{region}");
+    }
+}

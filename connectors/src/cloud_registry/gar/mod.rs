@@ -53,14 +53,18 @@ const MAX_CURSOR_LEN: usize = 4096;
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Config {
     /// The Google Cloud project id.
+    #[schemars(regex(pattern = SEGMENT_PATTERN))]
     pub project_id: String,
     /// The repositories' location, such as `europe-west1` or `us` (`gcr.io` repositories
     /// live in `us`, `europe` and `asia`).
+    #[schemars(regex(pattern = SEGMENT_PATTERN))]
     pub location: String,
     /// The Artifact Registry API root, `https://artifactregistry.googleapis.com` by default.
     #[serde(default = "default_api_base_url")]
+    #[schemars(regex(pattern = crate::config::HTTP_URL_PATTERN))]
     pub api_base_url: String,
     /// The token endpoint; the key's own `token_uri` when unset.
+    #[schemars(regex(pattern = crate::config::HTTP_URL_PATTERN))]
     pub token_uri: Option<String>,
     /// Repositories asked for per page (`pageSize`).
     #[serde(default = "default_page_size")]
@@ -78,6 +82,9 @@ const fn default_page_size() -> u32 {
 
 /// A project id or location: lowercase letters, digits and `-` (Google's rules, and what may
 /// go into a URL path unescaped).
+/// What [`valid_segment`] accepts, as the schema's `pattern`.
+pub const SEGMENT_PATTERN: &str = "^[a-z0-9:][a-z0-9:.-]{0,62}$";
+
 fn valid_segment(s: &str) -> bool {
     (1..=63).contains(&s.len())
         && s.chars()

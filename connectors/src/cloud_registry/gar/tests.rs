@@ -254,3 +254,25 @@ fn configurations_are_checked() {
         assert_eq!(ok(bad.clone()).unwrap_err().field(), name, "{bad}");
     }
 }
+
+#[test]
+fn the_schema_pattern_of_segments_admits_what_valid_segment_admits() {
+    let pattern = regex::Regex::new(SEGMENT_PATTERN).unwrap();
+    for segment in [
+        "europe-west1",
+        "us",
+        "example.com:project",
+        "-us",
+        ".us",
+        "US",
+        "a/b",
+        &"a".repeat(63),
+        &"a".repeat(64),
+    ] {
+        assert_eq!(
+            pattern.is_match(segment),
+            valid_segment(segment),
+            "{segment}"
+        );
+    }
+}

@@ -50,15 +50,18 @@ pub struct Config {
     pub organization: Option<String>,
     /// The GitHub user name sent with the token to the registry's token endpoint.
     #[serde(default = "default_username")]
+    #[schemars(length(min = 1, max = 255), regex(pattern = crate::config::BASIC_USER_PATTERN))]
     pub username: String,
     /// The registry, `https://ghcr.io` by default.
     #[serde(default = "default_registry_url")]
+    #[schemars(regex(pattern = crate::config::HTTP_URL_PATTERN))]
     pub registry_url: String,
     /// The registry's `service` name in the token exchange, `ghcr.io` by default.
     #[serde(default = "default_service")]
     pub service: String,
     /// The GitHub REST API root; `https://<host>/api/v3` for GitHub Enterprise Server.
     #[serde(default = "default_api_base_url")]
+    #[schemars(regex(pattern = crate::config::HTTP_URL_PATTERN))]
     pub api_base_url: String,
     /// Days before the token's expiry (as GitHub reports it) at which health turns
     /// `degraded`.

@@ -65,6 +65,17 @@ pub fn recorded_statuses() -> Vec<&'static str> {
     statuses
 }
 
+/// Request bodies declared with `#[oai(deny_unknown_fields)]` (the integration bodies are
+/// closed per provider type, in [`super::configs`]).
+const CLOSED_INPUTS: [&str; 6] = [
+    "ApiKeyCreate",
+    "MaintenanceWindowCreate",
+    "MonitoringSettings",
+    "WebhookBatch",
+    "WebhookCreate",
+    "WebhookSubscriptionInput",
+];
+
 /// Applies the enumerations, bounds and examples to `doc`'s component schemas and request
 /// bodies. `provider_types` are the types `type` may name when registering.
 pub fn complete(doc: &mut Value, provider_types: &[String]) {
@@ -88,6 +99,13 @@ pub fn complete(doc: &mut Value, provider_types: &[String]) {
     let mut types: Vec<&str> = provider_types.iter().map(String::as_str).collect();
     types.sort_unstable();
     set_enum(schemas, "IntegrationCreate", "type", &types, false);
+    set_enum(
+        schemas,
+        "AuditEntry",
+        "action",
+        &actors::store::audit_action::ALL,
+        false,
+    );
     // Absent or null both mean one event per POST.
     merge(
         schemas,
@@ -99,7 +117,7 @@ pub fn complete(doc: &mut Value, provider_types: &[String]) {
     let name = json!({
         "minLength": 1,
         "maxLength": validate::MAX_NAME_CHARS,
-        "pattern": "\\S",
+        "pattern": validate::NAME_PATTERN,
     });
     for schema in [
         "IntegrationCreate",
@@ -110,12 +128,17 @@ pub fn complete(doc: &mut Value, provider_types: &[String]) {
     }
     for schema in ["IntegrationCreate", "IntegrationUpdate"] {
         merge(schemas, schema, "config", &json!({ "type": "object" }));
-        merge(
-            schemas,
-            schema,
-            "authRefUri",
-            &json!({ "pattern": "^authref://", "maxLength": 2048 }),
-        );
+        for field in ["authRef", "authRefUri"] {
+            merge(
+                schemas,
+                schema,
+                field,
+                &json!({
+                    "pattern": connectors::authref::PATTERN,
+                    "maxLength": connectors::authref::MAX_LEN,
+                }),
+            );
+        }
     }
     merge(
         schemas,
@@ -151,12 +174,40 @@ pub fn complete(doc: &mut Value, provider_types: &[String]) {
         "integrationIds",
         &json!({ "maxItems": webhooks::MAX_INTEGRATION_IDS }),
     );
+    for field in ["secretAuthRef", "secretAuthRefUri"] {
+        merge(
+            schemas,
+            "WebhookSubscriptionInput",
+            field,
+            &json!({
+                "pattern": connectors::authref::PATTERN,
+                "maxLength": connectors::authref::MAX_LEN,
+            }),
+        );
+    }
+    let url = json!({
+        "pattern": connectors::config::HTTP_URL_PATTERN,
+        "maxLength": actors::sinks::webhooks::target::MAX_URL_CHARS,
+    });
+    merge(schemas, "WebhookSubscriptionInput", "targetUrl", &url);
+    // Passed to the provider after `check_http_url`, which bounds no length.
     merge(
         schemas,
-        "WebhookSubscriptionInput",
-        "secretAuthRefUri",
-        &json!({ "pattern": "^authref://" }),
+        "WebhookCreate",
+        "url",
+        &json!({ "pattern": connectors::config::HTTP_URL_PATTERN }),
     );
+    for field in ["secretAuthRef", "secretAuthRefUri"] {
+        merge(
+            schemas,
+            "WebhookCreate",
+            field,
+            &json!({
+                "pattern": connectors::authref::PATTERN,
+                "maxLength": connectors::authref::MAX_LEN,
+            }),
+        );
+    }
     merge(
         schemas,
         "WebhookBatch",
@@ -169,6 +220,39 @@ pub fn complete(doc: &mut Value, provider_types: &[String]) {
         "maxDelayMs",
         &json!({ "minimum": 0, "maximum": webhooks::MAX_BATCH_DELAY_MS }),
     );
+
+    // A subscription names its signing secret: under `secretAuthRef`, or (until the former
+    // name is retired) `secretAuthRefUri`, which the document lists as deprecated.
+    if let Some(required) = schemas
+        .pointer_mut("/WebhookSubscriptionInput/required")
+        .and_then(Value::as_array_mut)
+    {
+        required.push(json!("secretAuthRef"));
+    }
+
+    // The request bodies refuse unknown fields (`deny_unknown_fields`), which poem-openapi
+    // does not write down.
+    for schema in CLOSED_INPUTS {
+        match schemas.get_mut(schema).and_then(Value::as_object_mut) {
+            Some(s) => {
+                s.insert("additionalProperties".into(), Value::Bool(false));
+            }
+            None => debug_assert!(false, "no schema {schema}"),
+        }
+    }
+
+    // The provider type of `by-type/{type}`: the same enumeration as a registration's.
+    super::for_each_operation(doc, |_, _, op| {
+        if op["operationId"] != "integration_list_by_type" {
+            return;
+        }
+        for parameter in op["parameters"].as_array_mut().into_iter().flatten() {
+            if parameter["in"] == "path" && parameter["name"] == "type" {
+                parameter["schema"]["enum"] = json!(types);
+            }
+        }
+    });
+    let schemas = &mut doc["components"]["schemas"];
 
     for (schema, example) in response_examples() {
         if let Some(s) = schemas.get_mut(schema).and_then(Value::as_object_mut) {
@@ -264,15 +348,17 @@ fn request_examples() -> Vec<(&'static str, Value)> {
         "type": "gitlab",
         "name": "gitlab-main",
         "config": { "baseUrl": "https://gitlab.example.com" },
-        "authRefUri": "authref://vault/gitlab/main#token",
+        "authRef": "authref://vault/secret/tenants/acme/gitlab-main#token",
     });
-    let mut update = integration.clone();
-    update.as_object_mut().unwrap().remove("type");
+    let update = integration.clone();
     let subscription = json!({
         "name": "ops-alerts",
-        "targetUrl": "https://hooks.example.com/stella",
+        // The documentation network (RFC 5737): a hub refuses it unless its
+        // `allow_private_networks` lists it, like every target that does not resolve to a
+        // public address; a name that resolves nowhere would be refused everywhere.
+        "targetUrl": "https://192.0.2.10/stella",
         "eventTypes": ["dev.stellaops.integration.health.*"],
-        "secretAuthRefUri": "authref://vault/webhooks/ops#secret",
+        "secretAuthRef": "authref://vault/secret/tenants/acme/webhooks/ops#secret",
         "enabled": true,
         "incidentMembers": "suppress",
         "batch": { "maxEvents": 50, "maxDelayMs": 2000 },
@@ -300,7 +386,7 @@ fn request_examples() -> Vec<(&'static str, Value)> {
                 "target": "octo-org/hello-world",
                 "url": "https://hub.example.com/hooks/github",
                 "events": ["push"],
-                "secretAuthRefUri": "authref://vault/github/hooks#secret",
+                "secretAuthRef": "authref://vault/secret/tenants/acme/github/hooks#secret",
             }),
         ),
         ("webhook_subscription_create", subscription.clone()),
@@ -327,7 +413,7 @@ fn response_examples() -> Vec<(&'static str, Value)> {
                 "type": "gitlab",
                 "name": "gitlab-main",
                 "config": { "baseUrl": "https://gitlab.example.com" },
-                "authRefUri": "authref://vault/gitlab/main#token",
+                "authRef": "authref://vault/secret/tenants/acme/gitlab-main#token",
                 "status": "unhealthy",
                 "statusReason": "auth_failed",
                 "lastCheckedAt": "2030-01-05T10:15:00Z",

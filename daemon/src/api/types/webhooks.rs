@@ -20,7 +20,7 @@ pub struct WebhookSubscription {
     /// Integrations whose events are delivered; empty for all of the tenant's.
     pub integration_ids: Vec<Uuid>,
     /// `authref://<backend>/<path>[#key]` naming the HMAC signing secret.
-    pub secret_auth_ref_uri: String,
+    pub secret_auth_ref: String,
     /// A disabled subscription gets no new deliveries, and its queued ones wait.
     pub enabled: bool,
     /// Increases with every change; sent as the `ETag`.
@@ -99,7 +99,7 @@ impl From<Subscription> for WebhookSubscription {
             target_url: m.target_url,
             event_types: serde_json::from_value(m.event_types).unwrap_or_default(),
             integration_ids: serde_json::from_value(m.integration_ids).unwrap_or_default(),
-            secret_auth_ref_uri: m.secret_auth_ref_uri,
+            secret_auth_ref: m.secret_auth_ref_uri,
             enabled: m.enabled,
             version: m.version,
             created_at: m.created_at,
@@ -130,8 +130,13 @@ pub struct WebhookSubscriptionInput {
     /// Only events of these integrations of the tenant; absent or empty for all. At most 100.
     pub integration_ids: Option<Vec<Uuid>>,
     /// `authref://<backend>/<path>[#key]` naming the signing secret (never the secret
-    /// itself); it is resolved at each delivery.
-    pub secret_auth_ref_uri: String,
+    /// itself), in the caller's tenant namespace; it is resolved at each delivery. Required
+    /// (under this name or its former one).
+    pub secret_auth_ref: Option<String>,
+    /// The former name of `secretAuthRef`, still accepted (not with a different
+    /// `secretAuthRef`).
+    #[oai(deprecated)]
+    pub secret_auth_ref_uri: Option<String>,
     /// Default true.
     pub enabled: Option<bool>,
     /// `suppress` (default): while an incident is open, its members' status events are not

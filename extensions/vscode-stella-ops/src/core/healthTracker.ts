@@ -172,7 +172,7 @@ export class HealthTracker {
   /** The model as integrations for the views: list items with the live status over them. */
   integrations(): Integration[] {
     return [...this.entries.values()].map((e) => ({
-      ...(e.item ?? { id: e.id, tenantId: '', type: e.type ?? '', name: e.id, config: {}, authRefUri: null, version: 0, createdAt: '', updatedAt: '' }),
+      ...(e.item ?? { id: e.id, tenantId: '', type: e.type ?? '', name: e.id, config: {}, authRef: null, version: 0, createdAt: '', updatedAt: '' }),
       type: e.type ?? e.item?.type ?? '',
       name: e.name ?? e.id,
       status: e.status as Integration['status'],

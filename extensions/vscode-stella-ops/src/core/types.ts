@@ -72,7 +72,7 @@ export interface Integration {
   type: string;
   name: string;
   config: unknown;
-  authRefUri?: string | null;
+  authRef?: string | null;
   status: IntegrationStatus;
   statusReason?: string | null;
   lastCheckedAt?: string | null;
@@ -94,5 +94,5 @@ export interface IntegrationCreate {
   type: string;
   name: string;
   config?: Record<string, unknown>;
-  authRefUri?: string;
+  authRef?: string;
 }

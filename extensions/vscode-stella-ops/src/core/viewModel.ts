@@ -185,7 +185,7 @@ export function integrationTooltip(i: Integration, stale?: { fetchedAt?: number 
     `**${escapeMd(i.name)}** (${escapeMd(i.type)})`,
     `Status: **${i.status}**${i.statusReason ? ` — ${escapeMd(i.statusReason)}` : ''}`,
     `Last checked: ${i.lastCheckedAt ?? 'never'}`,
-    i.authRefUri ? `Credentials: \`${i.authRefUri}\`` : '',
+    i.authRef ? `Credentials: \`${i.authRef}\`` : '',
     stale ? `_Stale: last updated ${fmtTime(stale.fetchedAt)}_` : '',
   ]
     .filter(Boolean)

@@ -125,9 +125,9 @@ class IntegrationsClient(baseUrl: URI, http: HttpTransport, bearer: BearerProvid
         return next(null, 0)
     }
 
-    fun create(type: String, name: String, config: JsonNode = Json.obj(), authRefUri: String? = null, cancellation: Cancellation? = null): CompletableFuture<Integration> {
+    fun create(type: String, name: String, config: JsonNode = Json.obj(), authRef: String? = null, cancellation: Cancellation? = null): CompletableFuture<Integration> {
         val body = Json.obj("type" to type, "name" to name, "config" to config)
-        if (authRefUri != null) body.put("authRefUri", authRefUri)
+        if (authRef != null) body.put("authRef", authRef)
         return json("POST", "/api/v1/integrations", body, cancellation = cancellation).thenApply(Integration::from)
     }
 

@@ -126,7 +126,7 @@ data class Integration(
     val type: String,
     val name: String,
     val config: JsonNode,
-    val authRefUri: String?,
+    val authRef: String?,
     val status: HealthStatus,
     val statusReason: String?,
     val lastCheckedAt: String?,
@@ -140,7 +140,7 @@ data class Integration(
 ) {
     fun toJson(): ObjectNode = Json.obj(
         "id" to id, "tenantId" to tenantId, "type" to type, "name" to name, "config" to config,
-        "authRefUri" to authRefUri, "status" to status.wire, "statusReason" to statusReason,
+        "authRef" to authRef, "status" to status.wire, "statusReason" to statusReason,
         "lastCheckedAt" to lastCheckedAt, "monitoringPaused" to monitoringPaused,
         "checkIntervalSeconds" to checkIntervalSeconds, "version" to version, "createdAt" to createdAt,
         "updatedAt" to updatedAt,
@@ -153,7 +153,7 @@ data class Integration(
             type = n.str("type") ?: "",
             name = n.str("name") ?: "",
             config = n.node("config") ?: Json.obj(),
-            authRefUri = n.str("authRefUri"),
+            authRef = n.str("authRef"),
             status = HealthStatus.of(n.str("status")),
             statusReason = n.str("statusReason"),
             lastCheckedAt = n.str("lastCheckedAt"),
