@@ -346,7 +346,7 @@ def main():
             request("POST", f"{api}/webhook-subscriptions", key_of(tenant(i)), {
                 "name": "outage-receiver",
                 "targetUrl": f"http://127.0.0.1:{receiver.port}/hook/{tenant(i)}",
-                "secretAuthRefUri": f"authref://file/tenants/{tenant(i)}/hook",
+                "secretAuthRef": f"authref://file/tenants/{tenant(i)}/hook",
                 "incidentMembers": args.members,
             })
         # The fleet's first unknown → healthy events go to the new subscriptions; let them

@@ -90,7 +90,7 @@ fn snapshot(m: &Model) -> Value {
         "type": m.provider_type,
         "name": m.name,
         "config": connectors::config::redact(&m.config_json),
-        "authRefUri": m.auth_ref_uri,
+        "authRef": m.auth_ref_uri,
         "monitoringPaused": m.monitoring_paused,
         "checkIntervalSeconds": m.check_interval_seconds,
         "version": m.version,

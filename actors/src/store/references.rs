@@ -11,9 +11,9 @@ use super::SystemStore;
 /// What holds a stored reference.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReferenceHolder {
-    /// An integration's `authRefUri`.
+    /// An integration's `authRef`.
     Integration,
-    /// A webhook subscription's signing `secretAuthRefUri`.
+    /// A webhook subscription's signing `secretAuthRef`.
     Subscription,
 }
 

@@ -49,7 +49,7 @@ async fn list(
         .map(|m| {
             json!({
                 "id": m.id, "tenantId": m.tenant_id, "type": m.provider_type, "name": m.name,
-                "config": m.config_json, "authRefUri": m.auth_ref_uri, "status": m.status,
+                "config": m.config_json, "authRef": m.auth_ref_uri, "status": m.status,
                 "statusReason": m.status_reason, "lastCheckedAt": m.last_checked_at,
                 "version": m.version, "createdAt": m.created_at, "updatedAt": m.updated_at,
             })

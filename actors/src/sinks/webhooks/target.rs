@@ -133,7 +133,7 @@ pub struct Reply {
 /// Why an attempt got no answer. Messages are safe to store and show: no secret, no body.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    #[error("the subscription's secretAuthRefUri is not a valid authref URI")]
+    #[error("the subscription's secretAuthRef is not a valid authref URI")]
     BadSecretRef,
     #[error("signing secret unavailable: {0}")]
     Secret(#[from] SecretError),

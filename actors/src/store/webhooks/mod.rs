@@ -170,7 +170,7 @@ fn details(m: &Subscription) -> Value {
         "targetUrl": m.target_url,
         "eventTypes": m.event_types,
         "integrationIds": m.integration_ids,
-        "secretAuthRefUri": m.secret_auth_ref_uri,
+        "secretAuthRef": m.secret_auth_ref_uri,
         "enabled": m.enabled,
         "incidentMembers": m.incident_members,
         "version": m.version,
