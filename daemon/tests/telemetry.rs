@@ -477,9 +477,11 @@ allow_private_networks = ["127.0.0.0/8"]
             .cloned()
             .collect();
         let has = |name: &str| in_trace.iter().any(|s| s.name == name);
+        // The list request's span too: the exporter may send it in a later batch.
         (has("POST /api/v1/integrations")
             && has("catalog")
-            && in_trace.iter().any(|s| s.span_id == outbound_parent))
+            && in_trace.iter().any(|s| s.span_id == outbound_parent)
+            && seen.iter().any(|s| s.name == "GET /api/v1/integrations"))
         .then_some((seen, in_trace))
     })
     .await;
