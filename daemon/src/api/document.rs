@@ -232,23 +232,15 @@ pub fn conventional_header_name(name: &str) -> String {
 
 /// Response headers named as [`conventional_header_name`] spells them.
 fn header_names(doc: &mut Value) {
-    for_each_operation(doc, |_, _, operation| {
-        let Some(responses) = operation
-            .get_mut("responses")
-            .and_then(Value::as_object_mut)
-        else {
+    for_each_response(doc, |response| {
+        let Some(headers) = response.get_mut("headers").and_then(Value::as_object_mut) else {
             return;
         };
-        for response in responses.values_mut() {
-            let Some(headers) = response.get_mut("headers").and_then(Value::as_object_mut) else {
-                continue;
-            };
-            let renamed: Map<String, Value> = std::mem::take(headers)
-                .into_iter()
-                .map(|(name, header)| (conventional_header_name(&name), header))
-                .collect();
-            *headers = renamed;
-        }
+        let renamed: Map<String, Value> = std::mem::take(headers)
+            .into_iter()
+            .map(|(name, header)| (conventional_header_name(&name), header))
+            .collect();
+        *headers = renamed;
     });
 }
 
@@ -259,38 +251,30 @@ fn response_descriptions(doc: &mut Value) {
         let name = reference.as_str()?.rsplit('/').next()?;
         schemas[name]["description"].as_str().map(str::to_owned)
     };
-    for_each_operation(doc, |_, _, operation| {
-        let Some(responses) = operation
-            .get_mut("responses")
-            .and_then(Value::as_object_mut)
+    for_each_response(doc, |response| {
+        if response["description"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty())
+        {
+            return;
+        }
+        let Some((media_type, content)) = response
+            .get("content")
+            .and_then(Value::as_object)
+            .and_then(|c| c.iter().next())
         else {
             return;
         };
-        for response in responses.values_mut() {
-            if response["description"]
-                .as_str()
-                .is_some_and(|d| !d.is_empty())
-            {
-                continue;
-            }
-            let Some((media_type, content)) = response
-                .get("content")
-                .and_then(Value::as_object)
-                .and_then(|c| c.iter().next())
-            else {
-                continue;
-            };
-            let schema = &content["schema"];
-            let description = if media_type == "text/event-stream" {
-                Some("A stream of server-sent events: one CloudEvent per message, comment lines while idle.".to_owned())
-            } else if let Some(d) = described(&schema["$ref"]) {
-                Some(d)
-            } else {
-                described(&schema["items"]["$ref"]).map(|d| format!("A list; each item: {d}"))
-            };
-            if let Some(description) = description {
-                response["description"] = Value::String(description);
-            }
+        let schema = &content["schema"];
+        let description = if media_type == "text/event-stream" {
+            Some("A stream of server-sent events: one CloudEvent per message, comment lines while idle.".to_owned())
+        } else if let Some(d) = described(&schema["$ref"]) {
+            Some(d)
+        } else {
+            described(&schema["items"]["$ref"]).map(|d| format!("A list; each item: {d}"))
+        };
+        if let Some(description) = description {
+            response["description"] = Value::String(description);
         }
     });
 }
@@ -298,39 +282,31 @@ fn response_descriptions(doc: &mut Value) {
 /// An event stream's schema describes one event, as SSE clients (and schemathesis) read it:
 /// poem-openapi describes the stream as an array of its items, which no event matches.
 fn event_streams(doc: &mut Value) {
-    for_each_operation(doc, |_, _, operation| {
-        let Some(responses) = operation
-            .get_mut("responses")
-            .and_then(Value::as_object_mut)
-        else {
+    for_each_response(doc, |response| {
+        let Some(stream) = response.pointer_mut("/content/text~1event-stream") else {
             return;
         };
-        for response in responses.values_mut() {
-            let Some(stream) = response.pointer_mut("/content/text~1event-stream") else {
-                continue;
-            };
-            let item = stream["schema"]["items"].clone();
-            stream["schema"] = json!({
-                "type": "object",
-                "description": "One server-sent event. The first carries only `retry` (the \
-                    reconnection delay in milliseconds); each later one is a health event.",
-                "properties": {
-                    "id": {
-                        "type": "string",
-                        "pattern": "^[0-9]+$",
-                        "description": "The event's position in the tenant's event log: send \
-                            it back as `Last-Event-ID` (or `after`) to resume.",
-                    },
-                    "event": { "type": "string", "enum": ["message"] },
-                    "data": {
-                        "type": "string",
-                        "description": "The CloudEvent, as JSON (`x-data-schema`).",
-                    },
-                    "retry": { "type": "integer", "minimum": 0 },
+        let item = stream["schema"]["items"].clone();
+        stream["schema"] = json!({
+            "type": "object",
+            "description": "One server-sent event. The first carries only `retry` (the \
+                reconnection delay in milliseconds); each later one is a health event.",
+            "properties": {
+                "id": {
+                    "type": "string",
+                    "pattern": "^[0-9]+$",
+                    "description": "The event's position in the tenant's event log: send \
+                        it back as `Last-Event-ID` (or `after`) to resume.",
                 },
-                "x-data-schema": item,
-            });
-        }
+                "event": { "type": "string", "enum": ["message"] },
+                "data": {
+                    "type": "string",
+                    "description": "The CloudEvent, as JSON (`x-data-schema`).",
+                },
+                "retry": { "type": "integer", "minimum": 0 },
+            },
+            "x-data-schema": item,
+        });
     });
 }
 
@@ -467,6 +443,18 @@ fn path_parameters(path: &str) -> Vec<String> {
         .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
         .map(str::to_owned)
         .collect()
+}
+
+/// Calls `f` with every response of every operation.
+fn for_each_response(doc: &mut Value, mut f: impl FnMut(&mut Value)) {
+    for_each_operation(doc, |_, _, operation| {
+        if let Some(responses) = operation
+            .get_mut("responses")
+            .and_then(Value::as_object_mut)
+        {
+            responses.values_mut().for_each(&mut f);
+        }
+    });
 }
 
 fn for_each_operation(doc: &mut Value, mut f: impl FnMut(&str, &str, &mut Value)) {
