@@ -289,8 +289,8 @@ fn event_streams(doc: &mut Value) {
         let item = stream["schema"]["items"].clone();
         stream["schema"] = json!({
             "type": "object",
-            "description": "One server-sent event. The first carries only `retry` (the \
-                reconnection delay in milliseconds); each later one is a health event.",
+            "description": "One server-sent event: one of the tenant's events, a CloudEvent. \
+                The hub sends no `retry` field, so a client keeps its own reconnection delay.",
             "properties": {
                 "id": {
                     "type": "string",
